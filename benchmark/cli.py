@@ -1,0 +1,171 @@
+"""The `qarm-bench` command line. `main(argv) -> int`; importing this module does nothing.
+
+Subcommands import their heavy dependencies (torch, torchrec, mlflow) only when they run, so
+`qarm-bench --help` is instant and a config error is reported before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from benchmark import __version__
+from benchmark.errors import QarmBenchError
+
+EXAMPLES = """\
+examples:
+  qarm-bench run                                   the default suite (MovieLens-100K, all variants, 3 seeds)
+  qarm-bench run --quick                           1 seed, fewer epochs: a first look in a few minutes
+  qarm-bench run benchmark/configs/movielens-100k-global-temporal.toml
+  qarm-bench run --set quantize.levels=4 --set quantize.codebook_size=128
+  qarm-bench run --force codes                     rerun the codes stage and everything after it
+  qarm-bench plan benchmark/configs/movielens-100k.toml
+  qarm-bench report movielens-100k --json
+  qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db
+  qarm-bench data describe movielens-100k --json
+  qarm-bench data export movielens-100k --out exported/ --format recbole
+  qarm-bench perf quantize --json
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage and exits 2 on a bad argument; keep that, but never a traceback."""
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None,
+                   help="suite TOML (default: the packaged movielens-100k suite)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field by its dotted path, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--quick", action="store_true", help="1 seed and fewer epochs, for a first look")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="qarm-bench",
+        description="QARM-Bench: quantitative alignment (QARM) for multi-modal recommendation, end to end.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"qarm-bench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a suite: data -> pairs -> alignment -> codes -> rankers -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    _add_run_args(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="rerun STAGE and every stage after it even if cached (repeatable)")
+
+    p = sub.add_parser("plan", help="show the stages and (variant, model, seed) cells, and which are cached")
+    _add_run_args(p)
+
+    p = sub.add_parser("report", help="print (and rewrite) the report of a suite")
+    p.add_argument("suite", nargs="?", default="movielens-100k", help="suite name (default: movielens-100k)")
+    p.add_argument("--runs-dir", default="runs", help="where suites live (default: runs)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON rows")
+
+    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the suite's store")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--runs-dir", default="runs", help="where runs/mlflow.db lives (default: runs)")
+    p.add_argument("--tracking-uri", default=None, help="store to serve (default: MLFLOW_TRACKING_URI or runs/mlflow.db)")
+
+    p = sub.add_parser("data", help="describe or export a dataset")
+    importlib.import_module("benchmark.data.cli").add_arguments(p)
+
+    p = sub.add_parser("perf", help="micro-benchmarks, each side by side with its alternative")
+    perf_sub = p.add_subparsers(dest="perf_name", metavar="NAME", required=True)
+    from benchmark.perf import BENCHMARKS
+
+    for name, help_text in BENCHMARKS.items():
+        bp = perf_sub.add_parser(name, help=help_text)
+        bp.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+        bp.set_defaults(perf_module=f"benchmark.perf.{name}")
+        bp.set_defaults(perf_parser=bp)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("run", "plan"):
+        from benchmark import suite
+
+        return suite.main_run(args) if args.command == "run" else suite.main_plan(args)
+    if args.command == "report":
+        from benchmark import report
+
+        return report.main_report(args)
+    if args.command == "ui":
+        from benchmark import tracking
+
+        return tracking.main_ui(args)
+    if args.command == "data":
+        return importlib.import_module("benchmark.data.cli").run(args)
+    if args.command == "perf":
+        return importlib.import_module(args.perf_module).run(args)
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    parser = build_parser()
+    # Perf benchmarks own their flags: add the named one's before parsing.
+    if len(argv) >= 2 and argv[0] == "perf":
+        from benchmark.perf import BENCHMARKS
+
+        if argv[1] in BENCHMARKS:
+            _perf_parser(parser, argv[1])
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help/--version exit 0, bad usage exits 2
+        return int(e.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _dispatch(args)
+    except QarmBenchError as e:
+        return _user_error(e, args.debug)
+    except KeyboardInterrupt:
+        print("qarm-bench: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
+        qarm_err = _qarm_error_types()
+        if isinstance(e, qarm_err):
+            return _user_error(e, args.debug)
+        raise
+
+
+def _perf_parser(parser: argparse.ArgumentParser, name: str) -> None:
+    perf_action = next(a for a in parser._subparsers._group_actions if a.dest == "command")  # type: ignore[union-attr]
+    perf = perf_action.choices["perf"]
+    sub_action = next(a for a in perf._subparsers._group_actions if a.dest == "perf_name")  # type: ignore[union-attr]
+    importlib.import_module(f"benchmark.perf.{name}").add_arguments(sub_action.choices[name])
+
+
+def _qarm_error_types() -> tuple[type[BaseException], ...]:
+    """Library errors of qarm and recsys_models are user errors too (bad shapes, missing model dirs)."""
+    types: list[type[BaseException]] = []
+    for mod, name in (("qarm.errors", "QarmError"), ("recsys_models.errors", "RecsysModelError")):
+        if mod in sys.modules:
+            types.append(getattr(sys.modules[mod], name))
+    return tuple(types)
+
+
+def _user_error(e: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"qarm-bench: error: {e}", file=sys.stderr)
+    if not debug:
+        print("(run with --debug for a traceback)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

