@@ -13,6 +13,7 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)${QARM_GPU:+
 fail() { echo "setup.sh: $*" >&2; exit 1; }
 
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  touch "$STAMP"
   echo "setup.sh: .venv is up to date (delete $STAMP to force a reinstall)"
   exit 0
 fi
@@ -21,18 +22,20 @@ fi
   || fail "Python 3.11 is required (torchrec 1.8.0 wheels are py311 only); found $("$PY" --version 2>&1). Set PYTHON=python3.11."
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || fail "could not create $VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# pip warns about every index location it cannot list on some machines; keep real errors visible.
+quiet() { "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2); }
 
 echo "setup.sh: installing the project and its pinned dependencies into $VENV (a few minutes the first time)"
-"${PIP[@]}" install -e '.[dev]' || fail "pip install -e .[dev] failed (see above)"
+quiet "${PIP[@]}" install -e '.[dev]' || fail "pip install -e .[dev] failed (see above)"
 # torchrec's metadata requires the CUDA package fbgemm-gpu, which would clobber fbgemm-gpu-cpu and
 # break `import fbgemm_gpu`; its real dependencies are listed in pyproject.toml, so install it alone.
-"${PIP[@]}" install --no-deps torchrec==1.8.0 || fail "pip install --no-deps torchrec==1.8.0 failed"
+quiet "${PIP[@]}" install --no-deps torchrec==1.8.0 || fail "pip install --no-deps torchrec==1.8.0 failed"
 # recbole ships MovieLens-100K as RecBole atomic files; only its data files are read, never imported.
-"${PIP[@]}" install --no-deps recbole==1.2.1 || fail "pip install --no-deps recbole==1.2.1 failed"
+quiet "${PIP[@]}" install --no-deps recbole==1.2.1 || fail "pip install --no-deps recbole==1.2.1 failed"
 if [ -n "${QARM_GPU:-}" ]; then
   # faiss-cpu and faiss-gpu install the same module `faiss`: never both.
   "${PIP[@]}" uninstall -y faiss-cpu || true
-  "${PIP[@]}" install faiss-gpu==1.15.1 || fail "faiss-gpu install failed"
+  quiet "${PIP[@]}" install faiss-gpu==1.15.1 || fail "faiss-gpu install failed"
 fi
 
 "$VENV/bin/python" - <<'PY' || fail "the installed stack does not import (see the line above)"

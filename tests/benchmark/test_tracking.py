@@ -1,0 +1,132 @@
+"""MLflow tracking against a real temporary sqlite store, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import TrackingError
+from benchmark.tracking import Tracker, resolve_tracking_uri, ui_command
+
+
+def test_uri_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri("", "runs") == "sqlite:///runs/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example.invalid:5000")
+    assert resolve_tracking_uri("", "runs") == "http://example.invalid:5000"
+    assert resolve_tracking_uri("sqlite:///x.db", "runs") == "sqlite:///x.db"
+
+
+def test_parent_and_two_children_read_back(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "suite-x", artifact_root=tmp_path / "mlartifacts")
+    tracker.check()
+    report = tmp_path / "report.md"
+    report.write_text("# report\n")
+    with tracker.parent_run("invocation", params={"suite.name": "suite-x", "rank.epochs": 2},
+                            tags={"config_hash": "abc123"}) as parent:
+        for seed in (0, 1):
+            with tracker.child_run(f"dlrm/id_only/seed{seed}", params={"seed": seed},
+                                   tags={"variant": "id_only", "model": "dlrm", "seed": seed}) as child:
+                for epoch in range(3):
+                    child.log_metrics({"val_auc": 0.6 + 0.01 * epoch, "recall@10": 0.5}, step=epoch)
+                child.log_metrics({"test_auc": 0.7 + seed, "nan_metric": float("nan")})
+        parent.log_artifact(report)
+        parent.log_dict({"a": 1}, "stats/data.json")
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("suite-x")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.run_id]
+    assert len(parents) == 1 and len(children) == 2
+    p = parents[0]
+    assert p.info.status == "FINISHED" and p.data.params["rank.epochs"] == "2"
+    assert p.data.tags["config_hash"] == "abc123" and "git_sha" in p.data.tags
+    assert "version.torch" in p.data.tags and "version.mlflow" in p.data.tags
+    names = {a.path for a in client.list_artifacts(p.info.run_id)}
+    assert names == {"report.md", "stats"}
+    c0 = next(r for r in children if r.data.tags["seed"] == "0")
+    history = client.get_metric_history(c0.info.run_id, "val_auc")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert [round(m.value, 6) for m in history] == [0.6, 0.61, 0.62]
+    assert c0.data.metrics["recall_at_10"] == 0.5  # '@' is not allowed in MLflow names
+    assert "nan_metric" not in c0.data.metrics
+    assert c0.data.tags["mlflow.runName"] == "dlrm/id_only/seed0"
+
+
+def test_failed_child_is_marked_failed(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "s", artifact_root=tmp_path / "a")
+    with pytest.raises(ValueError), tracker.parent_run("p"), tracker.child_run("c"):
+        raise ValueError("boom")
+    runs = MlflowClient(tracking_uri=uri).search_runs([tracker.experiment_id])
+    assert {r.info.status for r in runs} == {"FAILED"}
+
+
+def test_unreachable_server_is_reported_fast() -> None:
+    with socket.socket() as s:  # a closed port on loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tracker = Tracker(f"http://127.0.0.1:{port}", "s")
+    t0 = time.monotonic()
+    with pytest.raises(TrackingError, match=rf"tracking server http://127.0.0.1:{port} is unreachable"):
+        tracker.check()
+    assert time.monotonic() - t0 < 10
+
+
+def test_uncreatable_store_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TrackingError, match="cannot create the tracking store folder"):
+        Tracker(f"sqlite:///{blocker / 'sub' / 'mlflow.db'}", "s").check()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_qarm_bench_ui_answers_http_then_stops(tmp_path: Path) -> None:
+    """`qarm-bench ui` serves the store on 127.0.0.1; stopped by its PID."""
+    Tracker(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "s", tmp_path / "runs" / "mlartifacts").check()
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "ui", "--port", str(port), "--runs-dir", "runs"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_ui_command_binds_loopback() -> None:
+    cmd = ui_command("sqlite:///runs/mlflow.db", 5000, None)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "--workers" in cmd
