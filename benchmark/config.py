@@ -19,9 +19,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from benchmark.configlib import apply_overrides, from_mapping, read_toml, stable_hash
+from benchmark.configlib import apply_overrides, field_type, from_mapping, read_toml, stable_hash
 from benchmark.data.config import DataConfig
 from benchmark.errors import ConfigError
 from benchmark.train import TrainConfig
@@ -52,8 +52,14 @@ class SuiteSection:
     runs_dir: str = "runs"
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db
     description: str = ""
+    # An ablation sweep: the suite runs once per value with `--set <sweep_key>=<value>`; the runs share one
+    # stage cache (runs/<name>/artifacts), so only the stages the key changes are recomputed.
+    sweep_key: str = ""
+    sweep_values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if bool(self.sweep_key) != bool(self.sweep_values):
+            raise ValueError("suite.sweep_key and suite.sweep_values must be set together")
         if not self.seeds:
             raise ValueError("suite.seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -198,13 +204,53 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
                 quick: bool = False) -> SuiteConfig:
     """Read a suite TOML strictly, apply `--set` overrides typed by their field, then `--quick`."""
     cfg_path = resolve_config_path(None if path is None else str(path))
-    raw = read_toml(cfg_path)
+    raw = read_with_extends(cfg_path)
     raw = apply_overrides(SuiteConfig, raw, list(overrides))
     try:
         cfg = from_mapping(SuiteConfig, raw)
     except ConfigError as e:
         raise ConfigError(f"{cfg_path}: {e}") from None
+    if cfg.suite.sweep_key:
+        field_type(SuiteConfig, cfg.suite.sweep_key)  # a bad key fails now, not after the first value
     return quicken(cfg) if quick else cfg
+
+
+def read_with_extends(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A suite file may start with `extends = "movielens-100k"` (a packaged name, or a path relative to the
+    file): its tables are deep-merged over the base's, so an ablation states only what it changes."""
+    raw = read_toml(path)
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: extends: expected a string (a suite name or a path), got {base_name!r}")
+    base_path = resolve_config_path(base_name)
+    if not base_path.exists() and not base_path.is_absolute():
+        base_path = path.parent / base_name
+    if base_path.resolve() in _seen:
+        raise ConfigError(f"{path}: extends: cycle through {base_path}")
+    return _deep_merge(read_with_extends(base_path, (*_seen, path.resolve())), raw)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def sweep_configs(path: str | Path | None, overrides: tuple[str, ...] | list[str] = (),
+                  quick: bool = False) -> list[tuple[str, SuiteConfig]]:
+    """[(label, config)]: one per sweep value (label "key=value"), or [("", config)] without a sweep."""
+    base = load_config(path, overrides, quick)
+    key = base.suite.sweep_key
+    if not key:
+        return [("", base)]
+    out = []
+    for value in base.suite.sweep_values:
+        cfg = load_config(path, [*overrides, f"{key}={value}"], quick)
+        out.append((f"{key}={value}", cfg))
+    return out
 
 
 def quicken(cfg: SuiteConfig) -> SuiteConfig:

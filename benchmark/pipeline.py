@@ -1,0 +1,210 @@
+"""The suite's stages as cached functions: data -> pairs -> frozen -> align -> codes -> rank cells.
+
+Each stage computes its key from its config slice, its upstream keys and the package version
+(`benchmark.config.slice_hash`), returns the finished entry from the StageCache when there is one,
+and otherwise computes it inside `cache.writing(...)` so an interrupted run leaves nothing partial.
+Library code (qarm, recsys_models) never logs; this module returns values and the suite logs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from benchmark import __version__
+from benchmark.config import SuiteConfig, slice_hash
+from benchmark.stages import StageCache, read_json
+
+CODE_SOURCES = ("frozen", "aligned")
+QUANTIZERS = ("rq_kmeans", "rq_vae", "vq")
+
+
+@dataclass
+class Stage:
+    """A finished stage: its key, its directory, and what it produced (loaded lazily by the caller)."""
+
+    name: str
+    key: str
+    path: Path
+    cached: bool
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+def run_data(cfg: SuiteConfig, cache: StageCache) -> tuple[Any, Stage]:
+    """Load, label, split and build histories (benchmark.data.prepare caches by raw-file fingerprint)."""
+    from benchmark.data import prepare
+
+    data_dir = cache.root / "data"
+    force = "data" in cache.forced
+    prepared = prepare(cfg.data, cache_dir=data_dir, force=force)
+    return prepared, Stage("data", prepared.fingerprint, data_dir, cached=not force)
+
+
+# ---- pairs -------------------------------------------------------------------------------------
+
+
+def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, data_key: str) -> tuple[pl.DataFrame, dict, Stage]:
+    from qarm.pairs import SwingConfig, U2IConfig, mine_pairs
+
+    p = cfg.pairs
+    key = slice_hash(p, data_key, version=__version__)
+    if not cache.done("pairs", key):
+        u2i = U2IConfig(dim=p.u2i_dim, epochs=p.u2i_epochs, batch_size=p.u2i_batch_size, lr=p.u2i_lr,
+                        temperature=p.u2i_temperature, window=p.window)
+        swing = SwingConfig(alpha=p.swing_alpha, top_k=p.swing_top_k, min_support=p.swing_min_support)
+        pairs, stats = mine_pairs(prepared.train_positives(), prepared.n_items, sources=p.sources, u2i=u2i,
+                                  swing=swing, seed=cfg.data.split.seed)
+        with cache.writing("pairs", key) as d:
+            pairs.write_parquet(d / "pairs.parquet")
+            (d / "stats.json").write_text(json.dumps(stats, default=float))
+    d = cache.path("pairs", key)
+    return pl.read_parquet(d / "pairs.parquet"), read_json(d / "stats.json"), Stage("pairs", key, d, True)
+
+
+# ---- frozen embeddings -------------------------------------------------------------------------
+
+
+def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, data_key: str) -> tuple[np.ndarray, Stage]:
+    from qarm.encoders import TextEncoder
+
+    e = cfg.encoder
+    key = slice_hash(e, data_key, version=__version__)
+    if not cache.done("frozen", key):
+        texts = prepared.items["text"].to_list()
+        enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+        emb = enc.encode(texts, progress=True)
+        if "image" in e.modalities:
+            emb = _with_images(cfg, prepared, emb)
+        with cache.writing("frozen", key, {"model": e.text_model or "all-MiniLM-L6-v2"}) as d:
+            np.save(d / "embeddings.npy", emb.astype(np.float32))
+    d = cache.path("frozen", key)
+    return np.load(d / "embeddings.npy"), Stage("frozen", key, d, True)
+
+
+def _with_images(cfg: SuiteConfig, prepared: Any, text_emb: np.ndarray) -> np.ndarray:
+    """Concatenate L2-normalised image features; items without an image get zeros (the aligned
+    stage's fusion learns a missing-modality vector for them)."""
+    from qarm.encoders import ImageEncoder
+
+    paths = prepared.items["image_path"].to_list() if "image_path" in prepared.items.columns else []
+    if not any(paths):
+        return text_emb
+    img = ImageEncoder(cfg.encoder.image_model or None).encode(paths, progress=True)
+    return np.concatenate([text_emb, img.astype(np.float32)], axis=1)
+
+
+# ---- alignment ---------------------------------------------------------------------------------
+
+
+def run_align(cfg: SuiteConfig, cache: StageCache, prepared: Any, pairs: pl.DataFrame, frozen: np.ndarray,
+              upstream: list[str]) -> tuple[np.ndarray, dict, Stage]:
+    from qarm.alignment import AlignConfig as QAlignConfig
+    from qarm.alignment import align_features
+
+    a = cfg.align
+    key = slice_hash(a, *upstream, version=__version__)
+    if not cache.done("align", key):
+        qcfg = QAlignConfig(dim=a.dim, temperature=a.temperature, batch_size=a.batch_size, epochs=a.epochs,
+                            lr=a.lr, warmup_frac=a.warmup_frac, weight_decay=a.weight_decay, patience=a.patience,
+                            recall_k=a.recall_k, val_frac=a.val_frac)
+        result = align_features(frozen, pairs, qcfg, seed=cfg.data.split.seed)
+        with cache.writing("align", key) as d:
+            np.save(d / "embeddings.npy", result.embeddings.astype(np.float32))
+            result.save(d / "model")
+            (d / "summary.json").write_text(json.dumps(result.summary(), default=float))
+    d = cache.path("align", key)
+    return np.load(d / "embeddings.npy"), read_json(d / "summary.json"), Stage("align", key, d, True)
+
+
+# ---- codes -------------------------------------------------------------------------------------
+
+
+def _fit_codes(cfg: SuiteConfig, x: np.ndarray, quantizer: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(codes, codebooks or None) of one quantizer on embeddings x: (N, d)."""
+    from qarm.quantize import RQKmeans, fit_rq_vae, vq_codes
+    from qarm.quantize import RQVAEConfig as QRQVAEConfig
+
+    q = cfg.quantize
+    n = x.shape[0]
+    k = min(q.codebook_size, n)
+    if quantizer == "rq_kmeans":
+        model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=seed).fit(x)
+        return model.encode(x), model.codebooks
+    if quantizer == "rq_vae":
+        v = q.rq_vae
+        model = fit_rq_vae(x, QRQVAEConfig(levels=q.levels, codebook_size=k, hidden=v.hidden, epochs=v.epochs,
+                                           batch_size=v.batch_size, lr=v.lr, beta=v.beta), seed=seed)
+        return model.encode(x), None
+    return vq_codes(x, k=min(q.vq_k, n - 1)), None
+
+
+def run_codes(cfg: SuiteConfig, cache: StageCache, embeddings: dict[str, np.ndarray],
+              upstream: list[str]) -> tuple[dict[str, np.ndarray], dict[str, dict], Stage]:
+    """Codes of every (source, quantizer) pair plus their diagnostics: frozen_rq_kmeans, aligned_vq, ..."""
+    from qarm.diagnostics import code_diagnostics
+    from qarm.quantize import add_dedup_level
+
+    q = cfg.quantize
+    key = slice_hash(q, *upstream, version=__version__)
+    if not cache.done("codes", key):
+        codes: dict[str, np.ndarray] = {}
+        diags: dict[str, dict] = {}
+        for source in CODE_SOURCES:
+            x = embeddings[source]
+            for quantizer in QUANTIZERS:
+                c, books = _fit_codes(cfg, x, quantizer, seed=cfg.data.split.seed)
+                if q.dedup and quantizer != "vq":
+                    c = add_dedup_level(c)
+                    books = None
+                name = f"{source}_{quantizer}"
+                codes[name] = c.astype(np.int64)
+                if quantizer == "vq":
+                    diags[name] = {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size)}
+                else:
+                    diags[name] = code_diagnostics(x, c, codebook_size=int(c.max()) + 1 if q.dedup else
+                                                   min(q.codebook_size, x.shape[0]), codebooks=books)
+        with cache.writing("codes", key) as d:
+            for name, c in codes.items():
+                np.save(d / f"{name}.npy", c)
+            (d / "diagnostics.json").write_text(json.dumps(diags, default=float))
+    d = cache.path("codes", key)
+    codes = {p.stem: np.load(p) for p in sorted(d.glob("*.npy"))}
+    return codes, read_json(d / "diagnostics.json"), Stage("codes", key, d, True)
+
+
+def variant_arrays(cfg: SuiteConfig, variant: str, codes: dict[str, np.ndarray],
+                   embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+    """The item-side arrays a variant reads: RQ codes of the configured quantizer, VQ codes, dense vectors."""
+    from benchmark.variants import get_variant
+
+    v = get_variant(variant)
+    src = v.content_source or "aligned"
+    return {
+        "codes": codes[f"{src}_{cfg.quantize.quantizer}"] if v.codes else None,
+        "vq_codes": codes[f"{src}_vq"] if v.vq else None,
+        "dense": embeddings[src] if v.dense else None,
+    }
+
+
+def cell_key(cfg: SuiteConfig, variant: str, model: str, seed: int, upstream: list[str]) -> str:
+    return slice_hash({"rank": cfg.rank, "variant": variant, "model": model, "seed": seed,
+                       "quantizer": cfg.quantize.quantizer}, *upstream, version=__version__)
+
+
+def cell_params(cfg: SuiteConfig, variant: str, model: str, seed: int) -> dict[str, Any]:
+    from benchmark.configlib import flatten
+
+    return {"variant": variant, "model": model, "seed": seed, "quantizer": cfg.quantize.quantizer,
+            **flatten(cfg.rank, "rank")}
+
+
+def replace_seed(cfg: SuiteConfig, seed: int) -> SuiteConfig:
+    return dataclasses.replace(cfg)

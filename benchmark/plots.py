@@ -1,0 +1,135 @@
+"""Report plots (matplotlib, Agg backend, PNG). Each function takes plain report data and a path.
+
+- metric per variant with CI bars, one panel per model, bars grouped by slice
+- per-level codebook utilisation per code set
+- collision rate per code set (quantizer)
+- alignment loss and held-out pair-recall curves
+- AUC by item-popularity bucket (the analogue of QARM Table 6)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmark.report import aggregate  # noqa: E402
+
+SLICES = ("all", "cold", "warm")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def metric_with_ci(rows: list[dict[str, Any]], metric: str, variants: Sequence[str], path: Path) -> Path:
+    models = [m for m in ("dlrm", "din", "sim") if any(r["model"] == m for r in rows)]
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5.2 * max(len(models), 1), 4.2), squeeze=False)
+    width = 0.8 / len(SLICES)
+    for ax, model in zip(axes[0], models):
+        x = np.arange(len(variants))
+        for j, s in enumerate(SLICES):
+            means, lo, hi = [], [], []
+            for v in variants:
+                r = next((r for r in rows if (r["model"], r["variant"], r["slice"], r["metric"]) ==
+                          (model, v, s, metric)), None)
+                m = r["mean"] if r and r["mean"] is not None else math.nan
+                means.append(m)
+                lo.append(m - r["ci_low"] if r and r["ci_low"] is not None else 0.0)
+                hi.append(r["ci_high"] - m if r and r["ci_high"] is not None else 0.0)
+            ax.bar(x + (j - 1) * width, means, width, yerr=[lo, hi], capsize=2, label=s)
+        ax.set_xticks(x, variants, rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"{model}: test {metric}")
+        finite = [r["mean"] for r in rows if r["metric"] == metric and r["mean"] is not None]
+        if finite:
+            pad = 0.05 * (max(finite) - min(finite) + 1e-3)
+            ax.set_ylim(min(finite) - 5 * pad, max(finite) + 5 * pad)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def codebook_utilisation(code_quality: dict[str, dict[str, Any]], path: Path) -> Path:
+    names = [n for n, d in sorted(code_quality.items()) if d.get("utilisation")]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        util = code_quality[name]["utilisation"]
+        ax.bar(np.arange(len(util)) + i * width, util, width, label=name)
+    ax.set_xlabel("level")
+    ax.set_ylabel("share of codebook used")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("per-level codebook utilisation")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def collision_rates(code_quality: dict[str, dict[str, Any]], path: Path) -> Path:
+    names = sorted(code_quality)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.bar(names, [code_quality[n].get("collision_rate", math.nan) for n in names])
+    ax.set_ylabel("share of items whose full code is shared")
+    ax.set_title("collision rate per code set")
+    ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def alignment_curves(history: list[dict[str, Any]], path: Path, k: int = 10) -> Path:
+    fig, ax1 = plt.subplots(figsize=(6.5, 4))
+    epochs = [h.get("epoch", i) for i, h in enumerate(history)]
+    ax1.plot(epochs, [h.get("loss", math.nan) for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("contrastive loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [h.get("val_recall", math.nan) for h in history], "s-", color="tab:red",
+             label=f"held-out pair recall@{k}")
+    ax2.set_ylabel(f"pair recall@{k}", color="tab:red")
+    ax1.set_title("alignment")
+    return _save(fig, path)
+
+
+def auc_by_popularity(cells: list[dict[str, Any]], variants: Sequence[str], path: Path) -> Path:
+    buckets = sorted({s for c in cells for s in c["test"] if s.startswith("pop_bucket_")},
+                     key=lambda s: int(s.rsplit("_", 1)[1]))
+    models = [m for m in ("dlrm", "din", "sim") if any(c["model"] == m for c in cells)]
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5.2 * max(len(models), 1), 4), squeeze=False)
+    rows = aggregate(cells)
+    for ax, model in zip(axes[0], models):
+        for v in variants:
+            ys = [next((r["mean"] for r in rows if (r["model"], r["variant"], r["slice"], r["metric"]) ==
+                        (model, v, b, "auc")), None) for b in buckets]
+            ax.plot(range(len(buckets)), [math.nan if y is None else y for y in ys], "o-", label=v)
+        ax.set_xticks(range(len(buckets)), [b.rsplit("_", 1)[1] for b in buckets])
+        ax.set_xlabel("popularity bucket (0 = long tail)")
+        ax.set_ylabel("test AUC")
+        ax.set_title(f"{model}: AUC by item popularity")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def make_all(manifest: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Every plot the manifest has data for; returns the written paths."""
+    cells = manifest["cells"]
+    variants = manifest.get("variants") or sorted({c["variant"] for c in cells})
+    rows = aggregate(cells, manifest.get("confidence", 0.95))
+    paths = [metric_with_ci(rows, m, variants, out_dir / f"{m}_by_variant.png") for m in ("auc", "gauc", "logloss")]
+    cq = manifest.get("code_quality") or {}
+    if cq:
+        paths.append(codebook_utilisation(cq, out_dir / "codebook_utilisation.png"))
+        paths.append(collision_rates(cq, out_dir / "collision_rate.png"))
+    hist = (manifest.get("alignment") or {}).get("history")
+    if hist:
+        paths.append(alignment_curves(hist, out_dir / "alignment.png", manifest["alignment"].get("k", 10)))
+    if any(s.startswith("pop_bucket_") for c in cells for s in c["test"]):
+        paths.append(auc_by_popularity(cells, variants, out_dir / "auc_by_popularity.png"))
+    return paths
