@@ -1,0 +1,26 @@
+"""TorchRec rankers for QARM-Bench: feature specs, KeyedJaggedTensor builders, DLRM, DIN, SIM.
+
+Uses torch and torchrec only; never imports `qarm`, `benchmark` or mlflow. Importing this package
+loads nothing; import the modules you need:
+
+- `features`     FeatureSpec -> EmbeddingBagConfig / EmbeddingConfig; FeatureSet (spec + lookup
+                 arrays); build_kjt (vectorised) and build_kjt_reference (per row); RankBatch.
+- `dlrm`         build_dlrm: torchrec DLRM / DLRM_DCN over an EmbeddingBagCollection.
+- `din`          build_din: DIN target attention over the latest T history items.
+- `sim`          build_sim: SIM with a code-prefix hard-search or inner-product soft-search GSU
+                 and a multi-head target-attention ESU; hard_search, soft_search.
+- `attention`    DinAttention, MultiHeadTargetAttention, masked_softmax.
+- `item_encoder` SequenceItemEncoder (EmbeddingCollection, target + history), ContextEncoder.
+- `sharding`     shard_dlrm: single-process DistributedModelParallel with fused TBE tables.
+
+Glossary:
+    B   batch size (impressions)
+    T   history length (positives before the impression, OLDEST FIRST, most recent last)
+    N   items (item_idx in 0..N-1; item_id is the raw source id, never used here)
+    L   RQ levels; K codebook size; codes (N, L) int64 in [0, K)
+    k   VQ codes per item; vq_codes (N, k) int64 item indices
+    d   content-vector width; content (N, d) float32 (frozen or aligned encoder output)
+    D   embedding dim of every table; D_i = item representation width in DIN/SIM
+    p   SIM hard-search prefix depth (levels compared); K_sel SIM top-K selected (`top_k`)
+    GSU / ESU   SIM's General / Exact Search Unit
+"""

@@ -40,6 +40,23 @@ def _check(cfg: DataConfig) -> None:
         raise ConfigError(f"data.kcore: expected >= 0, got {cfg.kcore}")
 
 
+def _locate(cfg: DataConfig) -> tuple[registry.Dataset, Path | None, str]:
+    """(dataset entry, raw root or None for synthetic, fingerprint); validates settings and raw files."""
+    _check(cfg)
+    ds = registry.get(cfg.dataset)
+    if ds.name == "synthetic":
+        synthetic.sizes(cfg.synthetic)  # validate before hashing
+        return ds, None, fingerprint(cfg, [])
+    root = registry.resolve_root(cfg)
+    files = registry.hash_and_verify(ds, ds.files(cfg, root), cfg.verify_sha256)
+    return ds, root, fingerprint(cfg, files)
+
+
+def data_fingerprint(cfg: DataConfig) -> str:
+    """The fingerprint `prepare` caches under, without preparing (hashes the raw files only)."""
+    return _locate(cfg)[2]
+
+
 def prepare(cfg: DataConfig, *, cache_dir: Path | None = None, force: bool = False) -> PreparedData:
     """The prepared dataset of `cfg`, read from the cache when its fingerprint is there.
 
@@ -47,16 +64,7 @@ def prepare(cfg: DataConfig, *, cache_dir: Path | None = None, force: bool = Fal
     force: rebuild and replace the cache entry even when it exists.
     Raises DataError (bad or missing files) or ConfigError (bad settings); nothing partial is cached.
     """
-    _check(cfg)
-    ds = registry.get(cfg.dataset)
-    if ds.name == "synthetic":
-        synthetic.sizes(cfg.synthetic)  # validate before hashing
-        files: list[dict] = []
-        root = None
-    else:
-        root = registry.resolve_root(cfg)
-        files = registry.hash_and_verify(ds, ds.files(cfg, root), cfg.verify_sha256)
-    fp = fingerprint(cfg, files)
+    ds, root, fp = _locate(cfg)
     where = entry_dir(Path(cache_dir or cfg.cache_dir or DEFAULT_CACHE), cfg.dataset, fp)
     cached = None if force else read_entry(where)
     if cached is not None:
