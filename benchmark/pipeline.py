@@ -8,7 +8,6 @@ Library code (qarm, recsys_models) never logs; this module returns values and th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,20 @@ class Stage:
     cached: bool
 
 
+# ---- keys --------------------------------------------------------------------------------------
+
+
+def stage_keys(cfg: SuiteConfig, data_key: str) -> dict[str, str]:
+    """Every item-side stage's key, from the config slices and the data fingerprint alone (no work done):
+    `run` uses them to find finished stages, `plan` to report which are cached."""
+    keys = {"data": data_key}
+    keys["pairs"] = slice_hash(cfg.pairs, data_key, version=__version__)
+    keys["frozen"] = slice_hash(cfg.encoder, data_key, version=__version__)
+    keys["align"] = slice_hash(cfg.align, data_key, keys["pairs"], keys["frozen"], version=__version__)
+    keys["codes"] = slice_hash(cfg.quantize, keys["frozen"], keys["align"], version=__version__)
+    return keys
+
+
 # ---- data --------------------------------------------------------------------------------------
 
 
@@ -51,11 +64,10 @@ def run_data(cfg: SuiteConfig, cache: StageCache) -> tuple[Any, Stage]:
 # ---- pairs -------------------------------------------------------------------------------------
 
 
-def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, data_key: str) -> tuple[pl.DataFrame, dict, Stage]:
+def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> tuple[pl.DataFrame, dict, Stage]:
     from qarm.pairs import SwingConfig, U2IConfig, mine_pairs
 
     p = cfg.pairs
-    key = slice_hash(p, data_key, version=__version__)
     if not cache.done("pairs", key):
         u2i = U2IConfig(dim=p.u2i_dim, epochs=p.u2i_epochs, batch_size=p.u2i_batch_size, lr=p.u2i_lr,
                         temperature=p.u2i_temperature, window=p.window)
@@ -72,11 +84,10 @@ def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, data_key: str)
 # ---- frozen embeddings -------------------------------------------------------------------------
 
 
-def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, data_key: str) -> tuple[np.ndarray, Stage]:
+def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> tuple[np.ndarray, Stage]:
     from qarm.encoders import TextEncoder
 
     e = cfg.encoder
-    key = slice_hash(e, data_key, version=__version__)
     if not cache.done("frozen", key):
         texts = prepared.items["text"].to_list()
         enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
@@ -105,12 +116,11 @@ def _with_images(cfg: SuiteConfig, prepared: Any, text_emb: np.ndarray) -> np.nd
 
 
 def run_align(cfg: SuiteConfig, cache: StageCache, prepared: Any, pairs: pl.DataFrame, frozen: np.ndarray,
-              upstream: list[str]) -> tuple[np.ndarray, dict, Stage]:
+              key: str) -> tuple[np.ndarray, dict, Stage]:
     from qarm.alignment import AlignConfig as QAlignConfig
     from qarm.alignment import align_features
 
     a = cfg.align
-    key = slice_hash(a, *upstream, version=__version__)
     if not cache.done("align", key):
         qcfg = QAlignConfig(dim=a.dim, temperature=a.temperature, batch_size=a.batch_size, epochs=a.epochs,
                             lr=a.lr, warmup_frac=a.warmup_frac, weight_decay=a.weight_decay, patience=a.patience,
@@ -147,13 +157,12 @@ def _fit_codes(cfg: SuiteConfig, x: np.ndarray, quantizer: str, seed: int) -> tu
 
 
 def run_codes(cfg: SuiteConfig, cache: StageCache, embeddings: dict[str, np.ndarray],
-              upstream: list[str]) -> tuple[dict[str, np.ndarray], dict[str, dict], Stage]:
+              key: str) -> tuple[dict[str, np.ndarray], dict[str, dict], Stage]:
     """Codes of every (source, quantizer) pair plus their diagnostics: frozen_rq_kmeans, aligned_vq, ..."""
     from qarm.diagnostics import code_diagnostics
     from qarm.quantize import add_dedup_level
 
     q = cfg.quantize
-    key = slice_hash(q, *upstream, version=__version__)
     if not cache.done("codes", key):
         codes: dict[str, np.ndarray] = {}
         diags: dict[str, dict] = {}
@@ -194,9 +203,21 @@ def variant_arrays(cfg: SuiteConfig, variant: str, codes: dict[str, np.ndarray],
     }
 
 
-def cell_key(cfg: SuiteConfig, variant: str, model: str, seed: int, upstream: list[str]) -> str:
-    return slice_hash({"rank": cfg.rank, "variant": variant, "model": model, "seed": seed,
-                       "quantizer": cfg.quantize.quantizer}, *upstream, version=__version__)
+def cell_key(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: dict[str, str]) -> str:
+    """A cell's key covers only what its variant reads, so an ablation of the quantizer or the alignment
+    reuses the id_only cells (and a codes ablation reuses the dense ones)."""
+    from benchmark.variants import get_variant
+
+    v = get_variant(variant)
+    upstream = [keys["data"]]
+    if v.content_source is not None:
+        upstream.append(keys[v.content_source if v.content_source == "frozen" else "align"])
+    uses_codes = v.codes or v.vq
+    if uses_codes:
+        upstream.append(keys["codes"])
+    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed,
+              "quantizer": cfg.quantize.quantizer if uses_codes else None}
+    return slice_hash(slice_, *upstream, version=__version__)
 
 
 def cell_params(cfg: SuiteConfig, variant: str, model: str, seed: int) -> dict[str, Any]:
@@ -205,6 +226,3 @@ def cell_params(cfg: SuiteConfig, variant: str, model: str, seed: int) -> dict[s
     return {"variant": variant, "model": model, "seed": seed, "quantizer": cfg.quantize.quantizer,
             **flatten(cfg.rank, "rank")}
 
-
-def replace_seed(cfg: SuiteConfig, seed: int) -> SuiteConfig:
-    return dataclasses.replace(cfg)

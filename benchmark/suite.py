@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from benchmark import __version__
-from benchmark.config import SuiteConfig, load_config, slice_hash, sweep_configs
+from benchmark.config import SuiteConfig, sweep_configs
 from benchmark.configlib import canonical_json, flatten, stable_hash, to_plain
 from benchmark.errors import ConfigError
 from benchmark.stages import STAGES, StageCache, read_json, write_json
@@ -61,43 +61,35 @@ class SuiteRun:
 
         t0 = time.monotonic()
         prepared, st = P.run_data(self.cfg, self.cache)
-        self.keys["data"] = st.key
+        self.keys = P.stage_keys(self.cfg, st.key)
         _say(f"[data]   {self.cfg.data.dataset}: {prepared.stats.get('users')} users, "
              f"{prepared.stats.get('items')} items, train/val/test {prepared.stats.get('train')}/"
              f"{prepared.stats.get('val')}/{prepared.stats.get('test')}  ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
-        pairs, pair_stats, st = P.run_pairs(self.cfg, self.cache, prepared, self.keys["data"])
-        self.keys["pairs"] = st.key
+        pairs, pair_stats, _ = P.run_pairs(self.cfg, self.cache, prepared, self.keys["pairs"])
         _say(f"[pairs]  {len(pairs)} pairs {pair_stats.get('pairs_per_source')}  ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
-        frozen, st = P.run_frozen(self.cfg, self.cache, prepared, self.keys["data"])
-        self.keys["frozen"] = st.key
+        frozen, _ = P.run_frozen(self.cfg, self.cache, prepared, self.keys["frozen"])
         _say(f"[frozen] embeddings {frozen.shape}  ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
-        aligned, align_summary, st = P.run_align(self.cfg, self.cache, prepared, pairs, frozen,
-                                                 [self.keys["data"], self.keys["pairs"], self.keys["frozen"]])
-        self.keys["align"] = st.key
+        aligned, align_summary, _ = P.run_align(self.cfg, self.cache, prepared, pairs, frozen, self.keys["align"])
         _say(f"[align]  embeddings {aligned.shape}; held-out pair recall@{self.cfg.align.recall_k}: frozen "
              f"{align_summary.get('frozen_recall', float('nan')):.3f} -> aligned "
              f"{align_summary.get('aligned_recall', float('nan')):.3f}  ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
         embeddings = {"frozen": frozen, "aligned": aligned}
-        codes, diags, st = P.run_codes(self.cfg, self.cache, embeddings, [self.keys["frozen"], self.keys["align"]])
-        self.keys["codes"] = st.key
+        codes, diags, _ = P.run_codes(self.cfg, self.cache, embeddings, self.keys["codes"])
         _say(f"[codes]  {', '.join(f'{k}{tuple(v.shape)}' for k, v in codes.items())}  "
              f"({time.monotonic() - t0:.1f}s)")
         return {"prepared": prepared, "pairs": pairs, "pair_stats": pair_stats, "embeddings": embeddings,
                 "align": align_summary, "codes": codes, "diagnostics": diags}
-
-    def cell_upstream(self) -> list[str]:
-        return [self.keys[s] for s in ("data", "frozen", "align", "codes")]
 
     def train_or_load(self, variant: str, model: str, seed: int, side: dict[str, Any],
                       on_epoch: Any = None) -> tuple[dict[str, Any], bool]:
         """A cell's result (history, best epoch, test metrics per slice); trains it unless cached."""
         from benchmark import pipeline as P
 
-        key = P.cell_key(self.cfg, variant, model, seed, self.cell_upstream())
+        key = P.cell_key(self.cfg, variant, model, seed, self.keys)
         if self.cache.done("rank", key):
             return read_json(self.cache.path("rank", key) / "result.json"), True
         from benchmark.train import CellData, train_cell
@@ -180,7 +172,7 @@ class SuiteRun:
         bar = tqdm(todo, desc="cells", unit="cell", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         for variant, model, seed in bar:
             bar.set_postfix_str(f"{model}/{variant}/seed{seed}")
-            key = P.cell_key(self.cfg, variant, model, seed, self.cell_upstream())
+            key = P.cell_key(self.cfg, variant, model, seed, self.keys)
             tags = {"variant": variant, "model": model, "seed": seed, "cell_key": key,
                     **{f"stage.{k}": v for k, v in self.keys.items()}}
             with tracker.child_run(f"{model}/{variant}/seed{seed}", params=P.cell_params(self.cfg, variant, model,
@@ -248,47 +240,34 @@ def main_run(args: Any) -> int:
 
 
 def main_plan(args: Any) -> int:
-    """List stages and cells with their cache state. Keys downstream of an uncomputed stage are unknown."""
-    cfg = load_config(args.config, args.overrides, args.quick)
-    cache = StageCache(cfg.suite_dir / "artifacts")
-    print(f"suite {cfg.suite.name}  config {stable_hash(cfg)}  dataset {cfg.data.dataset} "
-          f"({cfg.data.split.kind})  runs in {cfg.suite_dir}")
-    print("stages: " + " -> ".join(STAGES))
-    done = {s: sorted(p.name for p in (cache.root / s).iterdir() if (p / "_SUCCESS").exists())
-            if (cache.root / s).exists() else [] for s in STAGES}
-    for s in STAGES[:-1]:
-        print(f"  {s:<7} {len(done[s])} finished entr{'y' if len(done[s]) == 1 else 'ies'} in cache")
-    manifest_path = cfg.suite_dir / "results.json"
-    known = {}
-    if manifest_path.exists():
-        with_keys = read_json(manifest_path)
-        known = {(c["variant"], c["model"], c["seed"]): c.get("key") for c in with_keys.get("cells", [])}
-        stage_keys = with_keys.get("provenance", {}).get("stage_keys", {})
-    else:
-        stage_keys = {}
-    cells = cells_of(cfg)
-    print(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x "
-          f"{len(cfg.suite.seeds)} seeds = {len(cells)}")
-    n_cached = 0
-    for v, m, s in cells:
-        key = _planned_cell_key(cfg, v, m, s, stage_keys)
-        state = "cached" if key and cache.is_cached("rank", key) else ("todo" if key else "todo (upstream not run)")
-        n_cached += state == "cached"
-        print(f"  {m:<5} {v:<17} seed {s}  {state}")
-    print(f"{n_cached}/{len(cells)} cells cached" + ("" if known or not cells else ""))
+    """List the stages and cells with their keys and cache state; computes nothing but the data fingerprint."""
+    from benchmark import pipeline as P
+    from benchmark.data.prepare import data_fingerprint
+
+    for label, cfg in sweep_configs(args.config, args.overrides, args.quick):
+        cache = StageCache(cfg.suite_dir / "artifacts")
+        keys = P.stage_keys(cfg, data_fingerprint(cfg.data))
+        print(f"suite {cfg.suite.name}{f' [{label}]' if label else ''}  config {stable_hash(cfg)}  dataset "
+              f"{cfg.data.dataset} ({cfg.data.split.kind})  artifacts in {cache.root}")
+        print("stages: " + " -> ".join(STAGES))
+        data_cached = _data_cached(cache, cfg, keys["data"])
+        for s in ("data", "pairs", "frozen", "align", "codes"):
+            cached = data_cached if s == "data" else cache.is_cached(s, keys[s])
+            print(f"  {s:<7} {keys[s][:16]}  {'cached' if cached else 'to run'}")
+        cells = cells_of(cfg)
+        n_cached = 0
+        print(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x "
+              f"{len(cfg.suite.seeds)} seeds = {len(cells)}")
+        for v, m, seed in cells:
+            key = P.cell_key(cfg, v, m, seed, keys)
+            cached = cache.is_cached("rank", key)
+            n_cached += cached
+            print(f"  {m:<5} {v:<17} seed {seed:<3} {key}  {'cached' if cached else 'to run'}")
+        print(f"{n_cached}/{len(cells)} cells cached")
     return 0
 
 
-def _planned_cell_key(cfg: SuiteConfig, v: str, m: str, s: int, stage_keys: dict[str, str]) -> str | None:
-    """The cell's key when the upstream stage keys of the last run still match this config's slices."""
-    from benchmark import pipeline as P
+def _data_cached(cache: StageCache, cfg: SuiteConfig, fp: str) -> bool:
+    from benchmark.data.prepared import entry_dir
 
-    needed = ("data", "frozen", "align", "codes")
-    if not all(k in stage_keys for k in needed):
-        return None
-    # the stored keys are valid for this config only if the slices that made them are unchanged
-    if stage_keys.get("codes") != slice_hash(cfg.quantize, stage_keys["frozen"], stage_keys["align"],
-                                             version=__version__):
-        return None
-    return P.cell_key(cfg, v, m, s, [stage_keys[k] for k in needed])
-
+    return (entry_dir(cache.root / "data", cfg.data.dataset, fp) / "_SUCCESS").exists()
