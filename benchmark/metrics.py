@@ -1,0 +1,111 @@
+"""Ranking metrics: AUC, GAUC, LogLoss, overall and per item slice.
+
+- AUC: Mann-Whitney with average ranks for ties: (sum of positive ranks - P(P+1)/2) / (P N).
+- GAUC (DIN, Zhou et al. 2018; FuxiCTR `gAUC`): sum_u n_u AUC_u / sum_u n_u over users with both
+  labels, n_u = the user's impressions (impression-weighted).
+- LogLoss: mean binary cross-entropy with predictions clipped to [eps, 1 - eps].
+Undefined values (a slice with one class, no user with both labels) are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from benchmark.errors import DataError
+
+EPS = 1e-7
+
+
+def _arrays(labels: np.ndarray, preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels).astype(np.float64).ravel()
+    p = np.asarray(preds).astype(np.float64).ravel()
+    if y.shape != p.shape:
+        raise DataError(f"metrics: labels {y.shape} and preds {p.shape} differ in shape")
+    return y, p
+
+
+def auc(labels: np.ndarray, preds: np.ndarray) -> float:
+    """labels (n,) in {0, 1}, preds (n,) scores -> ROC AUC (NaN if only one class)."""
+    y, p = _arrays(labels, preds)
+    frame = pl.DataFrame({"y": y, "p": p}).with_columns(r=pl.col("p").rank("average"))
+    return _auc_from_ranks(frame).item(0, "auc")
+
+
+def _auc_from_ranks(frame: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
+    """Columns y, r (rank within group) [, by] -> one row per group: auc, n, n_pos."""
+    aggs = [
+        (pl.col("r") * pl.col("y")).sum().alias("rank_pos"),
+        pl.col("y").sum().alias("n_pos"),
+        pl.len().alias("n"),
+    ]
+    grouped = frame.group_by(by, maintain_order=True).agg(aggs) if by else frame.select(aggs)
+    return grouped.with_columns(n_neg=pl.col("n") - pl.col("n_pos")).with_columns(
+        auc=pl.when((pl.col("n_pos") > 0) & (pl.col("n_neg") > 0))
+        .then((pl.col("rank_pos") - pl.col("n_pos") * (pl.col("n_pos") + 1) / 2) / (pl.col("n_pos") * pl.col("n_neg")))
+        .otherwise(None)
+        .cast(pl.Float64)
+        .fill_null(float("nan"))
+    )
+
+
+def gauc(users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> float:
+    """users (n,) user_idx -> impression-weighted per-user AUC over users with both labels (NaN if none)."""
+    y, p = _arrays(labels, preds)
+    u = np.asarray(users).ravel()
+    if u.shape != y.shape:
+        raise DataError(f"gauc: users {u.shape} and labels {y.shape} differ in shape")
+    frame = pl.DataFrame({"u": u, "y": y, "p": p}).with_columns(r=pl.col("p").rank("average").over("u"))
+    per_user = _auc_from_ranks(frame, by="u").filter(pl.col("auc").is_not_nan())
+    if per_user.height == 0:
+        return math.nan
+    return float((per_user["auc"] * per_user["n"]).sum() / per_user["n"].sum())
+
+
+def logloss(labels: np.ndarray, preds: np.ndarray, eps: float = EPS) -> float:
+    """Mean BCE of probabilities preds (n,) clipped to [eps, 1 - eps]."""
+    y, p = _arrays(labels, preds)
+    if y.size == 0:
+        return math.nan
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def all_metrics(users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+    """{auc, gauc, logloss, n, n_pos} of one set of impressions; preds are probabilities."""
+    y = np.asarray(labels)
+    return {
+        "auc": auc(y, preds),
+        "gauc": gauc(users, y, preds),
+        "logloss": logloss(y, preds),
+        "n": float(y.size),
+        "n_pos": float(np.asarray(y, dtype=np.float64).sum()),
+    }
+
+
+def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """Metrics per slice: all, cold, warm, pop_bucket_<b> (by the items frame's `is_cold`, `pop_bucket`).
+
+    frame_with_preds: user_idx, item_idx, label, pred (probability). items: item_idx, is_cold, pop_bucket.
+    """
+    for col in ("user_idx", "item_idx", "label", "pred"):
+        if col not in frame_with_preds.columns:
+            raise DataError(f"slice_metrics: frame_with_preds lacks column {col!r}")
+    for col in ("item_idx", "is_cold", "pop_bucket"):
+        if col not in items.columns:
+            raise DataError(f"slice_metrics: items lacks column {col!r}")
+    joined = frame_with_preds.join(
+        items.select("item_idx", "is_cold", "pop_bucket"), on="item_idx", how="left", maintain_order="left"
+    )
+    if joined["is_cold"].null_count():
+        raise DataError("slice_metrics: some item_idx of the predictions are missing from the items frame")
+
+    def of(f: pl.DataFrame) -> dict[str, float]:
+        return all_metrics(f["user_idx"].to_numpy(), f["label"].to_numpy(), f["pred"].to_numpy())
+
+    out = {"all": of(joined), "cold": of(joined.filter(pl.col("is_cold"))), "warm": of(joined.filter(~pl.col("is_cold")))}
+    for b in sorted(items["pop_bucket"].unique().to_list()):
+        out[f"pop_bucket_{b}"] = of(joined.filter(pl.col("pop_bucket") == b))
+    return out

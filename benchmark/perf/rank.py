@@ -1,0 +1,202 @@
+"""`qarm-bench perf rank`: DLRM training samples/s, TorchRec vs plain PyTorch, and SIM/DIN step cost.
+
+All rankers train on the same pre-built batches of an aligned_codes-shaped feature set (user id,
+item id + history ids, L RQ levels + history codes; every table `--dim` wide):
+- torchrec_fused: torchrec DLRM, single-process DistributedModelParallel (gloo), table-wise fused
+  TBE kernels, Adagrad fused in backward (deps.md §5a: the CPU fast path);
+- torchrec_ebc: the same DLRM unsharded (EmbeddingBagCollection, dense gradients, torch Adagrad);
+- plain_dense / plain_sparse: a plain-PyTorch DLRM of the same shape, nn.EmbeddingBag(mode="mean")
+  per table with dense / sparse gradients and torch Adagrad;
+- din, sim_hard, sim_soft: the sequence rankers (unsharded EmbeddingCollection, torch Adagrad).
+Timing: median wall time of `--steps` training steps after `--warmup`, one process, `--threads`;
+the models take turns step by step so that load from other processes falls on all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmark.train import DinConfig, DlrmConfig, SimConfig, TrainConfig, build_model, make_optimizers
+from recsys_models.features import FeatureSet, FeatureSpec, RankBatch, build_batch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=2048, help="rows per training step (default 2048)")
+    parser.add_argument("--rows", type=int, default=100_000, help="item-table rows N (default 100000)")
+    parser.add_argument("--users", type=int, default=10_000, help="user-table rows (default 10000)")
+    parser.add_argument("--hist", type=int, default=50, help="history length T (default 50)")
+    parser.add_argument("--levels", type=int, default=3, help="RQ levels L (default 3)")
+    parser.add_argument("--codebook", type=int, default=256, help="RQ codebook size K (default 256)")
+    parser.add_argument("--dim", type=int, default=16, help="embedding dim (default 16)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per model (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--skip-fused", action="store_true", help="skip the DistributedModelParallel path")
+
+
+def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
+    spec = FeatureSpec(n_items=args.rows, n_users=args.users, embedding_dim=args.dim, rq_levels=args.levels,
+                       rq_codebook_size=args.codebook)
+    return FeatureSet(spec=spec, codes=torch.randint(0, args.codebook, (args.rows, args.levels), generator=g))
+
+
+def _batches(fs: FeatureSet, args: argparse.Namespace, g: torch.Generator, n: int = 4) -> list[RankBatch]:
+    b, t = args.batch_size, args.hist
+    out = []
+    for _ in range(n):
+        hist_len = torch.randint(0, t + 1, (b,), generator=g)
+        hist = torch.randint(0, args.rows, (b, t), generator=g) * (torch.arange(t)[None] < hist_len[:, None])
+        items = torch.randint(0, args.rows, (b,), generator=g)
+        out.append(build_batch(fs, torch.randint(0, args.users, (b,), generator=g), items, hist, hist_len,
+                               (items % 2).float()))
+    return out
+
+
+class PlainDLRM(nn.Module):
+    """torchrec's DLRM (dot interaction) rebuilt from nn.EmbeddingBag and nn.Linear, for comparison."""
+
+    def __init__(self, table_rows: list[int], features: list[int], dim: int, dense_in: int,
+                 dense_arch: tuple[int, ...], over_arch: tuple[int, ...], sparse: bool) -> None:
+        super().__init__()
+        self.bags = nn.ModuleList(nn.EmbeddingBag(r, dim, mode="mean", sparse=sparse, include_last_offset=True) for r in table_rows)
+        self.features = features  # table of each feature, in KJT key order
+        self.dense = _relu_mlp(dense_in, [*dense_arch, dim])
+        f = len(features)
+        self.register_buffer("triu", torch.triu_indices(f + 1, f + 1, offset=1), persistent=False)
+        over = _relu_mlp(dim + f * (f + 1) // 2, list(over_arch))
+        self.over = nn.Sequential(over, nn.Linear(over_arch[-1], 1))
+
+    def forward(self, dense: torch.Tensor, sparse: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        x = self.dense(dense)
+        embs = [self.bags[t](v, o) for t, (v, o) in zip(self.features, sparse)]
+        combined = torch.stack([x, *embs], dim=1)
+        inter = torch.bmm(combined, combined.transpose(1, 2))[:, self.triu[0], self.triu[1]]
+        return self.over(torch.cat([x, inter], dim=1)).squeeze(-1)
+
+
+def _relu_mlp(width: int, sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for s in sizes:
+        layers += [nn.Linear(width, s), nn.ReLU()]
+        width = s
+    return nn.Sequential(*layers)
+
+
+def _time_interleaved(steps: dict[str, Callable[[RankBatch], None]], batches: list[RankBatch], n: int,
+                      warmup: int) -> dict[str, float]:
+    """Median seconds per step of each model, the models taking turns step by step, so that load from
+    other processes on a shared machine falls on all of them alike."""
+    for step in steps.values():
+        for i in range(warmup):
+            step(batches[i % len(batches)])
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(n):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(batches[i % len(batches)])
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _step_fn(model: nn.Module, optimizers: list, forward: Callable[[RankBatch], torch.Tensor]) -> Callable:
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step(batch: RankBatch) -> None:
+        loss = loss_fn(forward(batch), batch.labels)
+        for opt in optimizers:
+            opt.zero_grad()
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+
+    return step
+
+
+def _plain(fs: FeatureSet, cfg: TrainConfig, batches: list[RankBatch], sparse: bool) -> tuple[nn.Module, list, list]:
+    spec = fs.spec
+    tables = [rows for _, _, rows in spec.context_tables()] + [rows for _, _, _, rows in spec.sequence_pairs()]
+    features = list(range(len(spec.context_tables())))
+    for i in range(len(spec.sequence_pairs())):
+        features += [len(spec.context_tables()) + i] * 2
+    model = PlainDLRM(tables, features, spec.embedding_dim, spec.dense_in_features, cfg.dlrm.dense_arch,
+                      cfg.dlrm.over_arch, sparse)
+    emb = list(model.bags.parameters())
+    dense = [p for n, p in model.named_parameters() if not n.startswith("bags.")]
+    opts = [torch.optim.Adam(dense, lr=cfg.lr), torch.optim.Adagrad(emb, lr=cfg.emb_lr)]
+    # The plain model reads (values, offsets) per feature, split from the KJT outside the timed step.
+    inputs = [[(jt.values(), jt.offsets()) for jt in b.sparse.to_dict().values()] for b in batches]
+    return model, opts, inputs
+
+
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    fs = _feature_set(args, g)
+    batches = _batches(fs, args, g)
+    cfg = TrainConfig(embedding_dim=args.dim, dlrm=DlrmConfig(), din=DinConfig(max_len=args.hist),
+                      sim=SimConfig(top_k=min(20, args.hist), recent=min(10, args.hist)))
+    steps: dict[str, Callable[[RankBatch], None]] = {}
+    notes: dict[str, str] = {}
+    if not args.skip_fused:
+        try:
+            from recsys_models.sharding import shard_dlrm
+
+            dmp, opt = shard_dlrm(build_model("dlrm", fs, cfg, meta=True), emb_lr=cfg.emb_lr, dense_lr=cfg.lr)
+            steps["torchrec_fused"] = _step_fn(dmp, [opt], dmp)
+        except Exception as e:  # report why the fused path is unavailable rather than failing the benchmark
+            notes["torchrec_fused"] = f"unavailable: {type(e).__name__}: {e}"
+    soft = TrainConfig(embedding_dim=args.dim, sim=SimConfig(search="soft", top_k=cfg.sim.top_k, recent=cfg.sim.recent))
+    for name, model_name, c in (("torchrec_ebc", "dlrm", cfg), ("din", "din", cfg), ("sim_hard", "sim", cfg),
+                                ("sim_soft", "sim", soft)):
+        model = build_model(model_name, fs, c)
+        steps[name] = _step_fn(model, make_optimizers(model, c), model)
+    for sparse in (False, True):
+        model, opts, inputs = _plain(fs, cfg, batches, sparse)
+        lookup = {id(b): x for b, x in zip(batches, inputs)}
+        steps["plain_sparse" if sparse else "plain_dense"] = _step_fn(
+            model, opts, lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)]))
+    ms = _time_interleaved(steps, batches, args.steps, args.warmup)
+    return _report(args, ms, notes)
+
+
+def _report(args: argparse.Namespace, ms: dict[str, float], notes: dict[str, str]) -> dict[str, object]:
+    sps = {k: args.batch_size / v for k, v in ms.items()}
+    torchrec = "torchrec_fused" if "torchrec_fused" in ms else "torchrec_ebc"
+    best_plain = max(("plain_dense", "plain_sparse"), key=lambda k: sps[k])
+    return {
+        "batch_size": args.batch_size, "rows": args.rows, "users": args.users, "hist": args.hist,
+        "levels": args.levels, "codebook": args.codebook, "dim": args.dim, "steps": args.steps,
+        "threads": args.threads,
+        "ms_per_step": {k: round(v * 1e3, 2) for k, v in ms.items()},
+        "samples_per_s": {k: round(v, 1) for k, v in sps.items()},
+        "torchrec_path": torchrec,
+        "ratio_torchrec_vs_plain_dense": round(sps[torchrec] / sps["plain_dense"], 3),
+        "ratio_torchrec_vs_best_plain": round(sps[torchrec] / sps[best_plain], 3),
+        "ratio_torchrec_ebc_vs_plain_dense": round(sps["torchrec_ebc"] / sps["plain_dense"], 3),
+        "cost_vs_dlrm_ebc": {k: round(ms[k] / ms["torchrec_ebc"], 2) for k in ("din", "sim_hard", "sim_soft")},
+        "notes": notes,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    result = measure(args)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"rank perf: batch {args.batch_size}, N={args.rows}, T={args.hist}, L={args.levels}, dim {args.dim}, "
+          f"{args.threads} thread(s), median of {args.steps} steps")
+    print(f"{'model':<16}{'ms/step':>10}{'samples/s':>12}")
+    for k, v in result["ms_per_step"].items():  # type: ignore[union-attr]
+        print(f"{k:<16}{v:>10.1f}{result['samples_per_s'][k]:>12,.0f}")  # type: ignore[index]
+    for k in ("torchrec_path", "ratio_torchrec_vs_plain_dense", "ratio_torchrec_vs_best_plain",
+              "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "notes"):
+        print(f"{k}: {result[k]}")
+    return 0

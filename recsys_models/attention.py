@@ -1,0 +1,108 @@
+"""Target attention blocks: the DIN activation unit and multi-head target attention (SIM's ESU).
+
+Shapes: query (B, D), keys (B, T, D), mask (B, T) bool (True = a real history item) -> (B, D).
+A row whose mask is all False attends to nothing and returns zeros (an empty history).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim restricted to `mask`; all-masked rows give all-zero weights (not NaN)."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return torch.nan_to_num(weights, nan=0.0) * mask
+
+
+class DinAttention(nn.Module):
+    """DIN's local activation unit (Zhou et al., KDD 2018, §4.3): an MLP scores [q, k, q - k, q * k].
+
+    DIN keeps the raw scores (no softmax) "to reserve the intensity of user interests"; `softmax=True`
+    normalises them instead (FuxiCTR's `attention_softmax` option). The first layer is evaluated as
+    q (Wq + Wd)^T + k (Wk - Wd)^T + (q * k) Wp^T, the same linear map as W [q, k, q - k, q * k] with the
+    q term computed once per row instead of once per history position (`scores_reference` is the
+    literal concatenation).
+    """
+
+    def __init__(self, dim: int, hidden: tuple[int, ...] = (64,), softmax: bool = False) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("DinAttention: hidden needs at least one layer")
+        self.first = nn.Linear(4 * dim, hidden[0])
+        layers: list[nn.Module] = [nn.PReLU()]
+        width = hidden[0]
+        for h in hidden[1:]:
+            layers += [nn.Linear(width, h), nn.PReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.rest = nn.Sequential(*layers)
+        self.softmax = softmax
+        self.dim = dim
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (B, D), keys (B, T, D) -> unnormalised scores (B, T)."""
+        wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
+        per_row = query @ (wq + wd).T + self.first.bias  # (B, H)
+        # k (Wk - Wd)^T + (q * k) Wp^T = k M_b with the per-row matrix M_b = (Wk - Wd)^T + diag(q) Wp^T.
+        m = (wk - wd).T.unsqueeze(0) + query.unsqueeze(-1) * wp.T.unsqueeze(0)  # (B, D, H)
+        hidden = torch.baddbmm(per_row.unsqueeze(1), keys, m)  # (B, T, H)
+        return self.rest(hidden).squeeze(-1)
+
+    def scores_reference(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        q = query.unsqueeze(1).expand_as(keys)
+        return self.rest(self.first(torch.cat([q, keys, q - keys, q * keys], dim=-1))).squeeze(-1)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.scores(query, keys)
+        weights = masked_softmax(scores, mask) if self.softmax else scores * mask
+        return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
+
+
+class MultiHeadTargetAttention(nn.Module):
+    """Scaled dot-product attention of one target query over a masked sequence, `heads` heads.
+
+    SIM's Exact Search Unit (Pi et al., CIKM 2020, §4.2) uses multi-head target attention over the
+    GSU-selected behaviours.  The inner width is heads * ceil(dim / heads), projected back to dim.
+    """
+
+    def __init__(self, dim: int, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = math.ceil(dim / heads)
+        inner = heads * self.head_dim
+        self.q = nn.Linear(dim, inner)
+        self.k = nn.Linear(dim, inner)
+        self.v = nn.Linear(dim, inner)
+        self.out = nn.Linear(inner, dim)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Absorbed form of `forward_reference`: with one query per row, q_h . (Wk_h x + bk_h) =
+        # (Wk_h^T q_h) . x + q_h . bk_h and sum_t w_t (Wv_h x_t + bv_h) = Wv_h (sum_t w_t x_t) + bv_h
+        # (the weights sum to 1, or 0 for an empty row), so no key is ever projected: O(B T H D).
+        b, _, d = keys.shape
+        h, dh = self.heads, self.head_dim
+        q = self.q(query).view(b, h, dh)
+        wk = self.k.weight.view(h, dh, d)
+        q_keys = torch.einsum("bhe,hed->bhd", q, wk)  # (B, H, D)
+        q_bias = (q * self.k.bias.view(h, dh)).sum(-1)  # (B, H)
+        scores = (torch.bmm(q_keys, keys.transpose(1, 2)) + q_bias.unsqueeze(-1)) / math.sqrt(dh)  # (B, H, T)
+        weights = masked_softmax(scores, mask[:, None, :])
+        pooled = torch.bmm(weights, keys)  # (B, H, D)
+        wv = self.v.weight.view(h, dh, d)
+        heads = torch.einsum("bhd,hed->bhe", pooled, wv) + weights.sum(-1, keepdim=True) * self.v.bias.view(h, dh)
+        return self.out(heads.reshape(b, h * dh))
+
+    def forward_reference(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Textbook multi-head attention: project every key and value, then attend."""
+        b, t, _ = keys.shape
+        q = self.q(query).view(b, self.heads, 1, self.head_dim)
+        k = self.k(keys).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        v = self.v(keys).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # (B, H, 1, T)
+        weights = masked_softmax(scores, mask[:, None, None, :])
+        return self.out((weights @ v).reshape(b, self.heads * self.head_dim))

@@ -1,0 +1,63 @@
+"""DIN (Zhou et al., KDD 2018): DIN target attention over the latest T history items, then an MLP.
+
+Item representations come from an EmbeddingCollection (unpooled) shared by target and history;
+user-side features and the VQ bag are pooled (features.context_bag_configs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recsys_models.attention import DinAttention
+from recsys_models.features import FeatureSpec, RankBatch
+from recsys_models.item_encoder import (
+    ContextEncoder,
+    SequenceItemEncoder,
+    gather_positions,
+    latest_positions,
+    mlp,
+)
+
+
+class DIN(nn.Module):
+    """RankBatch -> logits (B,). MLP input: [context, target, attended history, dense]."""
+
+    def __init__(
+        self,
+        items: SequenceItemEncoder,
+        context: ContextEncoder,
+        attention: DinAttention,
+        head: nn.Module,
+        max_len: int = 50,
+    ) -> None:
+        super().__init__()
+        self.items = items
+        self.context = context
+        self.attention = attention
+        self.head = head
+        self.max_len = max_len
+
+    def forward(self, batch: RankBatch) -> torch.Tensor:
+        target, hist, _ = self.items(batch)
+        # DIN attends over the latest max_len positives only (the history is oldest first).
+        r = min(self.max_len, hist.shape[1])
+        positions, mask = latest_positions(batch.hist_len, r)
+        interest = self.attention(target, gather_positions(hist, positions), mask)
+        return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
+
+
+def build_din(
+    spec: FeatureSpec,
+    content: torch.Tensor | None = None,
+    *,
+    attention_hidden: tuple[int, ...] = (64,),
+    attention_softmax: bool = False,
+    mlp_hidden: tuple[int, ...] = (128, 64),
+    max_len: int = 50,
+) -> DIN:
+    """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None."""
+    items = SequenceItemEncoder(spec, content)
+    context = ContextEncoder(spec)
+    head = mlp(context.dim + 2 * items.dim + spec.dense_in_features, mlp_hidden)
+    return DIN(items, context, DinAttention(items.dim, attention_hidden, attention_softmax), head, max_len)

@@ -1,0 +1,49 @@
+"""DLRM ranker: torchrec's `DLRM` (or `DLRM_DCN`) over an EmbeddingBagCollection of every feature.
+
+History features (item ids, codes) are MEAN-pooled bags of the tables they share with the target
+(features.embedding_bag_configs); the dense input is [1, content(target), mean content(history)].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.models.dlrm import DLRM, DLRM_DCN
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+from recsys_models.features import FeatureSpec, RankBatch, embedding_bag_configs
+
+
+class DlrmRanker(nn.Module):
+    """Adapts a torchrec DLRM to `RankBatch` -> logits (B,). The loss lives in the training loop."""
+
+    def __init__(self, dlrm: DLRM) -> None:
+        super().__init__()
+        self.dlrm = dlrm
+
+    def forward(self, batch: RankBatch) -> torch.Tensor:
+        return self.dlrm(batch.dense, batch.sparse).squeeze(-1)
+
+
+def build_dlrm(
+    spec: FeatureSpec,
+    *,
+    dense_arch: tuple[int, ...] = (64,),
+    over_arch: tuple[int, ...] = (128, 64),
+    dcn: bool = False,
+    dcn_layers: int = 3,
+    dcn_low_rank: int = 16,
+    device: torch.device | None = None,
+) -> DlrmRanker:
+    """DLRM of the given spec. `device=torch.device("meta")` defers table allocation to DMP sharding."""
+    d = spec.embedding_dim
+    ebc = EmbeddingBagCollection(tables=embedding_bag_configs(spec), device=device)
+    common = dict(
+        embedding_bag_collection=ebc,
+        dense_in_features=spec.dense_in_features,
+        dense_arch_layer_sizes=[*dense_arch, d],
+        over_arch_layer_sizes=[*over_arch, 1],
+    )
+    if dcn:
+        return DlrmRanker(DLRM_DCN(**common, dcn_num_layers=dcn_layers, dcn_low_rank_dim=dcn_low_rank))
+    return DlrmRanker(DLRM(**common))

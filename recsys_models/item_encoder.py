@@ -1,0 +1,73 @@
+"""Item-side representation shared by DIN and SIM: target (B, D_i) and history (B, T, D_i).
+
+D_i = D * (number of item-side tables: item id and one per RQ level) + D if a content vector is
+used (a frozen linear map of it would be a fixed feature; a trainable Linear(d, D) lets the ranker
+weigh it, as FuxiCTR does with `pretrain_usage`).  The content table itself stays frozen (a buffer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+
+from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, history_mask, sequence_configs
+
+
+class SequenceItemEncoder(nn.Module):
+    """EmbeddingCollection (unpooled) over the item-side tables + optional projected frozen content."""
+
+    def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.pairs = [(tk, hk) for _, tk, hk, _ in spec.sequence_pairs()]
+        self.collection = EmbeddingCollection(tables=sequence_configs(spec))
+        self.content: torch.Tensor | None
+        self.register_buffer("content", content, persistent=False)
+        self.project = nn.Linear(spec.dense_dim, spec.embedding_dim) if content is not None else None
+        self.dim = spec.embedding_dim * (len(self.pairs) + (1 if content is not None else 0))
+
+    def forward(self, batch: RankBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> target (B, D_i), history (B, T, D_i), mask (B, T) bool."""
+        t = batch.hist.shape[1]
+        out = self.collection(batch.sparse)
+        targets = [out[tk].values() for tk, _ in self.pairs]
+        hists = [out[hk].to_padded_dense(desired_length=t) for _, hk in self.pairs]
+        if self.content is not None and self.project is not None:
+            targets.append(self.project(self.content[batch.item_idx]))
+            hists.append(self.project(self.content[batch.hist]))
+        return torch.cat(targets, dim=-1), torch.cat(hists, dim=-1), history_mask(batch.hist_len, t)
+
+
+class ContextEncoder(nn.Module):
+    """Pooled user id, user features and VQ bag -> (B, F_c * D)."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        super().__init__()
+        self.collection = EmbeddingBagCollection(tables=context_bag_configs(spec))
+        self.dim = spec.embedding_dim * len(spec.context_tables())
+
+    def forward(self, batch: RankBatch) -> torch.Tensor:
+        return self.collection(batch.sparse).values()
+
+
+def latest_positions(hist_len: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the latest r history items: (B, r) int64 and a (B, r) bool mask (short histories)."""
+    idx = hist_len[:, None] - r + torch.arange(r)[None, :]
+    mask = idx >= 0
+    return idx.clamp(min=0), mask
+
+
+def gather_positions(seq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """seq (B, T, D), positions (B, K) -> (B, K, D)."""
+    return seq.gather(1, positions.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+
+
+def mlp(in_features: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """ReLU MLP ending in one logit."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)

@@ -1,0 +1,72 @@
+"""AUC, GAUC, LogLoss and slices: hand-computed examples and a cross-check against torchmetrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from benchmark.errors import DataError
+from benchmark.metrics import auc, gauc, logloss, slice_metrics
+
+
+def test_auc_by_hand() -> None:
+    # positives 0.9 and 0.4, negatives 0.8 and 0.1: 0.9 beats both, 0.4 beats 0.1 only -> 3 of 4 pairs.
+    assert auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.4, 0.1])) == pytest.approx(0.75)
+    assert auc(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(0.5)  # a tie counts one half
+    assert math.isnan(auc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_matches_torchmetrics(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 500)
+    p = np.round(rng.random(500), 2)  # rounding creates ties
+    ref = float(binary_auroc(torch.from_numpy(p), torch.from_numpy(y)))
+    assert auc(y, p) == pytest.approx(ref, abs=1e-6)
+
+
+def test_gauc_three_users_by_hand() -> None:
+    users = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2])
+    labels = np.array([1, 0, 0, 1, 1, 0, 0, 1, 1])
+    preds = np.array([0.9, 0.5, 0.95, 0.8, 0.7, 0.1, 0.75, 0.3, 0.6])
+    # user 0: positive 0.9 beats 0.5, loses to 0.95 -> AUC 1/2, 3 impressions.
+    # user 1: 0.8 beats 0.1 and 0.75; 0.7 beats 0.1 only -> AUC 3/4, 4 impressions.
+    # user 2: positives only -> excluded. GAUC = (3 * 1/2 + 4 * 3/4) / 7.
+    assert gauc(users, labels, preds) == pytest.approx((3 * 0.5 + 4 * 0.75) / 7)
+
+
+def test_gauc_nan_without_mixed_users() -> None:
+    assert math.isnan(gauc(np.array([0, 1]), np.array([1, 0]), np.array([0.5, 0.5])))
+
+
+def test_logloss_by_hand_and_clipped() -> None:
+    assert logloss(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
+    assert logloss(np.array([1]), np.array([0.0])) == pytest.approx(-math.log(1e-7))
+
+
+def test_shape_mismatch_raises() -> None:
+    with pytest.raises(DataError, match="shape"):
+        auc(np.array([1, 0]), np.array([0.5]))
+
+
+def test_slice_metrics_slices() -> None:
+    items = pl.DataFrame({"item_idx": [0, 1, 2], "is_cold": [True, False, False], "pop_bucket": [0, 0, 1]},
+                         schema_overrides={"item_idx": pl.Int32, "pop_bucket": pl.Int8})
+    frame = pl.DataFrame({
+        "user_idx": [0, 0, 1, 1, 1], "item_idx": [0, 1, 1, 2, 0], "label": [1, 0, 0, 1, 0],
+        "pred": [0.9, 0.2, 0.3, 0.7, 0.8],
+    })
+    out = slice_metrics(frame, items)
+    assert set(out) == {"all", "cold", "warm", "pop_bucket_0", "pop_bucket_1"}
+    assert out["all"]["n"] == 5 and out["cold"]["n"] == 2 and out["warm"]["n"] == 3
+    assert out["pop_bucket_0"]["n"] == 4 and out["pop_bucket_1"]["n"] == 1
+    assert out["all"]["auc"] == pytest.approx(auc(frame["label"].to_numpy(), frame["pred"].to_numpy()))
+    # warm rows: labels 0, 0, 1 with preds 0.2, 0.3, 0.7 -> perfectly ranked.
+    assert out["warm"]["auc"] == pytest.approx(1.0)
+    with pytest.raises(DataError, match="missing from the items"):
+        slice_metrics(frame.with_columns(item_idx=pl.lit(9)), items)
