@@ -1,0 +1,123 @@
+"""Pair mining for alignment: U2I triggers + Swing I2I neighbours -> one deduplicated pairs frame.
+
+Deduplication (the alignment loss is symmetric, so a pair is unordered):
+- self pairs (a == a) are dropped;
+- each pair is canonicalised to trigger_idx < target_idx, so (a, b) and (b, a) are one pair;
+- within a source, repeats are merged: a U2I pair's weight is the number of (user, target) positives
+  that mined it (either direction), a Swing pair's weight its score (the max of the two directions);
+- a pair found by both sources is kept once, under the first source in `sources` order, and counted
+  in stats["pairs_in_both_sources"].
+Rows are sorted by (trigger_idx, target_idx), so the frame is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from qarm.errors import QarmError
+from qarm.pairs.swing import SwingConfig, swing_topk
+from qarm.pairs.u2i import U2IConfig, mine_u2i
+
+PAIR_SCHEMA = {"trigger_idx": pl.Int32, "target_idx": pl.Int32, "source": pl.Utf8, "weight": pl.Float32}
+SOURCES = ("u2i", "i2i")
+DEFAULT_U2I = U2IConfig()
+DEFAULT_SWING = SwingConfig()
+
+
+def _check_train_pos(train_pos: pl.DataFrame, n_items: int) -> None:
+    need = {"user_idx": pl.Int32, "item_idx": pl.Int32, "ts": pl.Int64}
+    for col, dtype in need.items():
+        if col not in train_pos.columns:
+            raise QarmError(f"train_pos: missing column {col!r}; expected user_idx Int32, item_idx Int32, ts Int64")
+        if not train_pos.schema[col].is_integer():
+            raise QarmError(f"train_pos.{col}: expected an integer column ({dtype}), got {train_pos.schema[col]}")
+    if len(train_pos) and (train_pos["item_idx"].min() < 0 or train_pos["item_idx"].max() >= n_items):
+        raise QarmError(f"train_pos.item_idx: values must lie in [0, n_items={n_items})")
+    if len(train_pos) and train_pos["user_idx"].min() < 0:
+        raise QarmError("train_pos.user_idx: values must be >= 0")
+
+
+def canonical_pairs(a: np.ndarray, b: np.ndarray, weight: np.ndarray, source: str, how: str) -> pl.DataFrame:
+    """Unordered, self-free, merged pairs of one source; how = 'count' or 'max' (weight merge)."""
+    df = pl.DataFrame(
+        {"a": a.astype(np.int32), "b": b.astype(np.int32), "w": weight.astype(np.float32)}
+    ).filter(pl.col("a") != pl.col("b"))
+    df = df.select(
+        pl.min_horizontal("a", "b").alias("trigger_idx"), pl.max_horizontal("a", "b").alias("target_idx"), "w"
+    )
+    agg = pl.len().cast(pl.Float32) if how == "count" else pl.col("w").max()
+    return (
+        df.group_by("trigger_idx", "target_idx")
+        .agg(agg.alias("weight"))
+        .with_columns(source=pl.lit(source))
+        .select(list(PAIR_SCHEMA))
+        .cast(PAIR_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def mine_pairs(
+    train_pos: pl.DataFrame,
+    n_items: int,
+    *,
+    sources: Sequence[str] = SOURCES,
+    u2i: U2IConfig = DEFAULT_U2I,
+    swing: SwingConfig = DEFAULT_SWING,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, dict[str, object]]:
+    """Mine alignment pairs from TRAIN positives only.
+
+    train_pos: (user_idx Int32, item_idx Int32, ts Int64), one row per positive of the TRAIN split.
+    Returns (pairs, stats): pairs (trigger_idx Int32, target_idx Int32, source Utf8 in sources, weight
+    Float32), deduplicated as the module docstring says; stats: n_pairs, pairs_per_source,
+    raw_pairs_per_source (before dedup), pairs_in_both_sources, item_coverage (share of the n_items
+    in at least one pair), item_coverage_per_source, u2i training losses.
+    """
+    unknown = [s for s in sources if s not in SOURCES] or ([] if sources else ["<empty>"])
+    if unknown:
+        raise QarmError(f"mine_pairs: sources must be a non-empty subset of {SOURCES}, got {list(sources)}")
+    _check_train_pos(train_pos, n_items)
+    per_source: dict[str, pl.DataFrame] = {}
+    stats: dict[str, object] = {"n_items": n_items, "n_train_positives": len(train_pos), "sources": list(sources)}
+    raw: dict[str, int] = {}
+    for src in dict.fromkeys(sources):
+        if src == "u2i":
+            trig, info = mine_u2i(train_pos, n_items, u2i, seed=seed)
+            raw["u2i"] = len(trig)
+            stats["u2i_loss_per_epoch"] = info["u2i_loss_per_epoch"]
+            a, b = trig["trigger_idx"].to_numpy(), trig["target_idx"].to_numpy()
+            per_source[src] = canonical_pairs(a, b, np.ones(len(a)), "u2i", "count")
+        else:
+            nb = swing_topk(train_pos, n_items, swing, seed=seed)
+            raw["i2i"] = len(nb)
+            a, b = nb["item_idx"].to_numpy(), nb["neighbor_idx"].to_numpy()
+            per_source[src] = canonical_pairs(a, b, nb["score"].to_numpy(), "i2i", "max")
+    ordered = [per_source[s] for s in dict.fromkeys(sources)]
+    both = pl.concat(ordered) if ordered else pl.DataFrame(schema=PAIR_SCHEMA)
+    pairs = both.unique(["trigger_idx", "target_idx"], keep="first", maintain_order=True).sort(
+        "trigger_idx", "target_idx"
+    )
+    stats.update(_coverage_stats(pairs, per_source, raw, n_items, len(both) - len(pairs)))
+    return pairs, stats
+
+
+def _coverage_stats(
+    pairs: pl.DataFrame, per_source: dict[str, pl.DataFrame], raw: dict[str, int], n_items: int, overlap: int
+) -> dict[str, object]:
+    def coverage(df: pl.DataFrame) -> float:
+        items = pl.concat([df["trigger_idx"], df["target_idx"]]).unique()
+        return len(items) / n_items if n_items else 0.0
+
+    counts = pairs.group_by("source").len()
+    per = {s: 0 for s in per_source} | dict(zip(counts["source"].to_list(), counts["len"].to_list()))
+    return {
+        "n_pairs": len(pairs),
+        "pairs_per_source": per,
+        "raw_pairs_per_source": raw,
+        "unique_pairs_found_per_source": {s: len(df) for s, df in per_source.items()},
+        "pairs_in_both_sources": overlap,
+        "item_coverage": coverage(pairs),
+        "item_coverage_per_source": {s: coverage(df) for s, df in per_source.items()},
+    }

@@ -1,0 +1,198 @@
+"""Pair mining: Swing on a hand-computed graph and against the literal reference, U2I histories and
+triggers on a hand-built example and against slow references, the combined pairs frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qarm.errors import QarmError
+from qarm.pairs import SwingConfig, U2IConfig, mine_pairs, swing_topk
+from qarm.pairs.swing import swing_reference
+from qarm.pairs.u2i import (
+    histories_reference,
+    positive_histories,
+    sorted_positives,
+    train_two_tower,
+    u2i_triggers,
+    u2i_triggers_reference,
+)
+
+
+def positives(rows: list[tuple[int, int, int]]) -> pl.DataFrame:
+    """(user_idx, item_idx, ts) rows -> a TRAIN positives frame with the contract's dtypes."""
+    u, i, t = zip(*rows) if rows else ((), (), ())
+    return pl.DataFrame(
+        {"user_idx": list(u), "item_idx": list(i), "ts": list(t)},
+        schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "ts": pl.Int64},
+    )
+
+
+# Four users: u0 {0,1,2}, u1 {0,1,2}, u2 {0,1}, u3 {1,2,3}. User pairs and their overlaps:
+# u0u1 {0,1,2}: 1/(a+3) to (0,1),(0,2),(1,2); u0u2 {0,1}, u1u2 {0,1}: 1/(a+2) to (0,1);
+# u0u3 {1,2}, u1u3 {1,2}: 1/(a+2) to (1,2); u2u3 {1}: no pair. So
+# s(0,1) = s(1,2) = 1/(a+3) + 2/(a+2), s(0,2) = 1/(a+3), item 3 pairs with nobody (one user pair max).
+GRAPH = {0: {0, 1, 2}, 1: {0, 1, 2}, 2: {0, 1}, 3: {1, 2, 3}}
+
+
+def graph_frame(graph: dict[int, set[int]]) -> pl.DataFrame:
+    return positives([(u, i, 10 * u + i) for u, items in graph.items() for i in sorted(items)])
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_swing_on_hand_computed_graph(alpha: float) -> None:
+    big, small = 1 / (alpha + 3) + 2 / (alpha + 2), 1 / (alpha + 3)
+    nb = swing_topk(graph_frame(GRAPH), 4, SwingConfig(alpha=alpha, top_k=5, min_support=2))
+    got = {(i, j): s for i, j, s in nb.rows()}
+    expected = {(0, 1): big, (1, 0): big, (1, 2): big, (2, 1): big, (0, 2): small, (2, 0): small}
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6)
+    ref = swing_reference(GRAPH, alpha=alpha)
+    assert ref[(0, 1)] == pytest.approx(big) and ref[(0, 2)] == pytest.approx(small)
+    # per item, neighbours come best first: item 0 -> [1, 2]
+    assert nb.filter(pl.col("item_idx") == 0)["neighbor_idx"].to_list() == [1, 2]
+
+
+def test_swing_min_support_and_top_k() -> None:
+    nb = swing_topk(graph_frame(GRAPH), 4, SwingConfig(top_k=1, min_support=3))
+    # support (common users): (0,1) 3 users, (1,2) 3 users, (0,2) 2 users -> dropped at min_support 3
+    assert sorted(nb.select("item_idx", "neighbor_idx").rows()) == [(0, 1), (1, 0), (2, 1)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 7), st.sets(st.integers(0, 9), min_size=1, max_size=6), min_size=1, max_size=8),
+    st.sampled_from([0.0, 0.5]),
+    st.sampled_from([0.5, 1.0, 2.0]),
+)
+def test_swing_fast_path_equals_reference(graph: dict[int, set[int]], power: float, alpha: float) -> None:
+    cfg = SwingConfig(alpha=alpha, top_k=10, min_support=2, max_users_per_item=100, user_weight_power=power)
+    nb = swing_topk(graph_frame(graph), 10, cfg)
+    got = {(i, j): s for i, j, s in nb.rows()}
+    ref = {k: v for k, v in swing_reference(graph, alpha, power).items() if v > 0}
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, rel=1e-5)
+
+
+def test_histories_follow_the_convention() -> None:
+    # user 0: item 5 @ ts 1, items 2 and 1 @ ts 2 (same ts: ordered by item_idx), item 4 @ ts 3
+    pos = sorted_positives(positives([(0, 5, 1), (0, 2, 2), (0, 1, 2), (0, 4, 3), (1, 3, 1)]))
+    hist = positive_histories(pos, window=2)
+    # sorted rows: (0,5,1) (0,1,2) (0,2,2) (0,4,3) (1,3,1); same-ts items never see each other
+    assert hist.tolist() == [[-1, -1], [-1, 5], [-1, 5], [1, 2], [-1, -1]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 7), st.integers(0, 5)), min_size=1, max_size=30),
+       st.integers(1, 6))
+def test_histories_equal_reference(rows: list[tuple[int, int, int]], window: int) -> None:
+    pos = sorted_positives(positives(rows))
+    fast = [[int(i) for i in h if i >= 0] for h in positive_histories(pos, window)]
+    assert fast == histories_reference(pos, window)
+
+
+def test_trigger_on_hand_built_example() -> None:
+    # U2I item space (2-d): item 0 points at the target 3, item 2 diagonal, item 1 orthogonal.
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.9, 0.1], [0.0, 1.0]], dtype=np.float32)
+    pos = sorted_positives(positives([(0, 0, 1), (0, 1, 2), (0, 2, 3), (0, 3, 4), (0, 4, 5)]))
+    full = u2i_triggers(pos, positive_histories(pos, 50), emb)
+    # target 3: cos(0,3)=0.994 > cos(2,3)=0.78 > cos(1,3)=0.11 -> trigger 0.
+    # target 2 (diagonal): items 0 and 1 tie at cos 0.707 -> the most recent, item 1.
+    # target 4 (= item 1's direction): item 1, cos 1.
+    assert dict(zip(full["target_idx"].to_list(), full["trigger_idx"].to_list())) == {1: 0, 2: 1, 3: 0, 4: 1}
+    # window 2: target 3 only sees items 1, 2 -> trigger 2
+    short = u2i_triggers(pos, positive_histories(pos, 2), emb)
+    assert short.filter(pl.col("target_idx") == 3)["trigger_idx"].item() == 2
+    assert short.filter(pl.col("target_idx") == 3)["weight"].item() == pytest.approx((0.9 + 0.1) / np.sqrt(2 * 0.82), rel=1e-5)
+
+
+def test_trigger_ties_go_to_the_most_recent() -> None:
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    pos = sorted_positives(positives([(0, 0, 1), (0, 1, 2), (0, 2, 3)]))
+    out = u2i_triggers(pos, positive_histories(pos, 50), emb)
+    assert out.filter(pl.col("target_idx") == 2)["trigger_idx"].item() == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 7), st.integers(0, 5)), min_size=1, max_size=30),
+       st.integers(1, 5), st.integers(0, 10_000))
+def test_triggers_equal_reference(rows: list[tuple[int, int, int]], window: int, seed: int) -> None:
+    pos = sorted_positives(positives(rows))
+    emb = np.random.default_rng(seed).standard_normal((8, 3)).astype(np.float32)
+    fast = u2i_triggers(pos, positive_histories(pos, window), emb)
+    ref = [r for r in u2i_triggers_reference(pos, window, emb) if r is not None]
+    assert fast.select("user_idx", "trigger_idx", "target_idx").rows() == ref
+
+
+def synthetic_positives(n_users: int = 60, n_items: int = 40, per_user: int = 12, seed: int = 0) -> pl.DataFrame:
+    """Users in 4 taste groups, each positive drawn from the group's 10 items (planted structure)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        g = u % 4
+        for t, i in enumerate(rng.choice(10, size=per_user, replace=True)):
+            rows.append((u, int(g * 10 + i), t))
+    return positives(rows)
+
+
+def test_two_tower_loss_falls() -> None:
+    pos = sorted_positives(synthetic_positives())
+    hist = positive_histories(pos, 50)
+    has = (hist >= 0).any(axis=1)
+    emb, losses = train_two_tower(hist[has], pos["item_idx"].to_numpy()[has], 40, U2IConfig(dim=16, epochs=8, batch_size=64))
+    assert emb.shape == (40, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert losses[-1] < losses[0]
+
+
+def test_mine_pairs_frame_and_stats() -> None:
+    train = synthetic_positives()
+    cfg = U2IConfig(dim=16, epochs=3, batch_size=64)
+    pairs, stats = mine_pairs(train, 50, u2i=cfg, swing=SwingConfig(top_k=3))
+    assert pairs.schema == pl.Schema(
+        {"trigger_idx": pl.Int32, "target_idx": pl.Int32, "source": pl.Utf8, "weight": pl.Float32}
+    )
+    assert (pairs["trigger_idx"] < pairs["target_idx"]).all()  # canonical, no self pairs
+    assert pairs.select("trigger_idx", "target_idx").is_unique().all()
+    assert set(pairs["source"].unique()) == {"u2i", "i2i"}
+    per = stats["pairs_per_source"]
+    assert per["u2i"] + per["i2i"] == stats["n_pairs"] == len(pairs)
+    found = stats["unique_pairs_found_per_source"]
+    assert found["u2i"] + found["i2i"] - stats["pairs_in_both_sources"] == len(pairs)
+    covered = set(pairs["trigger_idx"].to_list()) | set(pairs["target_idx"].to_list())
+    assert stats["item_coverage"] == pytest.approx(len(covered) / 50)  # items 40..49 never seen
+    # planted groups: most pairs stay inside a taste group
+    same = (pairs["trigger_idx"] // 10 == pairs["target_idx"] // 10).mean()
+    assert same > 0.8
+    only_i2i, _ = mine_pairs(train, 50, sources=("i2i",), swing=SwingConfig(top_k=3))
+    assert set(only_i2i["source"].unique()) == {"i2i"}
+
+
+def test_mine_pairs_rejects_bad_input() -> None:
+    train = synthetic_positives(n_users=4, per_user=3)
+    with pytest.raises(QarmError, match="sources"):
+        mine_pairs(train, 40, sources=("bogus",))
+    with pytest.raises(QarmError, match="n_items"):
+        mine_pairs(train, 5)
+    with pytest.raises(QarmError, match="'ts'"):
+        mine_pairs(train.drop("ts"), 40)
+
+
+def test_swing_user_cap_is_seeded() -> None:
+    train = synthetic_positives(n_users=40, per_user=8)
+    cfg = SwingConfig(top_k=4, max_users_per_item=4)  # every item has more than 4 users: sampling kicks in
+    a = swing_topk(train, 40, cfg, seed=3)
+    assert a.equals(swing_topk(train, 40, cfg, seed=3))
+    assert len(a) > 0
+
+
+def test_mine_pairs_is_deterministic() -> None:
+    train = synthetic_positives(n_users=20, per_user=6)
+    cfg = U2IConfig(dim=8, epochs=2, batch_size=32)
+    first, _ = mine_pairs(train, 40, u2i=cfg, seed=1)
+    again, _ = mine_pairs(train, 40, u2i=cfg, seed=1)
+    assert first.equals(again)
