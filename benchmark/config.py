@@ -112,11 +112,13 @@ class AlignConfig:
     temperature: float = 0.07
     batch_size: int = 256
     epochs: int = 20
-    lr: float = 1e-3
+    lr: float = 5e-3
+    encoder_lr: float = 2e-5  # for trained transformer layers (trainable_layers != 0)
     warmup_frac: float = 0.1
     weight_decay: float = 0.01
+    hidden: int = 256  # hidden width of the projection head (0 = linear)
     trainable_layers: int = 0  # 0 = projection head only; -1 = all layers; k = top k transformer layers
-    patience: int = 3
+    patience: int = 5
     recall_k: int = 10
     val_frac: float = 0.1
 
@@ -130,6 +132,7 @@ class AlignConfig:
 @dataclass(frozen=True)
 class RQVAESection:
     hidden: tuple[int, ...] = (128, 64)
+    latent_dim: int = 32
     epochs: int = 50
     batch_size: int = 256
     lr: float = 1e-3

@@ -18,6 +18,7 @@ import polars as pl
 
 from benchmark import __version__
 from benchmark.config import SuiteConfig, slice_hash
+from benchmark.errors import ConfigError
 from benchmark.stages import StageCache, read_json
 
 CODE_SOURCES = ("frozen", "aligned")
@@ -84,52 +85,68 @@ def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> t
 # ---- frozen embeddings -------------------------------------------------------------------------
 
 
-def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> tuple[np.ndarray, Stage]:
-    from qarm.encoders import TextEncoder
+def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> tuple[Any, Stage]:
+    """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
+    from qarm.encoders import ItemFeatures, TextEncoder, item_features
 
     e = cfg.encoder
     if not cache.done("frozen", key):
-        texts = prepared.items["text"].to_list()
-        enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
-        emb = enc.encode(texts, progress=True)
+        texts = prepared.items["text"].to_list() if "text" in e.modalities else None
+        paths = None
         if "image" in e.modalities:
-            emb = _with_images(cfg, prepared, emb)
-        with cache.writing("frozen", key, {"model": e.text_model or "all-MiniLM-L6-v2"}) as d:
-            np.save(d / "embeddings.npy", emb.astype(np.float32))
+            from qarm.encoders import ImageEncoder
+
+            paths = prepared.items["image_path"].to_list() if "image_path" in prepared.items.columns else None
+            if not paths or not any(paths):
+                raise ConfigError(f"encoder.modalities includes 'image' but dataset {cfg.data.dataset!r} has no "
+                                  "image paths (items.image_path is empty)")
+        enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size) if texts else None
+        img = ImageEncoder(e.image_model or None) if paths else None
+        feats = item_features(texts, paths, text_encoder=enc, image_encoder=img, progress=True)
+        with cache.writing("frozen", key, {"text_model": e.text_model or "all-MiniLM-L6-v2"}) as d:
+            for m in feats.features:
+                np.save(d / f"features_{m}.npy", feats.features[m].astype(np.float32))
+                np.save(d / f"present_{m}.npy", feats.present[m])
     d = cache.path("frozen", key)
-    return np.load(d / "embeddings.npy"), Stage("frozen", key, d, True)
-
-
-def _with_images(cfg: SuiteConfig, prepared: Any, text_emb: np.ndarray) -> np.ndarray:
-    """Concatenate L2-normalised image features; items without an image get zeros (the aligned
-    stage's fusion learns a missing-modality vector for them)."""
-    from qarm.encoders import ImageEncoder
-
-    paths = prepared.items["image_path"].to_list() if "image_path" in prepared.items.columns else []
-    if not any(paths):
-        return text_emb
-    img = ImageEncoder(cfg.encoder.image_model or None).encode(paths, progress=True)
-    return np.concatenate([text_emb, img.astype(np.float32)], axis=1)
+    mods = sorted(p.stem.removeprefix("features_") for p in d.glob("features_*.npy"))
+    feats = ItemFeatures({m: np.load(d / f"features_{m}.npy") for m in mods},
+                         {m: np.load(d / f"present_{m}.npy") for m in mods})
+    return feats, Stage("frozen", key, d, True)
 
 
 # ---- alignment ---------------------------------------------------------------------------------
 
 
-def run_align(cfg: SuiteConfig, cache: StageCache, prepared: Any, pairs: pl.DataFrame, frozen: np.ndarray,
+def run_align(cfg: SuiteConfig, cache: StageCache, prepared: Any, pairs: pl.DataFrame, frozen: Any,
               key: str) -> tuple[np.ndarray, dict, Stage]:
+    """Aligned embeddings (N, d) of ALL items + a summary (recall@k frozen vs aligned, per-epoch history).
+
+    trainable_layers 0 trains the fusion/projection head over the cached frozen features (the CPU default);
+    k > 0 or -1 (all) re-encodes the texts and fine-tunes the top transformer layers too."""
     from qarm.alignment import AlignConfig as QAlignConfig
-    from qarm.alignment import align_features
+    from qarm.alignment import align
+    from qarm.encoders import TextEncoder
 
     a = cfg.align
     if not cache.done("align", key):
-        qcfg = QAlignConfig(dim=a.dim, temperature=a.temperature, batch_size=a.batch_size, epochs=a.epochs,
-                            lr=a.lr, warmup_frac=a.warmup_frac, weight_decay=a.weight_decay, patience=a.patience,
-                            recall_k=a.recall_k, val_frac=a.val_frac)
-        result = align_features(frozen, pairs, qcfg, seed=cfg.data.split.seed)
+        layers: int | str = "all" if a.trainable_layers == -1 else a.trainable_layers
+        qcfg = QAlignConfig(d=a.dim, temperature=a.temperature, batch_size=a.batch_size, epochs=a.epochs, lr=a.lr,
+                            encoder_lr=a.encoder_lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_frac,
+                            trainable_layers=layers, hidden=a.hidden, val_fraction=a.val_frac,
+                            recall_k=a.recall_k, patience=a.patience, seed=cfg.data.split.seed)
+        if layers == 0:
+            result = align(pairs, features=frozen, config=qcfg, progress=True)
+        else:
+            e = cfg.encoder
+            enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+            result = align(pairs, texts=prepared.items["text"].to_list(), text_encoder=enc, config=qcfg,
+                           progress=True)
+        summary = {"frozen_recall": result.frozen_recall_at_k, "aligned_recall": result.aligned_recall_at_k,
+                   "best_epoch": result.best_epoch, "history": result.history}
         with cache.writing("align", key) as d:
-            np.save(d / "embeddings.npy", result.embeddings.astype(np.float32))
             result.save(d / "model")
-            (d / "summary.json").write_text(json.dumps(result.summary(), default=float))
+            np.save(d / "embeddings.npy", result.embeddings.astype(np.float32))
+            (d / "summary.json").write_text(json.dumps(summary, default=float))
     d = cache.path("align", key)
     return np.load(d / "embeddings.npy"), read_json(d / "summary.json"), Stage("align", key, d, True)
 
@@ -150,8 +167,9 @@ def _fit_codes(cfg: SuiteConfig, x: np.ndarray, quantizer: str, seed: int) -> tu
         return model.encode(x), model.codebooks
     if quantizer == "rq_vae":
         v = q.rq_vae
-        model = fit_rq_vae(x, QRQVAEConfig(levels=q.levels, codebook_size=k, hidden=v.hidden, epochs=v.epochs,
-                                           batch_size=v.batch_size, lr=v.lr, beta=v.beta), seed=seed)
+        model = fit_rq_vae(x, QRQVAEConfig(levels=q.levels, codebook_size=k, hidden_dims=v.hidden,
+                                           latent_dim=v.latent_dim, epochs=v.epochs, batch_size=v.batch_size,
+                                           lr=v.lr, beta=v.beta), seed=seed)
         return model.encode(x), None
     return vq_codes(x, k=min(q.vq_k, n - 1)), None
 
@@ -201,6 +219,15 @@ def variant_arrays(cfg: SuiteConfig, variant: str, codes: dict[str, np.ndarray],
         "vq_codes": codes[f"{src}_vq"] if v.vq else None,
         "dense": embeddings[src] if v.dense else None,
     }
+
+
+def code_vocab(cfg: SuiteConfig, codes: np.ndarray, n_items: int) -> int:
+    """Rows of each RQ-code table: the configured K (stable across seeds), N for VQ codes used as the code
+    feature, and the largest code + 1 when a dedup level was added (its suffix can exceed K)."""
+    if cfg.quantize.quantizer == "vq":
+        return n_items
+    k = min(cfg.quantize.codebook_size, n_items)
+    return max(k, int(codes.max()) + 1) if cfg.quantize.dedup else k
 
 
 def cell_key(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: dict[str, str]) -> str:

@@ -69,10 +69,11 @@ class SuiteRun:
         pairs, pair_stats, _ = P.run_pairs(self.cfg, self.cache, prepared, self.keys["pairs"])
         _say(f"[pairs]  {len(pairs)} pairs {pair_stats.get('pairs_per_source')}  ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
-        frozen, _ = P.run_frozen(self.cfg, self.cache, prepared, self.keys["frozen"])
+        feats, _ = P.run_frozen(self.cfg, self.cache, prepared, self.keys["frozen"])
+        frozen = feats.frozen_embeddings()
         _say(f"[frozen] embeddings {frozen.shape}  ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
-        aligned, align_summary, _ = P.run_align(self.cfg, self.cache, prepared, pairs, frozen, self.keys["align"])
+        aligned, align_summary, _ = P.run_align(self.cfg, self.cache, prepared, pairs, feats, self.keys["align"])
         _say(f"[align]  embeddings {aligned.shape}; held-out pair recall@{self.cfg.align.recall_k}: frozen "
              f"{align_summary.get('frozen_recall', float('nan')):.3f} -> aligned "
              f"{align_summary.get('aligned_recall', float('nan')):.3f}  ({time.monotonic() - t0:.1f}s)")
@@ -99,7 +100,7 @@ class SuiteRun:
         codes = arrays["codes"]
         data = CellData(train=prepared.train, val=prepared.val, test=prepared.test, items=prepared.items,
                         users=prepared.users, codes=codes,
-                        codebook_size=None if codes is None else int(codes.max()) + 1,
+                        codebook_size=None if codes is None else P.code_vocab(self.cfg, codes, len(prepared.items)),
                         vq_codes=arrays["vq_codes"], dense=arrays["dense"])
         res = train_cell(model, variant, data, self.cfg.rank, seed, on_epoch=on_epoch)
         out = {
