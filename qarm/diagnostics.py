@@ -1,0 +1,125 @@
+"""Code-quality diagnostics for any code set (RQ-Kmeans, RQ-VAE, VQ, with or without the dedup level).
+
+Glossary: N items, d embedding dim, L code levels (columns), K codebook size.
+Reference figures: QARM V2 Table 9 reports collision rate, EdgeNum (items per code) and HR@k of QARM's
+3 x 4096 Res-Kmeans codes (reference/anchors.md §1.7). All values are JSON-serialisable floats, ints and
+lists; keys carry no '@' (MLflow rejects it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from qarm.errors import QarmError
+from qarm.quantize.faiss_utils import as_float32_matrix
+from qarm.quantize.rq_kmeans import mean_square
+from qarm.quantize.vq import topk_neighbours
+
+
+def _check(x: np.ndarray, codes: np.ndarray, codebook_size: int | Sequence[int] | None,
+           codebooks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    x = as_float32_matrix(x)
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[0] != x.shape[0] or codes.shape[1] < 1:
+        raise QarmError(f"codes must be (N={x.shape[0]}, L) with L >= 1, got shape {codes.shape}")
+    if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0:
+        raise QarmError(f"codes must be non-negative integers, got dtype {codes.dtype}, min {codes.min()}")
+    n_levels = codes.shape[1]
+    if codebook_size is None:
+        sizes = [int(v) + 1 for v in codes.max(0)]
+    elif isinstance(codebook_size, int):
+        sizes = [codebook_size] * n_levels
+    else:
+        sizes = [int(v) for v in codebook_size]
+    if len(sizes) != n_levels or any(int(codes[:, j].max()) >= k for j, k in enumerate(sizes)):
+        raise QarmError(f"codebook_size {codebook_size!r} does not cover codes with maxima {codes.max(0).tolist()}")
+    if codebooks is not None:
+        codebooks = np.asarray(codebooks, dtype=np.float32)
+        if codebooks.ndim != 3 or codebooks.shape[0] < n_levels or codebooks.shape[2] != x.shape[1] \
+                or any(codebooks.shape[1] < k for k in sizes[: codebooks.shape[0]]):
+            raise QarmError(f"codebooks must be (L>={n_levels}, K, d={x.shape[1]}) covering the codes, "
+                            f"got shape {codebooks.shape}")
+    return x, codes.astype(np.int64, copy=False), sizes
+
+
+def _prefix_groups(codes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group id per item of its depth-level code prefix, and each group's size: ((N,), (G,))."""
+    _, inverse, counts = np.unique(codes[:, :depth], axis=0, return_inverse=True, return_counts=True)
+    return inverse.reshape(-1), counts
+
+
+def _level_usage(codes: np.ndarray, sizes: list[int]) -> tuple[list[float], list[float]]:
+    """Per level: utilisation = share of the K codes used; perplexity = exp(entropy of code usage)."""
+    util, perp = [], []
+    for j, k in enumerate(sizes):
+        counts = np.bincount(codes[:, j], minlength=k)
+        p = counts[counts > 0] / codes.shape[0]
+        util.append(float((counts > 0).sum() / k))
+        perp.append(float(np.exp(-(p * np.log(p)).sum())))
+    return util, perp
+
+
+def _neighbour_preservation(x: np.ndarray, groups: list[np.ndarray], k: int, queries: int | None,
+                            seed: int) -> tuple[list[float], int]:
+    """Per depth: mean over query items of the share of their true top-k IP neighbours (all items, self
+    excluded, exact: qarm.quantize.vq rule) that share the query's code prefix of that depth."""
+    n = x.shape[0]
+    rows = np.arange(n)
+    if queries is not None and queries < n:
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=queries, replace=False))
+    nbrs = topk_neighbours(x, k, rows=rows, exclude_self=True, metric="ip")
+    return [float((g[nbrs] == g[rows][:, None]).mean()) for g in groups], int(rows.size)
+
+
+def code_diagnostics(x: np.ndarray, codes: np.ndarray, *, codebook_size: int | Sequence[int] | None,
+                     codebooks: np.ndarray | None = None, neighbours_k: int = 10,
+                     neighbour_queries: int | None = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Quality of `codes: (N, L) int64` for embeddings `x: (N, d) float32`.
+
+    codebook_size: K for every level, a list of K per level (e.g. [256, 256, 256, dedup_vocab_size]), or
+    None (K_l = max code + 1). codebooks: (L, K, d) float32 residual codebooks in x's space (RQ-Kmeans),
+    enabling the reconstruction errors. Returns:
+      n_items, n_levels, n_unique_codes, mean_items_per_code (N / n_unique_codes, QARM V2's EdgeNum),
+      max_items_per_code, collision_rate (share of items whose full L-level code another item also has),
+      unique_codes_by_depth, collision_rate_by_depth (prefix depths 1..L),
+      utilisation, perplexity, codebook_size (lists over levels),
+      input_mse, reconstruction_mse (list over levels: mean squared residual per element after level l;
+        only with codebooks),
+      neighbour_hr_at_{k} (list over depths 1..L), hr_at_{k} (depth 1), neighbours_k_used,
+      neighbour_queries (items whose neighbours were checked: a seeded sample of `neighbour_queries`
+        items, or all when None or N is smaller). neighbours_k_used = min(k, N - 1); the neighbour keys
+        are absent when N == 1.
+    """
+    x, codes, sizes = _check(x, codes, codebook_size, codebooks)
+    n, n_levels = codes.shape
+    groups, unique_by_depth, collision_by_depth = [], [], []
+    for depth in range(1, n_levels + 1):
+        g, counts = _prefix_groups(codes, depth)
+        groups.append(g)
+        unique_by_depth.append(int(counts.size))
+        collision_by_depth.append(float((counts[g] > 1).mean()))
+    _, full_counts = _prefix_groups(codes, n_levels)
+    util, perp = _level_usage(codes, sizes)
+    out: dict[str, Any] = {
+        "n_items": n, "n_levels": n_levels, "n_unique_codes": unique_by_depth[-1],
+        "mean_items_per_code": n / unique_by_depth[-1], "max_items_per_code": int(full_counts.max()),
+        "collision_rate": collision_by_depth[-1], "unique_codes_by_depth": unique_by_depth,
+        "collision_rate_by_depth": collision_by_depth, "utilisation": util, "perplexity": perp,
+        "codebook_size": sizes, "input_mse": mean_square(x),
+    }
+    if codebooks is not None:
+        m, mse = x.copy(), []
+        for level in range(n_levels):
+            m -= codebooks[level][codes[:, level]]
+            mse.append(mean_square(m))
+        out["reconstruction_mse"] = mse
+    k = min(neighbours_k, n - 1)
+    if k >= 1:
+        hr, used = _neighbour_preservation(x, groups, k, neighbour_queries, seed)
+        out[f"neighbour_hr_at_{neighbours_k}"] = hr
+        out[f"hr_at_{neighbours_k}"] = hr[0]
+        out["neighbours_k_used"], out["neighbour_queries"] = k, used
+    return out
