@@ -16,6 +16,7 @@ Each stage receives only its slice; each slice has a stable hash (`slice_hash`) 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -56,6 +57,9 @@ class SuiteSection:
     # stage cache (runs/<name>/artifacts), so only the stages the key changes are recomputed.
     sweep_key: str = ""
     sweep_values: tuple[str, ...] = ()
+    # torch intra-op threads; 0 = auto (half the cores, at most 8). OpenMP spin-waiting collapses when
+    # threads outnumber idle cores, so on a shared 2-core machine one thread is the fast choice.
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if bool(self.sweep_key) != bool(self.sweep_values):
@@ -64,6 +68,8 @@ class SuiteSection:
             raise ValueError("suite.seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"suite.seeds has duplicates: {list(self.seeds)}")
+        if self.threads < 0:
+            raise ValueError(f"suite.threads must be >= 0 (0 = auto), got {self.threads}")
         if not self.name or "/" in self.name:
             raise ValueError(f"suite.name must be a non-empty name without '/', got {self.name!r}")
 
@@ -175,6 +181,12 @@ class SuiteConfig:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     rank: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+    @property
+    def threads(self) -> int:
+        if self.suite.threads:
+            return self.suite.threads
+        return max(1, min(8, (os.cpu_count() or 2) // 2))
 
     @property
     def runs_dir(self) -> Path:

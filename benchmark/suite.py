@@ -118,9 +118,12 @@ class SuiteRun:
     # -- the whole run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        import torch
+
         from benchmark.tracking import Tracker
 
         cfg = self.cfg
+        torch.set_num_threads(cfg.threads)
         tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir)
         tracker.check()  # an unreachable store is reported before any training
         self.suite_dir.mkdir(parents=True, exist_ok=True)
