@@ -72,6 +72,15 @@ def _rescore(m: np.ndarray, codebook: np.ndarray, index: Any, bound: np.ndarray)
     return labels
 
 
+def top1_centroid(m: np.ndarray, codebook: np.ndarray, *, use_gpu: bool = False) -> np.ndarray:
+    """faiss's argmin_k ||m_i - codebook_k||^2 in float32 (ties and near-ties as faiss resolves them)."""
+    if codebook.shape[0] == 1:
+        return np.zeros(m.shape[0], dtype=np.int64)
+    index = faiss_utils.flat_index(m.shape[1], "l2", use_gpu=use_gpu)
+    index.add(codebook)
+    return index.search(m, 1)[1][:, 0].astype(np.int64)
+
+
 def nearest_centroid(m: np.ndarray, codebook: np.ndarray, *, use_gpu: bool = False) -> np.ndarray:
     """Exact argmin_k ||m_i - codebook_k||^2 (lowest k on ties). m: (N, d) float32, codebook: (K, d) -> (N,) int64."""
     k_total = codebook.shape[0]
@@ -160,7 +169,10 @@ class RQKmeans:
             stat = {"level": level + 1, "kmeans_seconds": km.seconds, "objective": km.objective,
                     "imbalance_factor": km.imbalance_factor}
             if level + 1 < self.levels:  # the next level trains on these residuals; the last level's
-                codes = nearest_centroid(m, km.centroids, use_gpu=self.use_gpu)  # codes come from encode()
+                # codes come from encode(). Training residuals use faiss's plain top-1 assignment: a float
+                # near-tie changes a residual by ~1e-7 of its norm, too little to move a centroid, and the
+                # certified exact rule is applied by encode(), which defines the codes.
+                codes = top1_centroid(m, km.centroids, use_gpu=self.use_gpu)
                 m -= km.centroids[codes]
                 stat["residual_mse"] = mean_square(m)
             stats.append(stat)

@@ -17,7 +17,7 @@ def _cfg(tmp: Path, *extra: str):
 
 
 @pytest.mark.slow
-def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path) -> None:
+def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mlflow.tracking import MlflowClient
 
     cfg = _cfg(tmp_path)
@@ -48,6 +48,15 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path) -> None:
     assert "| dlrm | aligned_codes | all |" in report and "## Code quality" in report
     rows = json.loads((suite_dir / "report.json").read_text())
     assert {r["variant"] for r in rows} == {"id_only", "aligned_codes", "codes_only"}
+    # `plan` now finds every stage and cell cached, and `report` re-renders from the manifest
+    from benchmark.cli import main
+
+    sets = ["--set", f"suite.runs_dir={tmp_path / 'runs'}"]
+    assert main(["plan", "synthetic-tiny", *sets]) == 0
+    out = capsys.readouterr().out
+    assert "18/18 cells cached" in out and "to run" not in out
+    assert main(["report", "synthetic-tiny", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
     for png in (suite_dir / "plots").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((suite_dir / "plots").glob("*.png"))) >= 6
