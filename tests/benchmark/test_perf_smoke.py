@@ -1,0 +1,29 @@
+"""Each `qarm-bench perf` benchmark runs end to end at a tiny size and prints one JSON object.
+
+No timing is asserted here (performance claims live in the benchmarks' own output); this only keeps the
+benchmarks runnable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.cli import main
+
+TINY = {
+    "quantize": ["--n", "600", "--levels", "2", "--codebook-size", "8", "--niter", "3", "--rqvae-sample", "300",
+                 "--rqvae-epochs", "1", "--repeats", "1", "--clusters", "16"],
+    "encode": ["--n", "8", "--repeats", "1"],
+    "rank": ["--batch-size", "32", "--rows", "200", "--users", "50", "--hist", "8", "--codebook", "16",
+             "--steps", "1", "--warmup", "0"],
+    "data": ["--size", "tiny", "--history-rows", "200"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_perf_runs_and_prints_json(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["perf", name, "--json", *TINY[name]]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert isinstance(out, dict) and out
