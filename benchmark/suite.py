@@ -102,7 +102,9 @@ class SuiteRun:
                         users=prepared.users, codes=codes,
                         codebook_size=None if codes is None else P.code_vocab(self.cfg, codes, len(prepared.items)),
                         vq_codes=arrays["vq_codes"], dense=arrays["dense"])
-        res = train_cell(model, variant, data, self.cfg.rank, seed, on_epoch=on_epoch)
+        # per-epoch bar (running loss, samples/s) only on a terminal: in a log file it would be noise
+        res = train_cell(model, variant, data, self.cfg.rank, seed, on_epoch=on_epoch,
+                         progress=self.progress and sys.stderr.isatty())
         out = {
             "model": model, "variant": variant, "seed": seed, "key": key, "best_epoch": res.best_epoch,
             "val_best": res.val_best, "test": res.test, "sim_search": res.sim_search,

@@ -45,7 +45,7 @@ class DlrmConfig:
 
 @dataclass(frozen=True)
 class DinConfig:
-    attention_hidden: tuple[int, ...] = (64,)
+    attention_hidden: tuple[int, ...] = (36,)  # DIN paper (Zhou et al. 2018): an activation unit of 36 units
     attention_softmax: bool = False
     mlp: tuple[int, ...] = (128, 64)
     max_len: int = 50

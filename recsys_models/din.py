@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from recsys_models.attention import DinAttention
-from recsys_models.features import FeatureSpec, RankBatch
+from recsys_models.features import FeatureSpec, RankBatch, history_mask
 from recsys_models.item_encoder import (
     ContextEncoder,
     SequenceItemEncoder,
@@ -41,9 +41,12 @@ class DIN(nn.Module):
     def forward(self, batch: RankBatch) -> torch.Tensor:
         target, hist, _ = self.items(batch)
         # DIN attends over the latest max_len positives only (the history is oldest first).
-        r = min(self.max_len, hist.shape[1])
-        positions, mask = latest_positions(batch.hist_len, r)
-        interest = self.attention(target, gather_positions(hist, positions), mask)
+        t = hist.shape[1]
+        if self.max_len >= t:  # every position is kept: attention pools over a set, so skip the re-gather
+            interest = self.attention(target, hist, history_mask(batch.hist_len, t))
+        else:
+            positions, mask = latest_positions(batch.hist_len, self.max_len)
+            interest = self.attention(target, gather_positions(hist, positions), mask)
         return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConfig, PoolingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -271,9 +272,11 @@ def build_dense(fs: FeatureSet, item_idx: torch.Tensor, hist: torch.Tensor, hist
     ones = torch.ones(item_idx.shape[0], 1)
     if fs.content is None:
         return ones
-    mask = history_mask(hist_len, hist.shape[1]).unsqueeze(-1).float()
-    hist_sum = (fs.content[hist] * mask).sum(1)
-    hist_mean = hist_sum / hist_len.clamp(min=1).unsqueeze(-1).float()
+    # Mean over each row's valid history as one embedding_bag: never materialises (B, T, d).
+    mask = history_mask(hist_len, hist.shape[1])
+    offsets = torch.cumsum(hist_len, 0) - hist_len
+    hist_mean = F.embedding_bag(hist[mask], fs.content, offsets.long(), mode="sum")
+    hist_mean = hist_mean / hist_len.clamp(min=1).unsqueeze(-1).to(hist_mean.dtype)
     return torch.cat([ones, fs.content[item_idx], hist_mean], dim=1)
 
 

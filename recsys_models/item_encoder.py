@@ -33,9 +33,19 @@ class SequenceItemEncoder(nn.Module):
         targets = [out[tk].values() for tk, _ in self.pairs]
         hists = [out[hk].to_padded_dense(desired_length=t) for _, hk in self.pairs]
         if self.content is not None and self.project is not None:
-            targets.append(self.project(self.content[batch.item_idx]))
-            hists.append(self.project(self.content[batch.hist]))
+            targets.append(self._projected(batch.item_idx))
+            hists.append(self._projected(batch.hist))
         return torch.cat(targets, dim=-1), torch.cat(hists, dim=-1), history_mask(batch.hist_len, t)
+
+
+    def _projected(self, idx: torch.Tensor) -> torch.Tensor:
+        """project(content[idx]) for idx of any shape. When the catalogue has fewer rows than idx holds
+        (ML-100K: 1682 items vs B*T = 51,200 history slots) projecting the whole table once and gathering
+        D-wide rows is far cheaper than gathering d-wide rows (d = 384 for MiniLM) and projecting them."""
+        assert self.content is not None and self.project is not None
+        if self.content.shape[0] <= idx.numel():
+            return self.project(self.content)[idx]
+        return self.project(self.content[idx])
 
 
 class ContextEncoder(nn.Module):
