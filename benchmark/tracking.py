@@ -212,13 +212,10 @@ class Tracker:
         return RunHandle(self.client, run.info.run_id, name)
 
     @contextlib.contextmanager
-    def parent_run(self, name: str, params: Mapping[str, Any] | None = None,
-                   tags: Mapping[str, Any] | None = None) -> Iterator[RunHandle]:
-        base = {"git_sha": git_sha(), **{f"version.{k}": v for k, v in package_versions().items()}}
-        handle = self._create(name, {**base, **(tags or {})}, None)
+    def _run(self, handle: RunHandle, params: Mapping[str, Any] | None) -> Iterator[RunHandle]:
+        """Log params, yield, then mark the run FINISHED, FAILED (exception) or KILLED (Ctrl-C)."""
         if params:
             handle.log_params(params)
-        self._parent = handle
         status = "FAILED"
         try:
             yield handle
@@ -228,6 +225,17 @@ class Tracker:
             raise
         finally:
             self.client.set_terminated(handle.run_id, status)
+
+    @contextlib.contextmanager
+    def parent_run(self, name: str, params: Mapping[str, Any] | None = None,
+                   tags: Mapping[str, Any] | None = None) -> Iterator[RunHandle]:
+        base = {"git_sha": git_sha(), **{f"version.{k}": v for k, v in package_versions().items()}}
+        handle = self._create(name, {**base, **(tags or {})}, None)
+        self._parent = handle
+        try:
+            with self._run(handle, params) as h:
+                yield h
+        finally:
             self._parent = None
 
     @contextlib.contextmanager
@@ -235,18 +243,8 @@ class Tracker:
                   tags: Mapping[str, Any] | None = None) -> Iterator[RunHandle]:
         if self._parent is None:
             raise RuntimeError("child_run() outside parent_run()")
-        handle = self._create(name, tags or {}, self._parent)
-        if params:
-            handle.log_params(params)
-        status = "FAILED"
-        try:
-            yield handle
-            status = "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            self.client.set_terminated(handle.run_id, status)
+        with self._run(self._create(name, tags or {}, self._parent), params) as h:
+            yield h
 
 
 # ---- qarm-bench ui ---------------------------------------------------------------------------

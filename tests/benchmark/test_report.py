@@ -46,7 +46,7 @@ def test_aggregate_rows_and_json_contract(tmp_path: Path, capsys: pytest.Capture
     rows = aggregate(_cells())
     row = next(r for r in rows if r["variant"] == "aligned_codes" and r["slice"] == "all" and r["metric"] == "auc")
     assert row["mean"] == pytest.approx((0.72 + 0.74 + 0.70) / 3)
-    assert row["delta_vs_id_only"] == pytest.approx(((0.02 + 0.03 + 0.01) / 3))
+    assert row["delta_vs_id_only"] == pytest.approx((0.02 + 0.03 + 0.01) / 3)
     assert row["n_seeds"] == 3 and 0 < row["p_value"] < 1
     cold = next(r for r in rows if r["variant"] == "aligned_codes" and r["slice"] == "cold" and r["metric"] == "auc")
     assert cold["mean"] is None and cold["n_seeds"] == 0  # NaN AUC (one-label slice) never becomes a number
