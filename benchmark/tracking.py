@@ -267,15 +267,28 @@ def main_ui(args: Any) -> int:
     if shutil.which("mlflow") is None and not _has_module("mlflow"):
         raise TrackingError("mlflow is not installed in this environment; run `make run` or scripts/setup.sh")
     cmd = ui_command(uri, args.port, db.parent / "mlartifacts" if db is not None else None)
+    # mlflow ui runs its server and workers in a process group of their own; Ctrl-C or a SIGTERM to this
+    # process (`kill <pid>`) stops the whole group, so no server outlives the command.
     proc = subprocess.Popen(cmd, start_new_session=True)
-    print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; pid {proc.pid}; Ctrl-C stops it)", flush=True)
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; pid {os.getpid()}; Ctrl-C stops it)", flush=True)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _has_module(name: str) -> bool:

@@ -121,8 +121,8 @@ def test_qarm_bench_ui_answers_http_then_stops(tmp_path: Path) -> None:
                 time.sleep(0.5)
         assert status == 200
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        os.kill(proc.pid, 15)  # the command's own PID: it must take the server down with it
+        assert proc.wait(timeout=30) == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
