@@ -57,7 +57,16 @@ class SuiteRun:
 
     def item_side(self) -> dict[str, Any]:
         """data, pairs, frozen, align, codes: returns everything the cells and the report need."""
+        from tqdm import tqdm
+
         from benchmark import pipeline as P
+
+        bar = tqdm(total=5, desc="stages", unit="stage", disable=not self.progress, file=sys.stderr,
+                   dynamic_ncols=True, bar_format="{desc}: {n}/{total} {bar} [{elapsed}<{remaining}] {postfix}")
+
+        def done(name: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{name} done")
 
         t0 = time.monotonic()
         prepared, st = P.run_data(self.cfg, self.cache)
@@ -65,23 +74,29 @@ class SuiteRun:
         _say(f"[data]   {self.cfg.data.dataset}: {prepared.stats.get('users')} users, "
              f"{prepared.stats.get('items')} items, train/val/test {prepared.stats.get('train')}/"
              f"{prepared.stats.get('val')}/{prepared.stats.get('test')}  ({time.monotonic() - t0:.1f}s)")
+        done("data")
         t0 = time.monotonic()
         pairs, pair_stats, _ = P.run_pairs(self.cfg, self.cache, prepared, self.keys["pairs"])
         _say(f"[pairs]  {len(pairs)} pairs {pair_stats.get('pairs_per_source')}  ({time.monotonic() - t0:.1f}s)")
+        done("pairs")
         t0 = time.monotonic()
         feats, _ = P.run_frozen(self.cfg, self.cache, prepared, self.keys["frozen"])
         frozen = feats.frozen_embeddings()
         _say(f"[frozen] embeddings {frozen.shape}  ({time.monotonic() - t0:.1f}s)")
+        done("frozen")
         t0 = time.monotonic()
         aligned, align_summary, _ = P.run_align(self.cfg, self.cache, prepared, pairs, feats, self.keys["align"])
         _say(f"[align]  embeddings {aligned.shape}; held-out pair recall@{self.cfg.align.recall_k}: frozen "
              f"{align_summary.get('frozen_recall', float('nan')):.3f} -> aligned "
              f"{align_summary.get('aligned_recall', float('nan')):.3f}  ({time.monotonic() - t0:.1f}s)")
+        done("align")
         t0 = time.monotonic()
         embeddings = {"frozen": frozen, "aligned": aligned}
         codes, diags, _ = P.run_codes(self.cfg, self.cache, embeddings, self.keys["codes"])
         _say(f"[codes]  {', '.join(f'{k}{tuple(v.shape)}' for k, v in codes.items())}  "
              f"({time.monotonic() - t0:.1f}s)")
+        done("codes")
+        bar.close()
         return {"prepared": prepared, "pairs": pairs, "pair_stats": pair_stats, "embeddings": embeddings,
                 "align": align_summary, "codes": codes, "diagnostics": diags}
 
