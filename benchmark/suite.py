@@ -24,7 +24,10 @@ from benchmark.stages import STAGES, StageCache, read_json, write_json
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A status line on stderr that does not tear an active progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
 
 
 def cells_of(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
