@@ -25,14 +25,13 @@ CODE_SOURCES = ("frozen", "aligned")
 QUANTIZERS = ("rq_kmeans", "rq_vae", "vq")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stage:
-    """A finished stage: its key, its directory, and what it produced (loaded lazily by the caller)."""
+    """A finished stage entry: its name, its key and its directory in the cache."""
 
     name: str
     key: str
     path: Path
-    cached: bool
 
 
 # ---- keys --------------------------------------------------------------------------------------
@@ -59,7 +58,7 @@ def run_data(cfg: SuiteConfig, cache: StageCache) -> tuple[Any, Stage]:
     data_dir = cache.root / "data"
     force = "data" in cache.forced
     prepared = prepare(cfg.data, cache_dir=data_dir, force=force)
-    return prepared, Stage("data", prepared.fingerprint, data_dir, cached=not force)
+    return prepared, Stage("data", prepared.fingerprint, data_dir)
 
 
 # ---- pairs -------------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> t
             pairs.write_parquet(d / "pairs.parquet")
             (d / "stats.json").write_text(json.dumps(stats, default=float))
     d = cache.path("pairs", key)
-    return pl.read_parquet(d / "pairs.parquet"), read_json(d / "stats.json"), Stage("pairs", key, d, True)
+    return pl.read_parquet(d / "pairs.parquet"), read_json(d / "stats.json"), Stage("pairs", key, d)
 
 
 # ---- frozen embeddings -------------------------------------------------------------------------
@@ -111,7 +110,7 @@ def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> 
     mods = sorted(p.stem.removeprefix("features_") for p in d.glob("features_*.npy"))
     feats = ItemFeatures({m: np.load(d / f"features_{m}.npy") for m in mods},
                          {m: np.load(d / f"present_{m}.npy") for m in mods})
-    return feats, Stage("frozen", key, d, True)
+    return feats, Stage("frozen", key, d)
 
 
 # ---- alignment ---------------------------------------------------------------------------------
@@ -148,7 +147,7 @@ def run_align(cfg: SuiteConfig, cache: StageCache, prepared: Any, pairs: pl.Data
             np.save(d / "embeddings.npy", result.embeddings.astype(np.float32))
             (d / "summary.json").write_text(json.dumps(summary, default=float))
     d = cache.path("align", key)
-    return np.load(d / "embeddings.npy"), read_json(d / "summary.json"), Stage("align", key, d, True)
+    return np.load(d / "embeddings.npy"), read_json(d / "summary.json"), Stage("align", key, d)
 
 
 # ---- codes -------------------------------------------------------------------------------------
@@ -204,7 +203,7 @@ def run_codes(cfg: SuiteConfig, cache: StageCache, embeddings: dict[str, np.ndar
             (d / "diagnostics.json").write_text(json.dumps(diags, default=float))
     d = cache.path("codes", key)
     codes = {p.stem: np.load(p) for p in sorted(d.glob("*.npy"))}
-    return codes, read_json(d / "diagnostics.json"), Stage("codes", key, d, True)
+    return codes, read_json(d / "diagnostics.json"), Stage("codes", key, d)
 
 
 def variant_arrays(cfg: SuiteConfig, variant: str, codes: dict[str, np.ndarray],
