@@ -28,7 +28,7 @@ from benchmark.metrics import all_metrics, slice_metrics
 from benchmark.variants import SplitArrays, build_features, iter_batches, split_arrays
 from recsys_models.din import build_din
 from recsys_models.dlrm import build_dlrm
-from recsys_models.features import FeatureSet
+from recsys_models.features import FeatureSet, RankBatch
 from recsys_models.sim import build_sim
 
 MODELS = ("dlrm", "din", "sim")
@@ -176,6 +176,18 @@ def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: i
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
+def train_step(model: Callable[[RankBatch], torch.Tensor], optimizers: list[torch.optim.Optimizer],
+               batch: RankBatch, loss_fn: nn.Module) -> torch.Tensor:
+    """One optimisation step on one batch; returns the (graph-free) loss. Also timed by `perf rank`."""
+    loss = loss_fn(model(batch), batch.labels)
+    for opt in optimizers:
+        opt.zero_grad()
+    loss.backward()
+    for opt in optimizers:
+        opt.step()
+    return loss.detach()
+
+
 def _train_epoch(
     model: nn.Module, fs: FeatureSet, arrays: SplitArrays, cfg: TrainConfig,
     optimizers: list[torch.optim.Optimizer], generator: torch.Generator, desc: str, progress: bool,
@@ -186,12 +198,7 @@ def _train_epoch(
     total, seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=len(arrays), desc=desc, unit="row", disable=not progress, leave=False)
     for batch in iter_batches(fs, arrays, cfg.batch_size, generator):
-        loss = loss_fn(model(batch), batch.labels)
-        for opt in optimizers:
-            opt.zero_grad()
-        loss.backward()
-        for opt in optimizers:
-            opt.step()
+        loss = train_step(model, optimizers, batch, loss_fn)
         b = int(batch.labels.shape[0])
         total, seen = total + float(loss.detach()) * b, seen + b
         bar.update(b)

@@ -23,7 +23,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from benchmark.train import DinConfig, DlrmConfig, SimConfig, TrainConfig, build_model, make_optimizers
+from benchmark.train import (
+    DinConfig,
+    DlrmConfig,
+    SimConfig,
+    TrainConfig,
+    build_model,
+    make_optimizers,
+    train_step,
+)
 from recsys_models.features import FeatureSet, FeatureSpec, RankBatch, build_batch
 
 
@@ -109,12 +117,7 @@ def _step_fn(model: nn.Module, optimizers: list, forward: Callable[[RankBatch], 
     loss_fn = nn.BCEWithLogitsLoss()
 
     def step(batch: RankBatch) -> None:
-        loss = loss_fn(forward(batch), batch.labels)
-        for opt in optimizers:
-            opt.zero_grad()
-        loss.backward()
-        for opt in optimizers:
-            opt.step()
+        train_step(forward, optimizers, batch, loss_fn)  # the training loop's own step
 
     return step
 
