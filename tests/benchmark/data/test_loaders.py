@@ -1,4 +1,4 @@
-"""Each loader on its hand-written fixture (tests/data/conftest.py): exact expected frames."""
+"""Each loader on its hand-written fixture (tests/benchmark/data/conftest.py): exact expected frames."""
 
 from __future__ import annotations
 
