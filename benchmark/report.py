@@ -1,9 +1,8 @@
 """The suite report: mean ± std and CI over seeds, Δ vs id_only with a paired t-test, code quality, provenance.
 
-Input is the suite's manifest `runs/<suite>/results.json`, written by `qarm-bench run`:
-
-    {"provenance": {...}, "cells": [{"model", "variant", "seed", "test": {slice: {metric: value}}}, ...],
-     "code_quality": {code_set: {diagnostic: value}}, "data_stats": {...}, ...}
+Input is the suite's manifest `runs/<suite>/results.json` (benchmark.records.SuiteResults), written by
+`qarm-bench run`: provenance, data statistics, each replicate's item side (pair stats, alignment summary,
+code-set diagnostics) and one CellRecord per (variant, model, seed) with test metrics per slice.
 
 Output: `report.md` (also printed) and `report.json`, whose rows are
 (model, variant, slice, metric, mean, std, ci_low, ci_high, n_seeds, delta_vs_id_only, p_value).
@@ -20,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.cache import read_json, write_json
 from benchmark.errors import QarmBenchError
-from benchmark.stages import read_json, write_json
+from benchmark.records import CellRecord, SuiteResults, from_json
 
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
@@ -64,14 +64,14 @@ def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> tuple[
     return delta, float(stats.ttest_rel(a, b).pvalue)
 
 
-def aggregate(cells: Iterable[dict[str, Any]], confidence: float = 0.95) -> list[dict[str, Any]]:
+def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dict[str, Any]]:
     """One row per (model, variant, slice, metric) over the seeds present."""
     by_key: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
     for cell in cells:
-        for slice_name, metrics in cell["test"].items():
+        for slice_name, metrics in cell.test.items():
             for metric, value in metrics.items():
                 if metric in METRICS:
-                    by_key[(cell["model"], cell["variant"], slice_name, metric)][int(cell["seed"])] = (
+                    by_key[(cell.model, cell.variant, slice_name, metric)][int(cell.seed)] = (
                         math.nan if value is None else float(value))
     rows = []
     for (model, variant, slice_name, metric), per_seed in sorted(by_key.items()):
@@ -131,23 +131,29 @@ def code_quality_table(code_quality: dict[str, dict[str, Any]]) -> str:
         return "–" if not v else ", ".join(f"{x:.3f}" for x in v)
 
     for name, d in sorted(code_quality.items()):
-        hr = d.get("hr_at_10")
-        if isinstance(hr, list | tuple):
-            hr = hr[0] if hr else None
+        hr = d.get("neighbour_hr")
+        hr = hr[0] if hr else None
         lines.append(f"| {name} | {_fmt(d.get('collision_rate'), 3)} | {_fmt(d.get('mean_items_per_code'), 2)} | "
                      f"{d.get('n_unique_codes', '–')} | {lst(d.get('utilisation'))} | {lst(d.get('perplexity'))} | "
                      f"{lst(d.get('reconstruction_mse'))} | {_fmt(hr, 3)} |")
     return "\n".join(lines)
 
 
-def render_markdown(manifest: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    prov = manifest.get("provenance", {})
-    stats = manifest.get("data_stats", {})
-    variants_order = manifest.get("variants", [])
-    out = [f"# QARM-Bench report: {manifest.get('suite', '?')}", ""]
-    out.append(f"Provenance: config {prov.get('config_hash', '?')} · git {prov.get('git_sha', '?')} · "
-               f"dataset {prov.get('dataset', '?')} ({prov.get('dataset_fingerprint', '?')}) · "
-               f"split {prov.get('split', '?')} · seeds {prov.get('seeds', '?')} · {prov.get('date', '?')}")
+def code_quality(results: SuiteResults) -> dict[str, dict[str, Any]]:
+    """Diagnostics of the residual code sets (kind "rq") of the first replicate, by code set name."""
+    if not results.item_side:
+        return {}
+    return {cs.name: cs.diagnostics for cs in results.item_side[0].code_sets if cs.kind == "rq"}
+
+
+def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
+    prov = results.provenance
+    stats = results.data_stats
+    variants_order = results.variants
+    title = f"{results.suite} [{results.label}]" if results.label else results.suite
+    out = [f"# QARM-Bench report: {title}", ""]
+    out.append(f"Provenance: config {prov.config_hash} · git {prov.git_sha} · dataset {prov.dataset} "
+               f"({prov.dataset_fingerprint}) · split {prov.split} · seeds {list(prov.seeds)} · {prov.date}")
     if stats:
         out.append("")
         out.append(f"Data: {stats.get('users', '?')} users, {stats.get('items', '?')} items, "
@@ -155,24 +161,26 @@ def render_markdown(manifest: dict[str, Any], rows: list[dict[str, Any]]) -> str
                    f"{stats.get('val', '?')}/{stats.get('test', '?')}; cold items {stats.get('cold_items', '?')}; "
                    f"cold-user share of test rows {_fmt(stats.get('cold_user_share_test'), 3)}.")
     out += ["", "## Ranking metrics (test, at the best validation epoch)", "",
-            f"mean ± std [{int(100 * manifest.get('confidence', 0.95))}% CI] over seeds; Δ and p: paired over "
+            f"mean ± std [{int(100 * results.confidence)}% CI] over seeds; Δ and p: paired over "
             "seeds against id_only (t-test; – under 2 seeds).", "", metrics_table(rows, variants_order)]
-    if manifest.get("code_quality"):
-        out += ["", "## Code quality", "", code_quality_table(manifest["code_quality"])]
-    if manifest.get("alignment"):
-        a = manifest["alignment"]
+    cq = code_quality(results)
+    if cq:
+        out += ["", "## Code quality", "", code_quality_table(cq)]
+    if results.item_side:
+        rep = results.item_side[0]
+        a, ps = rep.alignment, rep.pair_stats
         out += ["", "## Alignment", "",
-                f"Held-out pair recall@{a.get('k', 10)}: frozen {_fmt(a.get('frozen_recall'), 3)} → aligned "
-                f"{_fmt(a.get('aligned_recall'), 3)} ({a.get('n_pairs', '?')} pairs; {a.get('pair_sources', '')})."]
-    if manifest.get("plots"):
-        out += ["", "## Plots", ""] + [f"- `{p}`" for p in manifest["plots"]]
+                f"Held-out pair recall@{a.k}: frozen {_fmt(a.frozen_recall, 3)} → aligned "
+                f"{_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; trained: {a.trained})."]
+    if results.plots:
+        out += ["", "## Plots", ""] + [f"- `{p}`" for p in results.plots]
     return "\n".join(out) + "\n"
 
 
-def write_report(suite_dir: Path, manifest: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def write_report(suite_dir: Path, results: SuiteResults) -> tuple[str, list[dict[str, Any]]]:
     """Aggregate, render and save report.md + report.json under suite_dir; returns (markdown, rows)."""
-    rows = aggregate(manifest["cells"], manifest.get("confidence", 0.95))
-    md = render_markdown(manifest, rows)
+    rows = aggregate(results.cells, results.confidence)
+    md = render_markdown(results, rows)
     suite_dir.mkdir(parents=True, exist_ok=True)
     tmp = suite_dir / ".report.md.tmp"
     tmp.write_text(md, encoding="utf-8")
@@ -181,7 +189,7 @@ def write_report(suite_dir: Path, manifest: dict[str, Any]) -> tuple[str, list[d
     return md, rows
 
 
-def load_manifest(suite_dir: Path) -> dict[str, Any]:
+def load_manifest(suite_dir: Path) -> SuiteResults:
     path = suite_dir / "results.json"
     if not path.exists():
         raise QarmBenchError(f"{path}: no results for suite '{suite_dir.name}' yet; run `qarm-bench run` first")
@@ -189,9 +197,7 @@ def load_manifest(suite_dir: Path) -> dict[str, Any]:
         manifest = read_json(path)
     except (OSError, json.JSONDecodeError) as e:
         raise QarmBenchError(f"{path}: unreadable results manifest ({e}); rerun `qarm-bench run`") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("cells"), list):
-        raise QarmBenchError(f"{path}: expected an object with a 'cells' list")
-    return manifest
+    return from_json(SuiteResults, manifest, path)
 
 
 def main_report(args: Any) -> int:

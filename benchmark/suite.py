@@ -1,11 +1,9 @@
-"""`qarm-bench run` and `qarm-bench plan`: the stage DAG, the (variant, model, seed) cells, MLflow, report.
+"""`qarm-bench run` and `qarm-bench plan`: the item side (benchmark.stages), the (variant, model, seed) cells,
+MLflow, the report.
 
-    data ─► pairs ─► frozen ─► align ─► codes ─► rank cells ─► report
-    (split)  (U2I+Swing) (MiniLM) (InfoNCE)  (RQ-Kmeans, RQ-VAE, VQ)  (DLRM, DIN, SIM)
-
-A rerun skips finished stages and cells (StageCache); the MLflow parent run of every invocation still gets
-a child run per cell (tagged cached=true when its result came from the cache), so each invocation's run tree
-is complete. The manifest `runs/<suite>/results.json` feeds `qarm-bench report`.
+A rerun skips finished stages and cells (StageCache); the MLflow parent run of every invocation still gets a
+child run per cell (tagged cached=true when its result came from the cache), so each invocation's run tree is
+complete. The manifest `runs/<suite>/results.json` (benchmark.records.SuiteResults) feeds `qarm-bench report`.
 """
 
 from __future__ import annotations
@@ -13,14 +11,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import time
 from typing import Any
 
 from benchmark import __version__
+from benchmark.cache import StageCache, read_json, write_json
 from benchmark.config import SuiteConfig, sweep_configs
 from benchmark.configlib import canonical_json, flatten, stable_hash, to_plain
-from benchmark.errors import ConfigError
-from benchmark.stages import STAGES, StageCache, read_json, write_json
+from benchmark.records import (
+    CellRecord,
+    CodeSetRecord,
+    ItemSideRecord,
+    Provenance,
+    SuiteResults,
+    from_json,
+    to_json,
+)
+from benchmark.stages import (
+    STAGE_NAMES,
+    ItemSideKeys,
+    check_force,
+    downstream_closure,
+    item_side_keys,
+    plan_cell,
+    run_item_side,
+)
 
 
 def _say(msg: str) -> None:
@@ -35,10 +49,15 @@ def cells_of(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
     return [(v, m, s) for s in cfg.suite.seeds for m in cfg.suite.models for v in cfg.suite.variants]
 
 
-def _check_force(force: list[str]) -> None:
-    bad = [f for f in force if f not in STAGES]
-    if bad:
-        raise ConfigError(f"--force {bad[0]}: unknown stage; expected one of {', '.join(STAGES)}")
+def replicate_seed(cfg: SuiteConfig, seed: int) -> int:
+    """The item-side seed (pairs, U2I, alignment, quantizers) of ranker seed `seed`: one item side for the
+    whole suite, seeded by data.split.seed."""
+    return cfg.data.split.seed
+
+
+def replicate_seeds(cfg: SuiteConfig) -> list[int]:
+    """The distinct item-side seeds of a suite, in seed order."""
+    return list(dict.fromkeys(replicate_seed(cfg, s) for s in cfg.suite.seeds))
 
 
 class SuiteRun:
@@ -46,98 +65,57 @@ class SuiteRun:
 
     def __init__(self, cfg: SuiteConfig, force: list[str] | tuple[str, ...] = (), progress: bool = True,
                  label: str = "", cache: StageCache | None = None) -> None:
-        _check_force(list(force))
+        check_force(force)
         self.cfg = cfg
         self.progress = progress
         self.label = label  # "key=value" of an ablation sweep; its report goes to runs/<suite>/sweep/<label>/
         self.suite_dir = cfg.suite_dir / "sweep" / label if label else cfg.suite_dir
         # one cache per suite, shared by all values of a sweep (each forced entry recomputes once)
-        self.cache = cache or StageCache(cfg.suite_dir / "artifacts", force=force)
+        self.cache = cache or StageCache(cfg.suite_dir / "artifacts", force=downstream_closure(force))
         self.config_hash = stable_hash(cfg)
-        self.keys: dict[str, str] = {}
+        self.keys: dict[int, ItemSideKeys] = {}
+        self.sides: dict[int, dict[str, Any]] = {}
 
-    # -- stages ----------------------------------------------------------------------------------
+    # -- item side -------------------------------------------------------------------------------
 
-    def item_side(self) -> dict[str, Any]:
-        """data, pairs, frozen, align, codes: returns everything the cells and the report need."""
-        from tqdm import tqdm
+    def item_side(self) -> None:
+        """Every replicate's item side (data, pairs, frozen, align, code sets), computed or loaded."""
+        from benchmark.data.preparation import data_key
 
-        from benchmark import pipeline as P
+        dkey = data_key(self.cfg.data)
+        data = None
+        for rseed in replicate_seeds(self.cfg):
+            self.keys[rseed] = keys = item_side_keys(self.cfg, dkey, rseed)
+            side = run_item_side(self.cfg, self.cache, rseed, keys, progress=self.progress, data=data)
+            data = side["data"]
+            self.sides[rseed] = side
 
-        bar = tqdm(total=5, desc="stages", unit="stage", disable=not self.progress, file=sys.stderr,
-                   dynamic_ncols=True, bar_format="{desc}: {n}/{total} {bar} [{elapsed}<{remaining}] {postfix}")
+    def train_or_load(self, variant: str, model: str, seed: int, on_epoch: Any = None) -> tuple[CellRecord, bool]:
+        """A cell's result; trains it unless cached."""
+        from benchmark.cell import cell_inputs, rank_config
 
-        def done(name: str) -> None:
-            bar.update(1)
-            bar.set_postfix_str(f"{name} done")
+        rseed = replicate_seed(self.cfg, seed)
+        plan = plan_cell(self.cfg, variant, model, seed, self.keys[rseed])
+        if self.cache.done("rank", plan.key):
+            path = self.cache.path("rank", plan.key) / "result.json"
+            return from_json(CellRecord, read_json(path), path), True
+        from benchmark.train import train_cell
 
-        t0 = time.monotonic()
-        prepared, st = P.run_data(self.cfg, self.cache)
-        self.keys = P.stage_keys(self.cfg, st.key)
-        _say(f"[data]   {self.cfg.data.dataset}: {prepared.stats.get('users')} users, "
-             f"{prepared.stats.get('items')} items, train/val/test {prepared.stats.get('train')}/"
-             f"{prepared.stats.get('val')}/{prepared.stats.get('test')}  ({time.monotonic() - t0:.1f}s)")
-        done("data")
-        t0 = time.monotonic()
-        pairs, pair_stats, _ = P.run_pairs(self.cfg, self.cache, prepared, self.keys["pairs"])
-        _say(f"[pairs]  {len(pairs)} pairs {pair_stats.get('pairs_per_source')}  ({time.monotonic() - t0:.1f}s)")
-        done("pairs")
-        t0 = time.monotonic()
-        feats, _ = P.run_frozen(self.cfg, self.cache, prepared, self.keys["frozen"])
-        frozen = feats.frozen_embeddings()
-        _say(f"[frozen] embeddings {frozen.shape}  ({time.monotonic() - t0:.1f}s)")
-        done("frozen")
-        t0 = time.monotonic()
-        aligned, align_summary, _ = P.run_align(self.cfg, self.cache, prepared, pairs, feats, self.keys["align"])
-        _say(f"[align]  embeddings {aligned.shape}; held-out pair recall@{self.cfg.align.recall_k}: frozen "
-             f"{align_summary.get('frozen_recall', float('nan')):.3f} -> aligned "
-             f"{align_summary.get('aligned_recall', float('nan')):.3f}  ({time.monotonic() - t0:.1f}s)")
-        done("align")
-        t0 = time.monotonic()
-        embeddings = {"frozen": frozen, "aligned": aligned}
-        codes, diags, _ = P.run_codes(self.cfg, self.cache, embeddings, self.keys["codes"])
-        _say(f"[codes]  {', '.join(f'{k}{tuple(v.shape)}' for k, v in codes.items())}  "
-             f"({time.monotonic() - t0:.1f}s)")
-        done("codes")
-        bar.close()
-        return {"prepared": prepared, "pairs": pairs, "pair_stats": pair_stats, "embeddings": embeddings,
-                "align": align_summary, "codes": codes, "diagnostics": diags}
-
-    def train_or_load(self, variant: str, model: str, seed: int, side: dict[str, Any],
-                      on_epoch: Any = None) -> tuple[dict[str, Any], bool]:
-        """A cell's result (history, best epoch, test metrics per slice); trains it unless cached."""
-        from benchmark import pipeline as P
-
-        key = P.cell_key(self.cfg, variant, model, seed, self.keys)
-        if self.cache.done("rank", key):
-            return read_json(self.cache.path("rank", key) / "result.json"), True
-        from benchmark.train import CellData, train_cell
-
-        prepared = side["prepared"]
-        arrays = P.variant_arrays(self.cfg, variant, side["codes"], side["embeddings"])
-        codes = arrays["codes"]
-        data = CellData(train=prepared.train, val=prepared.val, test=prepared.test, items=prepared.items,
-                        users=prepared.users, codes=codes,
-                        codebook_size=None if codes is None else P.code_vocab(self.cfg, codes, len(prepared.items)),
-                        vq_codes=arrays["vq_codes"], dense=arrays["dense"])
+        inputs = cell_inputs(plan, self.sides[rseed], self.cfg.rank.embedding_dim)
         # per-epoch bar (running loss, samples/s) only on a terminal: in a log file it would be noise
-        res = train_cell(model, variant, data, self.cfg.rank, seed, on_epoch=on_epoch,
+        res = train_cell(model, inputs, rank_config(self.cfg.rank, plan), seed, on_epoch=on_epoch,
                          progress=self.progress and sys.stderr.isatty())
-        out = {
-            "model": model, "variant": variant, "seed": seed, "key": key, "best_epoch": res.best_epoch,
-            "val_best": res.val_best, "test": res.test, "sim_search": res.sim_search,
-            "n_parameters": res.n_parameters,
-            "history": [{"epoch": h.epoch, "train_loss": h.train_loss, **{f"val_{k}": v for k, v in h.val.items()},
-                         "seconds": h.seconds, "samples_per_s": h.samples_per_s} for h in res.history],
-        }
-        with self.cache.writing("rank", key, {"variant": variant, "model": model, "seed": seed}) as d:
-            (d / "result.json").write_text(json.dumps(out, default=float))
+        record = CellRecord(model=model, variant=variant, seed=seed, key=plan.key, best_epoch=res.best_epoch,
+                            val_best=res.val_best, test=res.test, history=res.history, sim_search=plan.sim_search,
+                            sim_search_codes=plan.sim_search_codes, n_parameters=res.n_parameters)
+        with self.cache.writing("rank", plan.key, {"variant": variant, "model": model, "seed": seed}) as d:
+            (d / "result.json").write_text(json.dumps(to_json(record), default=float))
             res.test_predictions.write_parquet(d / "test_predictions.parquet")
-        return out, False
+        return record, False
 
     # -- the whole run ---------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> SuiteResults:
         import torch
 
         from benchmark.tracking import Tracker
@@ -156,95 +134,103 @@ class SuiteRun:
                                                                     "suite": cfg.suite.name,
                                                                     "sweep": self.label}) as parent:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
-            side = self.item_side()
-            parent.set_tags({f"stage.{k}": v for k, v in self.keys.items()} |
-                            {"dataset_fingerprint": self.keys["data"]})
-            self._log_item_side(parent, side)
-            cells = self._run_cells(tracker, side)
-            manifest = self._manifest(side, cells, started)
-            write_json(self.suite_dir / "results.json", manifest)
-            md = self._report(manifest, parent)
+            self.item_side()
+            first = self.keys[replicate_seeds(cfg)[0]]
+            parent.set_tags({f"stage.{k}": v for k, v in first.flat().items()} | {"dataset_fingerprint": first.key("data")})
+            replicates = tuple(self._replicate_record(s) for s in replicate_seeds(cfg))
+            self._log_item_side(parent, replicates)
+            cells = self._run_cells(tracker)
+            results = self._results(replicates, cells, started)
+            md = self._report(results, parent)
         print(md)
         _say(f"Done. Report: {self.suite_dir / 'report.md'}  Plots: {self.suite_dir / 'plots'}\n"
              f"MLflow: {tracker.tracking_uri} (experiment '{cfg.suite.name}'); open it with `qarm-bench ui` "
              f"(http://127.0.0.1:5000)")
-        return manifest
+        return results
 
-    def _log_item_side(self, parent: Any, side: dict[str, Any]) -> None:
-        prepared = side["prepared"]
+    def _replicate_record(self, rseed: int) -> ItemSideRecord:
+        side = self.sides[rseed]
+        code_sets = tuple(CodeSetRecord(name, cs.kind, to_plain(cs.diagnostics)) for name, cs in side["codes"].items())
+        return ItemSideRecord(seed=rseed, stage_keys=self.keys[rseed].flat(), pair_stats=side["pairs"].stats,
+                              alignment=side["align"].summary, code_sets=code_sets)
+
+    def _log_item_side(self, parent: Any, replicates: tuple[ItemSideRecord, ...]) -> None:
+        """Data stats once; pair, alignment and code statistics per replicate (metric names carry `_r<seed>`
+        when the suite has several item-side replicates)."""
+        prepared = self.sides[replicates[0].seed]["data"]
         parent.log_dict(prepared.stats, "stats/data.json")
-        parent.log_dict(side["pair_stats"], "stats/pairs.json")
-        parent.log_dict(side["diagnostics"], "stats/codes.json")
-        parent.log_dict(side["align"], "stats/alignment.json")
         numeric = {f"data_{k}": v for k, v in prepared.stats.items() if isinstance(v, int | float)}
-        numeric |= {f"pairs_{k}": v for k, v in side["pair_stats"].items() if isinstance(v, int | float)}
-        for name, d in side["diagnostics"].items():
-            numeric |= {f"codes_{name}_{k}": v for k, v in d.items() if isinstance(v, int | float)}
-        numeric |= {f"align_{k}": v for k, v in side["align"].items() if isinstance(v, int | float)}
+        several = len(replicates) > 1
+        for rep in replicates:
+            sfx = f"_r{rep.seed}" if several else ""
+            parent.log_dict(to_json(rep), f"stats/item_side{sfx}.json")
+            numeric |= {f"pairs_{k}{sfx}": v for k, v in to_plain(rep.pair_stats).items() if _is_number(v)}
+            for cs in rep.code_sets:
+                numeric |= {f"codes_{cs.name}_{k}{sfx}": v for k, v in cs.diagnostics.items() if _is_number(v)}
+            a = rep.alignment
+            numeric |= {f"align_{k}{sfx}": v for k, v in (("frozen_recall", a.frozen_recall),
+                                                           ("aligned_recall", a.aligned_recall),
+                                                           ("best_epoch", a.best_epoch)) if _is_number(v)}
+            for h in a.history:
+                parent.log_metrics({f"align_loss{sfx}": h.loss, f"align_val_recall{sfx}": h.val_recall}, step=h.epoch)
         parent.log_metrics(numeric)
-        for h in side["align"].get("history", []):
-            parent.log_metrics({"align_loss": h.get("loss"), "align_val_recall": h.get("val_recall")},
-                               step=int(h.get("epoch", 0)))
 
-    def _run_cells(self, tracker: Any, side: dict[str, Any]) -> list[dict[str, Any]]:
+    def _run_cells(self, tracker: Any) -> list[CellRecord]:
         from tqdm import tqdm
 
-        from benchmark import pipeline as P
-
-        todo = cells_of(self.cfg)
         results = []
-        bar = tqdm(todo, desc="cells", unit="cell", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(cells_of(self.cfg), desc="cells", unit="cell", disable=not self.progress, file=sys.stderr,
+                   dynamic_ncols=True)
         for variant, model, seed in bar:
             bar.set_postfix_str(f"{model}/{variant}/seed{seed}")
-            key = P.cell_key(self.cfg, variant, model, seed, self.keys)
-            tags = {"variant": variant, "model": model, "seed": seed, "cell_key": key,
-                    **{f"stage.{k}": v for k, v in self.keys.items()}}
-            with tracker.child_run(f"{model}/{variant}/seed{seed}", params=P.cell_params(self.cfg, variant, model,
-                                                                                         seed), tags=tags) as child:
+            rseed = replicate_seed(self.cfg, seed)
+            plan = plan_cell(self.cfg, variant, model, seed, self.keys[rseed])
+            tags = {"variant": variant, "model": model, "seed": seed, "cell_key": plan.key,
+                    "replicate_seed": rseed, "sim_search": plan.sim_search or "",
+                    "sim_search_codes": plan.sim_search_codes or "",
+                    **{f"stage.{k}": v for k, v in self.keys[rseed].flat().items()}}
+            params = {"variant": variant, "model": model, "seed": seed, "quantizer": self.cfg.quantize.quantizer,
+                      **flatten(self.cfg.rank, "rank")}
+            with tracker.child_run(f"{model}/{variant}/seed{seed}", params=params, tags=tags) as child:
                 def on_epoch(epoch: int, metrics: dict[str, float], _child: Any = child) -> None:
                     _child.log_metrics(metrics, step=epoch)
 
-                result, cached = self.train_or_load(variant, model, seed, side, on_epoch=on_epoch)
+                record, cached = self.train_or_load(variant, model, seed, on_epoch=on_epoch)
                 if cached:  # replay the cached history so every invocation's child runs carry the curves
-                    for h in result["history"]:
-                        child.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
+                    for h in record.history:
+                        child.log_metrics({"train_loss": h.train_loss, **{f"val_{k}": v for k, v in h.val.items()},
+                                           "seconds": h.seconds, "samples_per_s": h.samples_per_s}, step=h.epoch)
                 child.set_tags({"cached": str(cached).lower()})
-                final = {f"test_{s}_{m}": v for s, ms in result["test"].items() for m, v in ms.items()}
-                final |= {f"best_val_{m}": v for m, v in result["val_best"].items()}
-                child.log_metrics({**final, "best_epoch": result["best_epoch"]})
-            results.append(result)
+                final = {f"test_{s}_{m}": v for s, ms in record.test.items() for m, v in ms.items()}
+                final |= {f"best_val_{m}": v for m, v in record.val_best.items()}
+                child.log_metrics({**final, "best_epoch": record.best_epoch, "n_parameters": record.n_parameters})
+            results.append(record)
         return results
 
-    def _manifest(self, side: dict[str, Any], cells: list[dict[str, Any]], started: str) -> dict[str, Any]:
+    def _results(self, replicates: tuple[ItemSideRecord, ...], cells: list[CellRecord],
+                 started: str) -> SuiteResults:
         from benchmark.tracking import git_sha
 
         cfg = self.cfg
-        prepared = side["prepared"]
-        align = dict(side["align"])
-        return {
-            "suite": cfg.suite.name + (f" [{self.label}]" if self.label else ""), "variants": list(cfg.suite.variants), "models": list(cfg.suite.models),
-            "confidence": cfg.report.confidence,
-            "provenance": {"config_hash": self.config_hash, "git_sha": git_sha(), "dataset": cfg.data.dataset,
-                           "dataset_fingerprint": self.keys["data"], "split": cfg.data.split.kind,
-                           "seeds": list(cfg.suite.seeds), "date": started, "version": __version__,
-                           "stage_keys": dict(self.keys)},
-            "config": to_plain(cfg),
-            "data_stats": prepared.stats, "pair_stats": side["pair_stats"],
-            "code_quality": {k: v for k, v in side["diagnostics"].items() if "collision_rate" in v},
-            "alignment": {**align, "k": cfg.align.recall_k, "n_pairs": int(len(side["pairs"])),
-                          "pair_sources": ", ".join(cfg.pairs.sources)},
-            "cells": [{k: c[k] for k in ("model", "variant", "seed", "best_epoch", "val_best", "test", "key",
-                                         "sim_search")} for c in cells],
-        }
+        prepared = self.sides[replicates[0].seed]["data"]
+        prov = Provenance(config_hash=self.config_hash, git_sha=git_sha(), dataset=cfg.data.dataset,
+                          dataset_fingerprint=prepared.fingerprint, split=cfg.data.split.kind,
+                          seeds=tuple(cfg.suite.seeds), date=started, version=__version__)
+        return SuiteResults(suite=cfg.suite.name, label=self.label, variants=tuple(cfg.suite.variants),
+                            models=tuple(cfg.suite.models), confidence=cfg.report.confidence, provenance=prov,
+                            config=to_plain(cfg), data_stats=prepared.stats, item_side=replicates,
+                            cells=tuple(cells))
 
-    def _report(self, manifest: dict[str, Any], parent: Any) -> str:
+    def _report(self, results: SuiteResults, parent: Any) -> str:
+        import dataclasses
+
         from benchmark import plots
         from benchmark.report import write_report
 
-        paths = plots.make_all(manifest, self.suite_dir / "plots")
-        manifest["plots"] = [str(p.relative_to(self.suite_dir)) for p in paths]
-        write_json(self.suite_dir / "results.json", manifest)
-        md, _ = write_report(self.suite_dir, manifest)
+        paths = plots.make_all(results, self.suite_dir / "plots")
+        results = dataclasses.replace(results, plots=tuple(str(p.relative_to(self.suite_dir)) for p in paths))
+        write_json(self.suite_dir / "results.json", to_json(results))
+        md, _ = write_report(self.suite_dir, results)
         for p in paths:
             parent.log_artifact(p, "plots")
         parent.log_artifact(self.suite_dir / "report.md")
@@ -252,10 +238,14 @@ class SuiteRun:
         return md
 
 
-def main_run(args: Any) -> int:
-    runs = sweep_configs(args.config, args.overrides, args.quick)
-    _check_force(args.force)
-    cache = StageCache(runs[0][1].suite_dir / "artifacts", force=args.force)
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
+    runs = runs or sweep_configs(args.config, args.overrides, args.quick)
+    check_force(args.force)
+    cache = StageCache(runs[0][1].suite_dir / "artifacts", force=downstream_closure(args.force))
     for i, (label, cfg) in enumerate(runs):
         if label:
             _say(f"== sweep {i + 1}/{len(runs)}: {label}")
@@ -263,35 +253,35 @@ def main_run(args: Any) -> int:
     return 0
 
 
-def main_plan(args: Any) -> int:
+def main_plan(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
     """List the stages and cells with their keys and cache state; computes nothing but the data fingerprint."""
-    from benchmark import pipeline as P
-    from benchmark.data.prepare import data_fingerprint
+    from benchmark.data.preparation import data_key
+    from benchmark.stages import ITEM_SIDE
 
-    for label, cfg in sweep_configs(args.config, args.overrides, args.quick):
+    for label, cfg in runs or sweep_configs(args.config, args.overrides, args.quick):
         cache = StageCache(cfg.suite_dir / "artifacts")
-        keys = P.stage_keys(cfg, data_fingerprint(cfg.data))
+        dkey = data_key(cfg.data)
         print(f"suite {cfg.suite.name}{f' [{label}]' if label else ''}  config {stable_hash(cfg)}  dataset "
               f"{cfg.data.dataset} ({cfg.data.split.kind})  artifacts in {cache.root}")
-        print("stages: " + " -> ".join(STAGES))
-        data_cached = _data_cached(cache, cfg, keys["data"])
-        for s in ("data", "pairs", "frozen", "align", "codes"):
-            cached = data_cached if s == "data" else cache.is_cached(s, keys[s])
-            print(f"  {s:<7} {keys[s][:16]}  {'cached' if cached else 'to run'}")
+        print("stages: " + " -> ".join(STAGE_NAMES))
+        keys = {}
+        for rseed in replicate_seeds(cfg):
+            keys[rseed] = k = item_side_keys(cfg, dkey, rseed)
+            print(f"item side, replicate seed {rseed}:")
+            for stage in ITEM_SIDE:
+                for inst in stage.instances(cfg):
+                    key = k.key(stage.name, inst)
+                    name = f"{stage.name}/{inst}" if inst else stage.name
+                    print(f"  {name:<24} {key[:16]}  {'cached' if cache.is_cached(stage.name, key) else 'to run'}")
         cells = cells_of(cfg)
         n_cached = 0
         print(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x "
               f"{len(cfg.suite.seeds)} seeds = {len(cells)}")
         for v, m, seed in cells:
-            key = P.cell_key(cfg, v, m, seed, keys)
-            cached = cache.is_cached("rank", key)
+            plan = plan_cell(cfg, v, m, seed, keys[replicate_seed(cfg, seed)])
+            cached = cache.is_cached("rank", plan.key)
             n_cached += cached
-            print(f"  {m:<5} {v:<17} seed {seed:<3} {key}  {'cached' if cached else 'to run'}")
+            search = f"  search {plan.sim_search}:{plan.sim_search_codes or '-'}" if plan.sim_search else ""
+            print(f"  {m:<5} {v:<17} seed {seed:<3} {plan.key}  {'cached' if cached else 'to run'}{search}")
         print(f"{n_cached}/{len(cells)} cells cached")
     return 0
-
-
-def _data_cached(cache: StageCache, cfg: SuiteConfig, fp: str) -> bool:
-    from benchmark.data.prepared import entry_dir
-
-    return (entry_dir(cache.root / "data", cfg.data.dataset, fp) / "_SUCCESS").exists()

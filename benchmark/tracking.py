@@ -20,7 +20,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -295,9 +294,3 @@ def _has_module(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
-
-
-def temp_store() -> tuple[str, Path]:
-    """A throwaway sqlite store (for tests and perf runs): (uri, folder)."""
-    d = Path(tempfile.mkdtemp(prefix="qarm-mlflow-"))
-    return f"sqlite:///{d / 'mlflow.db'}", d

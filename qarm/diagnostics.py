@@ -2,14 +2,13 @@
 
 Glossary: N items, d embedding dim, L code levels (columns), K codebook size.
 Reference figures: QARM V2 Table 9 reports collision rate, EdgeNum (items per code) and HR@k of QARM's
-3 x 4096 Res-Kmeans codes (reference/anchors.md §1.7). All values are JSON-serialisable floats, ints and
-lists; keys carry no '@' (MLflow rejects it).
+3 x 4096 Res-Kmeans codes (reference/anchors.md §1.7). The result is a CodeDiagnostics record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,24 +73,51 @@ def _neighbour_preservation(x: np.ndarray, groups: list[np.ndarray], k: int, que
     return [float((g[nbrs] == g[rows][:, None]).mean()) for g in groups], int(rows.size)
 
 
+@dataclass(frozen=True)
+class CodeDiagnostics:
+    """Quality of one code set (see `code_diagnostics`). Per-level lists run over levels 1..L, per-depth
+    lists over code prefixes of depth 1..L.
+
+    n_unique_codes / mean_items_per_code (QARM V2's EdgeNum) / max_items_per_code: of full L-level codes;
+    collision_rate: share of items whose full code another item also has; utilisation: share of the K codes of
+    a level in use; perplexity: exp(entropy of a level's code usage); input_mse and reconstruction_mse (after
+    each level; only with codebooks); neighbour_hr: per depth, the share of an item's true top-k neighbours
+    sharing its code prefix (neighbours_k = k used, None when N == 1), over `neighbour_queries` items.
+    """
+
+    n_items: int
+    n_levels: int
+    n_unique_codes: int
+    mean_items_per_code: float
+    max_items_per_code: int
+    collision_rate: float
+    unique_codes_by_depth: tuple[int, ...]
+    collision_rate_by_depth: tuple[float, ...]
+    utilisation: tuple[float, ...]
+    perplexity: tuple[float, ...]
+    codebook_size: tuple[int, ...]
+    input_mse: float
+    reconstruction_mse: tuple[float, ...] | None = None
+    neighbours_k: int | None = None
+    neighbour_hr: tuple[float, ...] | None = None
+    neighbour_queries: int | None = None
+
+    @property
+    def hr_at_k(self) -> float | None:
+        """Neighbour hit rate at prefix depth 1 (the coarsest code)."""
+        return self.neighbour_hr[0] if self.neighbour_hr else None
+
+
 def code_diagnostics(x: np.ndarray, codes: np.ndarray, *, codebook_size: int | Sequence[int] | None,
                      codebooks: np.ndarray | None = None, neighbours_k: int = 10,
-                     neighbour_queries: int | None = 10_000, seed: int = 0) -> dict[str, Any]:
+                     neighbour_queries: int | None = 10_000, seed: int = 0) -> CodeDiagnostics:
     """Quality of `codes: (N, L) int64` for embeddings `x: (N, d) float32`.
 
     codebook_size: K for every level, a list of K per level (e.g. [256, 256, 256, dedup_vocab_size]), or
     None (K_l = max code + 1). codebooks: (L, K, d) float32 residual codebooks in x's space (RQ-Kmeans),
-    enabling the reconstruction errors. Returns:
-      n_items, n_levels, n_unique_codes, mean_items_per_code (N / n_unique_codes, QARM V2's EdgeNum),
-      max_items_per_code, collision_rate (share of items whose full L-level code another item also has),
-      unique_codes_by_depth, collision_rate_by_depth (prefix depths 1..L),
-      utilisation, perplexity, codebook_size (lists over levels),
-      input_mse, reconstruction_mse (list over levels: mean squared residual per element after level l;
-        only with codebooks),
-      neighbour_hr_at_{k} (list over depths 1..L), hr_at_{k} (depth 1), neighbours_k_used,
-      neighbour_queries (items whose neighbours were checked: a seeded sample of `neighbour_queries`
-        items, or all when None or N is smaller). neighbours_k_used = min(k, N - 1); the neighbour keys
-        are absent when N == 1.
+    enabling the reconstruction errors (mean squared residual per element after each level). Neighbours:
+    k = min(neighbours_k, N - 1) exact inner-product neighbours of a seeded sample of `neighbour_queries`
+    items (all when None or N is smaller); none when N == 1. Returns a CodeDiagnostics.
     """
     x, codes, sizes = _check(x, codes, codebook_size, codebooks)
     n, n_levels = codes.shape
@@ -103,23 +129,23 @@ def code_diagnostics(x: np.ndarray, codes: np.ndarray, *, codebook_size: int | S
         collision_by_depth.append(float((counts[g] > 1).mean()))
     _, full_counts = _prefix_groups(codes, n_levels)
     util, perp = _level_usage(codes, sizes)
-    out: dict[str, Any] = {
-        "n_items": n, "n_levels": n_levels, "n_unique_codes": unique_by_depth[-1],
-        "mean_items_per_code": n / unique_by_depth[-1], "max_items_per_code": int(full_counts.max()),
-        "collision_rate": collision_by_depth[-1], "unique_codes_by_depth": unique_by_depth,
-        "collision_rate_by_depth": collision_by_depth, "utilisation": util, "perplexity": perp,
-        "codebook_size": sizes, "input_mse": mean_square(x),
-    }
+    mse = None
     if codebooks is not None:
-        m, mse = x.copy(), []
+        m, levels_mse = x.copy(), []
         for level in range(n_levels):
             m -= codebooks[level][codes[:, level]]
-            mse.append(mean_square(m))
-        out["reconstruction_mse"] = mse
+            levels_mse.append(mean_square(m))
+        mse = tuple(levels_mse)
     k = min(neighbours_k, n - 1)
+    hr, used = (None, None)
     if k >= 1:
-        hr, used = _neighbour_preservation(x, groups, k, neighbour_queries, seed)
-        out[f"neighbour_hr_at_{neighbours_k}"] = hr
-        out[f"hr_at_{neighbours_k}"] = hr[0]
-        out["neighbours_k_used"], out["neighbour_queries"] = k, used
-    return out
+        hr_list, used = _neighbour_preservation(x, groups, k, neighbour_queries, seed)
+        hr = tuple(hr_list)
+    return CodeDiagnostics(
+        n_items=n, n_levels=n_levels, n_unique_codes=unique_by_depth[-1],
+        mean_items_per_code=n / unique_by_depth[-1], max_items_per_code=int(full_counts.max()),
+        collision_rate=collision_by_depth[-1], unique_codes_by_depth=tuple(unique_by_depth),
+        collision_rate_by_depth=tuple(collision_by_depth), utilisation=tuple(util), perplexity=tuple(perp),
+        codebook_size=tuple(sizes), input_mse=mean_square(x), reconstruction_mse=mse,
+        neighbours_k=k if k >= 1 else None, neighbour_hr=hr, neighbour_queries=used,
+    )

@@ -13,7 +13,8 @@ from torch import nn
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim restricted to `mask`; all-masked rows give all-zero weights (not NaN)."""
+    """Softmax of scores (..., T) over the last dim restricted to mask (..., T) bool; all-masked rows give
+    all-zero weights (not NaN)."""
     scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return torch.nan_to_num(weights, nan=0.0) * mask
@@ -54,6 +55,7 @@ class DinAttention(nn.Module):
         return self.rest(hidden).squeeze(-1)
 
     def scores_reference(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """The literal W [q, k, q - k, q * k] scores: query (B, D), keys (B, T, D) -> (B, T)."""
         q = query.unsqueeze(1).expand_as(keys)
         return self.rest(self.first(torch.cat([q, keys, q - keys, q * keys], dim=-1))).squeeze(-1)
 

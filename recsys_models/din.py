@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from recsys_models.attention import DinAttention
+from recsys_models.config import DinConfig
 from recsys_models.features import FeatureSpec, RankBatch, history_mask
 from recsys_models.item_encoder import (
     ContextEncoder,
@@ -18,6 +19,8 @@ from recsys_models.item_encoder import (
     latest_positions,
     mlp,
 )
+
+DEFAULT_DIN = DinConfig()
 
 
 class DIN(nn.Module):
@@ -50,17 +53,10 @@ class DIN(nn.Module):
         return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 
-def build_din(
-    spec: FeatureSpec,
-    content: torch.Tensor | None = None,
-    *,
-    attention_hidden: tuple[int, ...] = (64,),
-    attention_softmax: bool = False,
-    mlp_hidden: tuple[int, ...] = (128, 64),
-    max_len: int = 50,
-) -> DIN:
+def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN) -> DIN:
     """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None."""
     items = SequenceItemEncoder(spec, content)
     context = ContextEncoder(spec)
-    head = mlp(context.dim + 2 * items.dim + spec.dense_in_features, mlp_hidden)
-    return DIN(items, context, DinAttention(items.dim, attention_hidden, attention_softmax), head, max_len)
+    head = mlp(context.dim + 2 * items.dim + spec.dense_in_features, cfg.mlp)
+    attention = DinAttention(items.dim, cfg.attention_hidden, cfg.attention_softmax)
+    return DIN(items, context, attention, head, cfg.max_len)

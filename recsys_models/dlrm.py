@@ -11,7 +11,10 @@ from torch import nn
 from torchrec.models.dlrm import DLRM, DLRM_DCN
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
+from recsys_models.config import DlrmConfig
 from recsys_models.features import FeatureSpec, RankBatch, embedding_bag_configs
+
+DEFAULT_DLRM = DlrmConfig()
 
 
 class DlrmRanker(nn.Module):
@@ -25,25 +28,16 @@ class DlrmRanker(nn.Module):
         return self.dlrm(batch.dense, batch.sparse).squeeze(-1)
 
 
-def build_dlrm(
-    spec: FeatureSpec,
-    *,
-    dense_arch: tuple[int, ...] = (64,),
-    over_arch: tuple[int, ...] = (128, 64),
-    dcn: bool = False,
-    dcn_layers: int = 3,
-    dcn_low_rank: int = 16,
-    device: torch.device | None = None,
-) -> DlrmRanker:
+def build_dlrm(spec: FeatureSpec, cfg: DlrmConfig = DEFAULT_DLRM, *, device: torch.device | None = None) -> DlrmRanker:
     """DLRM of the given spec. `device=torch.device("meta")` defers table allocation to DMP sharding."""
     d = spec.embedding_dim
     ebc = EmbeddingBagCollection(tables=embedding_bag_configs(spec), device=device)
     common = dict(
         embedding_bag_collection=ebc,
         dense_in_features=spec.dense_in_features,
-        dense_arch_layer_sizes=[*dense_arch, d],
-        over_arch_layer_sizes=[*over_arch, 1],
+        dense_arch_layer_sizes=[*cfg.dense_arch, d],
+        over_arch_layer_sizes=[*cfg.over_arch, 1],
     )
-    if dcn:
-        return DlrmRanker(DLRM_DCN(**common, dcn_num_layers=dcn_layers, dcn_low_rank_dim=dcn_low_rank))
+    if cfg.dcn:
+        return DlrmRanker(DLRM_DCN(**common, dcn_num_layers=cfg.dcn_layers, dcn_low_rank_dim=cfg.dcn_low_rank))
     return DlrmRanker(DLRM(**common))

@@ -38,14 +38,17 @@ VQ = "vq"
 
 
 def user_key(name: str) -> str:
+    """KJT key of the categorical user feature `name`."""
     return f"user_{name}"
 
 
 def rq_key(level: int) -> str:
+    """KJT key of the target item's RQ code at `level` (0-based)."""
     return f"rq_{level}"
 
 
 def hist_rq_key(level: int) -> str:
+    """KJT key of the history items' RQ codes at `level` (0-based)."""
     return f"hist_rq_{level}"
 
 
@@ -206,7 +209,7 @@ class RankBatch:
 
 
 def history_mask(hist_len: torch.Tensor, t: int) -> torch.Tensor:
-    """(B,) lengths -> (B, T) bool, True at valid (left-aligned) positions."""
+    """hist_len: (B,) lengths -> (B, T) bool, True at valid (left-aligned) positions."""
     return torch.arange(t)[None, :] < hist_len[:, None]
 
 
@@ -268,7 +271,8 @@ def build_kjt_reference(fs: FeatureSet, rows: Sequence[tuple[int, int, Sequence[
 
 
 def build_dense(fs: FeatureSet, item_idx: torch.Tensor, hist: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
-    """(B, 1 + 2d) float32: [1, content[target], mean of content[history]] (zeros for an empty history)."""
+    """item_idx (B,), hist (B, T), hist_len (B,) -> (B, 1 + 2d) float32: [1, content[target], mean of
+    content[history]] (zeros for an empty history)."""
     ones = torch.ones(item_idx.shape[0], 1)
     if fs.content is None:
         return ones
@@ -288,7 +292,8 @@ def build_batch(
     hist_len: torch.Tensor,
     labels: torch.Tensor,
 ) -> RankBatch:
-    """Everything a ranker needs for B rows; shapes as in `RankBatch`."""
+    """Everything a ranker needs for B rows: user_idx, item_idx, hist_len, labels (B,); hist (B, T) int64
+    left-aligned (shapes as in `RankBatch`)."""
     return RankBatch(
         sparse=build_kjt(fs, user_idx, item_idx, hist, hist_len),
         dense=build_dense(fs, item_idx, hist, hist_len),

@@ -15,7 +15,7 @@ from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, 
 
 
 class SequenceItemEncoder(nn.Module):
-    """EmbeddingCollection (unpooled) over the item-side tables + optional projected frozen content."""
+    """EmbeddingCollection (unpooled) over the item-side tables + optional projected frozen content (N, d)."""
 
     def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -61,7 +61,7 @@ class ContextEncoder(nn.Module):
 
 
 def latest_positions(hist_len: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of the latest r history items: (B, r) int64 and a (B, r) bool mask (short histories)."""
+    """hist_len: (B,) -> positions of the latest r history items: (B, r) int64 and a (B, r) bool mask."""
     idx = hist_len[:, None] - r + torch.arange(r)[None, :]
     mask = idx >= 0
     return idx.clamp(min=0), mask

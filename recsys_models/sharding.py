@@ -11,7 +11,6 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
@@ -61,8 +60,3 @@ def shard_dlrm(
         lambda params: torch.optim.Adam(params, lr=dense_lr, weight_decay=weight_decay),
     )
     return dmp, CombinedOptimizer([dmp.fused_optimizer, dense])
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedModelParallel (or the model itself)."""
-    return model.module if isinstance(model, DistributedModelParallel) else model

@@ -8,18 +8,20 @@ General Search Unit (GSU) picks K positions of the history (B, T):
 Exact Search Unit (ESU): multi-head target attention over the K selected items, plus multi-head
 target attention over the latest `recent` items (the short-term sequence), then an MLP head.
 
-Variants without RQ codes (id_only, *_dense) have no prefix to match: `build_sim` falls back to
-soft search for them (reported by `SIM.search`).
+Which GSU a cell uses (and, for hard search, which code set it matches on) is decided by the caller
+that builds the variant; `build_sim` never falls back from one to the other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
 from recsys_models.attention import MultiHeadTargetAttention
+from recsys_models.config import SimConfig
 from recsys_models.errors import RecsysModelError
 from recsys_models.features import FeatureSpec, RankBatch, history_mask
 from recsys_models.item_encoder import (
@@ -29,6 +31,8 @@ from recsys_models.item_encoder import (
     latest_positions,
     mlp,
 )
+
+DEFAULT_SIM = SimConfig()
 
 
 def hard_search(
@@ -52,7 +56,8 @@ def hard_search(
 def soft_search(
     query: torch.Tensor, keys: torch.Tensor, hist_len: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inner-product GSU. query (B, D), keys (B, T, D) -> positions (B, K') of the top K' = min(k, T), mask."""
+    """Inner-product GSU. query (B, D), keys (B, T, D), hist_len (B,) -> positions (B, K') of the top
+    K' = min(k, T), mask."""
     t = keys.shape[1]
     valid = history_mask(hist_len, t)
     scores = torch.einsum("bd,btd->bt", query, keys).masked_fill(~valid, float("-inf"))
@@ -61,8 +66,19 @@ def soft_search(
     return torch.where(mask, top.indices, 0), mask
 
 
+@dataclass(frozen=True)
+class GsuConfig:
+    """The search unit of one SIM: mode ("hard" = code-prefix match, "soft" = inner product), top_k history
+    items kept, recent = length of the short-term sequence."""
+
+    mode: Literal["hard", "soft"]
+    top_k: int
+    recent: int
+
+
 class SIM(nn.Module):
-    """RankBatch -> logits (B,). MLP input: [context, target, long-term interest, short-term interest, dense]."""
+    """RankBatch -> logits (B,). MLP input: [context, target, long-term interest, short-term interest, dense].
+    prefix_codes: (N, p) int64, the code prefixes hard search matches on (None for soft search)."""
 
     def __init__(
         self,
@@ -72,22 +88,21 @@ class SIM(nn.Module):
         short: MultiHeadTargetAttention,
         head: nn.Module,
         *,
-        search: Literal["hard", "soft"],
+        search: GsuConfig,
         prefix_codes: torch.Tensor | None,
-        top_k: int = 50,
-        recent: int = 10,
     ) -> None:
         super().__init__()
-        if search == "hard" and prefix_codes is None:
+        if search.mode == "hard" and prefix_codes is None:
             raise RecsysModelError("SIM: search='hard' needs prefix_codes (N, p) int64")
         self.items, self.context, self.esu, self.short, self.head = items, context, esu, short, head
-        self.search = search
+        self.search = search.mode
         self.prefix_codes: torch.Tensor | None
         self.register_buffer("prefix_codes", prefix_codes, persistent=False)
-        self.top_k, self.recent = top_k, recent
+        self.top_k, self.recent = search.top_k, search.recent
 
     def select(self, batch: RankBatch, target: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The GSU: positions (B, K) and mask of the history items passed to the ESU."""
+        """The GSU: from target (B, D_i) and hist (B, T, D_i), positions (B, K) and mask of the history items
+        passed to the ESU."""
         if self.search == "hard":
             assert self.prefix_codes is not None
             codes = self.prefix_codes
@@ -105,38 +120,27 @@ class SIM(nn.Module):
         return self.head(torch.cat(features, dim=-1)).squeeze(-1)
 
 
-def build_sim(
-    spec: FeatureSpec,
-    *,
-    codes: torch.Tensor | None = None,
-    content: torch.Tensor | None = None,
-    search: Literal["hard", "soft"] = "hard",
-    prefix_depth: int = 1,
-    top_k: int = 50,
-    recent: int = 10,
-    heads: int = 2,
-    mlp_hidden: tuple[int, ...] = (128, 64),
-) -> SIM:
-    """codes: (N, L) int64 RQ codes (needed for hard search); content: (N, d) float32 or None.
+def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimConfig = DEFAULT_SIM, *,
+              search_codes: torch.Tensor | None = None) -> SIM:
+    """SIM of the given spec. content: (N, d) float32 or None; search_codes: (N, L_s) int64 codes the hard
+    search matches on (their first `cfg.prefix_depth` levels), needed when cfg.search == "hard".
 
-    Without codes (spec.rq_levels == 0) hard search falls back to soft search.
+    The caller decides the GSU (which search, over which code set) and records it; nothing falls back
+    silently: hard search without search_codes is an error.
     """
-    if search not in ("hard", "soft"):
-        raise RecsysModelError(f"SIM search: expected 'hard' or 'soft', got {search!r}")
-    if top_k <= 0 or recent <= 0 or heads <= 0:
-        raise RecsysModelError(f"SIM: top_k, recent and heads must be > 0, got {top_k}, {recent}, {heads}")
     prefix = None
-    if search == "hard" and spec.rq_levels > 0:
-        if codes is None:
-            raise RecsysModelError("build_sim: search='hard' with RQ features needs codes (N, L) int64")
-        if not 1 <= prefix_depth <= codes.shape[1]:
-            raise RecsysModelError(f"SIM prefix_depth: expected 1..{codes.shape[1]} (levels), got {prefix_depth}")
-        prefix = codes[:, :prefix_depth].contiguous()
-    effective = "hard" if prefix is not None else "soft"
+    if cfg.search == "hard":
+        if search_codes is None:
+            raise RecsysModelError("build_sim: search='hard' needs search_codes (N, L) int64 to match prefixes on")
+        if search_codes.ndim != 2 or search_codes.shape[0] != spec.n_items:
+            raise RecsysModelError(f"build_sim: search_codes must be (N={spec.n_items}, L) int64, "
+                                   f"got {tuple(search_codes.shape)}")
+        if not 1 <= cfg.prefix_depth <= search_codes.shape[1]:
+            raise RecsysModelError(f"SimConfig.prefix_depth: expected 1..{search_codes.shape[1]} (levels of the "
+                                   f"search codes), got {cfg.prefix_depth}")
+        prefix = search_codes[:, : cfg.prefix_depth].to(torch.int64).contiguous()
     items = SequenceItemEncoder(spec, content)
     context = ContextEncoder(spec)
-    head = mlp(context.dim + 3 * items.dim + spec.dense_in_features, mlp_hidden)
-    return SIM(
-        items, context, MultiHeadTargetAttention(items.dim, heads), MultiHeadTargetAttention(items.dim, heads), head,
-        search=effective, prefix_codes=prefix, top_k=top_k, recent=recent,
-    )
+    head = mlp(context.dim + 3 * items.dim + spec.dense_in_features, cfg.mlp)
+    esu, short = MultiHeadTargetAttention(items.dim, cfg.heads), MultiHeadTargetAttention(items.dim, cfg.heads)
+    return SIM(items, context, esu, short, head, search=GsuConfig(cfg.search, cfg.top_k, cfg.recent), prefix_codes=prefix)

@@ -8,20 +8,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
-
-from benchmark.data import registry
-from benchmark.data.config import DataConfig, SplitConfig
-from benchmark.data.prepare import prepare
-from benchmark.data.prepared import PreparedData
+from benchmark.data.config import DATASETS, DataConfig, SplitConfig
 from benchmark.errors import DataError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from benchmark.data.prepared import PreparedData
 
 SPLITS = ("per_user_temporal", "global_temporal", "leave_last_out")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help=f"dataset: one of {', '.join(sorted(registry.REGISTRY))}")
+    p.add_argument("name", help=f"dataset: one of {', '.join(sorted(DATASETS))}")
     p.add_argument("--root", default="", help="folder of the raw files (default: the dataset's default)")
     p.add_argument("--split", choices=SPLITS, default=None, help="split protocol (default: the dataset's default)")
     p.add_argument("--cache-dir", default="", help="prepared-data cache (default: runs/cache/data)")
@@ -39,12 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> DataConfig:
+    from benchmark.data import registry
+
     ds = registry.get(args.name)
     kind = args.split or registry.load_card(ds).get("default_split", "per_user_temporal")
     return DataConfig(dataset=args.name, root=args.root, split=SplitConfig(kind=kind), cache_dir=args.cache_dir)
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmark.data.preparation import prepare
+
     data = prepare(config_from_args(args))
     if args.data_command == "describe":
         return _describe(data, args.json)
@@ -77,6 +82,8 @@ def _with_ids(data: PreparedData, df: pl.DataFrame) -> pl.DataFrame:
 
 
 def export(data: PreparedData, out: Path, fmt: str) -> None:
+    import polars as pl  # noqa: F811
+
     """parquet: {train,val,test}.parquet (ids, idx, ts, label[, rating], history), items, users, stats.json.
     recbole: <name>.{train,valid,test}.inter and <name>.item atomic files (RecBole's
     `benchmark_filename: [train, valid, test]`), raw ids as tokens; label as a float field."""

@@ -9,9 +9,15 @@ dataclasses and `X | None`, so that loader can check every key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
+
+from benchmark.errors import require
 
 SplitKind = Literal["per_user_temporal", "global_temporal", "leave_last_out"]
+# The datasets benchmark.data.registry has a loader for (a test checks the two agree).
+DatasetName = Literal["movielens-100k", "movielens-1m", "movielens-latest", "movielens-latest-small", "movielens-20m",
+                      "movielens-25m", "movielens-32m", "amazon-reviews-2023", "microlens", "generic", "synthetic"]
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,28 @@ class SplitConfig:
     cold_item_frac: float = 0.1
     seed: int = 0
     popularity_buckets: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("val_frac", "test_frac", "cold_item_frac"):
+            require(self, name, 0.0 <= getattr(self, name) < 1.0, "a fraction in [0, 1)")
+        require(self, "test_frac", self.val_frac + self.test_frac < 1.0, "val_frac + test_frac < 1")
+        require(self, "popularity_buckets", self.popularity_buckets >= 1, "an integer >= 1")
+
+
+# (users, items, interactions, clusters) per synthetic preset; `large` is the scale benchmark.
+SYNTHETIC_PRESETS: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (40, 30, 600, 3),
+    "small": (2_000, 1_000, 50_000, 10),
+    "medium": (50_000, 20_000, 1_000_000, 50),
+    "large": (500_000, 1_000_000, 10_000_000, 200),
+}
+
+
+def synthetic_sizes(sc: SyntheticConfig) -> tuple[int, int, int, int]:
+    """(n_users, n_items, n_interactions, n_clusters): the preset, with fields > 0 overriding."""
+    base = SYNTHETIC_PRESETS[sc.size]
+    given = (sc.n_users, sc.n_items, sc.n_interactions, sc.n_clusters)
+    return tuple(v if v > 0 else b for v, b in zip(given, base))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -58,6 +86,19 @@ class SyntheticConfig:
     image_size: int = 32
     seed: int = 0
     chunk_users: int = 100_000  # users generated per chunk (bounds peak memory)
+
+    def __post_init__(self) -> None:
+        for name in ("n_users", "n_items", "n_interactions", "n_clusters", "words_per_item"):
+            require(self, name, getattr(self, name) >= 0, "an integer >= 0 (0 = the preset's value)")
+        for name in ("p_preferred", "p_pos_preferred", "p_pos_other", "text_noise"):
+            require(self, name, 0.0 <= getattr(self, name) <= 1.0, "a probability in [0, 1]")
+        require(self, "clusters_per_user", self.clusters_per_user >= 1, "an integer >= 1")
+        require(self, "image_size", self.image_size >= 4, "an integer >= 4 (pixels)")
+        require(self, "chunk_users", self.chunk_users >= 1, "an integer >= 1")
+        users, items, inter, clusters = synthetic_sizes(self)
+        require(self, "n_interactions", inter >= users, f"at least one per user (n_users = {users})")
+        require(self, "clusters_per_user", self.clusters_per_user <= clusters <= items,
+                f"clusters_per_user <= n_clusters ({clusters}) <= n_items ({items})")
 
 
 @dataclass(frozen=True)
@@ -116,7 +157,7 @@ class DataConfig:
     on_unknown_item = "drop".
     """
 
-    dataset: str = "movielens-100k"
+    dataset: DatasetName = "movielens-100k"
     root: str = ""
     label_threshold: float = 4.0
     kcore: int = 0
@@ -131,3 +172,8 @@ class DataConfig:
     amazon: AmazonConfig = field(default_factory=AmazonConfig)
     microlens: MicroLensConfig = field(default_factory=MicroLensConfig)
     cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        require(self, "history_len", self.history_len >= 0, "an integer >= 0")
+        require(self, "kcore", self.kcore >= 0, "an integer >= 0")
+        require(self, "max_tags_per_item", self.max_tags_per_item >= 0, "an integer >= 0")

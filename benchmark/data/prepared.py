@@ -9,17 +9,14 @@
             pop_bucket Int8 (0 = long tail .. B-1 = head; items without train rows get 0)
     users   one row per user_idx: user_idx Int32, user_id Utf8 [, feature columns Utf8]
 
-Cache entry: <cache_dir>/<name>-<fingerprint[:16]>/{train,val,test,items,users}.parquet, meta.json,
-_SUCCESS; written in a temp folder and renamed, so a reader never sees a partial entry.
+Cache entry (benchmark.cache.StageCache, stage "data"): <cache root>/data/<name>-<fingerprint[:16]>/
+{train,val,test,items,users}.parquet, meta.json [, images/], sealed by a _SUCCESS content manifest; written
+in a temp folder and renamed, so a reader never sees a partial entry.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,41 +49,16 @@ class PreparedData:
         return self.users.height
 
 
-def entry_dir(cache_dir: Path, name: str, fingerprint: str) -> Path:
-    return cache_dir / f"{name}-{fingerprint[:16]}"
+def save_prepared(data: PreparedData, out: Path) -> None:
+    """Write the frames as parquet and meta.json into `out` (a stage cache's temporary entry)."""
+    for f in FRAMES:
+        getattr(data, f).write_parquet(out / f"{f}.parquet")
+    meta = {"name": data.name, "fingerprint": data.fingerprint, "stats": data.stats}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
-def read_entry(path: Path) -> PreparedData | None:
-    """The cached PreparedData, or None when the entry is absent or incomplete."""
-    if not (path / "_SUCCESS").exists():
-        return None
+def load_prepared(path: Path) -> PreparedData:
+    """Read what `save_prepared` wrote."""
     meta = json.loads((path / "meta.json").read_text())
     frames = {f: pl.read_parquet(path / f"{f}.parquet") for f in FRAMES}
     return PreparedData(**frames, stats=meta["stats"], fingerprint=meta["fingerprint"], name=meta["name"])
-
-
-def write_entry(path: Path, build: Callable[[Path], PreparedData], *, replace: bool = False) -> PreparedData:
-    """Run `build(tmp)` (it may write side files such as images into tmp), then write the frames
-    into tmp and rename tmp to `path` (replace: move an existing entry aside first). On any error
-    the temp folder is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        data = build(tmp)
-        for f in FRAMES:
-            getattr(data, f).write_parquet(tmp / f"{f}.parquet")
-        meta = {"name": data.name, "fingerprint": data.fingerprint, "stats": data.stats}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        (tmp / "_SUCCESS").write_text("")
-        if path.exists() and (replace or not (path / "_SUCCESS").exists()):
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.rename(path, old)  # readers see either the old entry or none, then the new one
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.rename(tmp, path)
-        except OSError:  # another process finished the same entry first: theirs is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-        return data
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

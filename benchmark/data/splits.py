@@ -9,21 +9,9 @@ import numpy as np
 import polars as pl
 
 from benchmark.data.config import SplitConfig
-from benchmark.errors import ConfigError
 
 TRAIN, VAL, TEST = 0, 1, 2
 EPS = 1e-9  # n * 0.1 can land a hair under an integer in binary floating point
-
-
-def check_split(cfg: SplitConfig) -> None:
-    for name in ("val_frac", "test_frac", "cold_item_frac"):
-        v = getattr(cfg, name)
-        if not 0.0 <= v < 1.0:
-            raise ConfigError(f"data.split.{name}: expected a fraction in [0, 1), got {v}")
-    if cfg.val_frac + cfg.test_frac >= 1.0:
-        raise ConfigError(f"data.split: val_frac + test_frac must be < 1, got {cfg.val_frac + cfg.test_frac}")
-    if cfg.popularity_buckets < 1:
-        raise ConfigError(f"data.split.popularity_buckets: expected >= 1, got {cfg.popularity_buckets}")
 
 
 def kcore(inter: pl.DataFrame, k: int) -> pl.DataFrame:

@@ -17,17 +17,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmark.data.config import SyntheticConfig
+from benchmark.data.config import SYNTHETIC_PRESETS as PRESETS  # noqa: F401 (re-export)
+from benchmark.data.config import SyntheticConfig, synthetic_sizes
 from benchmark.data.schema import RawData
-from benchmark.errors import DataError
 
-# (users, items, interactions, clusters) per preset; `large` is the scale benchmark of issue 3.
-PRESETS: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (40, 30, 600, 3),
-    "small": (2_000, 1_000, 50_000, 10),
-    "medium": (50_000, 20_000, 1_000_000, 50),
-    "large": (500_000, 1_000_000, 10_000_000, 200),
-}
 THEMES: tuple[tuple[str, ...], ...] = (
     ("football", "goal", "stadium", "league", "coach", "match", "striker", "referee"),
     ("guitar", "concert", "melody", "album", "drummer", "chorus", "band", "song"),
@@ -54,17 +47,7 @@ NOISE: tuple[str, ...] = (
 T0 = 1_600_000_000  # 2020-09-13: synthetic timestamps start here
 
 
-def sizes(sc: SyntheticConfig) -> tuple[int, int, int, int]:
-    """(n_users, n_items, n_interactions, n_clusters): the preset, with fields > 0 overriding."""
-    base = PRESETS[sc.size]
-    out = tuple(v if v > 0 else b for v, b in zip((sc.n_users, sc.n_items, sc.n_interactions, sc.n_clusters), base))
-    n_users, n_items, n_inter, n_clusters = out
-    if n_inter < n_users:
-        raise DataError(f"data.synthetic: n_interactions ({n_inter}) must be >= n_users ({n_users})")
-    if not 0 < sc.clusters_per_user <= n_clusters <= n_items:
-        raise DataError(f"data.synthetic: need 0 < clusters_per_user ({sc.clusters_per_user}) <= n_clusters "
-                        f"({n_clusters}) <= n_items ({n_items})")
-    return n_users, n_items, n_inter, n_clusters
+sizes = synthetic_sizes  # (n_users, n_items, n_interactions, n_clusters); checked by SyntheticConfig
 
 
 def cluster_words(c: int) -> tuple[str, ...]:

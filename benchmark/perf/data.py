@@ -21,8 +21,8 @@ from pathlib import Path
 from benchmark.data import DataConfig, SyntheticConfig
 from benchmark.data.synthetic import generate
 from benchmark.data.schema import validate
-from benchmark.data.prepare import build_prepared, fingerprint
-from benchmark.data.prepared import entry_dir, read_entry, write_entry
+from benchmark.data.preparation import build_prepared, fingerprint
+from benchmark.data.prepared import load_prepared, save_prepared
 
 a = json.loads(sys.argv[1])
 cfg = DataConfig(dataset="synthetic", synthetic=SyntheticConfig(size=a["size"], n_interactions=a["n"],
@@ -34,10 +34,11 @@ raw = validate(raw, on_duplicate=cfg.on_duplicate, on_unknown_item=cfg.on_unknow
 t["validate_s"] = time.perf_counter() - t0
 t0 = time.perf_counter(); fp = fingerprint(cfg, []); data = build_prepared(raw, cfg, fp)
 t["split_history_s"] = time.perf_counter() - t0
-where = entry_dir(Path(a["cache"]), "synthetic", fp)
-t0 = time.perf_counter(); write_entry(where, lambda tmp: data); t["cache_write_s"] = time.perf_counter() - t0
+where = Path(a["cache"]) / "synthetic"
+where.mkdir(parents=True)
+t0 = time.perf_counter(); save_prepared(data, where); t["cache_write_s"] = time.perf_counter() - t0
 del data, raw
-t0 = time.perf_counter(); back = read_entry(where); t["cache_read_s"] = time.perf_counter() - t0
+t0 = time.perf_counter(); back = load_prepared(where); t["cache_read_s"] = time.perf_counter() - t0
 print(json.dumps({**t, "stats": back.stats}))
 """
 

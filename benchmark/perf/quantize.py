@@ -115,8 +115,8 @@ def _rq_kmeans(x: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
         "reference_encode_items_per_s": sample.shape[0] / ref_s,
         "reference_agrees_on_sample": bool(np.array_equal(ref_codes, codes[:SAMPLE_REFERENCE])),
         "recon_mse": float(np.mean((x - rq.decode(codes)).astype(np.float64) ** 2)),
-        "recon_mse_by_level": diag["reconstruction_mse"], "collision_rate": diag["collision_rate"],
-        "n_unique_codes": diag["n_unique_codes"], "perplexity": diag["perplexity"], "hr_at_10": diag["hr_at_10"],
+        "recon_mse_by_level": list(diag.reconstruction_mse or ()), "collision_rate": diag.collision_rate,
+        "n_unique_codes": diag.n_unique_codes, "perplexity": list(diag.perplexity), "hr_at_10": diag.hr_at_k,
     }
 
 
@@ -126,22 +126,23 @@ def _rq_vae(x: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
 
     n_train = x.shape[0] if args.rqvae_sample <= 0 else min(args.rqvae_sample, x.shape[0])
     train = x[np.sort(np.random.default_rng(args.seed).choice(x.shape[0], n_train, replace=False))]
-    cfg = RQVAEConfig(levels=args.levels, codebook_size=args.codebook_size, epochs=args.rqvae_epochs,
-                      lr=args.rqvae_lr, batch_size=max(1024, args.codebook_size))
+    # TIGER's network (768 -> 512 -> 256 -> 128 -> 32), not the small default the ML-100K suite uses
+    cfg = RQVAEConfig(hidden=(512, 256, 128), epochs=args.rqvae_epochs, lr=args.rqvae_lr,
+                      batch_size=max(1024, args.codebook_size))
     t0 = time.perf_counter()
-    model = fit_rq_vae(train, cfg, seed=args.seed)
+    model = fit_rq_vae(train, args.levels, args.codebook_size, cfg, seed=args.seed)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     codes = model.encode(x)
     enc_s = time.perf_counter() - t0
     diag = code_diagnostics(x, codes, codebook_size=args.codebook_size, neighbour_queries=1_000, seed=args.seed)
     return {
-        "train_items": n_train, "epochs": cfg.epochs, "hidden_dims": list(cfg.hidden_dims),
+        "train_items": n_train, "epochs": cfg.epochs, "hidden_dims": list(cfg.hidden),
         "latent_dim": cfg.latent_dim, "fit_seconds": fit_s, "encode_seconds": enc_s,
         "encode_items_per_s": x.shape[0] / enc_s, "final_train_loss": model.history[-1]["loss"],
         "recon_mse": float(np.mean((x - model.decode(codes)).astype(np.float64) ** 2)),
-        "collision_rate": diag["collision_rate"], "n_unique_codes": diag["n_unique_codes"],
-        "perplexity": diag["perplexity"], "hr_at_10": diag["hr_at_10"],
+        "collision_rate": diag.collision_rate, "n_unique_codes": diag.n_unique_codes,
+        "perplexity": list(diag.perplexity), "hr_at_10": diag.hr_at_k,
     }
 
 

@@ -23,15 +23,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from benchmark.train import (
-    DinConfig,
-    DlrmConfig,
-    SimConfig,
-    TrainConfig,
-    build_model,
-    make_optimizers,
-    train_step,
-)
+from benchmark.train import make_optimizers, train_step
+from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
+from recsys_models.factory import build_model
 from recsys_models.features import FeatureSet, FeatureSpec, RankBatch, build_batch
 
 
@@ -159,7 +153,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     soft = TrainConfig(embedding_dim=args.dim, sim=SimConfig(search="soft", top_k=cfg.sim.top_k, recent=cfg.sim.recent))
     for name, model_name, c in (("torchrec_ebc", "dlrm", cfg), ("din", "din", cfg), ("sim_hard", "sim", cfg),
                                 ("sim_soft", "sim", soft)):
-        model = build_model(model_name, fs, c)
+        model = build_model(model_name, fs, c, search_codes=fs.codes)
         steps[name] = _step_fn(model, make_optimizers(model, c), model)
     for sparse in (False, True):
         model, opts, inputs = _plain(fs, cfg, batches, sparse)

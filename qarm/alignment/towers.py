@@ -65,6 +65,7 @@ class TextTower(nn.Module):
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows: (B,) int64 item_idx -> (B, H) L2-normalised text features."""
         from transformers.masking_utils import create_bidirectional_mask
 
         mask = self.mask[rows]
@@ -106,12 +107,14 @@ class AlignModel(nn.Module):
         self.present = present
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows: (B,) int64 item_idx -> (B, d) aligned embeddings."""
         feats = {m: f[rows] for m, f in self.feats.items()}
         if self.text_tower is not None:
             feats["text"] = self.text_tower(rows)
         return self.head(feats, {m: p[rows] for m, p in self.present.items()})
 
     def trained_state(self) -> dict[str, torch.Tensor]:
+        """The weights alignment trained: the fusion head, and the text tower's trained blocks if any."""
         state = {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
         if self.text_tower is not None:
             state |= {f"text_tower.{k}": v for k, v in self.text_tower.trainable_state().items()}

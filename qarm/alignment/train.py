@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
 from qarm.alignment.towers import AlignModel, TextTower
 from qarm.artifacts import save_artifact
 from qarm.encoders.fusion import ItemEncoder, ItemFeatures, item_features
@@ -25,55 +26,18 @@ from qarm.encoders.text import TextEncoder
 from qarm.errors import QarmError
 from qarm.losses import info_nce
 
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """d: aligned dim; temperature: InfoNCE tau; batch_size: pairs per step; epochs: at most;
-    lr: head learning rate; encoder_lr: learning rate of trainable transformer blocks; weight_decay:
-    AdamW; warmup_ratio: share of the planned steps with a linear warm-up; trainable_layers: 0 =
-    projection head only over cached frozen features, k = top k transformer blocks, "all" = full
-    fine-tune; hidden: 0 = linear head, > 0 = MLP width; val_fraction: held-out share of pairs for
-    early stopping (0 = none); recall_k, patience: early stopping on held-out recall@k;
-    mask_duplicates: mask in-batch duplicate items from the negatives; max_val_pairs: cap; seed."""
-
-    d: int = 64
-    temperature: float = 0.07
-    batch_size: int = 256
-    epochs: int = 30
-    lr: float = 5e-3
-    encoder_lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    trainable_layers: int | str = 0
-    hidden: int = 0
-    val_fraction: float = 0.1
-    recall_k: int = 10
-    patience: int = 5
-    mask_duplicates: bool = True
-    max_val_pairs: int = 5000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.d < 1 or self.batch_size < 2 or self.epochs < 0 or self.recall_k < 1 or self.patience < 1:
-            raise QarmError(f"AlignConfig: need d >= 1, batch_size >= 2, epochs >= 0, recall_k >= 1, patience >= 1: {self}")
-        if self.temperature <= 0 or self.lr <= 0 or self.encoder_lr <= 0 or not 0 <= self.val_fraction < 1:
-            raise QarmError(f"AlignConfig: temperature, lr, encoder_lr > 0 and 0 <= val_fraction < 1 needed: {self}")
-        if not (self.trainable_layers == "all" or (isinstance(self.trainable_layers, int) and self.trainable_layers >= 0)):
-            raise QarmError(f"AlignConfig.trainable_layers: expected an int >= 0 or 'all', got {self.trainable_layers!r}")
+DEFAULT_ALIGN = AlignConfig()
 
 
 @dataclass
 class AlignResult:
     """embeddings: (N, d) float32 aligned, L2-normalised, ALL items; frozen_embeddings: (N, D) float32
-    the frozen encoder's output (the "frozen" baseline); history: per epoch {epoch, loss, val_recall};
-    frozen_recall_at_k / aligned_recall_at_k: held-out pair recall@k (None without held-out pairs)."""
+    the frozen encoder's output (the "frozen" baseline); summary: held-out recalls, best epoch, per-epoch
+    history (AlignSummary); state_dict: the trained weights."""
 
     embeddings: np.ndarray
     frozen_embeddings: np.ndarray
-    history: list[dict[str, float]]
-    frozen_recall_at_k: float | None
-    aligned_recall_at_k: float | None
-    best_epoch: int
+    summary: AlignSummary
     config: AlignConfig
     state_dict: dict[str, torch.Tensor] = field(repr=False)
     meta: dict[str, object] = field(default_factory=dict)
@@ -81,11 +45,18 @@ class AlignResult:
     def save(self, out_dir: str | Path) -> Path:
         """weights.safetensors (head + trained encoder blocks), config.json, embeddings.npy,
         frozen_embeddings.npy; written atomically."""
-        cfg = {"align_config": asdict(self.config), "history": self.history, "best_epoch": self.best_epoch,
-               "frozen_recall_at_k": self.frozen_recall_at_k, "aligned_recall_at_k": self.aligned_recall_at_k,
-               **self.meta}
+        cfg = {"align_config": asdict(self.config), "summary": asdict(self.summary), **self.meta}
         arrays = {"embeddings": self.embeddings, "frozen_embeddings": self.frozen_embeddings}
         return save_artifact(out_dir, tensors=self.state_dict, config=cfg, arrays=arrays)
+
+
+def describe_trained(config: AlignConfig) -> str:
+    """What alignment trains, in words (the report and the variant descriptions say it)."""
+    if config.layers == 0:
+        return "projection head over frozen encoder features"
+    if config.layers == "all":
+        return "projection head + the whole text encoder (fine-tuned end to end)"
+    return f"projection head + the top {config.layers} text encoder block(s) (fine-tuned)"
 
 
 def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048) -> float:
@@ -107,7 +78,7 @@ def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: in
     return hits / len(q)
 
 
-def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig) -> tuple[np.ndarray, np.ndarray]:
+def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train (P_t, 2), val (P_v, 2)) int64 arrays of (trigger_idx, target_idx), a seeded split."""
     for col in ("trigger_idx", "target_idx"):
         if col not in pairs.columns:
@@ -115,24 +86,24 @@ def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig) -> tuple
     ab = pairs.select("trigger_idx", "target_idx").to_numpy().astype(np.int64)
     if len(ab) < 2 or ab.min() < 0 or ab.max() >= n_items:
         raise QarmError(f"align: need >= 2 pairs with item_idx in [0, {n_items}); got {len(ab)} pairs")
-    perm = np.random.default_rng(config.seed).permutation(len(ab))
-    n_val = min(round(config.val_fraction * len(ab)), config.max_val_pairs, len(ab) - 1)
+    perm = np.random.default_rng(seed).permutation(len(ab))
+    n_val = min(round(config.val_frac * len(ab)), config.max_val_pairs, len(ab) - 1)
     return ab[perm[n_val:]], ab[perm[:n_val]]
 
 
 def _build_model(
     feats: ItemFeatures, config: AlignConfig, texts: Sequence[str] | None, text_encoder: TextEncoder | None,
-    progress: bool,
+    progress: bool, seed: int,
 ) -> tuple[AlignModel, list[dict[str, object]]]:
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     ft = {m: torch.from_numpy(v) for m, v in feats.features.items()}
     pr = {m: torch.from_numpy(v) for m, v in feats.present.items()}
-    head = ItemEncoder(feats.dims, d=config.d, hidden=config.hidden)
+    head = ItemEncoder(feats.dims, d=config.dim, hidden=config.hidden)
     tower = None
-    if config.trainable_layers != 0:
+    if config.layers != 0:
         if texts is None or text_encoder is None:
             raise QarmError("align: trainable_layers != 0 needs texts (and a text encoder), not precomputed features")
-        tower = TextTower(text_encoder, list(texts), config.trainable_layers, progress=progress)
+        tower = TextTower(text_encoder, list(texts), config.layers, progress=progress)
         _check_tower(tower, ft["text"], pr["text"])
         del ft["text"]
     model = AlignModel(ft, pr, head, tower)
@@ -198,7 +169,8 @@ def align(
     image_paths: Sequence[str | Path | None] | None = None,
     text_encoder: TextEncoder | None = None,
     image_encoder: ImageEncoder | None = None,
-    config: AlignConfig = AlignConfig(),
+    config: AlignConfig = DEFAULT_ALIGN,
+    seed: int = 0,
     progress: bool = False,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
@@ -206,23 +178,24 @@ def align(
     pairs: (trigger_idx, target_idx, ...) from `qarm.pairs.mine_pairs`. Items come either as
     precomputed frozen `features` (then only the head trains) or as `texts` (N,) / `image_paths` (N,)
     of ALL items, encoded by `text_encoder` (default MiniLM) / `image_encoder` (default Lite0).
+    seed: the replicate seed (held-out pair draw, head initialisation, batch order).
     """
-    if config.trainable_layers != 0 and texts is not None and text_encoder is None:
+    if config.layers != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
     feats = _frozen_features(features, texts, image_paths, text_encoder, image_encoder, progress)
     n = feats.n_items
-    train, val = split_pairs(pairs, n, config)
+    train, val = split_pairs(pairs, n, config, seed)
     frozen = feats.frozen_embeddings()
     frozen_recall = recall_at_k(frozen, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    model, groups = _build_model(feats, config, texts, text_encoder, progress)
+    model, groups = _build_model(feats, config, texts, text_encoder, progress, seed)
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
     planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
-    warm = max(1, round(config.warmup_ratio * planned))
+    warm = max(1, round(config.warmup_frac * planned))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     best = ([p.detach().clone() for p in params], -1.0, 0)
-    history: list[dict[str, float]] = []
+    history: list[AlignEpoch] = []
     epochs = range(1, config.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -231,7 +204,7 @@ def align(
     for epoch in epochs:
         loss = _epoch(model, opt, sched, train, config, rng)
         rec = recall_at_k(model.embed_all(n).numpy(), val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
-        history.append({"epoch": epoch, "loss": loss, "val_recall_at_k": rec})
+        history.append(AlignEpoch(epoch, loss, rec if len(val) else None))
         if rec > best[1] or not len(val):
             best = ([p.detach().clone() for p in params], rec, epoch)
         elif epoch - best[2] >= config.patience:
@@ -241,7 +214,9 @@ def align(
             p.copy_(saved)
     emb = model.embed_all(n).numpy().astype(np.float32)
     aligned_recall = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    meta = {"n_items": n, "n_train_pairs": len(train), "n_val_pairs": len(val), "modalities": feats.dims,
-            "text_model": getattr(text_encoder, "model_name", None)}
-    return AlignResult(emb, frozen, history, frozen_recall, aligned_recall, best[2], config,
-                       model.trained_state(), meta)
+    trained = describe_trained(config)
+    summary = AlignSummary(k=config.recall_k, frozen_recall=frozen_recall, aligned_recall=aligned_recall,
+                           best_epoch=best[2], history=tuple(history), n_train_pairs=len(train),
+                           n_val_pairs=len(val), trained=trained)
+    meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None)}
+    return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)

@@ -1,10 +1,22 @@
 """Item content encoders: text (HF transformers, MiniLM by default), image (EfficientNet-Lite0) and the
-late-fusion item encoder with learned missing-modality vectors. Imports are light; models load on use."""
+late-fusion item encoder with learned missing-modality vectors.
+
+The config imports no torch; encoders and models load on first use."""
 
 from __future__ import annotations
 
-from qarm.encoders.fusion import ItemEncoder, ItemFeatures, item_features
-from qarm.encoders.image import ImageEncoder
-from qarm.encoders.text import TextEncoder, default_text_model_path
+import importlib
+from typing import Any
 
-__all__ = ["ImageEncoder", "ItemEncoder", "ItemFeatures", "TextEncoder", "default_text_model_path", "item_features"]
+from qarm.encoders.config import EncoderConfig
+
+_LAZY = {"ItemEncoder": "fusion", "ItemFeatures": "fusion", "item_features": "fusion", "ImageEncoder": "image",
+         "TextEncoder": "text", "default_text_model_path": "text"}
+
+__all__ = ["EncoderConfig", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"qarm.encoders.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'qarm.encoders' has no attribute {name!r}")

@@ -121,7 +121,8 @@ class TextEncoder:
         return chunks
 
     def forward_hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, layer: int | None = None) -> torch.Tensor:
-        """Hidden states (B, T, H): the last layer's, or the input of transformer block `layer`."""
+        """input_ids, mask: (B, T) int64 -> hidden states (B, T, H): the last layer's, or the input of transformer
+        block `layer`."""
         out = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),

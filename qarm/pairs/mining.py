@@ -12,19 +12,17 @@ Rows are sorted by (trigger_idx, target_idx), so the frame is deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import polars as pl
 
 from qarm.errors import QarmError
-from qarm.pairs.swing import SwingConfig, swing_topk
-from qarm.pairs.u2i import U2IConfig, mine_u2i
+from qarm.pairs.config import PairsConfig
+from qarm.pairs.records import MinedPairs, PairStats
+from qarm.pairs.swing import swing_topk
+from qarm.pairs.u2i import mine_u2i
 
 PAIR_SCHEMA = {"trigger_idx": pl.Int32, "target_idx": pl.Int32, "source": pl.Utf8, "weight": pl.Float32}
-SOURCES = ("u2i", "i2i")
-DEFAULT_U2I = U2IConfig()
-DEFAULT_SWING = SwingConfig()
+DEFAULT_PAIRS = PairsConfig()
 
 
 def _check_train_pos(train_pos: pl.DataFrame, n_items: int) -> None:
@@ -41,7 +39,8 @@ def _check_train_pos(train_pos: pl.DataFrame, n_items: int) -> None:
 
 
 def canonical_pairs(a: np.ndarray, b: np.ndarray, weight: np.ndarray, source: str, how: str) -> pl.DataFrame:
-    """Unordered, self-free, merged pairs of one source; how = 'count' or 'max' (weight merge)."""
+    """Unordered, self-free, merged pairs of one source. a, b: (P,) item_idx; weight: (P,); how = 'count' or
+    'max' (how repeated pairs merge their weights)."""
     df = pl.DataFrame(
         {"a": a.astype(np.int32), "b": b.astype(np.int32), "w": weight.astype(np.float32)}
     ).filter(pl.col("a") != pl.col("b"))
@@ -58,66 +57,52 @@ def canonical_pairs(a: np.ndarray, b: np.ndarray, weight: np.ndarray, source: st
     )
 
 
-def mine_pairs(
-    train_pos: pl.DataFrame,
-    n_items: int,
-    *,
-    sources: Sequence[str] = SOURCES,
-    u2i: U2IConfig = DEFAULT_U2I,
-    swing: SwingConfig = DEFAULT_SWING,
-    seed: int = 0,
-) -> tuple[pl.DataFrame, dict[str, object]]:
+def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFAULT_PAIRS, *,
+               seed: int = 0) -> MinedPairs:
     """Mine alignment pairs from TRAIN positives only.
 
     train_pos: (user_idx Int32, item_idx Int32, ts Int64), one row per positive of the TRAIN split.
-    Returns (pairs, stats): pairs (trigger_idx Int32, target_idx Int32, source Utf8 in sources, weight
-    Float32), deduplicated as the module docstring says; stats: n_pairs, pairs_per_source,
-    raw_pairs_per_source (before dedup), pairs_in_both_sources, item_coverage (share of the n_items
-    in at least one pair), item_coverage_per_source, u2i training losses.
+    config: which sources and their models; seed: the replicate seed (U2I init and shuffling, Swing sampling).
     """
-    unknown = [s for s in sources if s not in SOURCES] or ([] if sources else ["<empty>"])
-    if unknown:
-        raise QarmError(f"mine_pairs: sources must be a non-empty subset of {SOURCES}, got {list(sources)}")
     _check_train_pos(train_pos, n_items)
     per_source: dict[str, pl.DataFrame] = {}
-    stats: dict[str, object] = {"n_items": n_items, "n_train_positives": len(train_pos), "sources": list(sources)}
     raw: dict[str, int] = {}
-    for src in dict.fromkeys(sources):
+    losses: tuple[float, ...] = ()
+    u2i_emb = None
+    for src in config.sources:
         if src == "u2i":
-            trig, info = mine_u2i(train_pos, n_items, u2i, seed=seed)
+            trig, info = mine_u2i(train_pos, n_items, config.u2i, seed=seed)
             raw["u2i"] = len(trig)
-            stats["u2i_loss_per_epoch"] = info["u2i_loss_per_epoch"]
+            losses = tuple(float(x) for x in info["u2i_loss_per_epoch"])  # type: ignore[union-attr]
+            u2i_emb = info["u2i_item_embeddings"]
             a, b = trig["trigger_idx"].to_numpy(), trig["target_idx"].to_numpy()
             per_source[src] = canonical_pairs(a, b, np.ones(len(a)), "u2i", "count")
         else:
-            nb = swing_topk(train_pos, n_items, swing, seed=seed)
+            nb = swing_topk(train_pos, n_items, config.swing, seed=seed)
             raw["i2i"] = len(nb)
             a, b = nb["item_idx"].to_numpy(), nb["neighbor_idx"].to_numpy()
             per_source[src] = canonical_pairs(a, b, nb["score"].to_numpy(), "i2i", "max")
-    ordered = [per_source[s] for s in dict.fromkeys(sources)]
+    ordered = [per_source[s] for s in config.sources]
     both = pl.concat(ordered) if ordered else pl.DataFrame(schema=PAIR_SCHEMA)
     pairs = both.unique(["trigger_idx", "target_idx"], keep="first", maintain_order=True).sort(
         "trigger_idx", "target_idx"
     )
-    stats.update(_coverage_stats(pairs, per_source, raw, n_items, len(both) - len(pairs)))
-    return pairs, stats
+    stats = _stats(pairs, per_source, raw, n_items, len(both) - len(pairs), len(train_pos), config, losses)
+    return MinedPairs(pairs, stats, u2i_emb)
 
 
-def _coverage_stats(
-    pairs: pl.DataFrame, per_source: dict[str, pl.DataFrame], raw: dict[str, int], n_items: int, overlap: int
-) -> dict[str, object]:
+def _stats(pairs: pl.DataFrame, per_source: dict[str, pl.DataFrame], raw: dict[str, int], n_items: int,
+           overlap: int, n_pos: int, config: PairsConfig, losses: tuple[float, ...]) -> PairStats:
     def coverage(df: pl.DataFrame) -> float:
         items = pl.concat([df["trigger_idx"], df["target_idx"]]).unique()
         return len(items) / n_items if n_items else 0.0
 
     counts = pairs.group_by("source").len()
     per = {s: 0 for s in per_source} | dict(zip(counts["source"].to_list(), counts["len"].to_list()))
-    return {
-        "n_pairs": len(pairs),
-        "pairs_per_source": per,
-        "raw_pairs_per_source": raw,
-        "unique_pairs_found_per_source": {s: len(df) for s, df in per_source.items()},
-        "pairs_in_both_sources": overlap,
-        "item_coverage": coverage(pairs),
-        "item_coverage_per_source": {s: coverage(df) for s, df in per_source.items()},
-    }
+    return PairStats(
+        n_items=n_items, n_train_positives=n_pos, sources=tuple(config.sources), n_pairs=len(pairs),
+        pairs_per_source={k: int(v) for k, v in per.items()}, raw_pairs_per_source=raw,
+        unique_pairs_found_per_source={s: len(df) for s, df in per_source.items()},
+        pairs_in_both_sources=overlap, item_coverage=coverage(pairs),
+        item_coverage_per_source={s: coverage(df) for s, df in per_source.items()}, u2i_loss_per_epoch=losses,
+    )

@@ -14,35 +14,13 @@ products per item. `swing_reference` is the literal triple loop the fast path is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from qarm.errors import QarmError
+from qarm.pairs.config import SwingConfig
 
-
-@dataclass(frozen=True)
-class SwingConfig:
-    """alpha: smoothing in 1 / (alpha + overlap); top_k: neighbours kept per item; min_support: least
-    number of common users for a pair; max_users_per_item: cap on U_i (seeded sample) for speed;
-    user_weight_power: exponent of the user weight |I_u| ** -p (0 = plain Swing)."""
-
-    alpha: float = 1.0
-    top_k: int = 10
-    min_support: int = 2
-    max_users_per_item: int = 300
-    user_weight_power: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise QarmError(f"SwingConfig.alpha must be >= 0, got {self.alpha}")
-        if self.top_k < 1 or self.min_support < 2 or self.max_users_per_item < 2:
-            raise QarmError(
-                "SwingConfig: need top_k >= 1, min_support >= 2 (a pair of users), max_users_per_item >= 2; "
-                f"got {self.top_k}, {self.min_support}, {self.max_users_per_item}"
-            )
+DEFAULT_SWING = SwingConfig()
 
 
 def _user_item_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -54,7 +32,8 @@ def _user_item_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_item
 def swing_scores_for_item(
     r: sp.csr_matrix, r_t: sp.csr_matrix, i: int, config: SwingConfig, rng: np.random.Generator, uw: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Swing of item i against every item: (cols (M,), scores (M,), support (M,)); i itself excluded."""
+    """Swing of item i against every item: (cols (M,), scores (M,), support (M,)); i itself excluded.
+    r, r_t: the (users x items) 0/1 matrix and its transpose (CSR); uw: (n_users,) user weights."""
     users = r_t.indices[r_t.indptr[i] : r_t.indptr[i + 1]]
     if len(users) > config.max_users_per_item:
         users = np.sort(rng.choice(users, size=config.max_users_per_item, replace=False))
@@ -70,7 +49,7 @@ def swing_scores_for_item(
 
 
 def swing_topk(
-    train_pos: pl.DataFrame, n_items: int, config: SwingConfig = SwingConfig(), *, seed: int = 0
+    train_pos: pl.DataFrame, n_items: int, config: SwingConfig = DEFAULT_SWING, *, seed: int = 0
 ) -> pl.DataFrame:
     """Top-k Swing neighbours of every item: frame (item_idx Int32, neighbor_idx Int32, score Float32).
 

@@ -14,8 +14,6 @@ Shapes: P positives, T = window, B batch, d = U2IConfig.dim, N items.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 import torch
@@ -24,25 +22,11 @@ from torch import nn
 
 from qarm.errors import QarmError
 from qarm.losses import info_nce
+from qarm.pairs.config import U2IConfig
+
+DEFAULT_U2I = U2IConfig()
 
 PAD = -1
-
-
-@dataclass(frozen=True)
-class U2IConfig:
-    """dim: tower width; epochs, batch_size, lr (Adam), temperature: training of the in-batch softmax;
-    window: how many latest positives form the history (QARM: 50)."""
-
-    dim: int = 64
-    epochs: int = 5
-    batch_size: int = 1024
-    lr: float = 5e-3
-    temperature: float = 0.1
-    window: int = 50
-
-    def __post_init__(self) -> None:
-        if min(self.dim, self.batch_size, self.window) < 1 or self.epochs < 0 or self.lr <= 0 or self.temperature <= 0:
-            raise QarmError(f"U2IConfig: sizes must be >= 1 and lr, temperature > 0; got {self}")
 
 
 def sorted_positives(train_pos: pl.DataFrame) -> pl.DataFrame:
@@ -98,13 +82,14 @@ class TwoTower(nn.Module):
         return F.normalize(self.user_proj(self.hist(torch.where(hist < 0, self.n_items, hist))), dim=-1)
 
     def items(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids: (B,) int64 item_idx -> (B, d) normalised item-tower embeddings."""
         return F.normalize(self.item(ids), dim=-1)
 
 
 def train_two_tower(
     hist: np.ndarray, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0
 ) -> tuple[np.ndarray, list[float]]:
-    """Fit the two towers on (history (P, T), target (P,)) rows with a non-empty history.
+    """Fit the two towers on rows with a non-empty history: hist (P, T) int64 item_idx (PAD -1), targets (P,).
 
     Returns (item embeddings (N, d) float32, L2-normalised; mean loss per epoch)."""
     torch.manual_seed(seed)
@@ -160,7 +145,7 @@ def u2i_triggers(pos: pl.DataFrame, hist: np.ndarray, item_emb: np.ndarray, chun
 
 
 def u2i_triggers_reference(pos: pl.DataFrame, window: int, item_emb: np.ndarray) -> list[tuple[int, int, int] | None]:
-    """Slow twin of `u2i_triggers`: per sorted row, (user, trigger, target) or None."""
+    """Slow twin of `u2i_triggers`: per sorted row, (user, trigger, target) or None. item_emb: (N, d)."""
     emb = item_emb / np.maximum(np.linalg.norm(item_emb, axis=1, keepdims=True), 1e-12)
     out: list[tuple[int, int, int] | None] = []
     for (u, t, _), h in zip(pos.rows(), histories_reference(pos, window)):
@@ -174,7 +159,7 @@ def u2i_triggers_reference(pos: pl.DataFrame, window: int, item_emb: np.ndarray)
 
 
 def mine_u2i(
-    train_pos: pl.DataFrame, n_items: int, config: U2IConfig = U2IConfig(), *, seed: int = 0
+    train_pos: pl.DataFrame, n_items: int, config: U2IConfig = DEFAULT_U2I, *, seed: int = 0
 ) -> tuple[pl.DataFrame, dict[str, object]]:
     """Train the two towers and mine U2I triggers: (frame of `u2i_triggers`, info with losses)."""
     pos = sorted_positives(train_pos)

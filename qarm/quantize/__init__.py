@@ -11,16 +11,25 @@ Everything saves as safetensors + JSON (never pickle); `load_quantizer(dir)` rea
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
+from qarm.quantize.config import QuantizeConfig, QuantizerName, RQVAEConfig
 
-from qarm.quantize.dedup import add_dedup_level, dedup_vocab_size
-from qarm.quantize.io import read_kind
-from qarm.quantize.rq_kmeans import RQKmeans, rq_decode, rq_encode
-from qarm.quantize.rq_vae import RQVAE, RQVAEConfig, fit_rq_vae
-from qarm.quantize.vq import vq_codes
+if TYPE_CHECKING:
+    import numpy as np
+
+_LAZY = {"add_dedup_level": "dedup", "dedup_vocab_size": "dedup", "RQKmeans": "rq_kmeans",
+         "rq_decode": "rq_kmeans", "rq_encode": "rq_kmeans", "RQVAE": "rq_vae", "fit_rq_vae": "rq_vae",
+         "vq_codes": "vq"}
+
+
+def __getattr__(name: str) -> Any:
+    """faiss and torch load on first use of a quantizer, so the configs can be read without them."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"qarm.quantize.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'qarm.quantize' has no attribute {name!r}")
 
 
 @runtime_checkable
@@ -38,22 +47,23 @@ class Quantizer(Protocol):
         """codes: (N, l), l <= L -> (N, d) float32."""
         ...
 
-    def save(self, path: str | os.PathLike[str]) -> None: ...
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted quantizer into directory `path` (safetensors + JSON)."""
+        ...
 
 
-def load_quantizer(path: str | os.PathLike[str]) -> RQKmeans | RQVAE:
+def load_quantizer(path: str | os.PathLike[str]) -> Any:
     """Load whichever quantizer `.save(path)` wrote (RQKmeans or RQVAE), by the kind in its JSON."""
+    from qarm.quantize.io import read_kind
+
     kind = read_kind(path)
     if kind == "rq_kmeans":
-        return RQKmeans.load(path)
+        return __getattr__("RQKmeans").load(path)
     if kind == "rq_vae":
-        return RQVAE.load(path)
+        return __getattr__("RQVAE").load(path)
     from qarm.errors import QarmError
 
     raise QarmError(f"{path}: unknown quantizer kind {kind!r} (expected rq_kmeans or rq_vae)")
 
 
-__all__ = [
-    "RQVAE", "Quantizer", "RQKmeans", "RQVAEConfig", "add_dedup_level", "dedup_vocab_size", "fit_rq_vae",
-    "load_quantizer", "rq_decode", "rq_encode", "vq_codes",
-]
+__all__ = ["QuantizeConfig", "QuantizerName", "Quantizer", "RQVAEConfig", "load_quantizer", *_LAZY]

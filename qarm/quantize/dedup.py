@@ -41,6 +41,7 @@ def add_dedup_level(codes: np.ndarray) -> np.ndarray:
 
 
 def dedup_vocab_size(codes_with_dedup: np.ndarray) -> int:
-    """Size of the dedup level's vocabulary: the largest group of shared codes (max suffix + 1)."""
+    """Size of the dedup level's vocabulary: the largest group of shared codes (max suffix + 1).
+    codes_with_dedup: (N, L + 1) int64 from `add_dedup_level`."""
     codes = _check_codes(codes_with_dedup)
     return int(codes[:, -1].max()) + 1 if codes.shape[0] else 0

@@ -13,13 +13,14 @@ import numpy as np
 
 
 def exact_sq_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared L2 distance over the last axis, float64: `sum((a - b) ** 2, -1)` with broadcasting."""
+    """Squared L2 distance over the last axis, float64: `sum((a - b) ** 2, -1)`; a (..., d) and b (..., d)
+    broadcast against each other."""
     diff = a.astype(np.float64, copy=False) - b.astype(np.float64, copy=False)
     return (diff * diff).sum(-1)
 
 
 def exact_ip(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Inner product over the last axis, float64: `sum(a * b, -1)` with broadcasting."""
+    """Inner product over the last axis, float64: `sum(a * b, -1)`; a (..., d) and b (..., d) broadcast."""
     return (a.astype(np.float64, copy=False) * b.astype(np.float64, copy=False)).sum(-1)
 
 
@@ -44,7 +45,8 @@ def reference_rq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
 
 
 def reference_residuals(x: np.ndarray, codebooks: np.ndarray, codes: np.ndarray) -> list[np.ndarray]:
-    """Residuals m^1..m^L (each (N, d) float32) of `x` under `codes: (N, L)`, by the same float32 rule."""
+    """Residuals m^1..m^L (each (N, d) float32) of `x: (N, d)` under `codes: (N, L)` and `codebooks: (L, K, d)`,
+    by the same float32 rule."""
     m = np.asarray(x, dtype=np.float32).copy()
     out = []
     for level in range(codes.shape[1]):

@@ -73,7 +73,8 @@ def _rescore(m: np.ndarray, codebook: np.ndarray, index: Any, bound: np.ndarray)
 
 
 def top1_centroid(m: np.ndarray, codebook: np.ndarray, *, use_gpu: bool = False) -> np.ndarray:
-    """faiss's argmin_k ||m_i - codebook_k||^2 in float32 (ties and near-ties as faiss resolves them)."""
+    """faiss's argmin_k ||m_i - codebook_k||^2 in float32 (ties and near-ties as faiss resolves them).
+    m: (N, d) float32, codebook: (K, d) float32 -> (N,) int64."""
     if codebook.shape[0] == 1:
         return np.zeros(m.shape[0], dtype=np.int64)
     index = faiss_utils.flat_index(m.shape[1], "l2", use_gpu=use_gpu)
@@ -111,7 +112,8 @@ def rq_encode(x: np.ndarray, codebooks: np.ndarray, *, use_gpu: bool = False) ->
 
 
 def rq_decode(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
-    """Sum of the chosen centroids. codes: (N, l) with l <= L (a prefix decodes its first l levels) -> (N, d) float32."""
+    """Sum of the chosen centroids. codes: (N, l) with l <= L (a prefix decodes its first l levels), codebooks:
+    (L, K, d) float32 -> (N, d) float32."""
     codes = np.asarray(codes)
     n_levels, k_total, _ = codebooks.shape
     if codes.ndim != 2 or not 1 <= codes.shape[1] <= n_levels:

@@ -23,37 +23,10 @@ from torch import nn
 
 from qarm.errors import QarmError
 from qarm.quantize import faiss_utils
+from qarm.quantize.config import RQVAEConfig
 from qarm.quantize.io import load_artifact, save_artifact
 
 KIND = "rq_vae"
-
-
-@dataclass(frozen=True)
-class RQVAEConfig:
-    """RQ-VAE settings (TIGER: 768 -> 512 -> 256 -> 128 -> 32, 3 x 256 codes, beta 0.25)."""
-
-    levels: int = 3
-    codebook_size: int = 256
-    hidden_dims: tuple[int, ...] = (512, 256, 128)
-    latent_dim: int = 32
-    beta: float = 0.25
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 20
-    batch_size: int = 1024
-    kmeans_init: bool = True
-    kmeans_niter: int = 20
-
-    def __post_init__(self) -> None:
-        for name in ("levels", "codebook_size", "latent_dim", "epochs", "batch_size", "kmeans_niter"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise QarmError(f"RQVAEConfig.{name} must be an int >= 1, got {v!r}")
-        if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
-            raise QarmError(f"RQVAEConfig.hidden_dims must be positive ints, got {self.hidden_dims!r}")
-        if self.beta < 0 or self.lr <= 0 or self.weight_decay < 0:
-            raise QarmError(f"RQVAEConfig: need beta >= 0, lr > 0, weight_decay >= 0; got "
-                            f"beta={self.beta}, lr={self.lr}, weight_decay={self.weight_decay}")
 
 
 def _mlp(dims: list[int]) -> nn.Sequential:
@@ -82,13 +55,16 @@ class RQVAEOutput:
 class RQVAE(nn.Module):
     """MLP encoder, L residual codebooks `(L, K, e)`, MLP decoder. Build with `fit_rq_vae` or `RQVAE.load`."""
 
-    def __init__(self, input_dim: int, cfg: RQVAEConfig) -> None:
+    def __init__(self, input_dim: int, levels: int, codebook_size: int, cfg: RQVAEConfig) -> None:
         super().__init__()
+        if min(input_dim, levels, codebook_size) < 1:
+            raise QarmError(f"RQVAE: input_dim, levels and codebook_size must be >= 1, got "
+                            f"{input_dim}, {levels}, {codebook_size}")
         self.input_dim, self.cfg = input_dim, cfg
-        self.levels, self.codebook_size = cfg.levels, cfg.codebook_size
-        self.encoder = _mlp([input_dim, *cfg.hidden_dims, cfg.latent_dim])
-        self.decoder = _mlp([cfg.latent_dim, *reversed(cfg.hidden_dims), input_dim])
-        self.codebooks = nn.Parameter(torch.randn(cfg.levels, cfg.codebook_size, cfg.latent_dim) * 0.1)
+        self.levels, self.codebook_size = levels, codebook_size
+        self.encoder = _mlp([input_dim, *cfg.hidden, cfg.latent_dim])
+        self.decoder = _mlp([cfg.latent_dim, *reversed(cfg.hidden), input_dim])
+        self.codebooks = nn.Parameter(torch.randn(levels, codebook_size, cfg.latent_dim) * 0.1)
         # Per-dimension standardisation fitted on the training data: aligned embeddings are unit vectors
         # whose elements are ~1/sqrt(d), far below the unit scale the MLP initialisation assumes.
         self.register_buffer("x_mean", torch.zeros(input_dim))
@@ -119,7 +95,8 @@ class RQVAE(nn.Module):
 
     @torch.no_grad()
     def init_codebooks(self, x: torch.Tensor, seed: int) -> None:
-        """TIGER's k-means initialisation: codebook l = k-means centroids of the level-l latent residuals of x."""
+        """TIGER's k-means initialisation: codebook l = k-means centroids of the level-l latent residuals of
+        x: (B, d) float32, the first training batch (B >= K)."""
         if x.shape[0] < self.codebook_size:
             raise QarmError(f"k-means initialisation needs a first batch of >= codebook_size={self.codebook_size} "
                             f"items, got {x.shape[0]}: raise batch_size or lower codebook_size")
@@ -191,15 +168,16 @@ class RQVAE(nn.Module):
     def save(self, path: str | os.PathLike[str]) -> None:
         """`<path>/rq_vae.safetensors` (state dict) + `<path>/rq_vae.json` (input_dim, config, history)."""
         arrays = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
-        meta = {"input_dim": self.input_dim, "config": asdict(self.cfg), "history": self.history}
+        meta = {"input_dim": self.input_dim, "levels": self.levels, "codebook_size": self.codebook_size,
+                "config": asdict(self.cfg), "history": self.history}
         save_artifact(path, KIND, arrays, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RQVAE:
         arrays, meta = load_artifact(path, KIND)
         cfg_dict = dict(meta["config"])
-        cfg_dict["hidden_dims"] = tuple(cfg_dict["hidden_dims"])
-        model = cls(int(meta["input_dim"]), RQVAEConfig(**cfg_dict))
+        cfg_dict["hidden"] = tuple(cfg_dict["hidden"])
+        model = cls(int(meta["input_dim"]), int(meta["levels"]), int(meta["codebook_size"]), RQVAEConfig(**cfg_dict))
         try:
             model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
         except RuntimeError as e:
@@ -209,12 +187,13 @@ class RQVAE(nn.Module):
         return model
 
 
-def fit_rq_vae(x: np.ndarray, cfg: RQVAEConfig | None = None, seed: int = 0) -> RQVAE:
-    """Build and train an RQ-VAE on `x: (N, d) float32`; weights are initialised from `seed` without
-    touching torch's global RNG. Per-epoch losses are in `.history`."""
+def fit_rq_vae(x: np.ndarray, levels: int = 3, codebook_size: int = 256, cfg: RQVAEConfig | None = None,
+               seed: int = 0) -> RQVAE:
+    """Build and train an RQ-VAE of L = `levels` codebooks of K = `codebook_size` codes on `x: (N, d) float32`;
+    weights are initialised from `seed` without touching torch's global RNG. Per-epoch losses are in `.history`."""
     cfg = cfg or RQVAEConfig()
     x = faiss_utils.as_float32_matrix(x)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = RQVAE(x.shape[1], cfg)
+        model = RQVAE(x.shape[1], levels, codebook_size, cfg)
     return model.fit(x, seed=seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_errors_name_the_file_and_dotted_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.split\.kind: expected one of 'per_user_temporal'"):
         load_config(p)
     p.write_text("[suite]\nseeds = []\n")
-    with pytest.raises(ConfigError, match=r"suite\.seeds must name at least one seed"):
+    with pytest.raises(ConfigError, match=r"s\.toml: suite\.seeds: expected at least one seed"):
         load_config(p)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml")
@@ -82,3 +83,88 @@ def test_slice_hashes_are_independent() -> None:
     assert slice_hash(a.quantize, "up") == slice_hash(b.quantize, "up")  # codes reused across rank changes
     assert slice_hash(a.rank) != slice_hash(b.rank)
     assert slice_hash(a.quantize, "up1") != slice_hash(a.quantize, "up2")
+
+
+def test_loading_every_packaged_config_and_walking_every_key_imports_no_torch() -> None:
+    """Every packaged suite (every sweep value) loads, and every stage and cell key is computed, in a fresh
+    interpreter that never imports torch or torchrec."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from benchmark.config import packaged_configs, sweep_configs
+from benchmark.stages import item_side_keys, plan_cell
+from benchmark.suite import cells_of, replicate_seed, replicate_seeds
+n = 0
+for path in packaged_configs():
+    for _, cfg in sweep_configs(path):
+        keys = {s: item_side_keys(cfg, "data-key", s) for s in replicate_seeds(cfg)}
+        for v, m, seed in cells_of(cfg):
+            plan_cell(cfg, v, m, seed, keys[replicate_seed(cfg, seed)])
+            n += 1
+heavy = sorted(m for m in ("torch", "torchrec", "fbgemm_gpu", "transformers", "mlflow") if m in sys.modules)
+print(n, heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    n, heavy = out.stdout.split(" ", 1)
+    assert int(n) > 100 and heavy.strip() == "[]"
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("align.batch_size=1", r"align\.batch_size: expected an integer >= 2"),
+    ("align.patience=0", r"align\.patience: expected an integer >= 1"),
+    ("pairs.swing_min_support=1", r"pairs\.swing\.min_support: expected an integer >= 2"),
+    ("rank.sim.top_k=60", r"rank\.sim\.top_k: expected at most data\.history_len \(50\)"),
+    ("rank.sim.prefix_depth=4", r"rank\.sim\.prefix_depth: expected at most quantize\.levels \(3\)"),
+    ("data.split.val_frac=1.5", r"data\.split\.val_frac: expected a fraction in \[0, 1\)"),
+    ("data.dataset=movielens-2k", r"data\.dataset: expected one of 'movielens-100k'"),
+    ("quantize.codebook_size=1", r"quantize\.codebook_size: expected an integer >= 2"),
+    ("rank.din.max_len=0", r"rank\.din\.max_len: expected an integer >= 1"),
+])
+def test_bad_settings_fail_at_load_with_their_dotted_path(setting: str, message: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmark.cli import main
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [setting])
+    assert main(["plan", "--set", setting]) == 2  # before any stage runs or any file is hashed
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(message, err)
+
+
+def test_deprecated_flat_keys_still_load(tmp_path: Path) -> None:
+    p = tmp_path / "old.toml"
+    p.write_text("[pairs]\nwindow = 20\nu2i_dim = 8\nswing_top_k = 3\n")
+    cfg = load_config(p, ["pairs.u2i_epochs=2"])
+    assert (cfg.pairs.u2i.window, cfg.pairs.u2i.dim, cfg.pairs.u2i.epochs) == (20, 8, 2)
+    assert cfg.pairs.swing.top_k == 3
+    p.write_text("[pairs]\nu2i_dim = 8\n[pairs.u2i]\ndim = 16\n")
+    with pytest.raises(ConfigError, match=r"pairs\.u2i\.dim: given twice \(also under its old name pairs\.u2i_dim\)"):
+        load_config(p)
+    p.write_text("[pairs.u2i]\ndim = 16\n[pairs]\nu2i_dim = 8\n")
+    with pytest.raises(ConfigError, match=r"pairs\.u2i\.dim: given twice \(also under its old name pairs\.u2i_dim\)"):
+        load_config(p)
+
+
+def test_one_config_per_stage_owned_by_its_library() -> None:
+    from qarm.alignment import AlignConfig
+    from qarm.encoders import EncoderConfig
+    from qarm.pairs import PairsConfig
+    from qarm.quantize import QuantizeConfig
+    from recsys_models.config import TrainConfig
+
+    cfg = load_config()
+    assert type(cfg.pairs) is PairsConfig and type(cfg.encoder) is EncoderConfig
+    assert type(cfg.align) is AlignConfig and type(cfg.quantize) is QuantizeConfig and type(cfg.rank) is TrainConfig
+    # the default suite's values are the libraries' defaults (one set of defaults)
+    assert cfg.align == AlignConfig() and cfg.rank.din.attention_hidden == (36,)
+
+
+def test_registry_and_config_name_the_same_datasets() -> None:
+    from benchmark.data import registry
+    from benchmark.data.config import DATASETS
+
+    assert set(registry.REGISTRY) == set(DATASETS)

@@ -21,9 +21,9 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
     from mlflow.tracking import MlflowClient
 
     cfg = _cfg(tmp_path)
-    manifest = SuiteRun(cfg, progress=False).run()
+    results = SuiteRun(cfg, progress=False).run()
     n_cells = len(cells_of(cfg))
-    assert len(manifest["cells"]) == n_cells == 18
+    assert len(results.cells) == n_cells == 18
 
     client = MlflowClient(tracking_uri=cfg.suite.tracking_uri)
     exp = client.get_experiment_by_name("synthetic-tiny")
@@ -38,6 +38,21 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
         assert {"variant", "model", "seed"} <= set(child.data.tags)
         assert "test_all_auc" in child.data.metrics and "best_epoch" in child.data.metrics
         assert client.get_metric_history(child.info.run_id, "val_auc")  # per-epoch metrics with steps
+    # the alignment curve reaches the parent run and the plot: the same finite values, epoch by epoch
+    from benchmark.plots import alignment_series
+
+    summary = results.item_side[0].alignment
+    logged = client.get_metric_history(parent.info.run_id, "align_val_recall")
+    series = alignment_series(summary)
+    assert [m.step for m in logged] == series["epoch"] == [h.epoch for h in summary.history] != []
+    assert [m.value for m in logged] == pytest.approx(series["val_recall"])
+    assert all(0.0 <= v <= 1.0 for v in series["val_recall"])
+    assert parent.data.metrics["align_aligned_recall"] == pytest.approx(summary.aligned_recall)
+    assert parent.data.metrics["pairs_n_pairs"] == results.item_side[0].pair_stats.n_pairs
+    sims = [c for c in results.cells if c.model == "sim"]
+    assert {(c.variant, c.sim_search, c.sim_search_codes) for c in sims} == {
+        ("id_only", "soft", None), ("aligned_codes", "hard", "aligned_rq_kmeans"),
+        ("codes_only", "hard", "aligned_rq_kmeans")}
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "plots", "stats", "config"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -62,8 +77,8 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
     assert len(list((suite_dir / "plots").glob("*.png"))) >= 6
 
 
-def _test_metrics(manifest: dict) -> dict:
-    return {(c["model"], c["variant"], c["seed"]): c["test"] for c in manifest["cells"]}
+def _test_metrics(results) -> dict:
+    return {(c.model, c.variant, c.seed): c.test for c in results.cells}
 
 
 @pytest.mark.slow
@@ -83,8 +98,9 @@ def test_interrupted_after_codes_resumes_with_identical_metrics(tmp_path: Path, 
     with pytest.raises(KeyboardInterrupt):
         SuiteRun(cfg, progress=False).run()
     codes_dir = tmp_path / "resumed" / "runs" / "synthetic-tiny" / "artifacts" / "codes"
-    (entry,) = [p for p in codes_dir.iterdir() if (p / "_SUCCESS").exists()]
-    stamp = (entry / "_SUCCESS").stat().st_mtime_ns
+    entries = [p for p in codes_dir.iterdir() if (p / "_SUCCESS").exists()]
+    assert len(entries) == 4  # aligned_rq_kmeans (the variants'), and the panel's rq_kmeans/rq_vae of both sources
+    stamps = {p: (p / "_SUCCESS").stat().st_mtime_ns for p in entries}
 
     # On the rerun every item-side stage must come from the cache: make recomputing them fail loudly.
     import qarm.pairs
@@ -97,5 +113,5 @@ def test_interrupted_after_codes_resumes_with_identical_metrics(tmp_path: Path, 
     monkeypatch.setattr(qarm.quantize, "RQKmeans", no_recompute)
     monkeypatch.setattr(train_mod, "train_cell", real_train)
     resumed = SuiteRun(cfg, progress=False).run()
-    assert (entry / "_SUCCESS").stat().st_mtime_ns == stamp
+    assert {p: (p / "_SUCCESS").stat().st_mtime_ns for p in entries} == stamps
     assert _test_metrics(resumed) == _test_metrics(clean)

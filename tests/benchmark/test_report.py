@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.records import CellRecord, Provenance, SuiteResults, to_json
 from benchmark.report import ROW_KEYS, aggregate, mean_ci, paired_delta, write_report
 
 
@@ -32,14 +33,23 @@ def test_paired_t_test_by_formula() -> None:
     assert math.isnan(paired_delta({0: 0.6}, {0: 0.5})[1])
 
 
-def _cells() -> list[dict]:
+def _cells() -> list[CellRecord]:
     cells = []
     for seed, (base, qarm) in enumerate([(0.70, 0.72), (0.71, 0.74), (0.69, 0.70)]):
         for variant, auc in (("id_only", base), ("aligned_codes", qarm)):
-            cells.append({"model": "dlrm", "variant": variant, "seed": seed,
-                          "test": {"all": {"auc": auc, "gauc": auc - 0.1, "logloss": 0.6},
-                                   "cold": {"auc": float("nan"), "gauc": None, "logloss": 0.7}}})
+            cells.append(CellRecord(model="dlrm", variant=variant, seed=seed, key=f"k{seed}{variant}", best_epoch=1,
+                                    val_best={}, history=(),
+                                    test={"all": {"auc": auc, "gauc": auc - 0.1, "logloss": 0.6},
+                                          "cold": {"auc": float("nan"), "gauc": None, "logloss": 0.7}}))
     return cells
+
+
+def _results(cells: list[CellRecord]) -> SuiteResults:
+    prov = Provenance(config_hash="abc", git_sha="123", dataset="d", dataset_fingerprint="f", split="s",
+                      seeds=(0, 1, 2), date="2026-11-28", version="0")
+    return SuiteResults(suite="s", label="", variants=("id_only", "aligned_codes"), models=("dlrm",),
+                        confidence=0.95, provenance=prov, config={}, data_stats={}, item_side=(),
+                        cells=tuple(cells))
 
 
 def test_aggregate_rows_and_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,15 +60,23 @@ def test_aggregate_rows_and_json_contract(tmp_path: Path, capsys: pytest.Capture
     assert row["n_seeds"] == 3 and 0 < row["p_value"] < 1
     cold = next(r for r in rows if r["variant"] == "aligned_codes" and r["slice"] == "cold" and r["metric"] == "auc")
     assert cold["mean"] is None and cold["n_seeds"] == 0  # NaN AUC (one-label slice) never becomes a number
-    manifest = {"suite": "s", "cells": _cells(), "variants": ["id_only", "aligned_codes"],
-                "provenance": {"config_hash": "abc", "git_sha": "123", "date": "2026-11-28"}}
+    results = _results(_cells())
     suite_dir = tmp_path / "runs" / "s"
-    md, _ = write_report(suite_dir, manifest)
+    md, _ = write_report(suite_dir, results)
     assert "| dlrm | aligned_codes | all | 0.7200 ± 0.0200" in md and "config abc" in md
-    (suite_dir / "results.json").write_text(json.dumps(manifest))
+    (suite_dir / "results.json").write_text(json.dumps(to_json(results)))
     assert main(["report", "s", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out and all(tuple(r) == ROW_KEYS for r in out)
+
+
+def test_a_manifest_with_a_renamed_field_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = to_json(_results(_cells()))
+    plain["cells"][0]["tset"] = plain["cells"][0].pop("test")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "results.json").write_text(json.dumps(plain))
+    assert main(["report", "s", "--runs-dir", str(tmp_path)]) == 2
+    assert "cells[0].tset: unknown key" in capsys.readouterr().err
 
 
 def test_report_of_unknown_suite_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,24 +38,26 @@ def planted(n_clusters: int = 12, per: int = 20, signal: int = 8, noise: int = 5
 
 def test_alignment_beats_frozen_on_planted_clusters(tmp_path: Path) -> None:
     feats, pairs = planted()
-    cfg = AlignConfig(d=16, epochs=12, batch_size=128, lr=1e-2, temperature=0.1, recall_k=10, val_fraction=0.2)
+    cfg = AlignConfig(dim=16, epochs=12, batch_size=128, lr=1e-2, temperature=0.1, recall_k=10, val_frac=0.2, hidden=0)
     res = align(pairs, features=feats, config=cfg)
     # recall@10 of a perfect cluster embedding: 10 of the 19 same-cluster items (ties aside); random ~ 10/239
-    assert res.frozen_recall_at_k is not None and res.aligned_recall_at_k is not None
-    assert res.aligned_recall_at_k > res.frozen_recall_at_k + 0.2
+    s = res.summary
+    assert s.frozen_recall is not None and s.aligned_recall is not None
+    assert s.aligned_recall > s.frozen_recall + 0.2
     assert res.embeddings.shape == (240, 16) and res.embeddings.dtype == np.float32
     assert np.allclose(np.linalg.norm(res.embeddings, axis=1), 1.0, atol=1e-5)
     assert res.frozen_embeddings.shape == (240, 64)
-    assert [h["epoch"] for h in res.history] == list(range(1, len(res.history) + 1))
-    assert res.history[-1]["loss"] < res.history[0]["loss"]
-    best = max(h["val_recall_at_k"] for h in res.history)
-    assert res.aligned_recall_at_k == pytest.approx(best)  # the best epoch's weights are restored
+    assert [h.epoch for h in s.history] == list(range(1, len(s.history) + 1))
+    assert s.history[-1].loss < s.history[0].loss
+    best = max(h.val_recall for h in s.history)
+    assert s.aligned_recall == pytest.approx(best)  # the best epoch's weights are restored
+    assert s.trained == "projection head over frozen encoder features"
     out = res.save(tmp_path / "aligned")
     tensors = load_file(str(out / "weights.safetensors"))
     assert set(tensors) == {"head.missing.text", "head.proj.weight", "head.proj.bias"}
     assert np.array_equal(np.load(out / "embeddings.npy"), res.embeddings)
     cfg_json = json.loads((out / "config.json").read_text())
-    assert cfg_json["align_config"]["d"] == 16 and cfg_json["best_epoch"] == res.best_epoch
+    assert cfg_json["align_config"]["dim"] == 16 and cfg_json["summary"]["best_epoch"] == s.best_epoch
 
 
 def test_cold_items_without_pairs_or_text_get_embeddings() -> None:
@@ -64,7 +66,7 @@ def test_cold_items_without_pairs_or_text_get_embeddings() -> None:
     present[-3:] = False  # three items without text: the learned missing vector
     feats = ItemFeatures({"text": feats.features["text"]}, {"text": present})
     pairs = pairs.filter(pl.col("target_idx") < 30)  # items 30..39 never appear in a pair
-    res = align(pairs, features=feats, config=AlignConfig(d=8, epochs=2, batch_size=32))
+    res = align(pairs, features=feats, config=AlignConfig(dim=8, epochs=2, batch_size=32))
     assert res.embeddings.shape == (40, 8) and np.isfinite(res.embeddings).all()
     assert np.allclose(res.embeddings[-1], res.embeddings[-2])  # same (missing) input, same output
 
@@ -98,7 +100,7 @@ def test_partial_and_full_fine_tuning(tmp_path: Path, trainable: int | str) -> N
     pairs = pl.DataFrame({"trigger_idx": [i for i in range(21)], "target_idx": [i + 3 for i in range(21)]}).cast(
         pl.Int32)
     res = align(pairs, texts=texts, text_encoder=enc,
-                config=AlignConfig(d=8, epochs=2, batch_size=8, trainable_layers=trainable, encoder_lr=1e-3))
+                config=AlignConfig(dim=8, epochs=2, batch_size=8, trainable_layers=trainable, encoder_lr=1e-3))
     assert res.embeddings.shape == (25, 8) and np.isfinite(res.embeddings).all()
     assert res.frozen_embeddings.shape == (25, 32)
     assert np.allclose(res.frozen_embeddings[:24], enc.encode(texts[:24]), atol=1e-5)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from qarm.diagnostics import code_diagnostics
+from qarm.diagnostics import CodeDiagnostics, code_diagnostics
 from qarm.errors import QarmError
 from qarm.quantize import add_dedup_level, dedup_vocab_size
 
@@ -21,31 +21,35 @@ BOOKS[0, 0], BOOKS[0, 1], BOOKS[1, 1] = [1.0, 0.0], [0.0, 1.0], [-0.1, 0.0]
 
 def test_hand_computed_example() -> None:
     d = code_diagnostics(X, CODES, codebook_size=4, codebooks=BOOKS, neighbours_k=1)
-    assert d["n_items"] == 4 and d["n_levels"] == 2
-    assert d["n_unique_codes"] == 3 and d["max_items_per_code"] == 2
-    assert d["mean_items_per_code"] == pytest.approx(4 / 3)
-    assert d["collision_rate"] == pytest.approx(2 / 4)  # items 2 and 3 share (1, 0)
-    assert d["unique_codes_by_depth"] == [2, 3]
-    assert d["collision_rate_by_depth"] == pytest.approx([1.0, 0.5])
-    assert d["utilisation"] == pytest.approx([2 / 4, 2 / 4])
+    assert d.n_items == 4 and d.n_levels == 2
+    assert d.n_unique_codes == 3 and d.max_items_per_code == 2
+    assert d.mean_items_per_code == pytest.approx(4 / 3)
+    assert d.collision_rate == pytest.approx(2 / 4)  # items 2 and 3 share (1, 0)
+    assert d.unique_codes_by_depth == (2, 3)
+    assert d.collision_rate_by_depth == pytest.approx([1.0, 0.5])
+    assert d.utilisation == pytest.approx([2 / 4, 2 / 4])
     h2 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    assert d["perplexity"] == pytest.approx([2.0, math.exp(h2)])
-    assert d["input_mse"] == pytest.approx((1 + 0.81 + 1 + 0.81) / 8)
+    assert d.perplexity == pytest.approx([2.0, math.exp(h2)])
+    assert d.input_mse == pytest.approx((1 + 0.81 + 1 + 0.81) / 8)
     # After level 1 the residuals are 0, (-0.1, 0), 0, (0, -0.1); level 2 removes item 1's.
-    assert d["reconstruction_mse"] == pytest.approx([0.02 / 8, 0.01 / 8], rel=1e-5)
+    assert d.reconstruction_mse == pytest.approx([0.02 / 8, 0.01 / 8], rel=1e-5)
     # Neighbours 0<->1 and 2<->3: both pairs share depth-1 prefixes; only 2,3 share the full code.
-    assert d["neighbour_hr_at_1"] == pytest.approx([1.0, 0.5])
-    assert d["hr_at_1"] == pytest.approx(1.0)
-    assert d["neighbours_k_used"] == 1 and d["neighbour_queries"] == 4
+    assert d.neighbour_hr == pytest.approx([1.0, 0.5])
+    assert d.hr_at_k == pytest.approx(1.0)
+    assert d.neighbours_k == 1 and d.neighbour_queries == 4
 
 
-def test_json_serialisable_and_mlflow_safe_keys() -> None:
+def test_json_round_trip_and_mlflow_safe_keys() -> None:
+    from benchmark.records import from_json, to_json
+
     d = code_diagnostics(X, CODES, codebook_size=4, codebooks=BOOKS)
-    json.dumps(d)
-    assert not any("@" in k for k in d)
-    assert "reconstruction_mse" not in code_diagnostics(X, CODES, codebook_size=4)
-    # neighbours_k=10 on 4 items: clamped to the 3 that exist, key keeps the asked-for k.
-    assert d["neighbours_k_used"] == 3 and len(d["neighbour_hr_at_10"]) == 2
+    plain = to_json(d)
+    json.dumps(plain)
+    assert not any("@" in k for k in plain)
+    assert from_json(CodeDiagnostics, json.loads(json.dumps(plain))) == d
+    assert code_diagnostics(X, CODES, codebook_size=4).reconstruction_mse is None
+    # neighbours_k=10 on 4 items: clamped to the 3 that exist.
+    assert d.neighbours_k == 3 and len(d.neighbour_hr) == 2
 
 
 def test_sampled_queries_and_per_level_sizes() -> None:
@@ -54,15 +58,15 @@ def test_sampled_queries_and_per_level_sizes() -> None:
     codes = add_dedup_level(rng.integers(0, 3, size=(300, 2)))
     sizes = [3, 3, dedup_vocab_size(codes)]
     d = code_diagnostics(x, codes, codebook_size=sizes, neighbour_queries=50, seed=1)
-    assert d["neighbour_queries"] == 50 and d["collision_rate"] == 0.0 and d["utilisation"][2] == 1.0
-    assert d["codebook_size"] == sizes
-    assert code_diagnostics(x, codes, codebook_size=None)["codebook_size"] == sizes
+    assert d.neighbour_queries == 50 and d.collision_rate == 0.0 and d.utilisation[2] == 1.0
+    assert d.codebook_size == tuple(sizes)
+    assert code_diagnostics(x, codes, codebook_size=None).codebook_size == tuple(sizes)
 
 
 def test_single_item_has_no_neighbour_keys() -> None:
     d = code_diagnostics(X[:1], CODES[:1], codebook_size=4)
-    assert d["collision_rate"] == 0.0 and d["n_unique_codes"] == 1
-    assert "hr_at_10" not in d
+    assert d.collision_rate == 0.0 and d.n_unique_codes == 1
+    assert d.neighbour_hr is None and d.hr_at_k is None
 
 
 def test_bad_inputs_raise() -> None:

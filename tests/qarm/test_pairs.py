@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qarm.errors import QarmError
-from qarm.pairs import SwingConfig, U2IConfig, mine_pairs, swing_topk
+from qarm.pairs import PairsConfig, SwingConfig, U2IConfig, mine_pairs, swing_topk
 from qarm.pairs.swing import swing_reference
 from qarm.pairs.u2i import (
     histories_reference,
@@ -152,30 +152,35 @@ def test_two_tower_loss_falls() -> None:
 def test_mine_pairs_frame_and_stats() -> None:
     train = synthetic_positives()
     cfg = U2IConfig(dim=16, epochs=3, batch_size=64)
-    pairs, stats = mine_pairs(train, 50, u2i=cfg, swing=SwingConfig(top_k=3))
+    mined = mine_pairs(train, 50, PairsConfig(u2i=cfg, swing=SwingConfig(top_k=3)))
+    pairs, stats = mined.pairs, mined.stats
+    assert mined.u2i_item_embeddings.shape == (50, 16)
     assert pairs.schema == pl.Schema(
         {"trigger_idx": pl.Int32, "target_idx": pl.Int32, "source": pl.Utf8, "weight": pl.Float32}
     )
     assert (pairs["trigger_idx"] < pairs["target_idx"]).all()  # canonical, no self pairs
     assert pairs.select("trigger_idx", "target_idx").is_unique().all()
     assert set(pairs["source"].unique()) == {"u2i", "i2i"}
-    per = stats["pairs_per_source"]
-    assert per["u2i"] + per["i2i"] == stats["n_pairs"] == len(pairs)
-    found = stats["unique_pairs_found_per_source"]
-    assert found["u2i"] + found["i2i"] - stats["pairs_in_both_sources"] == len(pairs)
+    per = stats.pairs_per_source
+    assert per["u2i"] + per["i2i"] == stats.n_pairs == len(pairs)
+    found = stats.unique_pairs_found_per_source
+    assert found["u2i"] + found["i2i"] - stats.pairs_in_both_sources == len(pairs)
     covered = set(pairs["trigger_idx"].to_list()) | set(pairs["target_idx"].to_list())
-    assert stats["item_coverage"] == pytest.approx(len(covered) / 50)  # items 40..49 never seen
+    assert stats.item_coverage == pytest.approx(len(covered) / 50)  # items 40..49 never seen
+    assert stats.sources == ("u2i", "i2i") and len(stats.u2i_loss_per_epoch) == 3
     # planted groups: most pairs stay inside a taste group
     same = (pairs["trigger_idx"] // 10 == pairs["target_idx"] // 10).mean()
     assert same > 0.8
-    only_i2i, _ = mine_pairs(train, 50, sources=("i2i",), swing=SwingConfig(top_k=3))
-    assert set(only_i2i["source"].unique()) == {"i2i"}
+    only_i2i = mine_pairs(train, 50, PairsConfig(sources=("i2i",), swing=SwingConfig(top_k=3)))
+    assert set(only_i2i.pairs["source"].unique()) == {"i2i"} and only_i2i.u2i_item_embeddings is None
 
 
 def test_mine_pairs_rejects_bad_input() -> None:
     train = synthetic_positives(n_users=4, per_user=3)
-    with pytest.raises(QarmError, match="sources"):
-        mine_pairs(train, 40, sources=("bogus",))
+    with pytest.raises(QarmError, match="PairsConfig.sources: expected a non-empty list of distinct sources"):
+        PairsConfig(sources=())
+    with pytest.raises(QarmError, match=r"SwingConfig.min_support: expected an integer >= 2"):
+        SwingConfig(min_support=1)
     with pytest.raises(QarmError, match="n_items"):
         mine_pairs(train, 5)
     with pytest.raises(QarmError, match="'ts'"):
@@ -193,6 +198,6 @@ def test_swing_user_cap_is_seeded() -> None:
 def test_mine_pairs_is_deterministic() -> None:
     train = synthetic_positives(n_users=20, per_user=6)
     cfg = U2IConfig(dim=8, epochs=2, batch_size=32)
-    first, _ = mine_pairs(train, 40, u2i=cfg, seed=1)
-    again, _ = mine_pairs(train, 40, u2i=cfg, seed=1)
+    first = mine_pairs(train, 40, PairsConfig(u2i=cfg), seed=1).pairs
+    again = mine_pairs(train, 40, PairsConfig(u2i=cfg), seed=1).pairs
     assert first.equals(again)

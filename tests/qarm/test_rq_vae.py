@@ -9,7 +9,8 @@ import torch
 from qarm.errors import QarmError
 from qarm.quantize import RQVAE, Quantizer, RQVAEConfig, fit_rq_vae, load_quantizer
 
-CFG = RQVAEConfig(levels=2, codebook_size=8, hidden_dims=(32,), latent_dim=4, epochs=30, batch_size=32, lr=1e-2)
+L, K = 2, 8
+CFG = RQVAEConfig(hidden=(32,), latent_dim=4, epochs=30, batch_size=32, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def toy() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(toy: np.ndarray) -> RQVAE:
-    return fit_rq_vae(toy, CFG, seed=0)
+    return fit_rq_vae(toy, L, K, CFG, seed=0)
 
 
 def test_loss_falls_on_toy_data(model: RQVAE) -> None:
@@ -51,18 +52,18 @@ def test_encode_matches_forward_pass(model: RQVAE, toy: np.ndarray) -> None:
 def test_straight_through_reaches_the_encoder(toy: np.ndarray) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        m = RQVAE(6, CFG)
+        m = RQVAE(6, L, K, CFG)
     out = m(torch.from_numpy(toy[:32]))
     out.recon_loss.backward()
     assert m.encoder[0].weight.grad is not None and m.encoder[0].weight.grad.abs().sum() > 0
 
 
 def test_same_seed_same_model_and_global_rng_untouched(toy: np.ndarray) -> None:
-    cfg = RQVAEConfig(levels=1, codebook_size=4, hidden_dims=(8,), latent_dim=2, epochs=2, batch_size=64)
+    cfg = RQVAEConfig(hidden=(8,), latent_dim=2, epochs=2, batch_size=64)
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a, b = fit_rq_vae(toy, cfg, seed=5), fit_rq_vae(toy, cfg, seed=5)
+    a, b = fit_rq_vae(toy, 1, 4, cfg, seed=5), fit_rq_vae(toy, 1, 4, cfg, seed=5)
     assert torch.rand(1) == before
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
@@ -78,9 +79,11 @@ def test_save_load_round_trip(model: RQVAE, toy: np.ndarray, tmp_path) -> None:
 
 def test_bad_settings_raise(toy: np.ndarray) -> None:
     with pytest.raises(QarmError, match="batch_size"):
-        fit_rq_vae(toy, RQVAEConfig(codebook_size=128, batch_size=32, hidden_dims=(8,), latent_dim=2, epochs=1))
-    with pytest.raises(QarmError, match="RQVAEConfig.levels"):
-        RQVAEConfig(levels=0)
+        fit_rq_vae(toy, 3, 128, RQVAEConfig(batch_size=32, hidden=(8,), latent_dim=2, epochs=1))
+    with pytest.raises(QarmError, match="RQVAEConfig.latent_dim: expected an integer >= 1"):
+        RQVAEConfig(latent_dim=0)
+    with pytest.raises(QarmError, match="RQVAE: input_dim, levels and codebook_size must be >= 1"):
+        fit_rq_vae(toy, 0, 8)
     with pytest.raises(QarmError, match=r"\[0, K=8\)"):
-        fit_rq_vae(toy[:64], RQVAEConfig(levels=1, codebook_size=8, hidden_dims=(8,), latent_dim=2,
-                                         epochs=1, batch_size=64)).decode(np.array([[8]]))
+        fit_rq_vae(toy[:64], 1, 8, RQVAEConfig(hidden=(8,), latent_dim=2, epochs=1, batch_size=64)).decode(
+            np.array([[8]]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from recsys_models.attention import MultiHeadTargetAttention, masked_softmax
+from recsys_models.config import DinConfig, DlrmConfig, SimConfig
 from recsys_models.din import build_din
 from recsys_models.dlrm import build_dlrm
 from recsys_models.errors import RecsysModelError
@@ -39,14 +42,18 @@ def _batch(fs: FeatureSet, seed: int = 1) -> RankBatch:
                        hist_len, labels)
 
 
+SEARCH_CODES = torch.randint(0, K, (N, L), generator=torch.Generator().manual_seed(7))
+
+
 def _models(fs: FeatureSet) -> dict[str, nn.Module]:
+    sim = SimConfig(top_k=3, recent=2, mlp=(32,))
     return {
-        "dlrm": build_dlrm(fs.spec, dense_arch=(16,), over_arch=(32,)),
-        "dlrm_dcn": build_dlrm(fs.spec, dense_arch=(16,), over_arch=(32,), dcn=True, dcn_layers=2, dcn_low_rank=4),
-        "din": build_din(fs.spec, fs.content, mlp_hidden=(32,), max_len=4),
-        "sim_hard": build_sim(fs.spec, codes=fs.codes, content=fs.content, top_k=3, recent=2, mlp_hidden=(32,)),
-        "sim_soft": build_sim(fs.spec, codes=fs.codes, content=fs.content, search="soft", top_k=3, recent=2,
-                              mlp_hidden=(32,)),
+        "dlrm": build_dlrm(fs.spec, DlrmConfig(dense_arch=(16,), over_arch=(32,))),
+        "dlrm_dcn": build_dlrm(fs.spec, DlrmConfig(dense_arch=(16,), over_arch=(32,), dcn=True, dcn_layers=2,
+                                                   dcn_low_rank=4)),
+        "din": build_din(fs.spec, fs.content, DinConfig(mlp=(32,), max_len=4)),
+        "sim_hard": build_sim(fs.spec, fs.content, sim, search_codes=SEARCH_CODES),
+        "sim_soft": build_sim(fs.spec, fs.content, dataclasses.replace(sim, search="soft")),
     }
 
 
@@ -136,12 +143,16 @@ def test_soft_search_equals_brute_force(b: int, t: int, k: int, seed: int) -> No
         assert positions[i][mask[i]].tolist() == expected
 
 
-def test_sim_without_codes_falls_back_to_soft() -> None:
-    fs = _fs(codes=False)
-    assert build_sim(fs.spec, search="hard").search == "soft"
-    assert build_sim(_fs().spec, codes=_fs().codes).search == "hard"
-    with pytest.raises(RecsysModelError, match="prefix_depth"):
-        build_sim(_fs().spec, codes=_fs().codes, prefix_depth=3)
+def test_sim_search_is_the_callers_decision() -> None:
+    fs = _fs(codes=False)  # hard search works on any code set, whether or not the features include codes
+    assert build_sim(fs.spec, search_codes=SEARCH_CODES).search == "hard"
+    assert build_sim(fs.spec, cfg=SimConfig(search="soft")).search == "soft"
+    with pytest.raises(RecsysModelError, match="search='hard' needs search_codes"):
+        build_sim(fs.spec)  # no silent fallback to soft search
+    with pytest.raises(RecsysModelError, match="prefix_depth: expected 1..2"):
+        build_sim(fs.spec, cfg=SimConfig(prefix_depth=3), search_codes=SEARCH_CODES)
+    with pytest.raises(RecsysModelError, match=r"search_codes must be \(N=12, L\)"):
+        build_sim(fs.spec, search_codes=SEARCH_CODES[:5])
 
 
 def test_attention_empty_history_gives_zeros() -> None:

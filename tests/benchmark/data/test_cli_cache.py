@@ -66,7 +66,7 @@ def test_second_prepare_reads_cache(tmp_path: Path, recbole_dir: Path, monkeypat
     cfg = DataConfig(root=str(recbole_dir), verify_sha256=False)
     cache = tmp_path / "cache"
     a = prepare(cfg, cache_dir=cache)
-    prep_mod = sys.modules["benchmark.data.prepare"]  # the module (the package attribute is the function)
+    prep_mod = sys.modules["benchmark.data.preparation"]  # the module (the package attribute is the function)
 
     def boom(*args, **kw):
         raise AssertionError("rebuilt instead of reading the cache")
@@ -74,10 +74,11 @@ def test_second_prepare_reads_cache(tmp_path: Path, recbole_dir: Path, monkeypat
     monkeypatch.setattr(prep_mod, "build_prepared", boom)
     b = prepare(cfg, cache_dir=cache)
     assert a.fingerprint == b.fingerprint and a.train.equals(b.train) and a.stats == b.stats
-    assert [p.name for p in cache.iterdir()] == [f"movielens-100k-{a.fingerprint[:16]}"]
+    entry = [f"movielens-100k-{a.fingerprint[:16]}"]
+    assert [p.name for p in (cache / "data").iterdir()] == entry  # the stage cache's "data" stage
     monkeypatch.undo()
     c = prepare(cfg, cache_dir=cache, force=True)  # rebuilt in place, same content
-    assert c.train.equals(a.train) and [p.name for p in cache.iterdir()] == [f"movielens-100k-{a.fingerprint[:16]}"]
+    assert c.train.equals(a.train) and [p.name for p in (cache / "data").iterdir()] == entry
     # a changed raw file or config changes the fingerprint
     with (recbole_dir / "ml-100k.inter").open("a") as f:
         f.write("3\t10\t4\t400\n")

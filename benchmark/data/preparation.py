@@ -1,5 +1,8 @@
 """`prepare(cfg) -> PreparedData`: load -> validate -> k-core -> index -> split -> cold items ->
-history -> popularity, cached as parquet under a fingerprint of the raw files and the config."""
+history -> popularity, cached as parquet under a fingerprint of the raw files and the config.
+
+The cache is the suite's stage cache (benchmark.cache.StageCache, stage "data", key `data_key(cfg)`);
+`qarm-bench data` commands use one rooted at runs/cache (or --cache-dir)."""
 
 from __future__ import annotations
 
@@ -11,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmark.cache import StageCache
 from benchmark.data import registry, splits, synthetic
 from benchmark.data.config import DataConfig
 from benchmark.data.history import build_history
-from benchmark.data.prepared import PreparedData, entry_dir, read_entry, write_entry
+from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
 from benchmark.data.schema import RawData, validate
-from benchmark.errors import ConfigError
 
 FORMAT_VERSION = 1  # bump when the prepared layout or any step's semantics change
-DEFAULT_CACHE = Path("runs") / "cache" / "data"
+DEFAULT_CACHE = Path("runs") / "cache"
+STAGE = "data"
 
 
 def fingerprint(cfg: DataConfig, files: list[dict]) -> str:
@@ -32,20 +36,10 @@ def fingerprint(cfg: DataConfig, files: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _check(cfg: DataConfig) -> None:
-    splits.check_split(cfg.split)
-    if cfg.history_len < 0:
-        raise ConfigError(f"data.history_len: expected >= 0, got {cfg.history_len}")
-    if cfg.kcore < 0:
-        raise ConfigError(f"data.kcore: expected >= 0, got {cfg.kcore}")
-
-
 def _locate(cfg: DataConfig) -> tuple[registry.Dataset, Path | None, str]:
     """(dataset entry, raw root or None for synthetic, fingerprint); validates settings and raw files."""
-    _check(cfg)
     ds = registry.get(cfg.dataset)
     if ds.name == "synthetic":
-        synthetic.sizes(cfg.synthetic)  # validate before hashing
         return ds, None, fingerprint(cfg, [])
     root = registry.resolve_root(cfg)
     files = registry.hash_and_verify(ds, ds.files(cfg, root), cfg.verify_sha256)
@@ -57,31 +51,43 @@ def data_fingerprint(cfg: DataConfig) -> str:
     return _locate(cfg)[2]
 
 
-def prepare(cfg: DataConfig, *, cache_dir: Path | None = None, force: bool = False) -> PreparedData:
-    """The prepared dataset of `cfg`, read from the cache when its fingerprint is there.
+def data_key(cfg: DataConfig) -> str:
+    """The data stage's cache key: `<dataset>-<fingerprint[:16]>` (validates settings, hashes the raw files)."""
+    return f"{cfg.dataset}-{data_fingerprint(cfg)[:16]}"
 
-    cache_dir: overrides cfg.cache_dir (default runs/cache/data under the working directory).
-    force: rebuild and replace the cache entry even when it exists.
+
+def prepare(cfg: DataConfig, *, cache: StageCache | None = None, cache_dir: Path | None = None,
+            force: bool = False) -> PreparedData:
+    """The prepared dataset of `cfg`, read from the cache when its entry is there and verifies.
+
+    cache: the stage cache to use (a suite's); else one rooted at `cache_dir` (default cfg.cache_dir or
+    runs/cache under the working directory). force: rebuild and replace the entry even when it exists.
     Raises DataError (bad or missing files) or ConfigError (bad settings); nothing partial is cached.
     """
+    key = data_key(cfg)
+    if cache is None:
+        cache = StageCache(Path(cache_dir or cfg.cache_dir or DEFAULT_CACHE), force=[STAGE] if force else [])
+    if cache.done(STAGE, key):
+        return load_prepared(cache.path(STAGE, key))
+    with cache.writing(STAGE, key, {"dataset": cfg.dataset}) as tmp:
+        data = compute_prepared(cfg, tmp, cache.path(STAGE, key))
+        save_prepared(data, tmp)
+    return data
+
+
+def compute_prepared(cfg: DataConfig, workdir: Path, final_dir: Path) -> PreparedData:
+    """Load, validate and prepare `cfg`'s dataset. Side files (synthetic images) are written into `workdir`, the
+    cache entry being written, and named by their path under `final_dir`, where the entry will live."""
     ds, root, fp = _locate(cfg)
-    where = entry_dir(Path(cache_dir or cfg.cache_dir or DEFAULT_CACHE), cfg.dataset, fp)
-    cached = None if force else read_entry(where)
-    if cached is not None:
-        return cached
-
-    def build(tmp: Path) -> PreparedData:
-        if root is None:
-            raw = synthetic.generate(cfg.synthetic)
-            if cfg.synthetic.images:
-                items = synthetic.render_images(raw.items, cfg.synthetic, tmp / "images", where / "images")
-                raw = RawData(raw.interactions, items, None, raw.source)
-        else:
-            raw = ds.load(cfg, root)
-        raw = validate(raw, on_duplicate=cfg.on_duplicate, on_unknown_item=cfg.on_unknown_item)
-        return build_prepared(raw, cfg, fp)
-
-    return write_entry(where, build, replace=force)
+    if root is None:
+        raw = synthetic.generate(cfg.synthetic)
+        if cfg.synthetic.images:
+            items = synthetic.render_images(raw.items, cfg.synthetic, workdir / "images", final_dir / "images")
+            raw = RawData(raw.interactions, items, None, raw.source)
+    else:
+        raw = ds.load(cfg, root)
+    raw = validate(raw, on_duplicate=cfg.on_duplicate, on_unknown_item=cfg.on_unknown_item)
+    return build_prepared(raw, cfg, fp)
 
 
 def _index(raw: RawData, kcore: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:

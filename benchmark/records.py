@@ -1,0 +1,114 @@
+"""Typed records the suite passes between its layers and writes to disk: a cell's result, one replicate's
+item side, and the manifest `runs/<suite>/results.json` that the report reads. Imports no torch.
+
+Records are frozen dataclasses; `to_json` / `from_json` go through configlib's strict converter, so a renamed
+or missing field fails loudly when a file is read instead of turning into a silent `None`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from benchmark.configlib import from_mapping, to_plain
+from benchmark.errors import QarmBenchError
+from qarm.alignment.config import AlignSummary
+from qarm.pairs.records import PairStats
+
+T = TypeVar("T")
+SliceMetrics = dict[str, dict[str, float | None]]  # slice -> metric -> value (None = undefined, e.g. one class)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One training epoch of a cell: mean train loss, validation metrics (auc, gauc, logloss, n, n_pos)."""
+
+    epoch: int
+    train_loss: float
+    val: dict[str, float | None]
+    seconds: float
+    samples_per_s: float
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """The result of one (variant, model, seed) cell: test metrics per slice at the best validation epoch.
+
+    sim_search: the GSU a SIM cell used ("hard" or "soft"; None for other models); sim_search_codes: the code
+    set the hard search matched on (None otherwise); n_parameters: embedding + dense parameters."""
+
+    model: str
+    variant: str
+    seed: int
+    key: str
+    best_epoch: int
+    val_best: dict[str, float | None]
+    test: SliceMetrics
+    history: tuple[EpochRecord, ...]
+    sim_search: str | None = None
+    sim_search_codes: str | None = None
+    n_parameters: int = 0
+
+
+@dataclass(frozen=True)
+class CodeSetRecord:
+    """Quality of one code set of one replicate: RQ-style diagnostics (qarm.diagnostics.CodeDiagnostics, as a
+    plain table) or, for VQ top-k codes, k and the number of distinct neighbour ids."""
+
+    name: str
+    kind: str  # "rq" (levels x codebook) or "vq" (top-k neighbour bag)
+    diagnostics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ItemSideRecord:
+    """What one replicate's item side produced: its seed, stage keys, pair stats, alignment summary, codes."""
+
+    seed: int
+    stage_keys: dict[str, str]
+    pair_stats: PairStats
+    alignment: AlignSummary
+    code_sets: tuple[CodeSetRecord, ...]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    config_hash: str
+    git_sha: str
+    dataset: str
+    dataset_fingerprint: str
+    split: str
+    seeds: tuple[int, ...]
+    date: str
+    version: str
+
+
+@dataclass(frozen=True)
+class SuiteResults:
+    """The manifest of a suite run (runs/<suite>/results.json), everything the report needs."""
+
+    suite: str
+    label: str
+    variants: tuple[str, ...]
+    models: tuple[str, ...]
+    confidence: float
+    provenance: Provenance
+    config: dict[str, Any]
+    data_stats: dict[str, Any]
+    item_side: tuple[ItemSideRecord, ...]
+    cells: tuple[CellRecord, ...]
+    plots: tuple[str, ...] = ()
+
+
+def to_json(record: Any) -> Any:
+    """The JSON form (dicts, lists, numbers, strings) of a record."""
+    return to_plain(record)
+
+
+def from_json(cls: type[T], data: Any, where: str | Path = "") -> T:
+    """Rebuild a record from its JSON form; a mismatch names the file and the field."""
+    try:
+        return from_mapping(cls, data)
+    except QarmBenchError as e:
+        raise QarmBenchError(f"{where}: not a valid {cls.__name__} record: {e}") from None

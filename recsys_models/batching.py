@@ -1,0 +1,92 @@
+"""Batching of impression rows for the rankers: a split frame -> tensors once, then shuffled `RankBatch`es.
+
+    frame (polars): user_idx, item_idx, label, hist_item_idx (List, oldest first)
+      -> split_arrays -> SplitArrays (n rows; hist (n, T) left-aligned, 0 beyond hist_len)
+      -> iter_batches -> RankBatch per B rows (recsys_models.features.build_batch), history cut to the
+         batch's own longest row
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsys_models.errors import RecsysModelError
+from recsys_models.features import FeatureSet, RankBatch, build_batch
+
+
+@dataclass(frozen=True, eq=False)
+class SplitArrays:
+    """A split frame as tensors, built once per split (vectorised; no per-row Python).
+
+    user_idx, item_idx: (n,) int64.  labels: (n,) float32.  hist: (n, T) int64, the latest T positives,
+    left-aligned OLDEST FIRST (most recent at hist_len - 1), 0 beyond hist_len.  hist_len: (n,) int64.
+    """
+
+    user_idx: torch.Tensor
+    item_idx: torch.Tensor
+    labels: torch.Tensor
+    hist: torch.Tensor
+    hist_len: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.user_idx.shape[0])
+
+
+SPLIT_COLUMNS = ("user_idx", "item_idx", "label", "hist_item_idx")
+
+
+def split_arrays(frame: pl.DataFrame, *, max_hist: int, n_items: int, n_users: int, name: str = "split") -> SplitArrays:
+    """frame: one row per impression with user_idx, item_idx, label, hist_item_idx (List, oldest first).
+
+    Keeps the latest `max_hist` history items of each row.
+    """
+    for col in SPLIT_COLUMNS:
+        if col not in frame.columns:
+            raise RecsysModelError(f"{name} frame: missing column {col!r}; expected {', '.join(SPLIT_COLUMNS)}")
+    hist_col = frame["hist_item_idx"].list.tail(max_hist)
+    lens = hist_col.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = hist_col.explode().drop_nulls().to_numpy().astype(np.int64)
+    if flat.size != lens.sum():
+        raise RecsysModelError(f"{name} frame: hist_item_idx holds null items")
+    n = frame.height
+    t = max(1, int(lens.max()) if n else 1)
+    hist = np.zeros((n, t), dtype=np.int64)
+    rows = np.repeat(np.arange(n), lens)
+    starts = np.repeat(np.cumsum(lens) - lens, lens)
+    hist[rows, np.arange(flat.size) - starts] = flat
+    users = frame["user_idx"].to_numpy().astype(np.int64)
+    items = frame["item_idx"].to_numpy().astype(np.int64)
+    for col, arr, bound in (("user_idx", users, n_users), ("item_idx", items, n_items), ("hist_item_idx", flat, n_items)):
+        if arr.size and (arr.min() < 0 or arr.max() >= bound):
+            raise RecsysModelError(f"{name} frame: {col} must lie in [0, {bound})")
+    labels = frame["label"].to_numpy().astype(np.float32)
+    if labels.size and not np.isin(labels, (0.0, 1.0)).all():
+        raise RecsysModelError(f"{name} frame: label must be 0 or 1")
+    return SplitArrays(
+        user_idx=torch.from_numpy(users),
+        item_idx=torch.from_numpy(items),
+        labels=torch.from_numpy(labels),
+        hist=torch.from_numpy(hist),
+        hist_len=torch.from_numpy(lens),
+    )
+
+
+def iter_batches(
+    fs: FeatureSet, arrays: SplitArrays, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[RankBatch]:
+    """RankBatches of `batch_size` rows, shuffled by `generator` (None: in order). Each batch's history
+    is cut to its own longest row, so short-history batches cost less."""
+    n = len(arrays)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        hist_len = arrays.hist_len[idx]
+        t = max(1, int(hist_len.max()))
+        yield build_batch(
+            fs, arrays.user_idx[idx], arrays.item_idx[idx], arrays.hist[idx, :t], hist_len, arrays.labels[idx]
+        )

@@ -1,0 +1,33 @@
+"""The model factory: a ranker by name for a feature set and the `[rank]` settings.
+
+    build_model("dlrm" | "din" | "sim", fs, cfg, search_codes=..., meta=...) -> nn.Module (RankBatch -> logits)
+
+SIM's search unit is the caller's decision, made where the variant is built: `cfg.sim.search` says hard or
+soft, and hard search matches on `search_codes` (N, L_s) int64, whatever code set the caller chose (QARM: the
+variant's own RQ codes; a controlled comparison: one frozen code set for every variant).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recsys_models.config import MODELS, TrainConfig
+from recsys_models.din import build_din
+from recsys_models.dlrm import build_dlrm
+from recsys_models.errors import RecsysModelError
+from recsys_models.features import FeatureSet
+from recsys_models.sim import build_sim
+
+
+def build_model(model_name: str, fs: FeatureSet, cfg: TrainConfig, *, search_codes: torch.Tensor | None = None,
+                meta: bool = False) -> nn.Module:
+    """The ranker `model_name` for feature set `fs`. meta=True: DLRM tables on the meta device (for DMP).
+    search_codes: (N, L_s) int64, used by SIM's hard search only."""
+    if model_name == "dlrm":
+        return build_dlrm(fs.spec, cfg.dlrm, device=torch.device("meta") if meta else None)
+    if model_name == "din":
+        return build_din(fs.spec, fs.content, cfg.din)
+    if model_name == "sim":
+        return build_sim(fs.spec, fs.content, cfg.sim, search_codes=search_codes)
+    raise RecsysModelError(f"model: unknown {model_name!r}; expected one of {', '.join(MODELS)}")
