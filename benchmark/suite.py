@@ -138,6 +138,12 @@ class SuiteRun:
     # -- the whole run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        from benchmark.runlock import suite_lock
+
+        with suite_lock(self.cfg.suite_dir):  # issue 14: one process per suite; taken before any write
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         import torch
 
         from benchmark.tracking import Tracker
@@ -146,6 +152,10 @@ class SuiteRun:
         torch.set_num_threads(cfg.threads)
         tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir)
         tracker.check()  # an unreachable store is reported before any training
+        from benchmark.tracking import describe_reaped  # issue 14: runs of dead processes -> KILLED
+
+        for line in describe_reaped(tracker.reap_dead_runs()):
+            _say(f"[reap]   {line}")
         self.suite_dir.mkdir(parents=True, exist_ok=True)
         removed = self.cache.clean_partial()
         if removed:
@@ -255,11 +265,14 @@ class SuiteRun:
 def main_run(args: Any) -> int:
     runs = sweep_configs(args.config, args.overrides, args.quick)
     _check_force(args.force)
-    cache = StageCache(runs[0][1].suite_dir / "artifacts", force=args.force)
-    for i, (label, cfg) in enumerate(runs):
-        if label:
-            _say(f"== sweep {i + 1}/{len(runs)}: {label}")
-        SuiteRun(cfg, label=label, cache=cache).run()
+    from benchmark.runlock import suite_lock
+
+    with suite_lock(runs[0][1].suite_dir):  # issue 14: held across the sweep (SuiteRun.run re-enters it)
+        cache = StageCache(runs[0][1].suite_dir / "artifacts", force=args.force)
+        for i, (label, cfg) in enumerate(runs):
+            if label:
+                _say(f"== sweep {i + 1}/{len(runs)}: {label}")
+            SuiteRun(cfg, label=label, cache=cache).run()
     return 0
 
 
