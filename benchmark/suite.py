@@ -116,14 +116,23 @@ class SuiteRun:
     # -- the whole run ---------------------------------------------------------------------------
 
     def run(self) -> SuiteResults:
+        """Take the suite's lock (one process per suite; before anything is written), then run."""
+        from benchmark.runlock import suite_lock
+
+        with suite_lock(self.cfg.suite_dir):
+            return self._run()
+
+    def _run(self) -> SuiteResults:
         import torch
 
-        from benchmark.tracking import Tracker
+        from benchmark.tracking import Tracker, describe_reaped
 
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
         tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir)
         tracker.check()  # an unreachable store is reported before any training
+        for line in describe_reaped(tracker.reap_dead_runs()):  # runs of dead processes -> KILLED
+            _say(f"[reap]   {line}")
         self.suite_dir.mkdir(parents=True, exist_ok=True)
         removed = self.cache.clean_partial()
         if removed:
@@ -243,13 +252,16 @@ def _is_number(v: Any) -> bool:
 
 
 def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
+    from benchmark.runlock import suite_lock
+
     runs = runs or sweep_configs(args.config, args.overrides, args.quick)
     check_force(args.force)
-    cache = StageCache(runs[0][1].suite_dir / "artifacts", force=downstream_closure(args.force))
-    for i, (label, cfg) in enumerate(runs):
-        if label:
-            _say(f"== sweep {i + 1}/{len(runs)}: {label}")
-        SuiteRun(cfg, label=label, cache=cache).run()
+    with suite_lock(runs[0][1].suite_dir):  # held across the sweep (SuiteRun.run re-enters it)
+        cache = StageCache(runs[0][1].suite_dir / "artifacts", force=downstream_closure(args.force))
+        for i, (label, cfg) in enumerate(runs):
+            if label:
+                _say(f"== sweep {i + 1}/{len(runs)}: {label}")
+            SuiteRun(cfg, label=label, cache=cache).run()
     return 0
 
 

@@ -8,18 +8,30 @@ Layout of a suite in MLflow:
 Store: sqlite `runs/mlflow.db` (relative to the working directory) unless the config's `suite.tracking_uri`
 or `$MLFLOW_TRACKING_URI` names another (a remote server works). Artifacts of a local sqlite store go to
 `<runs_dir>/mlartifacts/`. Telemetry is off. `check()` reports an unreachable store before any training.
+
+Runs that end badly (issue 14 point 5): every run carries its owner (tags qarm.owner.{host,pid,start},
+see benchmark/runlock.py ProcessIdentity) and a heartbeat (tag qarm.heartbeat, unix seconds) refreshed
+with every batch the run logs (so every epoch), at every child start and end, and every
+HEARTBEAT_INTERVAL_S by a background thread while a parent run is open. `reap_dead_runs()` marks the
+RUNNING runs whose process is gone KILLED (tag qarm.killed_reason). Every call to the store is retried
+with backoff while sqlite says "database is locked", so processes sharing one sqlite store all finish;
+the first use of a fresh sqlite store is serialised by a lock file beside it (`<db>.init-lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,11 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import TrackingError
+from benchmark.runlock import HEARTBEAT_TIMEOUT_S, ProcessIdentity, RecordedRun, dead_runs
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 PARAM_MAX = 6000  # MLflow 3 limit on a param value's length
+OWNER_TAGS = ("qarm.owner.host", "qarm.owner.pid", "qarm.owner.start")
+HEARTBEAT_TAG = "qarm.heartbeat"
+KILLED_REASON_TAG = "qarm.killed_reason"
+HEARTBEAT_INTERVAL_S = 60.0  # background beat of an open parent run; far below HEARTBEAT_TIMEOUT_S
+RETRY_FOR_S = 120.0  # how long a store call is retried while sqlite reports a lock
+_TRANSIENT = ("database is locked", "database table is locked", "database schema is locked", "sqlite_busy")
 VERSIONED_PACKAGES = ("qarm-bench", "torch", "torchrec", "fbgemm-gpu-cpu", "faiss-cpu", "faiss-gpu", "polars",
                       "mlflow", "transformers", "numpy")
 
@@ -88,6 +107,84 @@ def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def is_transient(e: BaseException) -> bool:
+    """A store error that goes away when retried: sqlite's lock contention between processes."""
+    text = f"{type(e).__name__}: {e}".lower()
+    return any(t in text for t in _TRANSIENT)
+
+
+def retrying(fn: Any, what: str, retry_for_s: float | None = None) -> Any:
+    """`fn` retried with jittered exponential backoff (50 ms doubling to 2 s) while it raises a transient
+    error; after `retry_for_s` a TrackingError. Every store call of the tracker goes through this."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        limit = RETRY_FOR_S if retry_for_s is None else retry_for_s
+        delay, deadline = 0.05, time.monotonic() + limit
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"tracking store stayed locked for {limit:.0f}s ({what}): "
+                                        f"{str(e).splitlines()[0]}") from None
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(2 * delay, 2.0)
+
+    return call
+
+
+class _RetryingClient:
+    """An MlflowClient whose every method is `retrying`."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        return retrying(attr, name) if callable(attr) else attr
+
+
+def owner_tags(me: ProcessIdentity | None = None) -> dict[str, str]:
+    me = me or ProcessIdentity.current()
+    return dict(zip(OWNER_TAGS, (me.host, str(me.pid), me.start)))
+
+
+def _owner_of(tags: Mapping[str, str]) -> ProcessIdentity | None:
+    host, pid, start = (tags.get(t) for t in OWNER_TAGS)
+    if not host or not pid or not pid.isdigit():
+        return None
+    return ProcessIdentity(host, int(pid), start or "")
+
+
+def _beat_tag() -> Any:
+    from mlflow.entities import RunTag
+
+    return RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")
+
+
+@dataclass(frozen=True)
+class ReapedRun:
+    run_id: str
+    name: str
+    owner: ProcessIdentity | None
+    reason: str
+
+
+def describe_reaped(reaped: list[ReapedRun]) -> list[str]:
+    """One line per dead process: "marked 4 runs of a dead process (pid 12 on host h) KILLED: ..."."""
+    by_owner: dict[ProcessIdentity | None, list[ReapedRun]] = {}
+    for r in reaped:
+        by_owner.setdefault(r.owner, []).append(r)
+    lines = []
+    for owner, runs in by_owner.items():
+        who = f"a dead process ({owner})" if owner is not None else "an unrecorded process"
+        lines.append(f"marked {len(runs)} run(s) of {who} KILLED: {runs[0].reason}")
+    return lines
+
+
 @dataclass
 class RunHandle:
     """One MLflow run; all logging goes through the client (no global fluent state)."""
@@ -109,8 +206,12 @@ class RunHandle:
 
         ts = int(time.time() * 1000)
         items = [Metric(k, v, ts, step or 0) for k, v in sorted(_clean_metrics(metrics).items())]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+        for i in range(0, len(items), 1000):  # each batch also refreshes the run's heartbeat (every epoch)
+            self.client.log_batch(self.run_id, metrics=items[i:i + 1000], tags=[_beat_tag()])
+
+    def beat(self) -> None:
+        """Refresh the run's heartbeat tag."""
+        self.client.log_batch(self.run_id, tags=[_beat_tag()])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -141,6 +242,7 @@ class Tracker:
         self._client: Any = None
         self._experiment_id: str | None = None
         self._parent: RunHandle | None = None
+        self.heartbeat_interval_s = HEARTBEAT_INTERVAL_S
 
     @classmethod
     def for_suite(cls, suite_name: str, config_uri: str = "", runs_dir: str | Path = "runs") -> Tracker:
@@ -169,7 +271,11 @@ class Tracker:
             except OSError as e:
                 raise TrackingError(f"cannot create the tracking store folder {db.parent}: {e}") from None
         try:
-            self.experiment_id  # noqa: B018 (creates the experiment; touches the store)
+            import mlflow.tracking  # noqa: F401 (slow: imported before the lock below)
+
+            with _init_lock(db):  # one process at a time creates (migrates) a fresh sqlite store;
+                # MlflowClient() itself may open it, so the client is made inside
+                self.experiment_id  # noqa: B018 (creates the experiment; touches the store)
         except TrackingError:
             raise
         except Exception as e:  # mlflow raises many types for a broken store
@@ -184,7 +290,7 @@ class Tracker:
             logging.getLogger("alembic").setLevel(logging.WARNING)
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = _RetryingClient(MlflowClient(tracking_uri=self.tracking_uri))
         return self._client
 
     @property
@@ -204,7 +310,8 @@ class Tracker:
     # -- runs ----------------------------------------------------------------------------------
 
     def _create(self, name: str, tags: Mapping[str, Any], parent: RunHandle | None) -> RunHandle:
-        all_tags = {"mlflow.runName": name, **{k: str(v) for k, v in tags.items()}}
+        all_tags = {"mlflow.runName": name, **{k: str(v) for k, v in tags.items()}, **owner_tags(),
+                    HEARTBEAT_TAG: f"{time.time():.3f}"}
         if parent is not None:
             all_tags["mlflow.parentRunId"] = parent.run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
@@ -232,18 +339,88 @@ class Tracker:
         handle = self._create(name, {**base, **(tags or {})}, None)
         self._parent = handle
         try:
-            with self._run(handle, params) as h:
+            with self._run(handle, params) as h, self._beating(h):  # the beat stops before the run ends
                 yield h
         finally:
             self._parent = None
+
+    @contextlib.contextmanager
+    def _beating(self, handle: RunHandle) -> Iterator[None]:
+        """A background heartbeat every `heartbeat_interval_s` for the block: long stages log nothing."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat_interval_s):
+                with contextlib.suppress(Exception):  # a missed beat must never break the run
+                    handle.beat()
+
+        thread = threading.Thread(target=beat, daemon=True, name="qarm-heartbeat")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=30)
 
     @contextlib.contextmanager
     def child_run(self, name: str, params: Mapping[str, Any] | None = None,
                   tags: Mapping[str, Any] | None = None) -> Iterator[RunHandle]:
         if self._parent is None:
             raise RuntimeError("child_run() outside parent_run()")
-        with self._run(self._create(name, tags or {}, self._parent), params) as h:
-            yield h
+        parent = self._parent
+        parent.beat()
+        try:
+            with self._run(self._create(name, tags or {}, parent), params) as h:
+                yield h
+        finally:
+            parent.beat()
+
+    # -- runs that ended badly -------------------------------------------------------------------
+
+    def reap_dead_runs(self, timeout_s: float = HEARTBEAT_TIMEOUT_S) -> list[ReapedRun]:
+        """Mark the experiment's RUNNING runs whose process is gone KILLED (see runlock.dead_runs for
+        the rule; `timeout_s` applies to runs of other hosts). The end time is the last heartbeat."""
+        recorded, page = [], None
+        while True:
+            runs = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'",
+                                           max_results=1000, page_token=page)
+            for r in runs:
+                beat = r.data.tags.get(HEARTBEAT_TAG, "")
+                last = float(beat) if _is_number(beat) else r.info.start_time / 1000
+                recorded.append(RecordedRun(r.info.run_id, r.data.tags.get("mlflow.runName", r.info.run_id),
+                                            _owner_of(r.data.tags), last))
+            page = runs.token
+            if not page:
+                break
+        out, me = [], ProcessIdentity.current()
+        for r, reason in dead_runs(recorded, timeout_s):
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.client.set_tag(r.run_id, KILLED_REASON_TAG,
+                                f"{reason} (owner: {r.owner or 'not recorded'}; marked by {me} at {when})")
+            self.client.set_terminated(r.run_id, "KILLED", end_time=int(r.heartbeat * 1000))
+            out.append(ReapedRun(r.run_id, r.name, r.owner, reason))
+        return out
+
+
+def _is_number(s: str) -> bool:
+    try:
+        return math.isfinite(float(s))
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _init_lock(db: Path | None) -> Iterator[None]:
+    """flock on `<db>.init-lock` (sqlite stores only): the first process creates the tables, the others wait."""
+    if db is None:
+        yield
+        return
+    with open(f"{db}.init-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ---- qarm-bench ui ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def atomic_directory(final: str | Path, *, replace: bool = True) -> Iterator[Pat
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    ok = False
     try:
         yield tmp
         _fsync_tree(tmp)
@@ -48,9 +49,13 @@ def atomic_directory(final: str | Path, *, replace: bool = True) -> Iterator[Pat
         else:
             os.replace(tmp, final)
         _fsync_dir(final.parent)
+        ok = True
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:  # leave no trace: the parent folder too, when the failed write was all it held
+            with contextlib.suppress(OSError):
+                final.parent.rmdir()
 
 
 def remove_partial(parent: str | Path) -> int:

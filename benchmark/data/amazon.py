@@ -15,9 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.data import cards
 from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, label_from_rating, read_text
 from benchmark.errors import DataError
+
+CARD = "amazon-reviews-2023"
 
 REVIEW_SCHEMA = {"user_id": pl.Utf8, "parent_asin": pl.Utf8, "rating": pl.Float64, "timestamp": pl.Int64}
 META_SCHEMA = {"parent_asin": pl.Utf8, "title": pl.Utf8, "features": pl.List(pl.Utf8),
@@ -41,7 +44,8 @@ def files(cfg: DataConfig, root: Path) -> list[Path]:
 
 
 def _read_jsonl(path: Path, schema: dict[str, pl.DataType], required: list[str]) -> pl.DataFrame:
-    text = read_text(path)
+    encoding = cards.encoding(CARD, path.name, "utf-8")
+    text = read_text(path, encoding, f"JSON lines ({encoding})")
     try:
         df = pl.read_ndjson(io.StringIO(text), schema=schema)
     except pl.exceptions.PolarsError as e:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.data import cards
 from benchmark.data.config import DataConfig, GenericConfig
 from benchmark.data.schema import (
     RawData,
@@ -14,11 +15,13 @@ from benchmark.data.schema import (
     parse_float,
     parse_int,
     read_csv_strings,
+    read_parquet_strings,
     require_columns,
     require_path,
 )
 from benchmark.errors import DataError
 
+CARD = "generic"
 HINT = "see datasets/generic/README.md and data.generic in the config"
 
 
@@ -35,18 +38,12 @@ def files(cfg: DataConfig, root: Path) -> list[Path]:
 
 
 def _read(path: Path) -> pl.DataFrame:
-    """Every column as Utf8 plus `line` (csv: source line; parquet: 1-based row)."""
+    """Every column as Utf8 plus `line` (csv: source line; parquet: 1-based row); the format is
+    chosen by the extension, and content that does not match it is a DataError naming the file."""
     if path.suffix == ".parquet":
-        try:
-            df = pl.read_parquet(path)
-        except pl.exceptions.PolarsError as e:
-            raise DataError(f"{path}: cannot read parquet: {str(e).splitlines()[0]}") from None
-        if df.height == 0:
-            raise DataError(f"{path}: no data rows; expected at least one")
-        df = df.with_columns(pl.all().cast(pl.Utf8))
-        return df.with_row_index("line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
+        return read_parquet_strings(path)
     if path.suffix in (".csv", ".gz"):
-        return read_csv_strings(path)
+        return read_csv_strings(path, encoding=cards.encoding(CARD, path.name, "utf-8"))
     raise DataError(f"{path}: unsupported extension {path.suffix!r}; expected .csv, .csv.gz or .parquet")
 
 

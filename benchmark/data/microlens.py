@@ -11,9 +11,11 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.data import cards
 from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, parse_int, read_csv_strings, require_columns, require_path
 
+CARD = "microlens"
 HINT = "see datasets/microlens/README.md"
 
 
@@ -24,7 +26,7 @@ def files(cfg: DataConfig, root: Path) -> list[Path]:
 
 def load(cfg: DataConfig, root: Path) -> RawData:
     pairs_p, titles_p = files(cfg, root)
-    pairs = read_csv_strings(pairs_p)
+    pairs = read_csv_strings(pairs_p, encoding=cards.encoding(CARD, pairs_p.name, "utf-8"))
     require_columns(pairs, pairs_p, ["user", "item", "timestamp"])
     pairs = parse_int(pairs, "timestamp", pairs_p, what="an integer timestamp", out="ts")
     unit = cfg.microlens.ts_unit
@@ -34,7 +36,7 @@ def load(cfg: DataConfig, root: Path) -> RawData:
                          pl.col("item").str.strip_chars().alias("item_id"),
                          (pl.col("ts") // 1000 if ms else pl.col("ts")).alias("ts"),
                          pl.lit(1, dtype=pl.Int8).alias("label"), "line")
-    titles = read_csv_strings(titles_p)
+    titles = read_csv_strings(titles_p, encoding=cards.encoding(CARD, titles_p.name, "utf-8"))
     require_columns(titles, titles_p, ["item", "title"])
     covers = root / f"{cfg.microlens.prefix}_covers"
     items = titles.select(pl.col("item").str.strip_chars().alias("item_id"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.data import cards
 from benchmark.data.config import DataConfig
 from benchmark.data.schema import (
     RawData,
@@ -25,8 +26,10 @@ from benchmark.data.schema import (
 )
 from benchmark.errors import DataError
 
+CARD_100K, CARD_1M, CARD_LATEST = "movielens-100k", "movielens-1m", "movielens-latest"
 RECBOLE_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
 GROUPLENS_100K_FILES = ("u.data", "u.item", "u.user")
+GROUPLENS_100K_ENCODINGS = {"u.item": "latin-1"}  # used only when the card is absent; the card decides
 ML1M_FILES = ("ratings.dat", "movies.dat", "users.dat")
 ML_GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                   "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -83,7 +86,7 @@ def load_100k(cfg: DataConfig, root: Path) -> RawData:
 
 def _recbole_frame(path: Path) -> pl.DataFrame:
     """RecBole atomic file: tab-separated, header `name:type`; strip the types."""
-    df = read_csv_strings(path, sep="\t", quote=None)
+    df = read_csv_strings(path, sep="\t", quote=None, encoding=cards.encoding(CARD_100K, path.name, "utf-8"))
     return df.rename({c: c.split(":")[0] for c in df.columns})
 
 
@@ -101,15 +104,19 @@ def _load_recbole(cfg: DataConfig, inter_p: Path, item_p: Path, user_p: Path) ->
 
 
 def _load_grouplens_100k(cfg: DataConfig, data_p: Path, item_p: Path, user_p: Path) -> RawData:
-    df = read_csv_strings(data_p, sep="\t", quote=None, columns=["user", "item", "rating", "ts"])
+    def enc(p: Path) -> str:
+        return cards.encoding(CARD_100K, p.name, GROUPLENS_100K_ENCODINGS.get(p.name, "utf-8"))
+
+    df = read_csv_strings(data_p, sep="\t", quote=None, columns=["user", "item", "rating", "ts"], encoding=enc(data_p))
     inter = _interactions(df, data_p, cfg, ("user", "item", "rating", "ts"))
-    it = read_csv_strings(item_p, sep="|", quote=None, encoding="latin-1",
+    it = read_csv_strings(item_p, sep="|", quote=None, encoding=enc(item_p),
                           columns=["item_id", "title", "release", "video", "url", *ML_GENRES_100K])
     flags = [pl.when(pl.col(g) == "1").then(pl.lit(g)) for g in ML_GENRES_100K]
     title, year = split_title_year(pl.col("title").fill_null(""))
     items = it.select(pl.col("item_id").str.strip_chars(),
                       item_text(title, year, pl.concat_list(flags).list.drop_nulls().list.join(", ")))
-    us = read_csv_strings(user_p, sep="|", quote=None, columns=["user_id", "age", "gender", "occupation", "zip"])
+    us = read_csv_strings(user_p, sep="|", quote=None, columns=["user_id", "age", "gender", "occupation", "zip"],
+                          encoding=enc(user_p))
     return RawData(inter, items, us.select("user_id", "age", "gender", "occupation"), str(data_p))
 
 
@@ -120,8 +127,9 @@ def files_1m(root: Path) -> list[Path]:
 
 
 def _dat(path: Path, names: list[str]) -> pl.DataFrame:
-    """`::`-separated latin-1 lines (polars separators are one byte, so split the lines here)."""
-    lines = pl.Series("raw", read_text(path, "latin-1").split("\n"))
+    """`::`-separated lines, latin-1 per the card (polars separators are one byte, so split the lines here)."""
+    encoding = cards.encoding(CARD_1M, path.name, "latin-1")
+    lines = pl.Series("raw", read_text(path, encoding, f"'::'-separated {encoding} text").split("\n"))
     df = pl.DataFrame(lines).with_row_index("line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
     df = df.filter(pl.col("raw").str.strip_chars().str.len_chars() > 0)
     parts = pl.col("raw").str.splitn("::", len(names))
@@ -129,7 +137,9 @@ def _dat(path: Path, names: list[str]) -> pl.DataFrame:
     bad = df[names[-1]].is_null()
     if bad.any():
         line = df.filter(bad)["line"][0]
-        raise DataError(f"{path}: line {line}: expected {len(names)} '::'-separated fields ({'::'.join(names)})")
+        found = df.filter(bad)["raw"][0].count("::") + 1
+        raise DataError(f"{path}: line {line}: expected {len(names)} '::'-separated fields ({'::'.join(names)}), "
+                        f"found {found}")
     return df.drop("raw")
 
 
@@ -159,20 +169,22 @@ def files_latest(root: Path) -> list[Path]:
 
 def load_latest(cfg: DataConfig, root: Path) -> RawData:
     paths = files_latest(root)
-    inter = _interactions(read_csv_strings(paths[0]), paths[0], cfg, ("userId", "movieId", "rating", "timestamp"))
-    mv = read_csv_strings(paths[1])
+    def read(p: Path) -> pl.DataFrame:
+        return read_csv_strings(p, encoding=cards.encoding(CARD_LATEST, p.name, "utf-8"))
+
+    inter = _interactions(read(paths[0]), paths[0], cfg, ("userId", "movieId", "rating", "timestamp"))
+    mv = read(paths[1])
     require_columns(mv, paths[1], ["movieId", "title", "genres"])
     genres = pl.col("genres").fill_null("").str.replace(r"^\(no genres listed\)$", "").str.replace_all(r"\|", ", ")
     title, year = split_title_year(pl.col("title").fill_null(""))
     items = mv.select(pl.col("movieId").str.strip_chars().alias("item_id"), item_text(title, year, genres))
     if len(paths) > 2 and cfg.max_tags_per_item > 0:
-        items = _join_tags(items, paths[2], cfg.max_tags_per_item)
+        items = _join_tags(items, read(paths[2]), paths[2], cfg.max_tags_per_item)
     return RawData(inter, items, None, str(paths[0]))
 
 
-def _join_tags(items: pl.DataFrame, path: Path, top: int) -> pl.DataFrame:
+def _join_tags(items: pl.DataFrame, tags: pl.DataFrame, path: Path, top: int) -> pl.DataFrame:
     """Append an item's `top` most frequent tags (lower-cased; ties alphabetical) to its text."""
-    tags = read_csv_strings(path)
     require_columns(tags, path, ["movieId", "tag"])
     per_item = (tags.select(pl.col("movieId").str.strip_chars().alias("item_id"),
                             pl.col("tag").fill_null("").str.strip_chars().str.to_lowercase())

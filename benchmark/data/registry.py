@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data import amazon, generic, microlens, movielens
+from benchmark.data import amazon, cards, generic, microlens, movielens
+from benchmark.data.cards import DATASETS_DIR
 from benchmark.data.config import DataConfig
-from benchmark.data.schema import RawData, require_path
+from benchmark.data.schema import RawData, open_bytes
 from benchmark.errors import ConfigError, DataError
-
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 
 
 @dataclass(frozen=True)
@@ -34,14 +33,14 @@ def _ml(files: Callable[[Path], list[Path]], load: Callable[[DataConfig, Path], 
 
 
 REGISTRY: dict[str, Dataset] = {
-    "movielens-100k": Dataset("movielens-100k", "movielens-100k", *_ml(movielens.files_100k, movielens.load_100k)),
-    "movielens-1m": Dataset("movielens-1m", "movielens-1m", *_ml(movielens.files_1m, movielens.load_1m), "ml-1m"),
-    **{f"movielens-{v}": Dataset(f"movielens-{v}", "movielens-latest",
+    "movielens-100k": Dataset("movielens-100k", movielens.CARD_100K, *_ml(movielens.files_100k, movielens.load_100k)),
+    "movielens-1m": Dataset("movielens-1m", movielens.CARD_1M, *_ml(movielens.files_1m, movielens.load_1m), "ml-1m"),
+    **{f"movielens-{v}": Dataset(f"movielens-{v}", movielens.CARD_LATEST,
                                  *_ml(movielens.files_latest, movielens.load_latest), f"ml-{v}")
        for v in ("latest", "latest-small", "20m", "25m", "32m")},
-    "amazon-reviews-2023": Dataset("amazon-reviews-2023", "amazon-reviews-2023", amazon.files, amazon.load),
-    "microlens": Dataset("microlens", "microlens", microlens.files, microlens.load),
-    "generic": Dataset("generic", "generic", generic.files, generic.load),
+    "amazon-reviews-2023": Dataset("amazon-reviews-2023", amazon.CARD, amazon.files, amazon.load),
+    "microlens": Dataset("microlens", microlens.CARD, microlens.files, microlens.load),
+    "generic": Dataset("generic", generic.CARD, generic.files, generic.load),
     "synthetic": Dataset("synthetic", "synthetic", lambda cfg, root: [], lambda cfg, root: None),  # type: ignore[arg-type,return-value]
 }
 
@@ -74,16 +73,13 @@ def resolve_root(cfg: DataConfig) -> Path:
 
 def load_card(ds: Dataset) -> dict:
     """The card's TOML as a dict ({} when the repository's datasets/ folder is not around)."""
-    path = DATASETS_DIR / ds.card / "card.toml"
-    if not path.exists():
-        return {}
-    with path.open("rb") as f:
-        return tomllib.load(f)
+    return cards.load(ds.card)
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of the file's bytes; a folder or an unreadable file is a DataError naming it."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_bytes(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -99,7 +95,6 @@ def hash_and_verify(ds: Dataset, files: list[Path], verify: bool, card_path: Pat
     fixed = {f["name"]: f["sha256"] for f in card.get("files", []) if f.get("sha256")}
     out = []
     for p in files:
-        require_path(p, "file")
         digest = file_sha256(p)
         want = fixed.get(p.name)
         if verify and want and digest != want:

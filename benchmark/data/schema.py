@@ -10,11 +10,16 @@ Canonical frames (polars), checked by `validate` at the loader's boundary:
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import gzip
 import io
 import warnings
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -49,18 +54,83 @@ def require_path(path: Path, what: str, hint: str = "") -> Path:
     return path
 
 
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """Whole file as text (gzip by suffix), CRLF normalised to LF; a DataError names the line of
-    the first non-UTF-8 byte, or says the file is empty."""
-    require_path(path, "file")
-    data = path.read_bytes()
+# ---------------------------------------------------------------- reading raw files strictly
+# Every raw byte a loader sees comes through `open_bytes`, so a folder, an unreadable file or an I/O
+# error is a DataError naming the file, never an OSError with a traceback.
+
+_MAGIC = (  # leading bytes -> (what the file looks like, what to do)
+    (b"\x1f\x8b", "gzip-compressed data", "decompress it first (gunzip), or name it .gz where the format allows"),
+    (b"PAR1", "a parquet file", "the generic loader reads parquet by the .parquet extension"),
+    (b"PK\x03\x04", "a zip archive", "unpack the archive and point --root at the unpacked folder"),
+    (b"PK\x05\x06", "an empty zip archive", "unpack the archive and point --root at the unpacked folder"),
+)
+_SNIFF = 8192  # bytes looked at for NUL bytes
+_SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "'|'"}
+
+
+@contextlib.contextmanager
+def open_bytes(path: Path, what: str = "file") -> Iterator[BinaryIO]:
+    """`path` opened for reading bytes. Missing, a folder, unreadable (permission, I/O error while
+    opening or reading inside the block): a DataError naming the file."""
+    require_path(path, what)
+    try:
+        with path.open("rb") as f:
+            yield f
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder; expected a {what}") from None
+    except PermissionError:
+        raise DataError(f"{path}: cannot read the {what}: permission denied") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+
+
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """The whole file's bytes (see `open_bytes` for the errors)."""
+    with open_bytes(path, what) as f:
+        return f.read()
+
+
+def looks_like(head: bytes) -> tuple[str, str] | None:
+    """(what, what to do) when the leading bytes are a known container format, else None."""
+    for magic, what, todo in _MAGIC:
+        if head.startswith(magic):
+            return what, todo
+    return None
+
+
+def sniff_text(path: Path, data: bytes, expected: str) -> None:
+    """DataError when `data` (a file's bytes, decompressed) is visibly not text: gzip, parquet, zip
+    (by magic bytes) or binary (NUL bytes in the first 8 KiB)."""
+    found = looks_like(data[:8])
+    if found:
+        raise DataError(f"{path}: looks like {found[0]}, expected {expected}; {found[1]}")
+    nul = data.find(b"\x00", 0, _SNIFF)
+    if nul >= 0:
+        line = data[:nul].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: NUL byte: looks like a binary file (or UTF-16 text), "
+                        f"expected {expected}")
+
+
+def read_text(path: Path, encoding: str = "utf-8", expected: str = "text") -> str:
+    """Whole file as text (gzip by suffix), CRLF normalised to LF, a UTF-8 byte-order mark dropped.
+
+    A DataError names the file when it cannot be read, is compressed/parquet/zip/binary (`sniff_text`),
+    is empty, or has bytes that are not valid `encoding` (with the line of the first one).
+    `expected` describes the format for the messages ("tab-separated text").
+    """
+    data = read_bytes(path)
     if path.suffix == ".gz":
+        if not data.startswith(b"\x1f\x8b"):
+            raise DataError(f"{path}: named .gz but not gzip-compressed; expected gzip-compressed {expected}")
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path}: not a valid gzip file ({e})") from None
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: truncated or corrupt gzip file ({e})") from None
+    sniff_text(path, data, expected)
     if not data.strip():
-        raise DataError(f"{path}: empty file; expected at least one row")
+        raise DataError(f"{path}: empty file; expected at least one row of {expected}")
+    if codecs.lookup(encoding).name == "utf-8" and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
@@ -70,25 +140,85 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
     return text.replace("\r\n", "\n")
 
 
+def sep_name(sep: str) -> str:
+    return _SEPARATORS.get(sep, repr(sep))
+
+
+def _first_line(text: str) -> tuple[int, str]:
+    """(1-based number, text) of the first non-blank line, without splitting the whole file."""
+    pos, n = 0, 1
+    while True:
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        if line.strip() or end < 0:
+            return n, line
+        pos, n = end + 1, n + 1
+
+
+def _check_separator(path: Path, text: str, sep: str, columns: list[str] | None) -> None:
+    """A wrong separator leaves one field per line: say so, and which separator the line seems to use.
+
+    Headerless files (`columns` given) must have len(columns) >= 2 fields; a header file is only
+    flagged when its header holds another separator (a one-column header file may be legitimate)."""
+    n, first = _first_line(text)
+    if sep in first or (columns is not None and len(columns) < 2):
+        return
+    other = next((s for s in _SEPARATORS if s != sep and s in first), None)
+    if columns is None and other is None:
+        return
+    seems = f"; the line looks {sep_name(other)}-separated" if other else ""
+    where = f"line {n}: the header" if columns is None else f"line {n}"
+    want = (f"{len(columns)} {sep_name(sep)}-separated fields ({', '.join(columns)})" if columns
+            else f"{sep_name(sep)}-separated columns")
+    raise DataError(f"{path}: {where} has one field {first[:60]!r}; expected {want}{seems}")
+
+
 def read_csv_strings(path: Path, *, sep: str = ",", columns: list[str] | None = None,
                      encoding: str = "utf-8", quote: str | None = '"', header_lines: int = 1) -> pl.DataFrame:
     """Read a delimited file with every column as Utf8, plus `line` (1-based source line).
 
     columns=None: the file has a header naming the columns; otherwise the file has no header and
     `columns` names them. Parsing of numbers happens in `parse_int`/`parse_float` so errors can
-    name the line.
+    name the line. Unreadable, binary, empty, header-only, badly encoded or wrongly separated
+    files raise a DataError naming the file (and the line).
     """
-    text = read_text(path, encoding)
+    expected = f"{sep_name(sep)}-separated {encoding} text"
+    text = read_text(path, encoding, expected)
+    _check_separator(path, text, sep, columns)
     try:
         df = pl.read_csv(io.StringIO(text), separator=sep, has_header=columns is None,
                          new_columns=columns, infer_schema=False, quote_char=quote,
                          truncate_ragged_lines=False)
     except pl.exceptions.PolarsError as e:
-        raise DataError(f"{path}: cannot parse as {sep!r}-separated text: {str(e).splitlines()[0]}") from None
+        raise DataError(f"{path}: cannot parse as {expected}: {str(e).splitlines()[0]}") from None
     if df.height == 0:
-        raise DataError(f"{path}: no data rows; expected at least one")
+        raise DataError(f"{path}: no data rows (only a header); expected at least one")
     first = header_lines if columns is None else 0
     return df.with_row_index("line", offset=first + 1).with_columns(pl.col("line").cast(pl.Int64))
+
+
+def read_parquet_strings(path: Path) -> pl.DataFrame:
+    """A parquet file with every column cast to Utf8, plus `line` (1-based row). Not parquet (no
+    PAR1 magic: csv text, gzip, zip), truncated, corrupt or without rows: a DataError naming the file."""
+    data = read_bytes(path)
+    if not data:
+        raise DataError(f"{path}: empty file; expected a parquet file")
+    if not data.startswith(b"PAR1"):
+        found = looks_like(data[:8])
+        what = (f"looks like {found[0]}; expected a parquet file" if found else
+                "not a parquet file (no PAR1 magic bytes at the start); expected parquet (csv text needs a .csv name)")
+        raise DataError(f"{path}: {what}")
+    if len(data) < 12 or not data.endswith(b"PAR1"):
+        raise DataError(f"{path}: truncated parquet file ({len(data)} bytes, no PAR1 footer at the end); "
+                        "expected a complete parquet file")
+    try:
+        df = pl.read_parquet(io.BytesIO(data))
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
+        raise DataError(f"{path}: corrupt parquet file: {str(e).splitlines()[0]}") from None
+    if df.height == 0:
+        raise DataError(f"{path}: no data rows; expected at least one")
+    df = df.with_columns(pl.all().cast(pl.Utf8))
+    return df.with_row_index("line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
 
 
 def require_columns(df: pl.DataFrame, path: Path | str, needed: list[str]) -> None:
