@@ -1,7 +1,12 @@
-"""One benchmark cell's inputs: the variant's feature set (build_features) and everything train_cell reads.
+"""One benchmark cell's inputs: the variant's feature set and everything train_cell reads.
 
     benchmark.stages.plan_cell(...) -> CellPlan      decided before anything runs (no torch)
     cell_inputs(plan, item side) -> CellInputs       split frames + recsys_models FeatureSet + SIM search codes
+
+Item fields a variant may read (recsys_models.features.ItemField): the item id (t_item, N rows); the codes
+(one field per RQ level, t_rq_<l> with the code set's vocabulary, or the VQ top-k bag); the VQ bag (its tokens
+are item ids, so it shares t_item when the item id is a feature, else its own t_vq); item metadata (one field
+per categorical item column: a single value, or a bag for list columns such as MovieLens genres).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from benchmark.errors import DataError
 from benchmark.stages import CellPlan
 from benchmark.variants import get_variant
 from recsys_models.config import TrainConfig
-from recsys_models.features import FeatureSet, FeatureSpec
+from recsys_models.features import ITEM, FeatureSet, FeatureSpec, ItemField
+
+METADATA_COLUMNS = ("category", "year", "genres")  # categorical item columns a `metadata` variant reads
+USER_ID_COLUMNS = ("user_idx", "user_id")  # identifiers, never categorical features (user_idx has its table)
 
 
 def encode_user_features(
@@ -27,13 +35,14 @@ def encode_user_features(
 ) -> tuple[np.ndarray, tuple[tuple[str, int], ...]]:
     """Categorical user columns -> (n_users, F) int64 indices and (name, cardinality) per column.
 
-    Index 0 is "missing" (null or a user absent from the frame); values get 1.. in sorted order, so
-    the encoding does not depend on row order. columns=None takes every Utf8/Categorical column.
+    Index 0 is "missing" (null or a user absent from the frame); values get 1.. in sorted order, so the
+    encoding does not depend on row order. columns=None takes every Utf8/Categorical column except the
+    identifiers (user_idx, user_id): the user id has its own table already.
     """
     if "user_idx" not in users.columns:
         raise DataError("users frame: missing column 'user_idx'")
     if columns is None:
-        columns = [c for c, t in users.schema.items() if c != "user_idx" and t in (pl.Utf8, pl.Categorical)]
+        columns = [c for c, t in users.schema.items() if c not in USER_ID_COLUMNS and t in (pl.Utf8, pl.Categorical)]
     table = np.zeros((n_users, len(columns)), dtype=np.int64)
     features: list[tuple[str, int]] = []
     idx = users["user_idx"].to_numpy().astype(np.int64)
@@ -50,13 +59,41 @@ def encode_user_features(
     return table, tuple(features)
 
 
-def _tensor(name: str, a: np.ndarray | torch.Tensor | None, dtype: torch.dtype, variant: str) -> torch.Tensor:
+def encode_item_fields(items: pl.DataFrame, columns: Sequence[str] = METADATA_COLUMNS) -> dict[str, np.ndarray]:
+    """Categorical item columns -> per column (N, m) int64 category ids padded with -1, ids 0.. in sorted order.
+
+    A Utf8 column gives one id per item (m = 1; a null or "" gives none); a List(Utf8) column gives a bag
+    (genres). Columns absent from the frame, or without any value, are skipped. Rows follow `items.item_idx`.
+    """
+    out: dict[str, np.ndarray] = {}
+    order = items["item_idx"].to_numpy()
+    n = items.height
+    for col in columns:
+        if col not in items.columns:
+            continue
+        series = items[col]
+        lists = series if isinstance(series.dtype, pl.List) else series.cast(pl.Utf8).map_elements(
+            lambda v: [v] if v else [], return_dtype=pl.List(pl.Utf8))
+        rows = [[x for x in (r or []) if x] for r in lists.to_list()]
+        cats = sorted({x for r in rows for x in r})
+        if not cats:
+            continue
+        lookup = {c: i for i, c in enumerate(cats)}
+        m = max(len(r) for r in rows)
+        tokens = np.full((n, m), -1, dtype=np.int64)
+        for pos, r in zip(order, rows):
+            tokens[pos, : len(r)] = [lookup[x] for x in r]
+        out[col] = tokens
+    return out
+
+
+def _as_tokens(name: str, a: np.ndarray | torch.Tensor | None, variant: str) -> torch.Tensor:
     if a is None:
         raise DataError(f"{name}: variant {variant!r} needs it, got None")
     t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
     if t.ndim != 2:
         raise DataError(f"{name}: expected a 2-d array, got shape {tuple(t.shape)}")
-    return t.to(dtype).contiguous()
+    return t.to(torch.int64).contiguous()
 
 
 def build_features(
@@ -66,43 +103,62 @@ def build_features(
     n_users: int,
     embedding_dim: int = 16,
     users: pl.DataFrame | None = None,
-    user_columns: Sequence[str] | None = None,
     codes: np.ndarray | torch.Tensor | None = None,
     codebook_size: int | None = None,
+    code_kind: str = "rq",
     vq_codes: np.ndarray | torch.Tensor | None = None,
     dense: np.ndarray | torch.Tensor | None = None,
+    item_fields: dict[str, np.ndarray] | None = None,
 ) -> FeatureSet:
-    """Feature set of one variant. codes: (N, L) int64 in [0, K); vq_codes: (N, k) int64 item indices;
-    dense: (N, d) float32 content vectors; users: `user_idx` + categorical columns (optional).
-    codebook_size defaults to codes.max() + 1."""
+    """Feature set of one variant. codes: (N, L) int64 in [0, codebook_size) (code_kind "rq": one field per
+    level) or (N, k) item_idx (code_kind "vq": the top-k bag); vq_codes: (N, k) int64 item_idx, the extra VQ bag;
+    dense: (N, d) float32 content vectors; users: `user_idx` + categorical columns; item_fields: name -> (N, m)
+    int64 category ids padded with -1 (see `encode_item_fields`). codebook_size defaults to codes.max() + 1."""
     v = get_variant(variant)
     user_table, user_features = None, ()
     if users is not None:
-        table, user_features = encode_user_features(users, n_users, user_columns)
+        table, user_features = encode_user_features(users, n_users)
         user_table = torch.from_numpy(table) if user_features else None
-    c = _tensor("codes", codes, torch.int64, variant) if v.codes else None
-    vq = _tensor("vq_codes", vq_codes, torch.int64, variant) if v.vq else None
-    content = _tensor("dense", dense, torch.float32, variant) if v.dense else None
-    k = 0
-    if c is not None:
-        k = codebook_size if codebook_size is not None else int(c.max()) + 1
-    spec = FeatureSpec(
-        n_items=n_items,
-        n_users=n_users,
-        embedding_dim=embedding_dim,
-        item_id=v.item_id,
-        user_features=user_features,
-        rq_levels=c.shape[1] if c is not None else 0,
-        rq_codebook_size=k,
-        vq_k=vq.shape[1] if vq is not None else 0,
-        dense_dim=content.shape[1] if content is not None else 0,
-    )
-    return FeatureSet(spec=spec, user_table=user_table, codes=c, vq_codes=vq, content=content)
+    fields: list[ItemField] = []
+    tokens: dict[str, torch.Tensor] = {}
+
+    def add(field: ItemField, toks: torch.Tensor) -> None:
+        fields.append(field)
+        tokens[field.name] = toks
+
+    if v.item_id:
+        add(ItemField(ITEM, "t_item", n_items), torch.arange(n_items, dtype=torch.int64)[:, None])
+    bag_table = "t_item" if v.item_id else "t_vq"  # VQ tokens are item ids: they share the item-id table
+    if v.codes:
+        c = _as_tokens("codes", codes, variant)
+        if code_kind == "vq":
+            add(ItemField("vq", bag_table, n_items, c.shape[1]), c)
+        else:
+            k = codebook_size if codebook_size is not None else int(c.max()) + 1
+            for lv in range(c.shape[1]):
+                add(ItemField(f"rq_{lv}", f"t_rq_{lv}", k), c[:, lv : lv + 1].contiguous())
+    if v.vq and "vq" not in tokens:
+        c = _as_tokens("vq_codes", vq_codes, variant)
+        add(ItemField("vq", bag_table, n_items, c.shape[1]), c)
+    if v.metadata:
+        if not item_fields:
+            raise DataError(f"variant {variant!r}: the dataset has no categorical item fields "
+                            f"({', '.join(METADATA_COLUMNS)})")
+        for name, arr in item_fields.items():
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64))
+            add(ItemField(f"meta_{name}", f"t_meta_{name}", max(int(t.max()) + 1, 1), t.shape[1]), t)
+    content = None
+    if v.dense:
+        content = torch.as_tensor(np.asarray(dense) if not isinstance(dense, torch.Tensor) else dense)
+        if dense is None or content.ndim != 2:
+            raise DataError(f"dense: variant {variant!r} needs (N, d) content vectors")
+        content = content.to(torch.float32).contiguous()
+    spec = FeatureSpec(n_items=n_items, n_users=n_users, embedding_dim=embedding_dim, user_features=user_features,
+                       item_fields=tuple(fields), dense_dim=0 if content is None else content.shape[1])
+    return FeatureSet(spec=spec, item_tokens=tokens, user_table=user_table, content=content)
 
 
-
-
-# ---- what a cell reads, and its key ---------------------------------------------------------------
+# ---- a planned cell's inputs ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,23 +174,37 @@ class CellInputs:
     search_codes: torch.Tensor | None
 
 
+def control_codes(codes: np.ndarray, vocab: int, control: str, seed: int) -> np.ndarray:
+    """The codes controls, from the aligned codes (N, L) with `vocab` values per level: "random" draws every
+    code uniformly in [0, vocab) (same shape and vocabulary, no content); "shuffled" permutes the rows across
+    items (same codes, wrong items). Seeded by the replicate seed."""
+    rng = np.random.default_rng([seed, 0xC0DE])
+    if control == "random":
+        return rng.integers(0, vocab, size=codes.shape, dtype=np.int64)
+    if control == "shuffled":
+        return codes[rng.permutation(codes.shape[0])]
+    raise ValueError(f"unknown codes control {control!r}")
+
+
 def cell_inputs(plan: CellPlan, side: dict[str, Any], embedding_dim: int) -> CellInputs:
     """Assemble a planned cell's inputs from one replicate's item side (run_item_side's artifacts)."""
     prepared = side["data"]
-    codes = side["codes"]
-    rq = codes[plan.code_set] if plan.code_set else None
+    code_sets = side["codes"]
+    cs = code_sets[plan.code_set] if plan.code_set else None
+    codes = None if cs is None else cs.codes
+    if cs is not None and plan.control:
+        codes = control_codes(cs.codes, cs.vocab, plan.control, plan.replicate_seed)
     dense = None
     if plan.dense_source == "frozen":
         dense = side["frozen"].frozen_embeddings()
     elif plan.dense_source == "aligned":
         dense = side["align"].embeddings
-    n_items = prepared.items.height
-    n_users = n_users_of(prepared)
-    fs = build_features(plan.variant, n_items=n_items, n_users=n_users, embedding_dim=embedding_dim,
-                        users=prepared.users, codes=None if rq is None else rq.codes,
-                        codebook_size=None if rq is None else rq.vocab,
-                        vq_codes=codes[plan.vq_set].codes if plan.vq_set else None, dense=dense)
-    search = torch.from_numpy(codes[plan.sim_search_codes].codes) if plan.sim_search_codes else None
+    fs = build_features(plan.variant, n_items=prepared.items.height, n_users=n_users_of(prepared),
+                        embedding_dim=embedding_dim, users=prepared.users, codes=codes,
+                        codebook_size=None if cs is None else cs.vocab, code_kind="rq" if cs is None else cs.kind,
+                        vq_codes=code_sets[plan.vq_set].codes if plan.vq_set else None, dense=dense,
+                        item_fields=encode_item_fields(prepared.items) if plan.metadata else None)
+    search = torch.from_numpy(code_sets[plan.sim_search_codes].codes) if plan.sim_search_codes else None
     return CellInputs(prepared.train, prepared.val, prepared.test, prepared.items, fs, search)
 
 

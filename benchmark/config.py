@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmark.configlib import (
     apply_overrides,
@@ -49,7 +49,10 @@ class SuiteSection:
     """name: the suite (its MLflow experiment and runs/<name>/ folder); seeds; models; variants; runs_dir;
     tracking_uri ("" = $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db); description; sweep_key and
     sweep_values: an ablation sweep (the suite runs once per value with `--set <sweep_key>=<value>`, every
-    value sharing one stage cache); threads: torch intra-op threads (0 = half the cores, at most 8)."""
+    value sharing one stage cache); threads: torch intra-op threads (0 = half the cores, at most 8);
+    replicate: what a seed replicates — "full": the whole pipeline (pair sampling, U2I, alignment, quantizers
+    and rankers each take the seed; the split and the cold-item draw stay fixed by data.split.seed), "ranker":
+    the rankers only (one item side for the suite, seeded by data.split.seed)."""
 
     name: str = DEFAULT_SUITE
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -62,6 +65,7 @@ class SuiteSection:
     sweep_values: tuple[str, ...] = ()
     # OpenMP spin-waiting collapses when threads outnumber idle cores: on a shared 2-core machine one is fast.
     threads: int = 0
+    replicate: Literal["full", "ranker"] = "full"
 
     def __post_init__(self) -> None:
         require(self, "name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'")

@@ -109,3 +109,57 @@ def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[s
     for b in sorted(items["pop_bucket"].unique().to_list()):
         out[f"pop_bucket_{b}"] = of(joined.filter(pl.col("pop_bucket") == b))
     return out
+
+
+def weighted_auc(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC with row weights (the Mann-Whitney statistic, ties counting one half): labels, preds (n,); weights
+    (n,) or (R, n) for R weightings at once -> a scalar array or (R,). A row of weight w counts as w copies of
+    the impression; NaN where a weighting leaves one class."""
+    y, p = _arrays(labels, preds)
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    order = np.argsort(p, kind="stable")
+    ps, ys, ws = p[order], y[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # groups of tied scores
+    wp = np.add.reduceat(ws * ys, starts, axis=1)
+    wn = np.add.reduceat(ws * (1.0 - ys), starts, axis=1)
+    below = np.cumsum(wn, axis=1) - wn  # negative weight strictly below each tie group
+    num = (wp * (below + 0.5 * wn)).sum(1)
+    den = wp.sum(1) * wn.sum(1)
+    out = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return out if np.ndim(weights) == 2 else out[0]
+
+
+def bootstrap_auc(users: np.ndarray, labels: np.ndarray, preds: np.ndarray, *, n_boot: int = 200,
+                  confidence: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """User-level bootstrap interval of the AUC: users are resampled with replacement (a user's impressions
+    move together: a user drawn c times weighs c), each replicate's AUC is `weighted_auc`, and the interval is
+    the replicates' central `confidence` range. users, labels, preds: (n,). None when the slice has one class."""
+    y, p = _arrays(labels, preds)
+    if y.size == 0 or y.min() == y.max():
+        return None
+    u = np.unique(np.asarray(users).ravel(), return_inverse=True)[1]
+    n_users = int(u.max()) + 1
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for start in range(0, n_boot, 50):  # (50, n) weight matrices bound the memory
+        counts = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=min(50, n_boot - start))
+        aucs.append(weighted_auc(y, p, counts[:, u].astype(np.float64)))
+    a = np.concatenate(aucs)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return None
+    lo, hi = np.quantile(a, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def slice_bootstrap(frame_with_preds: pl.DataFrame, items: pl.DataFrame, *, n_boot: int = 200,
+                    seed: int = 0) -> dict[str, tuple[float, float] | None]:
+    """bootstrap_auc of the all, cold and warm slices (items frame: item_idx, is_cold)."""
+    joined = frame_with_preds.join(items.select("item_idx", "is_cold"), on="item_idx", how="left",
+                                   maintain_order="left")
+    out = {}
+    for name, f in (("all", joined), ("cold", joined.filter(pl.col("is_cold"))),
+                    ("warm", joined.filter(~pl.col("is_cold")))):
+        out[name] = bootstrap_auc(f["user_idx"].to_numpy(), f["label"].to_numpy(), f["pred"].to_numpy(),
+                                  n_boot=n_boot, seed=seed) if f.height else None
+    return out

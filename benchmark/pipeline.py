@@ -234,8 +234,11 @@ def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     x = ctx.inputs["frozen"].frozen_embeddings() if source == "frozen" else ctx.inputs["align"].embeddings
     q, n = ctx.cfg.quantize, x.shape[0]
     if quantizer == "vq":
-        c = vq_codes(x, k=min(q.vq_k, n - 1)).astype(np.int64)
-        return CodeSet(name, "vq", c, n, {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size)})
+        # neighbours among the items with a training impression (their id rows are trained), never the item itself
+        warm = np.flatnonzero(~ctx.inputs["data"].items["is_cold"].to_numpy())
+        c = vq_codes(x, k=min(q.vq_k, warm.size - 1), candidates=warm).astype(np.int64)
+        return CodeSet(name, "vq", c, n, {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size),
+                                          "candidates": int(warm.size)})
     k = min(q.codebook_size, n)
     books = None
     if quantizer == "rq_kmeans":

@@ -7,7 +7,7 @@ or missing field fails loudly when a file is read instead of turning into a sile
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +36,9 @@ class CellRecord:
     """The result of one (variant, model, seed) cell: test metrics per slice at the best validation epoch.
 
     sim_search: the GSU a SIM cell used ("hard" or "soft"; None for other models); sim_search_codes: the code
-    set the hard search matched on (None otherwise); n_parameters: embedding + dense parameters."""
+    set the hard search matched on (None otherwise); n_embedding_parameters / n_dense_parameters: the ranker's
+    table rows x D, and everything else; test_bootstrap: per slice, the user-level bootstrap interval of the
+    test AUC (test-set uncertainty, see benchmark.metrics.bootstrap_auc); replicate_seed: the item side's seed."""
 
     model: str
     variant: str
@@ -48,7 +50,10 @@ class CellRecord:
     history: tuple[EpochRecord, ...]
     sim_search: str | None = None
     sim_search_codes: str | None = None
-    n_parameters: int = 0
+    n_embedding_parameters: int = 0
+    n_dense_parameters: int = 0
+    test_bootstrap: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    replicate_seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,20 @@
-"""The suite report: mean ± std and CI over seeds, Δ vs id_only with a paired t-test, code quality, provenance.
+"""The suite report: mean ± std and CI over seeds; deltas vs id_only and aligned vs frozen with paired t-tests
+and Holm-adjusted p-values; test-set bootstrap intervals; parameter counts; code quality; provenance.
 
 Input is the suite's manifest `runs/<suite>/results.json` (benchmark.records.SuiteResults), written by
 `qarm-bench run`: provenance, data statistics, each replicate's item side (pair stats, alignment summary,
 code-set diagnostics) and one CellRecord per (variant, model, seed) with test metrics per slice.
 
-Output: `report.md` (also printed) and `report.json`, whose rows are
-(model, variant, slice, metric, mean, std, ci_low, ci_high, n_seeds, delta_vs_id_only, p_value).
+Output: `report.md` (also printed) and `report.json`, one row per (model, variant, slice, metric) with the keys
+ROW_KEYS (a contract: extended, never renamed):
+    mean, std, ci_low, ci_high, n_seeds            over seeds (Student-t interval)
+    delta_vs_id_only, p_value, p_value_holm        paired over seeds; Holm over one family = one model x slice
+    holm_family_size, delta_ci_low, delta_ci_high    x metric, every variant vs id_only
+    delta_vs_frozen, p_value_vs_frozen,            aligned_codes vs frozen_codes, aligned_dense vs frozen_dense
+    p_value_vs_frozen_holm                         (null for other variants); Holm over those pairs
+    bootstrap_ci_low, bootstrap_ci_high            AUC only: the user-level bootstrap interval of the test AUC
+                                                   (test-set uncertainty), averaged over seeds
+A delta is called significant only when its Holm-adjusted p-value is below 0.05.
 """
 
 from __future__ import annotations
@@ -17,55 +26,27 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmark.cache import read_json, write_json
 from benchmark.errors import QarmBenchError
 from benchmark.records import CellRecord, SuiteResults, from_json
+from benchmark.stats import ALPHA, family_size, holm, mean_ci, paired_delta
 
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
 BASELINE = "id_only"
+# QARM's claim is that alignment helps: each aligned variant against its frozen counterpart.
+COUNTERPART = {"aligned_codes": "frozen_codes", "aligned_dense": "frozen_dense"}
 ROW_KEYS = ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
-            "delta_vs_id_only", "p_value")
+            "delta_vs_id_only", "p_value", "p_value_holm", "holm_family_size", "delta_ci_low", "delta_ci_high",
+            "delta_vs_frozen", "p_value_vs_frozen", "p_value_vs_frozen_holm", "bootstrap_ci_low",
+            "bootstrap_ci_high")
 
 
-def _nan_to_none(x: float) -> float | None:
+def _nan_to_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, sample std, ci_low, ci_high) with a Student-t interval; one value gives a zero-width interval."""
-    from scipy import stats
-
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return (math.nan,) * 4  # type: ignore[return-value]
-    mean = float(v.mean())
-    if v.size == 1:
-        return mean, 0.0, mean, mean
-    std = float(v.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=v.size - 1)) * std / math.sqrt(v.size)
-    return mean, std, mean - half, mean + half
-
-
-def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> tuple[float, float]:
-    """Mean of per-seed differences vs the baseline and the paired t-test p-value (NaN under 2 pairs)."""
-    from scipy import stats
-
-    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
-    if not seeds:
-        return math.nan, math.nan
-    a = np.array([values[s] for s in seeds])
-    b = np.array([baseline[s] for s in seeds])
-    delta = float((a - b).mean())
-    if len(seeds) < 2 or np.allclose(a - b, (a - b)[0]):
-        return delta, math.nan
-    return delta, float(stats.ttest_rel(a, b).pvalue)
-
-
-def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dict[str, Any]]:
-    """One row per (model, variant, slice, metric) over the seeds present."""
+def _per_seed(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str, str], dict[int, float]]:
     by_key: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
     for cell in cells:
         for slice_name, metrics in cell.test.items():
@@ -73,18 +54,64 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dic
                 if metric in METRICS:
                     by_key[(cell.model, cell.variant, slice_name, metric)][int(cell.seed)] = (
                         math.nan if value is None else float(value))
+    return by_key
+
+
+def _bootstrap(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(model, variant, slice) -> mean over seeds of the cells' bootstrap AUC interval."""
+    acc: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
+    for cell in cells:
+        for slice_name, ci in cell.test_bootstrap.items():
+            if ci is not None:
+                acc[(cell.model, cell.variant, slice_name)].append((float(ci[0]), float(ci[1])))
+    return {k: (sum(a for a, _ in v) / len(v), sum(b for _, b in v) / len(v)) for k, v in acc.items()}
+
+
+def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dict[str, Any]]:
+    """One row per (model, variant, slice, metric) over the seeds present (the keys of ROW_KEYS)."""
+    cells = list(cells)
+    by_key = _per_seed(cells)
+    boot = _bootstrap(cells)
     rows = []
     for (model, variant, slice_name, metric), per_seed in sorted(by_key.items()):
         mean, std, lo, hi = mean_ci(list(per_seed.values()), confidence)
         base = by_key.get((model, BASELINE, slice_name, metric))
-        delta, p = (math.nan, math.nan) if base is None or variant == BASELINE else paired_delta(per_seed, base)
+        delta, p, dlo, dhi = (math.nan,) * 4 if base is None or variant == BASELINE else \
+            paired_delta(per_seed, base, confidence)
+        counterpart = by_key.get((model, COUNTERPART.get(variant, ""), slice_name, metric))
+        fdelta, fp, _, _ = (math.nan,) * 4 if counterpart is None else paired_delta(per_seed, counterpart, confidence)
+        b = boot.get((model, variant, slice_name)) if metric == "auc" else None
         rows.append({
             "model": model, "variant": variant, "slice": slice_name, "metric": metric,
             "mean": _nan_to_none(mean), "std": _nan_to_none(std), "ci_low": _nan_to_none(lo),
             "ci_high": _nan_to_none(hi), "n_seeds": sum(math.isfinite(v) for v in per_seed.values()),
-            "delta_vs_id_only": _nan_to_none(delta), "p_value": _nan_to_none(p),
+            "delta_vs_id_only": _nan_to_none(delta), "p_value": _nan_to_none(p), "p_value_holm": None,
+            "holm_family_size": 0, "delta_ci_low": _nan_to_none(dlo), "delta_ci_high": _nan_to_none(dhi),
+            "delta_vs_frozen": _nan_to_none(fdelta), "p_value_vs_frozen": _nan_to_none(fp),
+            "p_value_vs_frozen_holm": None,
+            "bootstrap_ci_low": None if b is None else b[0], "bootstrap_ci_high": None if b is None else b[1],
         })
+    _adjust(rows, "p_value", "p_value_holm", "holm_family_size")
+    _adjust(rows, "p_value_vs_frozen", "p_value_vs_frozen_holm", None)
     return rows
+
+
+def _adjust(rows: list[dict[str, Any]], raw: str, adjusted: str, size_key: str | None) -> None:
+    """Holm within each family: the rows of one model x slice x metric that carry a raw p-value."""
+    families: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        families[(r["model"], r["slice"], r["metric"])].append(r)
+    for fam in families.values():
+        ps = [math.nan if r[raw] is None else r[raw] for r in fam]
+        for r, adj in zip(fam, holm(ps)):
+            r[adjusted] = _nan_to_none(adj)
+            if size_key is not None:
+                r[size_key] = family_size(ps)
+
+
+def significant(row: dict[str, Any], key: str = "p_value_holm") -> bool:
+    """A delta is significant only when its Holm-adjusted p-value is below ALPHA."""
+    return row.get(key) is not None and row[key] < ALPHA
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -95,31 +122,103 @@ def _signed(x: float | None) -> str:
     return "–" if x is None else f"{x:+.4f}"
 
 
+def _model_order(rows: list[dict[str, Any]]) -> list[str]:
+    known = ("dlrm", "din", "sim")
+    return sorted({r["model"] for r in rows}, key=lambda m: known.index(m) if m in known else 9)
+
+
+def _ci(c: dict[str, Any]) -> str:
+    return f"{c['mean']:.4f} ± {c['std']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+
+
+def _delta(r: dict[str, Any], key: str = "delta_vs_id_only", holm_key: str = "p_value_holm") -> str:
+    if r.get(key) is None:
+        return "–"
+    ci = f" [{r['delta_ci_low']:+.4f}, {r['delta_ci_high']:+.4f}]" if key == "delta_vs_id_only" and \
+        r.get("delta_ci_low") is not None else ""
+    return f"{r[key]:+.4f}{ci}{' †' if significant(r, holm_key) else ''}"
+
+
 def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> str:
-    """Markdown: one line per (model, variant, slice), AUC/GAUC/LogLoss as mean ± std [CI], Δ AUC and p."""
+    """Markdown: one line per (model, variant, slice): AUC/GAUC/LogLoss as mean ± std [CI] over seeds, the
+    test-set (user bootstrap) AUC interval, Δ AUC vs id_only [CI] with its raw and Holm-adjusted p (†: Holm < 0.05)."""
     idx = {(r["model"], r["variant"], r["slice"], r["metric"]): r for r in rows}
-    models = sorted({r["model"] for r in rows}, key=lambda m: ("dlrm", "din", "sim").index(m) if m in
-                    ("dlrm", "din", "sim") else 9)
     variants = [v for v in variants_order if any(r["variant"] == v for r in rows)]
-    lines = ["| model | variant | slice | AUC | GAUC | LogLoss | Δ AUC vs id_only | p | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for model in models:
+    lines = ["| model | variant | slice | AUC | AUC test-set CI | GAUC | LogLoss | Δ AUC vs id_only [CI] | p | "
+             "p (Holm) | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model in _model_order(rows):
         for variant in variants:
             for slice_name in MAIN_SLICES:
                 cells = [idx.get((model, variant, slice_name, m)) for m in METRICS]
                 if all(c is None for c in cells):
                     continue
-                parts = []
-                for c in cells:
-                    if c is None or c["mean"] is None:
-                        parts.append("–")
-                    else:
-                        parts.append(f"{c['mean']:.4f} ± {c['std']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]")
+                parts = ["–" if c is None or c["mean"] is None else _ci(c) for c in cells]
                 auc = cells[0] or {}
-                lines.append(f"| {model} | {variant} | {slice_name} | {' | '.join(parts)} | "
-                             f"{_signed(auc.get('delta_vs_id_only'))} | {_fmt(auc.get('p_value'), 3)} | "
+                boot = "–" if auc.get("bootstrap_ci_low") is None else \
+                    f"[{auc['bootstrap_ci_low']:.4f}, {auc['bootstrap_ci_high']:.4f}]"
+                lines.append(f"| {model} | {variant} | {slice_name} | {parts[0]} | {boot} | {parts[1]} | {parts[2]} | "
+                             f"{_delta(auc)} | {_fmt(auc.get('p_value'), 3)} | {_fmt(auc.get('p_value_holm'), 3)} | "
                              f"{auc.get('n_seeds', 0)} |")
     return "\n".join(lines)
+
+
+def frozen_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: each aligned variant against its frozen counterpart, AUC, per model and main slice."""
+    lines = ["| model | slice | comparison | Δ AUC | p | p (Holm) |", "|---|---|---|---|---|---|"]
+    for model in _model_order(rows):
+        for slice_name in MAIN_SLICES:
+            for variant, counterpart in COUNTERPART.items():
+                r = next((r for r in rows if (r["model"], r["variant"], r["slice"], r["metric"]) ==
+                          (model, variant, slice_name, "auc")), None)
+                if r is None or r["delta_vs_frozen"] is None:
+                    continue
+                lines.append(f"| {model} | {slice_name} | {variant} vs {counterpart} | "
+                             f"{_delta(r, 'delta_vs_frozen', 'p_value_vs_frozen_holm')} | "
+                             f"{_fmt(r['p_value_vs_frozen'], 3)} | {_fmt(r['p_value_vs_frozen_holm'], 3)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def parameters_table(cells: Sequence[CellRecord], variants_order: Sequence[str]) -> str:
+    """Markdown: every (model, variant)'s embedding and dense parameter counts (the same for every seed)."""
+    seen: dict[tuple[str, str], CellRecord] = {}
+    for c in cells:
+        seen.setdefault((c.model, c.variant), c)
+    known = ("dlrm", "din", "sim")
+    lines = ["| model | variant | embedding parameters | dense parameters | total |", "|---|---|---|---|---|"]
+    for (model, variant), c in sorted(seen.items(), key=lambda kv: (
+            known.index(kv[0][0]) if kv[0][0] in known else 9, list(variants_order).index(kv[0][1])
+            if kv[0][1] in variants_order else 99)):
+        lines.append(f"| {model} | {variant} | {c.n_embedding_parameters:,} | {c.n_dense_parameters:,} | "
+                     f"{c.n_embedding_parameters + c.n_dense_parameters:,} |")
+    return "\n".join(lines)
+
+
+def replicate_statement(results: SuiteResults) -> str:
+    """What varied across seeds and what stayed fixed (from the config and the cells' replicate seeds)."""
+    cfg = results.config
+    split_seed = cfg.get("data", {}).get("split", {}).get("seed", "?")
+    reps = sorted({c.replicate_seed for c in results.cells})
+    if cfg.get("suite", {}).get("replicate") == "full" and len(reps) > 1:
+        return (f"Seeds replicate the whole pipeline (suite.replicate = full): pair sampling, the U2I model, "
+                f"alignment, every quantizer and the rankers take the seed (item-side seeds {reps}). Fixed across "
+                f"seeds: the data split and the cold-item draw (data.split.seed = {split_seed}) and the frozen "
+                "encoder.")
+    return (f"Seeds replicate the rankers only: one item side (pairs, U2I, alignment, codes) seeded by {reps}, "
+            f"the split and the cold-item draw (data.split.seed = {split_seed}) fixed; the intervals are "
+            "conditional on that one alignment and codebook.")
+
+
+def sim_statement(cells: Sequence[CellRecord]) -> str:
+    """How SIM's search unit was set in this suite (every SIM variant's mode and searched code set)."""
+    modes = sorted({(c.sim_search, c.sim_search_codes) for c in cells if c.model == "sim"}, key=str)
+    if not modes:
+        return ""
+    if len(modes) == 1:
+        mode, codes = modes[0]
+        return f"SIM search unit: {mode}{f' on {codes}' if codes else ''} for every variant."
+    per = sorted({(c.variant, c.sim_search, c.sim_search_codes) for c in cells if c.model == "sim"})
+    return "SIM search unit per variant (it differs, so SIM's deltas mix features and search): " + "; ".join(
+        f"{v}: {m}{f' on {cs}' if cs else ''}" for v, m, cs in per) + "."
 
 
 def code_quality_table(code_quality: dict[str, dict[str, Any]]) -> str:
@@ -154,24 +253,44 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
     out = [f"# QARM-Bench report: {title}", ""]
     out.append(f"Provenance: config {prov.config_hash} · git {prov.git_sha} · dataset {prov.dataset} "
                f"({prov.dataset_fingerprint}) · split {prov.split} · seeds {list(prov.seeds)} · {prov.date}")
+    out += ["", replicate_statement(results)]
     if stats:
         out.append("")
         out.append(f"Data: {stats.get('users', '?')} users, {stats.get('items', '?')} items, "
                    f"{stats.get('impressions', '?')} impressions; train/val/test {stats.get('train', '?')}/"
-                   f"{stats.get('val', '?')}/{stats.get('test', '?')}; cold items {stats.get('cold_items', '?')}; "
-                   f"cold-user share of test rows {_fmt(stats.get('cold_user_share_test'), 3)}.")
+                   f"{stats.get('val', '?')}/{stats.get('test', '?')}; cold items (no training impression) "
+                   f"{stats.get('cold_items', '?')} (of which the seeded cold draw {stats.get('cold_items_drawn', '?')}), "
+                   f"warm items {stats.get('warm_items', '?')}; cold-user share of test rows "
+                   f"{_fmt(stats.get('cold_user_share_test'), 3)}.")
+    fams = sorted({r["holm_family_size"] for r in rows if r["holm_family_size"]})
+    sim = sim_statement(results.cells)
     out += ["", "## Ranking metrics (test, at the best validation epoch)", "",
-            f"mean ± std [{int(100 * results.confidence)}% CI] over seeds; Δ and p: paired over "
-            "seeds against id_only (t-test; – under 2 seeds).", "", metrics_table(rows, variants_order)]
+            f"mean ± std [{int(100 * results.confidence)}% CI] over seeds. AUC test-set CI: the user-level "
+            "bootstrap interval of each cell's test AUC, averaged over seeds. Δ: paired over seeds against "
+            "id_only, with its t interval; p: paired t-test (– under 2 seeds); p (Holm): adjusted within one "
+            f"family per model × slice × metric (family size {', '.join(map(str, fams)) or '–'}). † marks the "
+            "only deltas called significant: Holm-adjusted p < 0.05.", ""]
+    if sim:
+        out += [sim, ""]
+    out.append(metrics_table(rows, variants_order))
+    ft = frozen_table(rows)
+    if ft:
+        out += ["", "## Aligned vs frozen (QARM's claim: alignment helps)", "",
+                "Each aligned variant against its frozen counterpart, AUC, paired over seeds; Holm within each "
+                "model × slice × metric over these comparisons.", "", ft]
+    out += ["", "## Parameters", "", "Embedding rows x D summed over every table, and the dense parameters "
+            "(MLPs, attention, projections), per variant: a gain that comes with more parameters may be capacity, "
+            "not content (compare random_codes / shuffled_codes).", "", parameters_table(results.cells, variants_order)]
     cq = code_quality(results)
     if cq:
         out += ["", "## Code quality", "", code_quality_table(cq)]
     if results.item_side:
-        rep = results.item_side[0]
-        a, ps = rep.alignment, rep.pair_stats
-        out += ["", "## Alignment", "",
-                f"Held-out pair recall@{a.k}: frozen {_fmt(a.frozen_recall, 3)} → aligned "
-                f"{_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; trained: {a.trained})."]
+        out += ["", "## Alignment", ""]
+        for rep in results.item_side:
+            a, ps = rep.alignment, rep.pair_stats
+            out.append(f"- replicate seed {rep.seed}: held-out pair recall@{a.k}: frozen {_fmt(a.frozen_recall, 3)} "
+                       f"→ aligned {_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; "
+                       f"trained: {a.trained}).")
     if results.plots:
         out += ["", "## Plots", ""] + [f"- `{p}`" for p in results.plots]
     return "\n".join(out) + "\n"

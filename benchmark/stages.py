@@ -48,16 +48,22 @@ class Stage:
         return self.upstream_of(instance) if self.upstream_of is not None else self.upstream
 
 
+SIM_SEARCH_CODE_SET = "frozen_rq_kmeans"  # rank.sim.search_codes = "frozen": every SIM variant searches these
+
+
 def needed_code_sets(cfg: SuiteConfig) -> tuple[str, ...]:
-    """The code sets a suite fits: those its variants read (the configured quantizer of each content source,
-    the VQ bag) plus every residual quantizer on both sources for the code-quality panel."""
+    """The code sets a suite fits: those its variants read (the configured quantizer's codes of each source,
+    the VQ bag), the frozen RQ codes SIM's hard search matches on, and every residual quantizer on both
+    sources for the code-quality panel."""
     names: dict[str, None] = {}
     for v in map(get_variant, cfg.suite.variants):
-        src = v.content_source or "aligned"
         if v.codes:
-            names[P.code_set_name(src, cfg.quantize.quantizer)] = None
+            names[P.code_set_name(v.codes, cfg.quantize.quantizer)] = None
         if v.vq:
-            names[P.code_set_name(src, "vq")] = None
+            names[P.code_set_name(v.vq, "vq")] = None
+    sim = cfg.rank.sim
+    if "sim" in cfg.suite.models and sim.search == "hard" and sim.search_codes == "frozen":
+        names[SIM_SEARCH_CODE_SET] = None
     for source in P.CODE_SOURCES:
         for quantizer in ("rq_kmeans", "rq_vae"):
             names[P.code_set_name(source, quantizer)] = None
@@ -65,8 +71,10 @@ def needed_code_sets(cfg: SuiteConfig) -> tuple[str, ...]:
 
 
 def _code_upstream(name: str) -> tuple[str, ...]:
-    source, _ = P.parse_code_set(name)
-    return ("frozen",) if source == "frozen" else ("align",)
+    """A code set reads its source embedding; a VQ bag also reads the data (its candidates are warm items)."""
+    source, quantizer = P.parse_code_set(name)
+    src = ("frozen",) if source == "frozen" else ("align",)
+    return ("data", *src) if quantizer == "vq" else src
 
 
 STAGES: tuple[Stage, ...] = (
@@ -77,7 +85,7 @@ STAGES: tuple[Stage, ...] = (
           P.describe_frozen),
     Stage("align", ("data", "pairs", "frozen"), True, lambda cfg, _: cfg.align, P.compute_align, P.save_align,
           P.load_align, P.describe_align),
-    Stage("codes", ("frozen", "align"), True, P.code_slice, P.compute_codes, P.save_codes, P.load_codes,
+    Stage("codes", ("data", "frozen", "align"), True, P.code_slice, P.compute_codes, P.save_codes, P.load_codes,
           P.describe_codes, instances=needed_code_sets, upstream_of=_code_upstream),
     Stage("rank", ("data", "frozen", "align", "codes"), True, lambda cfg, _: cfg.rank),
     Stage("report", ("rank",), False, lambda cfg, _: cfg.report),
@@ -195,39 +203,48 @@ def _run_entry(cfg: SuiteConfig, cache: StageCache, seed: int, stage: Stage, ins
 
 @dataclass(frozen=True)
 class CellPlan:
-    """One (variant, model, seed) cell, decided before it runs: which code sets and which content embedding it
-    reads, SIM's search unit (mode and the code set hard search matches on), and its cache key."""
+    """One (variant, model, seed) cell, decided before it runs: the code set feeding its code features (and how
+    they are tokenised or controlled), its VQ bag, its content vector, whether it reads item metadata, SIM's
+    search unit (mode and the code set hard search matches on), the replicate seed of its item side, its key."""
 
     variant: str
     model: str
     seed: int
+    replicate_seed: int
     code_set: str | None
+    control: str | None
     vq_set: str | None
     dense_source: str | None
+    metadata: bool
     sim_search: str | None
     sim_search_codes: str | None
     key: str
 
 
 def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemSideKeys) -> CellPlan:
-    """Decide what the cell reads. SIM: `rank.sim.search = "hard"` matches on the variant's own RQ codes;
-    a variant without RQ codes has no prefix to match and uses the soft (inner-product) search."""
+    """Decide what the cell reads. SIM with `rank.sim.search = "hard"` matches on the frozen RQ codes for every
+    variant (`search_codes = "frozen"`, one change at a time) or on the variant's own RQ codes ("own": a variant
+    without RQ codes then has no prefix to match and uses the soft, inner-product search)."""
     v = get_variant(variant)
-    src = v.content_source or "aligned"
-    code_set = P.code_set_name(src, cfg.quantize.quantizer) if v.codes else None
-    vq_set = P.code_set_name(src, "vq") if v.vq else None
-    dense = src if v.dense else None
+    q = cfg.quantize.quantizer
+    code_set = P.code_set_name(v.codes, q) if v.codes else None
+    vq_set = P.code_set_name(v.vq, "vq") if v.vq and code_set != P.code_set_name(v.vq, "vq") else None
     search, search_codes = None, None
     if model == "sim":
-        search = cfg.rank.sim.search if code_set is not None else "soft"
-        search_codes = code_set if search == "hard" else None
+        sim = cfg.rank.sim
+        if sim.search == "hard" and sim.search_codes == "frozen":
+            search, search_codes = "hard", SIM_SEARCH_CODE_SET
+        elif sim.search == "hard" and code_set is not None and q != "vq" and v.control is None:
+            search, search_codes = "hard", code_set
+        else:
+            search = "soft"
     upstream = [keys.key("data")]
-    if v.content_source is not None:
-        upstream.append(keys.key("frozen" if v.content_source == "frozen" else "align"))
+    if v.dense:
+        upstream.append(keys.key("frozen" if v.dense == "frozen" else "align"))
     for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n):
         upstream.append(keys.key("codes", name))
-    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed,
-              "quantizer": cfg.quantize.quantizer if (v.codes or v.vq) else None,
-              "sim_search": search, "sim_search_codes": search_codes}
+    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
+              "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
     key = slice_hash(slice_, *upstream, version=__version__)
-    return CellPlan(variant, model, seed, code_set, vq_set, dense, search, search_codes, key)
+    return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
+                    search_codes, key)

@@ -50,9 +50,9 @@ def cells_of(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
 
 
 def replicate_seed(cfg: SuiteConfig, seed: int) -> int:
-    """The item-side seed (pairs, U2I, alignment, quantizers) of ranker seed `seed`: one item side for the
-    whole suite, seeded by data.split.seed."""
-    return cfg.data.split.seed
+    """The item-side seed (pairs, U2I, alignment, quantizers) of seed `seed`: the seed itself under
+    suite.replicate = "full"; data.split.seed for every seed under "ranker" (one item side for the suite)."""
+    return seed if cfg.suite.replicate == "full" else cfg.data.split.seed
 
 
 def replicate_seeds(cfg: SuiteConfig) -> list[int]:
@@ -107,7 +107,9 @@ class SuiteRun:
                          progress=self.progress and sys.stderr.isatty())
         record = CellRecord(model=model, variant=variant, seed=seed, key=plan.key, best_epoch=res.best_epoch,
                             val_best=res.val_best, test=res.test, history=res.history, sim_search=plan.sim_search,
-                            sim_search_codes=plan.sim_search_codes, n_parameters=res.n_parameters)
+                            sim_search_codes=plan.sim_search_codes, test_bootstrap=res.test_bootstrap,
+                            n_embedding_parameters=res.n_embedding_parameters,
+                            n_dense_parameters=res.n_dense_parameters, replicate_seed=plan.replicate_seed)
         with self.cache.writing("rank", plan.key, {"variant": variant, "model": model, "seed": seed}) as d:
             (d / "result.json").write_text(json.dumps(to_json(record), default=float))
             res.test_predictions.write_parquet(d / "test_predictions.parquet")
@@ -212,7 +214,9 @@ class SuiteRun:
                 child.set_tags({"cached": str(cached).lower()})
                 final = {f"test_{s}_{m}": v for s, ms in record.test.items() for m, v in ms.items()}
                 final |= {f"best_val_{m}": v for m, v in record.val_best.items()}
-                child.log_metrics({**final, "best_epoch": record.best_epoch, "n_parameters": record.n_parameters})
+                child.log_metrics({**final, "best_epoch": record.best_epoch,
+                                   "n_embedding_parameters": record.n_embedding_parameters,
+                                   "n_dense_parameters": record.n_dense_parameters})
             results.append(record)
         return results
 

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from benchmark.cell import CellInputs
 from benchmark.errors import ConfigError
-from benchmark.metrics import all_metrics, slice_metrics
+from benchmark.metrics import all_metrics, slice_bootstrap, slice_metrics
 from benchmark.records import EpochRecord
 from recsys_models.batching import SplitArrays, iter_batches, split_arrays
 from recsys_models.config import TrainConfig
-from recsys_models.factory import build_model
-from recsys_models.features import FeatureSet, RankBatch
+from recsys_models.factory import batch_layout, build_model
+from recsys_models.features import FeatureSet, Layout, RankBatch
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,7 +43,9 @@ class TrainedCell:
     val_best: dict[str, float]
     test: dict[str, dict[str, float]]
     test_predictions: pl.DataFrame
-    n_parameters: int
+    n_embedding_parameters: int
+    n_dense_parameters: int
+    test_bootstrap: dict[str, tuple[float, float] | None]
 
 
 def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -61,10 +63,11 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opti
 
 
 @torch.no_grad()
-def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: int) -> np.ndarray:
+def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: int,
+            layout: Layout = "pooled") -> np.ndarray:
     """Click probabilities (n,) float64 of a split, in row order."""
     model.eval()
-    out = [torch.sigmoid(model(b)).double() for b in iter_batches(fs, arrays, batch_size)]
+    out = [torch.sigmoid(model(b)).double() for b in iter_batches(fs, arrays, batch_size, layout=layout)]
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
@@ -83,13 +86,14 @@ def train_step(model: Callable[[RankBatch], torch.Tensor], optimizers: list[torc
 def _train_epoch(
     model: nn.Module, fs: FeatureSet, arrays: SplitArrays, cfg: TrainConfig,
     optimizers: list[torch.optim.Optimizer], generator: torch.Generator, desc: str, progress: bool,
+    layout: Layout,
 ) -> tuple[float, float]:
     """One pass over the training split -> (mean loss, seconds)."""
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total, seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=len(arrays), desc=desc, unit="row", disable=not progress, leave=False)
-    for batch in iter_batches(fs, arrays, cfg.batch_size, generator):
+    for batch in iter_batches(fs, arrays, cfg.batch_size, generator, layout):
         loss = train_step(model, optimizers, batch, loss_fn)
         b = int(batch.labels.shape[0])
         total, seen = total + float(loss.detach()) * b, seen + b
@@ -120,14 +124,16 @@ def train_cell(
                                  name=name) for name in ("train", "val", "test")}
     torch.manual_seed(seed)
     model, optimizers = _model_and_optimizers(model_name, fs, cfg, inputs.search_codes)
+    layout = batch_layout(model_name)
     generator = torch.Generator().manual_seed(seed)
     history: list[EpochRecord] = []
     best_auc, best_epoch, best_val, test_pred = -math.inf, 0, {}, np.zeros(0)
     for epoch in range(1, cfg.epochs + 1):
         loss, secs = _train_epoch(model, fs, splits["train"], cfg, optimizers, generator,
-                                  f"{model_name} epoch {epoch}", progress)
+                                  f"{model_name} epoch {epoch}", progress, layout)
         val = splits["val"]
-        val_m = all_metrics(val.user_idx.numpy(), val.labels.numpy(), predict(model, fs, val, cfg.eval_batch_size))
+        val_pred = predict(model, fs, val, cfg.eval_batch_size, layout)
+        val_m = all_metrics(val.user_idx.numpy(), val.labels.numpy(), val_pred)
         history.append(EpochRecord(epoch, loss, val_m, secs, len(splits["train"]) / max(secs, 1e-9)))
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": loss, "val_auc": val_m["auc"], "val_gauc": val_m["gauc"],
@@ -135,13 +141,15 @@ def train_cell(
         score = val_m["auc"] if not math.isnan(val_m["auc"]) else -val_m["logloss"]
         if score > best_auc:
             best_auc, best_epoch, best_val = score, epoch, val_m
-            test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size)
+            test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout)
         elif epoch - best_epoch >= max(cfg.patience, 1):
             break
     preds = inputs.test.select("user_idx", "item_idx", "label").with_columns(pred=pl.Series(test_pred))
     return TrainedCell(history=tuple(history), best_epoch=best_epoch, val_best=best_val,
                        test=slice_metrics(preds, inputs.items), test_predictions=preds,
-                       n_parameters=_count_parameters(model))
+                       test_bootstrap=slice_bootstrap(preds, inputs.items, seed=seed),
+                       n_embedding_parameters=fs.spec.embedding_parameters(),
+                       n_dense_parameters=_dense_parameters(model))
 
 
 def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig,
@@ -157,5 +165,9 @@ def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig,
     return model, make_optimizers(model, cfg)
 
 
-def _count_parameters(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters() if p.device.type != "meta"))
+def _dense_parameters(model: nn.Module) -> int:
+    """Parameters outside the embedding tables (MLPs, attention, projections); a sharded model's fused tables
+    are not counted either."""
+    emb = {id(p) for p in embedding_parameters(model)}
+    return int(sum(p.numel() for name, p in model.named_parameters()
+                   if id(p) not in emb and p.device.type != "meta" and "embedding_bags" not in name))

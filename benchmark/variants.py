@@ -1,19 +1,24 @@
 """Item-side feature variants, chosen per benchmark cell by name: the one table of what each variant reads.
 Imports no torch (the suite config validates variant names against it); `benchmark.cell` builds the features.
 
-| variant           | item id | RQ codes | VQ codes | content vector | content source |
-|-------------------|---------|----------|----------|----------------|----------------|
-| id_only           | yes     |          |          |                |                |
-| frozen_dense      | yes     |          |          | yes            | frozen encoder |
-| frozen_codes      | yes     | yes      |          |                | frozen encoder |
-| aligned_dense     | yes     |          |          | yes            | aligned        |
-| aligned_codes     | yes     | yes      |          |                | aligned (QARM) |
-| aligned_codes_vq  | yes     | yes      | yes      |                | aligned        |
-| codes_only        | no      | yes      |          |                | aligned        |
+| variant          | item id | codes          | VQ bag  | content vector | other                                  |
+|------------------|---------|----------------|---------|----------------|----------------------------------------|
+| id_only          | yes     |                |         |                | the baseline                           |
+| frozen_dense     | yes     |                |         | frozen         |                                        |
+| frozen_codes     | yes     | frozen         |         |                |                                        |
+| aligned_dense    | yes     |                |         | aligned        |                                        |
+| aligned_codes    | yes     | aligned        |         |                | QARM                                   |
+| aligned_codes_vq | yes     | aligned        | aligned |                | QARM's RQ + VQ codes                   |
+| codes_only       | no      | aligned        |         |                | every item scored from its codes       |
+| random_codes     | yes     | random         |         |                | control: capacity without content      |
+| shuffled_codes   | yes     | shuffled       |         |                | control: the aligned codes, wrong items|
+| metadata         | yes     |                |         |                | the dataset's categorical item fields  |
 
-The variant says which arrays are used; the caller passes the arrays of its `content_source`
-(codes/dense from the frozen encoder or from the aligned one). Arrays a variant does not use are
-ignored. codes_only has no item-id table, so every item, cold ones included, is scored from codes.
+"codes" are the configured quantizer's codes (quantize.quantizer: RQ-Kmeans or RQ-VAE levels, or the VQ
+top-k bag) of the frozen or the aligned embedding, fed as the configured tokenisation. The controls keep the
+aligned codes' shape and vocabulary: random_codes draws every code uniformly (seeded by the replicate seed),
+shuffled_codes permutes the aligned codes across items; both separate "the codes carry content" from "the
+codes add embedding capacity".
 """
 
 from __future__ import annotations
@@ -23,35 +28,49 @@ from typing import Literal
 
 from benchmark.errors import ConfigError
 
+Source = Literal["frozen", "aligned"]
+
 
 @dataclass(frozen=True)
 class Variant:
-    """What a variant feeds the ranker: item-id table, RQ codes, VQ codes, content vector, and from which
-    embedding (frozen encoder or aligned) its content comes."""
+    """What a variant feeds the ranker. codes / vq / dense: from which embedding (frozen encoder or aligned) its
+    codes, VQ top-k bag and content vector come (None = not used); control: a codes control ("random": uniform
+    draws, "shuffled": permuted across items) built from the aligned codes; metadata: the dataset's
+    categorical item fields (MovieLens: release year and genres)."""
 
     name: str
     item_id: bool
-    codes: bool
-    vq: bool
-    dense: bool
-    content_source: Literal["frozen", "aligned"] | None
+    codes: Source | None
+    vq: Source | None
+    dense: Source | None
     description: str
+    control: Literal["random", "shuffled"] | None = None
+    metadata: bool = False
+
+    @property
+    def content_source(self) -> Source | None:
+        """The one embedding the variant's content features come from (None for id_only and metadata)."""
+        return self.codes or self.vq or self.dense
 
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("id_only", True, False, False, False, None, "item/user ids only (baseline)"),
-        Variant("frozen_dense", True, False, False, True, "frozen", "frozen encoder embedding as a dense feature"),
-        Variant("frozen_codes", True, True, False, False, "frozen", "RQ codes of the frozen embedding"),
-        Variant("aligned_dense", True, False, False, True, "aligned", "aligned embedding as a dense feature"),
-        Variant("aligned_codes", True, True, False, False, "aligned", "RQ codes of the aligned embedding (QARM)"),
-        Variant("aligned_codes_vq", True, True, True, False, "aligned", "RQ + VQ codes of the aligned embedding"),
-        Variant("codes_only", False, True, False, False, "aligned", "aligned RQ codes, no item-id table"),
+        Variant("id_only", True, None, None, None, "item/user ids only (baseline)"),
+        Variant("frozen_dense", True, None, None, "frozen", "frozen encoder embedding as a dense feature"),
+        Variant("frozen_codes", True, "frozen", None, None, "codes of the frozen embedding"),
+        Variant("aligned_dense", True, None, None, "aligned", "aligned embedding as a dense feature"),
+        Variant("aligned_codes", True, "aligned", None, None, "codes of the aligned embedding (QARM)"),
+        Variant("aligned_codes_vq", True, "aligned", "aligned", None, "codes + VQ top-k bag of the aligned embedding"),
+        Variant("codes_only", False, "aligned", None, None, "aligned codes, no item-id table"),
+        Variant("random_codes", True, "aligned", None, None, "control: uniform random codes, same shape and "
+                "vocabulary as the aligned codes", control="random"),
+        Variant("shuffled_codes", True, "aligned", None, None, "control: the aligned codes permuted across items",
+                control="shuffled"),
+        Variant("metadata", True, None, None, None, "item id + the dataset's categorical item fields",
+                metadata=True),
     )
 }
-
-
 ALL_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
 VariantName = Literal[ALL_VARIANTS]  # type: ignore[valid-type]  # the config loader checks names against it
 

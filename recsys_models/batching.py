@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from recsys_models.errors import RecsysModelError
-from recsys_models.features import FeatureSet, RankBatch, build_batch
+from recsys_models.features import FeatureSet, Layout, RankBatch, build_batch
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,10 +77,11 @@ def split_arrays(frame: pl.DataFrame, *, max_hist: int, n_items: int, n_users: i
 
 
 def iter_batches(
-    fs: FeatureSet, arrays: SplitArrays, batch_size: int, generator: torch.Generator | None = None
+    fs: FeatureSet, arrays: SplitArrays, batch_size: int, generator: torch.Generator | None = None,
+    layout: Layout = "pooled",
 ) -> Iterator[RankBatch]:
-    """RankBatches of `batch_size` rows, shuffled by `generator` (None: in order). Each batch's history
-    is cut to its own longest row, so short-history batches cost less."""
+    """RankBatches of `batch_size` rows in `layout` (pooled: DLRM; sequence: DIN, SIM), shuffled by `generator`
+    (None: in order). Each batch's history is cut to its own longest row, so short-history batches cost less."""
     n = len(arrays)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
@@ -88,5 +89,5 @@ def iter_batches(
         hist_len = arrays.hist_len[idx]
         t = max(1, int(hist_len.max()))
         yield build_batch(
-            fs, arrays.user_idx[idx], arrays.item_idx[idx], arrays.hist[idx, :t], hist_len, arrays.labels[idx]
+            fs, arrays.user_idx[idx], arrays.item_idx[idx], arrays.hist[idx, :t], hist_len, arrays.labels[idx], layout
         )

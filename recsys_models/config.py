@@ -60,11 +60,14 @@ class DinConfig:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """search: the GSU (hard = code-prefix match, QARM; soft = inner-product top-k); prefix_depth: code levels
-    compared by hard search; top_k: history items the GSU keeps; recent: the short-term sequence length;
-    heads: attention heads of the ESU; mlp: hidden widths of the head."""
+    """search: the GSU (hard = code-prefix match, QARM; soft = inner-product top-k); search_codes: which codes
+    hard search matches on — "frozen": one frozen RQ code set for every variant, so SIM's variants differ only
+    in their features; "own": each variant's own RQ codes (QARM's setting; variants without RQ codes then use
+    soft search); prefix_depth: code levels compared by hard search; top_k: history items the GSU keeps;
+    recent: the short-term sequence length; heads: attention heads of the ESU; mlp: hidden widths of the head."""
 
     search: Literal["hard", "soft"] = "hard"
+    search_codes: Literal["frozen", "own"] = "frozen"
     prefix_depth: int = 1
     top_k: int = 50
     recent: int = 10

@@ -1,40 +1,51 @@
-"""Feature specs -> TorchRec table configs, and KeyedJaggedTensor batch builders.
+"""Feature specs -> TorchRec table configs, and the KeyedJaggedTensor batch builders.
 
-One impression row carries: the user (id + categorical features), the target item (id, RQ codes
-one feature per level, VQ codes as a multi-valued bag, frozen or aligned content vector) and the
-user's history of positives (item ids and their RQ codes, jagged; OLDEST FIRST, most recent last).
+One impression row carries: the user (id + categorical features), the target item and the user's history of
+positives (OLDEST FIRST, most recent last), each item described by its **item fields** and optionally a
+content vector. An item field is a bag of token ids per item embedded in one table and MEAN-pooled:
 
-KJT layout built by `build_kjt` for a batch of B = 2 rows, spec with item ids and L = 1 RQ level
-(history lengths 2 and 0)::
+    field          tokens of item i                 table (rows)
+    item           [i]                              t_item (N)
+    rq_l           [codes[i, l]]                    t_rq_l (K)          one per RQ level (unigram)
+    ngram_l ...    hashed prefix / bigram / pieces  their own tables    code tokenisations
+    vq             [the k nearest items of i]       t_item (shared: its tokens are item ids)
+    year, genres   [year id], [genre ids]           t_year, t_genres    item metadata
 
-    key            row 0        row 1      lengths
-    user_idx       [u0]         [u1]       1, 1
-    item_idx       [i0]         [i1]       1, 1
-    hist_item_idx  [h00, h01]   []         2, 0
-    rq_0           [c(i0)]      [c(i1)]    1, 1
-    hist_rq_0      [c(h00), c(h01)] []     2, 0
+Tokens are stored per field as (N, m) int64, padded with -1 (an item may have fewer than m tokens, or none).
 
-Tables (QARM §1.5, anchors.md): the target and its history share one table per kind, so the
-item-id table serves `item_idx` and `hist_item_idx`, and RQ level l's table (K rows) serves
-`rq_l` and `hist_rq_l`. The VQ table has N rows (VQ codes are item indices of nearest items).
+Two batch layouts (`build_batch(..., layout=)`):
+- "pooled" (DLRM): a KJT with the context keys, then per field the target's bag (`<field>`) and the bag of
+  every token of every history item (`hist_<field>`), both mean-pooled by an EmbeddingBagCollection. For a
+  batch of B = 2 rows, fields item and rq_0, history lengths 2 and 0::
+
+      key            row 0                 row 1      lengths
+      user_idx       [u0]                  [u1]       1, 1
+      item           [i0]                  [i1]       1, 1
+      hist_item      [h00, h01]            []         2, 0
+      rq_0           [c(i0)]               [c(i1)]    1, 1
+      hist_rq_0      [c(h00), c(h01)]      []         2, 0
+
+- "sequence" (DIN, SIM): the context KJT, plus `items`: a KJT over the U distinct items of the batch (target
+  and history), one key per field, each item's bag; `target_pos` (B,) and `hist_pos` (B, T) index those U
+  items, so every item representation is pooled once per batch and gathered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConfig, PoolingType
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys_models.errors import RecsysModelError
 
 USER = "user_idx"
-ITEM = "item_idx"
-HIST_ITEM = "hist_item_idx"
-VQ = "vq"
+ITEM = "item"
+Layout = Literal["pooled", "sequence"]
 
 
 def user_key(name: str) -> str:
@@ -42,14 +53,20 @@ def user_key(name: str) -> str:
     return f"user_{name}"
 
 
-def rq_key(level: int) -> str:
-    """KJT key of the target item's RQ code at `level` (0-based)."""
-    return f"rq_{level}"
+def hist_key(field: str) -> str:
+    """KJT key of the history bag of item field `field` (pooled layout)."""
+    return f"hist_{field}"
 
 
-def hist_rq_key(level: int) -> str:
-    """KJT key of the history items' RQ codes at `level` (0-based)."""
-    return f"hist_rq_{level}"
+@dataclass(frozen=True)
+class ItemField:
+    """An item-side sparse feature: per item a bag of at most `max_len` token ids in [0, rows), embedded in
+    table `table` and mean-pooled. Fields naming the same table share it (and must agree on its rows)."""
+
+    name: str
+    table: str
+    rows: int
+    max_len: int = 1
 
 
 @dataclass(frozen=True)
@@ -57,32 +74,34 @@ class FeatureSpec:
     """Which sparse and dense features a ranker sees. Every table has `embedding_dim` columns.
 
     user_features: (name, cardinality) per categorical user feature (ML-100K: age, gender, occupation).
-    rq_levels / rq_codebook_size: L and K of the RQ codes; 0 = no code features.
-    vq_k: VQ codes per item (k); 0 = no VQ feature.  dense_dim: d of the content vector; 0 = none.
-    item_id: False for codes_only (no item-id table at all, so cold items are scorable).
+    item_fields: the item-side sparse features (at least one: an item must be representable).
+    dense_dim: d of the content vector; 0 = none.
     """
 
     n_items: int
     n_users: int
     embedding_dim: int = 16
-    item_id: bool = True
     user_features: tuple[tuple[str, int], ...] = ()
-    rq_levels: int = 0
-    rq_codebook_size: int = 0
-    vq_k: int = 0
+    item_fields: tuple[ItemField, ...] = ()
     dense_dim: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_items", "n_users", "embedding_dim"):
             if getattr(self, name) <= 0:
                 raise RecsysModelError(f"FeatureSpec.{name} must be > 0, got {getattr(self, name)}")
-        if (self.rq_levels > 0) != (self.rq_codebook_size > 0):
-            raise RecsysModelError(
-                f"FeatureSpec: rq_levels ({self.rq_levels}) and rq_codebook_size ({self.rq_codebook_size}) "
-                "must both be > 0 or both 0"
-            )
-        if not self.item_id and self.rq_levels == 0:
-            raise RecsysModelError("FeatureSpec: without item ids the RQ codes are the only item feature; rq_levels=0")
+        if not self.item_fields:
+            raise RecsysModelError("FeatureSpec.item_fields: an item needs at least one sparse feature")
+        names = [f.name for f in self.item_fields]
+        if len(set(names)) != len(names):
+            raise RecsysModelError(f"FeatureSpec.item_fields: duplicate field names {names}")
+        rows: dict[str, int] = {}
+        for f in self.item_fields:
+            if f.rows <= 0 or f.max_len <= 0:
+                raise RecsysModelError(f"FeatureSpec.item_fields[{f.name!r}]: rows and max_len must be > 0, got "
+                                       f"{f.rows}, {f.max_len}")
+            if rows.setdefault(f.table, f.rows) != f.rows:
+                raise RecsysModelError(f"FeatureSpec.item_fields: table {f.table!r} has {rows[f.table]} rows for one "
+                                       f"field and {f.rows} for {f.name!r}")
         for name, card in self.user_features:
             if card <= 0:
                 raise RecsysModelError(f"FeatureSpec.user_features[{name!r}]: cardinality must be > 0, got {card}")
@@ -92,58 +111,63 @@ class FeatureSpec:
         """Width of `RankBatch.dense`: a constant 1 (DLRM needs a dense input) + target + history-mean content."""
         return 1 + 2 * self.dense_dim
 
-    def sequence_pairs(self) -> list[tuple[str, str, str, int]]:
-        """(table, target key, history key, rows) for each item-side table shared by target and history."""
-        pairs = [("t_item", ITEM, HIST_ITEM, self.n_items)] if self.item_id else []
-        pairs += [(f"t_rq_{lv}", rq_key(lv), hist_rq_key(lv), self.rq_codebook_size) for lv in range(self.rq_levels)]
-        return pairs
+    @property
+    def has_item_id(self) -> bool:
+        """Whether the item id is a feature (codes_only has none: every item, cold ones too, is scored from
+        its content features)."""
+        return any(f.name == ITEM for f in self.item_fields)
+
+    def tables(self) -> dict[str, int]:
+        """Item-side table name -> rows, in field order."""
+        return {f.table: f.rows for f in self.item_fields}
+
+    def embedding_parameters(self) -> int:
+        """Rows x D summed over every table (user-side and item-side): the embedding parameters of any ranker
+        built on this spec."""
+        rows = sum(r for _, _, r in self.context_tables()) + sum(self.tables().values())
+        return rows * self.embedding_dim
 
     def context_tables(self) -> list[tuple[str, str, int]]:
-        """(table, key, rows) of the pooled non-sequence features: user id, user features, VQ bag."""
-        tables = [("t_user", USER, self.n_users)]
-        tables += [(f"t_{user_key(n)}", user_key(n), c) for n, c in self.user_features]
-        if self.vq_k > 0:
-            tables.append(("t_vq", VQ, self.n_items))
-        return tables
+        """(table, key, rows) of the pooled user-side features: user id and user features."""
+        return [("t_user", USER, self.n_users)] + [(f"t_{user_key(n)}", user_key(n), c) for n, c in self.user_features]
 
-    def kjt_keys(self) -> list[str]:
-        """KJT keys in builder order: context keys, then (target, history) per sequence table."""
+    def kjt_keys(self, layout: Layout = "pooled") -> list[str]:
+        """Keys of the batch KJT: context keys, then (pooled layout) target and history key per item field."""
         out = [key for _, key, _ in self.context_tables()]
-        for _, target, hist, _ in self.sequence_pairs():
-            out += [target, hist]
+        if layout == "pooled":
+            for f in self.item_fields:
+                out += [f.name, hist_key(f.name)]
         return out
 
+    def item_keys(self) -> list[str]:
+        """Keys of the per-item KJT of the sequence layout: one per item field."""
+        return [f.name for f in self.item_fields]
 
-def embedding_bag_configs(spec: FeatureSpec) -> list[EmbeddingBagConfig]:
-    """All tables pooled (DLRM). MEAN pooling: a one-id target is its embedding, history is its mean."""
-    configs = [
-        EmbeddingBagConfig(name=t, embedding_dim=spec.embedding_dim, num_embeddings=rows, feature_names=[k],
-                           pooling=PoolingType.MEAN)
-        for t, k, rows in spec.context_tables()
-    ]
-    configs += [
-        EmbeddingBagConfig(name=t, embedding_dim=spec.embedding_dim, num_embeddings=rows, feature_names=[tk, hk],
-                           pooling=PoolingType.MEAN)
-        for t, tk, hk, rows in spec.sequence_pairs()
-    ]
-    return configs
+
+def _bag_config(name: str, rows: int, dim: int, keys: list[str]) -> EmbeddingBagConfig:
+    return EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=rows, feature_names=keys,
+                              pooling=PoolingType.MEAN)
 
 
 def context_bag_configs(spec: FeatureSpec) -> list[EmbeddingBagConfig]:
-    """Pooled user-side and VQ tables for the sequence models (DIN, SIM)."""
-    return [
-        EmbeddingBagConfig(name=t, embedding_dim=spec.embedding_dim, num_embeddings=rows, feature_names=[k],
-                           pooling=PoolingType.MEAN)
-        for t, k, rows in spec.context_tables()
-    ]
+    """Pooled user-side tables (user id, user features)."""
+    return [_bag_config(t, rows, spec.embedding_dim, [k]) for t, k, rows in spec.context_tables()]
 
 
-def sequence_configs(spec: FeatureSpec) -> list[EmbeddingConfig]:
-    """Unpooled item-side tables (EmbeddingCollection) shared by the target and its history (DIN, SIM)."""
-    return [
-        EmbeddingConfig(name=t, embedding_dim=spec.embedding_dim, num_embeddings=rows, feature_names=[tk, hk])
-        for t, tk, hk, rows in spec.sequence_pairs()
-    ]
+def item_bag_configs(spec: FeatureSpec, layout: Layout) -> list[EmbeddingBagConfig]:
+    """Item-side tables, each serving every field that names it: the target and history keys of those fields
+    (pooled layout) or their per-item keys (sequence layout). MEAN pooling: a one-token bag is its embedding."""
+    out = []
+    for table, rows in spec.tables().items():
+        fields = [f.name for f in spec.item_fields if f.table == table]
+        keys = [k for f in fields for k in ((f, hist_key(f)) if layout == "pooled" else (f,))]
+        out.append(_bag_config(table, rows, spec.embedding_dim, keys))
+    return out
+
+
+def embedding_bag_configs(spec: FeatureSpec) -> list[EmbeddingBagConfig]:
+    """All tables of the pooled layout (DLRM): context tables, then the item-side tables."""
+    return context_bag_configs(spec) + item_bag_configs(spec, "pooled")
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,29 +175,29 @@ class FeatureSet:
     """A spec plus the lookup arrays the batch builders read.
 
     user_table: (n_users, F_u) int64, category index of each user feature (F_u = len(spec.user_features)).
-    codes: (N, L) int64 in [0, K).  vq_codes: (N, k) int64 in [0, N).  content: (N, d) float32.
+    item_tokens: field name -> (N, m) int64 tokens of every item, padded with -1 (m <= the field's max_len).
+    content: (N, d) float32 content vectors, when spec.dense_dim > 0.
     """
 
     spec: FeatureSpec
+    item_tokens: dict[str, torch.Tensor]
     user_table: torch.Tensor | None = None
-    codes: torch.Tensor | None = None
-    vq_codes: torch.Tensor | None = None
     content: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         s = self.spec
         _check("user_table", self.user_table, (s.n_users, len(s.user_features)), torch.int64, bool(s.user_features))
-        _check("codes", self.codes, (s.n_items, s.rq_levels), torch.int64, s.rq_levels > 0)
-        _check("vq_codes", self.vq_codes, (s.n_items, s.vq_k), torch.int64, s.vq_k > 0)
         _check("content", self.content, (s.n_items, s.dense_dim), torch.float32, s.dense_dim > 0)
-        if self.codes is not None and self.codes.numel() and (
-            int(self.codes.min()) < 0 or int(self.codes.max()) >= s.rq_codebook_size
-        ):
-            raise RecsysModelError(f"codes: values must lie in [0, {s.rq_codebook_size})")
-        if self.vq_codes is not None and self.vq_codes.numel() and (
-            int(self.vq_codes.min()) < 0 or int(self.vq_codes.max()) >= s.n_items
-        ):
-            raise RecsysModelError(f"vq_codes: values must be item indices in [0, {s.n_items})")
+        if set(self.item_tokens) != {f.name for f in s.item_fields}:
+            raise RecsysModelError(f"item_tokens: expected one array per item field {[f.name for f in s.item_fields]}, "
+                                   f"got {sorted(self.item_tokens)}")
+        for f in s.item_fields:
+            t = self.item_tokens[f.name]
+            if t.dtype != torch.int64 or t.ndim != 2 or t.shape[0] != s.n_items or t.shape[1] > f.max_len:
+                raise RecsysModelError(f"item_tokens[{f.name!r}]: expected int64 of shape ({s.n_items}, <= "
+                                       f"{f.max_len}), got {t.dtype} of shape {tuple(t.shape)}")
+            if t.numel() and (int(t.max()) >= f.rows or int(t.min()) < -1):
+                raise RecsysModelError(f"item_tokens[{f.name!r}]: values must lie in [0, {f.rows}) (-1 = padding)")
         if self.user_table is not None:
             for j, (name, card) in enumerate(s.user_features):
                 col = self.user_table[:, j]
@@ -196,8 +220,10 @@ def _check(name: str, t: torch.Tensor | None, shape: tuple[int, int], dtype: tor
 class RankBatch:
     """Model input for B impressions (history padded to T, left-aligned, most recent at hist_len - 1).
 
-    sparse: KJT with `spec.kjt_keys()`.  dense: (B, spec.dense_in_features) float32.  labels: (B,) float32.
+    sparse: KJT with `spec.kjt_keys(layout)`.  dense: (B, spec.dense_in_features) float32.  labels: (B,) float32.
     item_idx: (B,) int64.  hist: (B, T) int64, 0 beyond hist_len.  hist_len: (B,) int64.
+    Sequence layout only: items: KJT over the batch's U distinct items (`spec.item_keys()`); unique_items (U,)
+    int64 their item_idx; target_pos (B,) and hist_pos (B, T) int64 positions into them (0 beyond hist_len).
     """
 
     sparse: KeyedJaggedTensor
@@ -206,74 +232,89 @@ class RankBatch:
     item_idx: torch.Tensor
     hist: torch.Tensor
     hist_len: torch.Tensor
+    items: KeyedJaggedTensor | None = None
+    unique_items: torch.Tensor | None = None
+    target_pos: torch.Tensor | None = None
+    hist_pos: torch.Tensor | None = None
 
 
 def history_mask(hist_len: torch.Tensor, t: int) -> torch.Tensor:
     """hist_len: (B,) lengths -> (B, T) bool, True at valid (left-aligned) positions."""
-    return torch.arange(t)[None, :] < hist_len[:, None]
+    return torch.arange(t, device=hist_len.device)[None, :] < hist_len[:, None]
 
 
-def build_kjt(
-    fs: FeatureSet, user_idx: torch.Tensor, item_idx: torch.Tensor, hist: torch.Tensor, hist_len: torch.Tensor
-) -> KeyedJaggedTensor:
-    """Vectorised KJT builder. user_idx, item_idx, hist_len: (B,) int64; hist: (B, T) int64 left-aligned."""
-    spec = fs.spec
-    b = user_idx.shape[0]
-    mask = history_mask(hist_len, hist.shape[1])
-    hist_vals = hist[mask]  # row-major, so row 0's history then row 1's: the jagged order
-    ones = torch.ones(b, dtype=torch.int64)
-    values: list[torch.Tensor] = [user_idx]
-    lengths: list[torch.Tensor] = [ones]
-    for j in range(len(spec.user_features)):
+def _bags(tokens: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bags of items `rows` (R,) under tokens (N, m): (values, lengths (R,)), padding dropped."""
+    tok = tokens[rows]
+    valid = tok >= 0
+    return tok[valid], valid.sum(1)
+
+
+def _context(fs: FeatureSet, user_idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    ones = torch.ones_like(user_idx)
+    values, lengths = [user_idx], [ones]
+    for j in range(len(fs.spec.user_features)):
         assert fs.user_table is not None
         values.append(fs.user_table[user_idx, j])
         lengths.append(ones)
-    if spec.vq_k > 0:
-        assert fs.vq_codes is not None
-        values.append(fs.vq_codes[item_idx].reshape(-1))
-        lengths.append(torch.full((b,), spec.vq_k, dtype=torch.int64))
-    if spec.item_id:
-        values += [item_idx, hist_vals]
-        lengths += [ones, hist_len]
-    if spec.rq_levels > 0:
-        assert fs.codes is not None
-        target_codes, hist_codes = fs.codes[item_idx], fs.codes[hist_vals]
-        for lv in range(spec.rq_levels):
-            values += [target_codes[:, lv], hist_codes[:, lv]]
-            lengths += [ones, hist_len]
-    return KeyedJaggedTensor(keys=spec.kjt_keys(), values=torch.cat(values), lengths=torch.cat(lengths))
+    return values, lengths
+
+
+def build_kjt(fs: FeatureSet, user_idx: torch.Tensor, item_idx: torch.Tensor, hist: torch.Tensor,
+              hist_len: torch.Tensor, layout: Layout = "pooled") -> KeyedJaggedTensor:
+    """Vectorised KJT builder. user_idx, item_idx, hist_len: (B,) int64; hist: (B, T) int64 left-aligned.
+    layout "pooled": context + target and history bag per item field; "sequence": context keys only."""
+    values, lengths = _context(fs, user_idx)
+    if layout == "pooled":
+        hist_vals = hist[history_mask(hist_len, hist.shape[1])]  # row-major: row 0's history, then row 1's
+        row_of = torch.repeat_interleave(torch.arange(user_idx.shape[0], device=hist.device), hist_len)
+        for f in fs.spec.item_fields:
+            tokens = fs.item_tokens[f.name]
+            v, n = _bags(tokens, item_idx)
+            values.append(v)
+            lengths.append(n)
+            hv, hn = _bags(tokens, hist_vals)
+            values.append(hv)
+            lengths.append(torch.zeros_like(hist_len).index_add_(0, row_of, hn))
+    return KeyedJaggedTensor(keys=fs.spec.kjt_keys(layout), values=torch.cat(values), lengths=torch.cat(lengths))
+
+
+def build_item_kjt(fs: FeatureSet, items: torch.Tensor) -> KeyedJaggedTensor:
+    """KJT of the bags of items (U,) int64, one key per item field (sequence layout)."""
+    values, lengths = [], []
+    for f in fs.spec.item_fields:
+        v, n = _bags(fs.item_tokens[f.name], items)
+        values.append(v)
+        lengths.append(n)
+    return KeyedJaggedTensor(keys=fs.spec.item_keys(), values=torch.cat(values), lengths=torch.cat(lengths))
 
 
 def build_kjt_reference(fs: FeatureSet, rows: Sequence[tuple[int, int, Sequence[int]]]) -> KeyedJaggedTensor:
-    """Per-row reference of `build_kjt`: rows are (user_idx, item_idx, history item_idx list)."""
+    """Per-row reference of `build_kjt` (pooled layout): rows are (user_idx, item_idx, history item_idx list)."""
     spec = fs.spec
     per_key: dict[str, list[list[int]]] = {k: [] for k in spec.kjt_keys()}
+
+    def bag(field: str, item: int) -> list[int]:
+        return [int(v) for v in fs.item_tokens[field][item] if int(v) >= 0]
+
     for user, item, history in rows:
         per_key[USER].append([user])
         for j, (name, _) in enumerate(spec.user_features):
             assert fs.user_table is not None
             per_key[user_key(name)].append([int(fs.user_table[user, j])])
-        if spec.vq_k > 0:
-            assert fs.vq_codes is not None
-            per_key[VQ].append([int(v) for v in fs.vq_codes[item]])
-        if spec.item_id:
-            per_key[ITEM].append([item])
-            per_key[HIST_ITEM].append(list(history))
-        for lv in range(spec.rq_levels):
-            assert fs.codes is not None
-            per_key[rq_key(lv)].append([int(fs.codes[item, lv])])
-            per_key[hist_rq_key(lv)].append([int(fs.codes[h, lv]) for h in history])
+        for f in spec.item_fields:
+            per_key[f.name].append(bag(f.name, item))
+            per_key[hist_key(f.name)].append([v for h in history for v in bag(f.name, h)])
     values = [v for k in spec.kjt_keys() for row in per_key[k] for v in row]
     lengths = [len(row) for k in spec.kjt_keys() for row in per_key[k]]
-    return KeyedJaggedTensor(
-        keys=spec.kjt_keys(), values=torch.tensor(values, dtype=torch.int64), lengths=torch.tensor(lengths, dtype=torch.int64)
-    )
+    return KeyedJaggedTensor(keys=spec.kjt_keys(), values=torch.tensor(values, dtype=torch.int64),
+                             lengths=torch.tensor(lengths, dtype=torch.int64))
 
 
 def build_dense(fs: FeatureSet, item_idx: torch.Tensor, hist: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
     """item_idx (B,), hist (B, T), hist_len (B,) -> (B, 1 + 2d) float32: [1, content[target], mean of
     content[history]] (zeros for an empty history)."""
-    ones = torch.ones(item_idx.shape[0], 1)
+    ones = torch.ones(item_idx.shape[0], 1, device=item_idx.device)
     if fs.content is None:
         return ones
     # Mean over each row's valid history as one embedding_bag: never materialises (B, T, d).
@@ -291,14 +332,24 @@ def build_batch(
     hist: torch.Tensor,
     hist_len: torch.Tensor,
     labels: torch.Tensor,
+    layout: Layout = "pooled",
 ) -> RankBatch:
     """Everything a ranker needs for B rows: user_idx, item_idx, hist_len, labels (B,); hist (B, T) int64
-    left-aligned (shapes as in `RankBatch`)."""
-    return RankBatch(
-        sparse=build_kjt(fs, user_idx, item_idx, hist, hist_len),
+    left-aligned (shapes as in `RankBatch`); layout "pooled" (DLRM) or "sequence" (DIN, SIM)."""
+    batch = RankBatch(
+        sparse=build_kjt(fs, user_idx, item_idx, hist, hist_len, layout),
         dense=build_dense(fs, item_idx, hist, hist_len),
         labels=labels.float(),
         item_idx=item_idx,
         hist=hist,
         hist_len=hist_len,
     )
+    if layout == "sequence":
+        mask = history_mask(hist_len, hist.shape[1])
+        unique, inverse = torch.unique(torch.cat([item_idx, hist[mask]]), return_inverse=True)
+        b = item_idx.shape[0]
+        hist_pos = torch.zeros_like(hist)
+        hist_pos[mask] = inverse[b:]
+        batch.items, batch.unique_items = build_item_kjt(fs, unique), unique
+        batch.target_pos, batch.hist_pos = inverse[:b], hist_pos
+    return batch

@@ -1,47 +1,50 @@
 """Item-side representation shared by DIN and SIM: target (B, D_i) and history (B, T, D_i).
 
-D_i = D * (number of item-side tables: item id and one per RQ level) + D if a content vector is
-used (a frozen linear map of it would be a fixed feature; a trainable Linear(d, D) lets the ranker
-weigh it, as FuxiCTR does with `pretrain_usage`).  The content table itself stays frozen (a buffer).
+D_i = D * (number of item fields: item id, RQ levels or code tokens, VQ bag, metadata) + D if a content vector
+is used (a frozen linear map of it would be a fixed feature; a trainable Linear(d, D) lets the ranker weigh it,
+as FuxiCTR does with `pretrain_usage`). The content table itself stays frozen (a buffer).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, history_mask, sequence_configs
+from recsys_models.errors import RecsysModelError
+from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, history_mask, item_bag_configs
 
 
 class SequenceItemEncoder(nn.Module):
-    """EmbeddingCollection (unpooled) over the item-side tables + optional projected frozen content (N, d)."""
+    """Item representations for DIN and SIM: each of the batch's U distinct items is pooled once per item field
+    (an EmbeddingBagCollection over `batch.items`, mean of the field's bag), optionally joined by its projected
+    frozen content (N, d); the target (B, D_i) and history (B, T, D_i) rows are gathered from those U."""
 
     def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.pairs = [(tk, hk) for _, tk, hk, _ in spec.sequence_pairs()]
-        self.collection = EmbeddingCollection(tables=sequence_configs(spec))
+        self.keys = spec.item_keys()
+        self.collection = EmbeddingBagCollection(tables=item_bag_configs(spec, "sequence"))
         self.content: torch.Tensor | None
         self.register_buffer("content", content, persistent=False)
         self.project = nn.Linear(spec.dense_dim, spec.embedding_dim) if content is not None else None
-        self.dim = spec.embedding_dim * (len(self.pairs) + (1 if content is not None else 0))
+        self.dim = spec.embedding_dim * (len(self.keys) + (1 if content is not None else 0))
 
     def forward(self, batch: RankBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> target (B, D_i), history (B, T, D_i), mask (B, T) bool."""
-        t = batch.hist.shape[1]
-        out = self.collection(batch.sparse)
-        targets = [out[tk].values() for tk, _ in self.pairs]
-        hists = [out[hk].to_padded_dense(desired_length=t) for _, hk in self.pairs]
+        if batch.items is None or batch.target_pos is None or batch.hist_pos is None or batch.unique_items is None:
+            raise RecsysModelError("SequenceItemEncoder: the batch was built with layout='pooled'; DIN and SIM need "
+                                   "build_batch(..., layout='sequence')")
+        pooled = self.collection(batch.items).to_dict()
+        parts = [pooled[k] for k in self.keys]  # each (U, D)
         if self.content is not None and self.project is not None:
-            targets.append(self._projected(batch.item_idx))
-            hists.append(self._projected(batch.hist))
-        return torch.cat(targets, dim=-1), torch.cat(hists, dim=-1), history_mask(batch.hist_len, t)
-
+            parts.append(self._projected(batch.unique_items))
+        rep = torch.cat(parts, dim=-1)  # (U, D_i)
+        t = batch.hist.shape[1]
+        return rep[batch.target_pos], rep[batch.hist_pos], history_mask(batch.hist_len, t)
 
     def _projected(self, idx: torch.Tensor) -> torch.Tensor:
-        """project(content[idx]) for idx of any shape. When the catalogue has fewer rows than idx holds
-        (ML-100K: 1682 items vs B*T = 51,200 history slots) projecting the whole table once and gathering
-        D-wide rows is far cheaper than gathering d-wide rows (d = 384 for MiniLM) and projecting them."""
+        """project(content[idx]) for idx (U,). When the catalogue has fewer rows than idx holds, projecting the
+        whole table once and gathering D-wide rows is cheaper than gathering d-wide rows (d = 384 for MiniLM)."""
         assert self.content is not None and self.project is not None
         if self.content.shape[0] <= idx.numel():
             return self.project(self.content)[idx]
@@ -49,7 +52,7 @@ class SequenceItemEncoder(nn.Module):
 
 
 class ContextEncoder(nn.Module):
-    """Pooled user id, user features and VQ bag -> (B, F_c * D)."""
+    """Pooled user id and user features -> (B, F_c * D)."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         super().__init__()
@@ -57,6 +60,7 @@ class ContextEncoder(nn.Module):
         self.dim = spec.embedding_dim * len(spec.context_tables())
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
+        """-> (B, F_c * D): the user-side features of every row."""
         return self.collection(batch.sparse).values()
 
 

@@ -65,7 +65,10 @@ def _describe(data: PreparedData, as_json: bool) -> int:
         return 0
     rows = [("users", s["users"]), ("items", s["items"]), ("impressions", s["impressions"]),
             ("positives", s["positives"]), ("train", s["train"]), ("val", s["val"]), ("test", s["test"]),
-            ("cold items", s["cold_items"]), ("cold-user share of val", f"{s['cold_user_share_val']:.1%}"),
+            ("cold items (no training impression)", s["cold_items"]),
+            ("  of which the seeded cold draw", s["cold_items_drawn"]),
+            ("warm items (>= 1 training impression)", s["warm_items"]),
+            ("cold-user share of val", f"{s['cold_user_share_val']:.1%}"),
             ("cold-user share of test", f"{s['cold_user_share_test']:.1%}"),
             ("history length mean / median / max",
              f"{s['history_len_mean']:.1f} / {s['history_len_median']:.0f} / {s['history_len_max']}"),

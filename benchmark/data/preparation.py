@@ -21,7 +21,7 @@ from benchmark.data.history import build_history
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
 from benchmark.data.schema import RawData, validate
 
-FORMAT_VERSION = 1  # bump when the prepared layout or any step's semantics change
+FORMAT_VERSION = 2  # bump when the prepared layout or any step's semantics change
 DEFAULT_CACHE = Path("runs") / "cache"
 STAGE = "data"
 
@@ -128,39 +128,48 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
              for name, code in (("train", splits.TRAIN), ("val", splits.VAL), ("test", splits.TEST))}
     train_count = np.bincount(parts["train"]["item_idx"].to_numpy(), minlength=n_items).astype(np.int32)
     items = _finish_items(items, cold, train_count, cfg.split.popularity_buckets)
-    stats = _stats(raw, log, parts, cold, (*totals, dropped), items.height, users.height)
+    stats = _stats(raw, log, parts, items, (*totals, dropped), users.height)
     return PreparedData(**parts, items=items, users=users, stats=stats, fingerprint=fp, name=cfg.dataset)
 
 
-def _finish_items(items: pl.DataFrame, cold: np.ndarray, train_count: np.ndarray, buckets: int) -> pl.DataFrame:
+def _finish_items(items: pl.DataFrame, drawn: np.ndarray, train_count: np.ndarray, buckets: int) -> pl.DataFrame:
+    """Cold = no training impression (the drawn cold items and any other item without train rows); warm = at
+    least one; `cold_drawn` marks the seeded draw whose rows left train/val."""
     for col in ("image_path", "category"):
         if col not in items.columns:
             items = items.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
     return items.select(
         "item_idx", "item_id", pl.col("text").fill_null(""), "image_path", "category",
-        pl.Series("is_cold", cold), pl.Series("train_count", train_count, dtype=pl.Int32),
+        pl.Series("is_cold", train_count == 0), pl.Series("cold_drawn", drawn),
+        pl.Series("train_count", train_count, dtype=pl.Int32),
         pl.Series("pop_bucket", splits.popularity_buckets(train_count, buckets), dtype=pl.Int8))
 
 
-def _stats(raw: RawData, log: pl.DataFrame, parts: dict[str, pl.DataFrame], cold: np.ndarray,
-           counts: tuple[int, int, int], n_items: int, n_users: int) -> dict:
-    """impressions/positives count the log after dedup and k-core, before cold rows leave train/val."""
+def _stats(raw: RawData, log: pl.DataFrame, parts: dict[str, pl.DataFrame], items: pl.DataFrame,
+           counts: tuple[int, int, int], n_users: int) -> dict:
+    """impressions/positives count the log after dedup and k-core, before cold rows leave train/val.
+    cold_items: items with no training impression (the report's cold slice); cold_items_drawn: the seeded draw
+    among them whose rows were held out; warm_items: items with at least one training impression."""
     impressions, positives, dropped = counts
     train_users = parts["train"]["user_idx"].unique().implode()
 
     def cold_user_share(df: pl.DataFrame) -> float:
         return float((~df["user_idx"].is_in(train_users)).mean()) if df.height else 0.0
 
+    cold_ids = items.filter(pl.col("is_cold"))["item_idx"].implode()
+    drawn_ids = items.filter(pl.col("cold_drawn"))["item_idx"].implode()
     lens = log["hist_item_idx"].list.len()
     test_lens = parts["test"]["hist_item_idx"].list.len()
     inter = raw.interactions
     return {
-        "users": n_users, "items": n_items,
+        "users": n_users, "items": items.height,
         "impressions": impressions, "positives": positives,
         "raw_impressions": inter.height, "raw_positives": int(inter["label"].cast(pl.Int64).sum()),
         "train": parts["train"].height, "val": parts["val"].height, "test": parts["test"].height,
-        "cold_items": int(cold.sum()), "cold_rows_dropped_from_train_val": dropped,
-        "cold_item_test_rows": int(parts["test"]["item_idx"].is_in(pl.Series(np.flatnonzero(cold)).implode()).sum()),
+        "cold_items": int(items["is_cold"].sum()), "cold_items_drawn": int(items["cold_drawn"].sum()),
+        "warm_items": int((~items["is_cold"]).sum()), "cold_rows_dropped_from_train_val": dropped,
+        "cold_item_test_rows": int(parts["test"]["item_idx"].is_in(cold_ids).sum()),
+        "cold_drawn_test_rows": int(parts["test"]["item_idx"].is_in(drawn_ids).sum()),
         "cold_user_share_val": cold_user_share(parts["val"]), "cold_user_share_test": cold_user_share(parts["test"]),
         "history_len_mean": float(lens.mean() or 0.0), "history_len_median": float(lens.median() or 0.0),
         "history_len_max": int(lens.max() or 0), "history_empty_share": float((lens == 0).mean() or 0.0),

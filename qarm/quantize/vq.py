@@ -52,10 +52,12 @@ def _rank_candidates(x: np.ndarray, rows: np.ndarray, cand: np.ndarray, metric: 
 
 
 def topk_neighbours(x: np.ndarray, k: int, *, rows: np.ndarray | None = None, exclude_self: bool = True,
-                    metric: Literal["ip", "l2"] = "ip", gpu: GpuChoice = "auto") -> np.ndarray:
-    """Exact top-k neighbours (the module's rule) of the items `rows` (default: all) among all N items.
+                    metric: Literal["ip", "l2"] = "ip", gpu: GpuChoice = "auto",
+                    candidates: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-k neighbours (the module's rule) of the items `rows` (default: all) among the items
+    `candidates` (default: all N).
 
-    x: (N, d) float32; rows: (n,) item_idx -> (n, k) int64 item_idx, best first.
+    x: (N, d) float32; rows: (n,) item_idx; candidates: (C,) item_idx -> (n, k) int64 item_idx, best first.
     """
     x = faiss_utils.as_float32_matrix(x)
     n = x.shape[0]
@@ -63,37 +65,43 @@ def topk_neighbours(x: np.ndarray, k: int, *, rows: np.ndarray | None = None, ex
         raise QarmError(f"k must be an int >= 1, got {k!r}")
     if metric not in ("ip", "l2"):
         raise QarmError(f"metric must be 'ip' or 'l2', got {metric!r}")
-    available = n - 1 if exclude_self else n
+    pool = np.arange(n) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+    if pool.size and (pool[0] < 0 or pool[-1] >= n):
+        raise QarmError(f"candidates must be item_idx in [0, {n}), got values in [{pool[0]}, {pool[-1]}]")
+    m = pool.size
+    available = m - 1 if exclude_self else m
     if k > available:
-        raise QarmError(f"k={k} neighbours requested but only {available} exist among N={n} items "
+        raise QarmError(f"k={k} neighbours requested but only {available} exist among {m} candidate items "
                         f"(exclude_self={exclude_self}); use k <= {available}")
     rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     index = faiss_utils.flat_index(x.shape[1], metric, use_gpu=faiss_utils.resolve_gpu(gpu))
-    index.add(x)
+    index.add(np.ascontiguousarray(x[pool]))
     bound = _error_bound(x, metric)[rows]
     out = np.empty((rows.size, k), dtype=np.int64)
     todo = np.arange(rows.size)  # positions in `rows` still to certify
-    ncand = min(n, k + 1 + max(8, k // 2))
+    ncand = min(m, k + 1 + max(8, k // 2))
     while todo.size:
-        _, cand = index.search(x[rows[todo]], ncand)
-        ranked, key = _rank_candidates(x, rows[todo], cand, metric, exclude_self)
+        _, pos = index.search(x[rows[todo]], ncand)
+        ranked, key = _rank_candidates(x, rows[todo], pool[pos], metric, exclude_self)
         out[todo] = ranked[:, :k]
-        if ncand == n:
+        if ncand == m:
             break
         # Any non-candidate is at least as far (by faiss) as every candidate, so exactly it is no nearer than
         # the farthest candidate's exact key minus 2 bounds; the k-th must be strictly nearer than that.
         last = np.where(np.isinf(key), -np.inf, key).max(1)
         certified = last - key[:, k - 1] > 2.0 * bound[todo]
         todo = todo[~certified]
-        ncand = min(n, ncand * 4)
+        ncand = min(m, ncand * 4)
     return out
 
 
 def vq_codes(x: np.ndarray, k: int = 25, *, exclude_self: bool = True, metric: Literal["ip", "l2"] = "ip",
-             gpu: GpuChoice = "auto") -> np.ndarray:
+             gpu: GpuChoice = "auto", candidates: np.ndarray | None = None) -> np.ndarray:
     """Top-k neighbour codes. x: (N, d) float32 aligned embeddings -> (N, k) int64 item_idx, best first.
 
-    Raises QarmError when fewer than k neighbours exist (k > N - 1 with exclude_self, k > N without):
-    padding would invent ids that the ranker's VQ embedding table would learn as real neighbours.
+    candidates: (C,) item_idx the neighbours are drawn from (the benchmark passes the items with a training
+    impression, so every neighbour id in a VQ bag has a trained embedding row); default all N.
+    Raises QarmError when fewer than k neighbours exist: padding would invent ids that the ranker's VQ
+    embedding table would learn as real neighbours.
     """
-    return topk_neighbours(x, k, exclude_self=exclude_self, metric=metric, gpu=gpu)
+    return topk_neighbours(x, k, exclude_self=exclude_self, metric=metric, gpu=gpu, candidates=candidates)

@@ -1,4 +1,4 @@
-"""Variants -> feature sets (benchmark.cell.build_features)."""
+"""Variants -> feature sets (benchmark.cell.build_features), the controls, item metadata, the cell plan."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from benchmark.cell import build_features, encode_user_features
+from benchmark.cell import build_features, control_codes, encode_item_fields, encode_user_features
+from benchmark.config import load_config
 from benchmark.errors import ConfigError, DataError
+from benchmark.stages import item_side_keys, plan_cell
 from benchmark.variants import VARIANTS
 from recsys_models.dlrm import build_dlrm
 from recsys_models.features import embedding_bag_configs
@@ -16,26 +18,33 @@ N, U = 6, 3
 CODES = np.array([[0, 1], [1, 1], [2, 0], [0, 0], [1, 2], [2, 2]], dtype=np.int64)
 VQ = np.array([[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4]], dtype=np.int64)
 DENSE = np.arange(N * 3, dtype=np.float32).reshape(N, 3)
+META = {"year": np.array([[0], [1], [1], [-1], [0], [2]]), "genres": np.array([[0, 1], [1, -1]] * 3)}
 
 
 def _features(variant: str):
-    return build_features(variant, n_items=N, n_users=U, embedding_dim=4, codes=CODES, vq_codes=VQ, dense=DENSE)
+    return build_features(variant, n_items=N, n_users=U, embedding_dim=4, codes=CODES, vq_codes=VQ, dense=DENSE,
+                          item_fields=META)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_builds(variant: str) -> None:
     v = VARIANTS[variant]
     spec = _features(variant).spec
-    assert spec.item_id == v.item_id
-    assert (spec.rq_levels == 2) == v.codes and (spec.vq_k == 2) == v.vq and (spec.dense_dim == 3) == v.dense
+    names = [f.name for f in spec.item_fields]
+    assert spec.has_item_id == v.item_id
+    assert ("rq_0" in names and "rq_1" in names) == bool(v.codes)
+    assert ("vq" in names) == bool(v.vq) and (spec.dense_dim == 3) == bool(v.dense)
+    assert ("meta_year" in names and "meta_genres" in names) == v.metadata
 
 
-def test_codes_only_has_no_item_id_table() -> None:
+def test_codes_only_has_no_item_id_table_and_vq_shares_it() -> None:
     fs = _features("codes_only")
     assert "t_item" not in [c.name for c in embedding_bag_configs(fs.spec)]
-    model = build_dlrm(fs.spec)
-    assert not any("t_item" in name for name, _ in model.named_parameters())
-    assert any("t_item" in name for name, _ in build_dlrm(_features("id_only").spec).named_parameters())
+    assert not any("t_item" in name for name, _ in build_dlrm(fs.spec).named_parameters())
+    vq = _features("aligned_codes_vq").spec
+    assert {f.name: f.table for f in vq.item_fields}["vq"] == "t_item"  # neighbour ids are item ids
+    # the VQ bag adds no parameters: the same rows as aligned_codes
+    assert vq.embedding_parameters() == _features("aligned_codes").spec.embedding_parameters()
 
 
 def test_unknown_variant_and_missing_arrays() -> None:
@@ -43,12 +52,52 @@ def test_unknown_variant_and_missing_arrays() -> None:
         build_features("qarm", n_items=N, n_users=U)
     with pytest.raises(DataError, match="codes: variant 'aligned_codes' needs it"):
         build_features("aligned_codes", n_items=N, n_users=U)
+    with pytest.raises(DataError, match="no categorical item fields"):
+        build_features("metadata", n_items=N, n_users=U)
+
+
+def test_vq_bag_as_the_code_feature() -> None:
+    fs = build_features("aligned_codes", n_items=N, n_users=U, codes=VQ, code_kind="vq")
+    assert [(f.name, f.table, f.max_len) for f in fs.spec.item_fields] == [("item", "t_item", 1), ("vq", "t_item", 2)]
 
 
 def test_encode_user_features_by_hand() -> None:
-    users = pl.DataFrame({"user_idx": [2, 0], "gender": ["M", None], "age": ["18", "25"]},
+    users = pl.DataFrame({"user_idx": [2, 0], "user_id": ["u2", "u0"], "gender": ["M", None], "age": ["18", "25"]},
                          schema_overrides={"user_idx": pl.Int32})
     table, feats = encode_user_features(users, n_users=U)
-    # sorted categories get 1..; 0 = missing (null, or user 1 absent from the frame)
+    # sorted categories get 1..; 0 = missing (null, or user 1 absent); the raw user_id is no feature
     assert feats == (("gender", 2), ("age", 3))
     assert table.tolist() == [[0, 2], [0, 0], [1, 1]]
+
+
+def test_encode_item_fields_by_hand() -> None:
+    items = pl.DataFrame({"item_idx": [1, 0, 2], "year": ["1995", "", "1990"],
+                          "genres": [["Drama"], ["Comedy", "Drama"], []], "category": [None, None, None]},
+                         schema_overrides={"item_idx": pl.Int32, "category": pl.Utf8})
+    out = encode_item_fields(items)
+    assert set(out) == {"year", "genres"}  # an all-null column is no field
+    assert out["year"].tolist() == [[-1], [1], [0]]  # item 0 has "" (unknown); 1990 -> 0, 1995 -> 1
+    assert out["genres"].tolist() == [[0, 1], [1, -1], [-1, -1]]  # Comedy 0, Drama 1; a bag per item
+
+
+def test_controls_keep_shape_and_vocabulary() -> None:
+    rnd = control_codes(CODES, 3, "random", seed=0)
+    assert rnd.shape == CODES.shape and rnd.min() >= 0 and rnd.max() < 3
+    assert np.array_equal(rnd, control_codes(CODES, 3, "random", seed=0))
+    assert not np.array_equal(rnd, control_codes(CODES, 3, "random", seed=1))
+    shuf = control_codes(CODES, 3, "shuffled", seed=0)
+    assert sorted(map(tuple, shuf.tolist())) == sorted(map(tuple, CODES.tolist()))  # the same codes ...
+    assert not np.array_equal(shuf, CODES)  # ... on other items
+
+
+def test_plan_decides_sim_search_once_for_every_variant() -> None:
+    cfg = load_config()
+    keys = item_side_keys(cfg, "d", 0)
+    plans = {v: plan_cell(cfg, v, "sim", 0, keys) for v in cfg.suite.variants}
+    assert {(p.sim_search, p.sim_search_codes) for p in plans.values()} == {("hard", "frozen_rq_kmeans")}
+    own = load_config(None, ["rank.sim.search_codes=own"])
+    plans = {v: plan_cell(own, v, "sim", 0, item_side_keys(own, "d", 0)) for v in own.suite.variants}
+    assert (plans["id_only"].sim_search, plans["id_only"].sim_search_codes) == ("soft", None)
+    assert plans["aligned_codes"].sim_search_codes == "aligned_rq_kmeans"
+    assert plans["random_codes"].sim_search == "soft"  # a control's codes are not a search key
+    assert plan_cell(cfg, "id_only", "dlrm", 0, keys).sim_search is None

@@ -41,18 +41,20 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
     # the alignment curve reaches the parent run and the plot: the same finite values, epoch by epoch
     from benchmark.plots import alignment_series
 
+    assert [r.seed for r in results.item_side] == [0, 1]  # full replicates: one item side per seed
     summary = results.item_side[0].alignment
-    logged = client.get_metric_history(parent.info.run_id, "align_val_recall")
+    logged = client.get_metric_history(parent.info.run_id, "align_val_recall_r0")
     series = alignment_series(summary)
     assert [m.step for m in logged] == series["epoch"] == [h.epoch for h in summary.history] != []
     assert [m.value for m in logged] == pytest.approx(series["val_recall"])
     assert all(0.0 <= v <= 1.0 for v in series["val_recall"])
-    assert parent.data.metrics["align_aligned_recall"] == pytest.approx(summary.aligned_recall)
-    assert parent.data.metrics["pairs_n_pairs"] == results.item_side[0].pair_stats.n_pairs
+    assert parent.data.metrics["align_aligned_recall_r0"] == pytest.approx(summary.aligned_recall)
+    assert parent.data.metrics["pairs_n_pairs_r1"] == results.item_side[1].pair_stats.n_pairs
     sims = [c for c in results.cells if c.model == "sim"]
-    assert {(c.variant, c.sim_search, c.sim_search_codes) for c in sims} == {
-        ("id_only", "soft", None), ("aligned_codes", "hard", "aligned_rq_kmeans"),
-        ("codes_only", "hard", "aligned_rq_kmeans")}
+    assert {(c.sim_search, c.sim_search_codes) for c in sims} == {("hard", "frozen_rq_kmeans")}  # one search unit
+    assert {c.replicate_seed for c in results.cells} == {0, 1}
+    assert all(c.n_embedding_parameters > 0 and c.n_dense_parameters > 0 for c in results.cells)
+    assert all(c.test_bootstrap["all"] is not None for c in results.cells)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "plots", "stats", "config"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -99,7 +101,9 @@ def test_interrupted_after_codes_resumes_with_identical_metrics(tmp_path: Path, 
         SuiteRun(cfg, progress=False).run()
     codes_dir = tmp_path / "resumed" / "runs" / "synthetic-tiny" / "artifacts" / "codes"
     entries = [p for p in codes_dir.iterdir() if (p / "_SUCCESS").exists()]
-    assert len(entries) == 4  # aligned_rq_kmeans (the variants'), and the panel's rq_kmeans/rq_vae of both sources
+    # per replicate (seed 0 only here): aligned_rq_kmeans (the variants'), frozen_rq_kmeans (SIM's search; not
+    # fitted: no sim model here), and the panel's rq_kmeans/rq_vae of both sources
+    assert len(entries) == 4
     stamps = {p: (p / "_SUCCESS").stat().st_mtime_ns for p in entries}
 
     # On the rerun every item-side stage must come from the cache: make recomputing them fail loudly.

@@ -70,3 +70,35 @@ def test_slice_metrics_slices() -> None:
     assert out["warm"]["auc"] == pytest.approx(1.0)
     with pytest.raises(DataError, match="missing from the items"):
         slice_metrics(frame.with_columns(item_idx=pl.lit(9)), items)
+
+
+def test_weighted_auc_is_the_auc_of_repeated_rows() -> None:
+    from benchmark.metrics import auc, weighted_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    p = np.round(rng.random(40), 1)  # many ties
+    w = rng.integers(0, 4, 40)
+    assert weighted_auc(y, p, np.ones(40)) == pytest.approx(auc(y, p))
+    assert weighted_auc(y, p, w) == pytest.approx(auc(np.repeat(y, w), np.repeat(p, w)))
+    both = weighted_auc(y, p, np.stack([np.ones(40), w]))
+    assert both.shape == (2,) and both[1] == pytest.approx(auc(np.repeat(y, w), np.repeat(p, w)))
+
+
+def test_bootstrap_interval_brackets_the_auc_and_shrinks_with_data() -> None:
+    from benchmark.metrics import auc, bootstrap_auc
+
+    rng = np.random.default_rng(0)
+
+    def draw(n_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        users = np.repeat(np.arange(n_users), 10)
+        y = rng.integers(0, 2, users.size)
+        return users, y, y * 0.3 + rng.random(users.size)
+
+    small, large = draw(30), draw(300)
+    lo, hi = bootstrap_auc(*small, seed=1)
+    assert lo < auc(small[1], small[2]) < hi
+    lo2, hi2 = bootstrap_auc(*large, seed=1)
+    assert hi2 - lo2 < hi - lo  # ten times the users: a narrower test-set interval
+    assert bootstrap_auc(*small, seed=1) == (lo, hi)  # seeded
+    assert bootstrap_auc(np.arange(4), np.ones(4), np.random.default_rng(0).random(4)) is None  # one class

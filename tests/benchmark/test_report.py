@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from benchmark.cli import main
 from benchmark.records import CellRecord, Provenance, SuiteResults, to_json
-from benchmark.report import ROW_KEYS, aggregate, mean_ci, paired_delta, write_report
-
-
-def test_mean_ci_by_formula() -> None:
-    # values 1, 2, 3: mean 2, sample std 1, t(0.975, df=2) = 4.302652729911275
-    mean, std, lo, hi = mean_ci([1.0, 2.0, 3.0])
-    half = 4.302652729911275 * 1.0 / math.sqrt(3)
-    assert mean == 2.0 and std == 1.0
-    assert lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
-    assert mean_ci([0.7]) == (0.7, 0.0, 0.7, 0.7)
-
-
-def test_paired_t_test_by_formula() -> None:
-    # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t = 0.2 / (0.1/sqrt 3) = 3.4641; two-sided p, df 2
-    from scipy import stats
-
-    delta, p = paired_delta({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.5, 2: 0.5})
-    t = 0.2 / (0.1 / math.sqrt(3))
-    assert delta == pytest.approx(0.2)
-    assert p == pytest.approx(2 * stats.t.sf(t, df=2))
-    assert math.isnan(paired_delta({0: 0.6}, {0: 0.5})[1])
+from benchmark.report import ROW_KEYS, aggregate, write_report
 
 
 def _cells() -> list[CellRecord]:
@@ -58,6 +37,8 @@ def test_aggregate_rows_and_json_contract(tmp_path: Path, capsys: pytest.Capture
     assert row["mean"] == pytest.approx((0.72 + 0.74 + 0.70) / 3)
     assert row["delta_vs_id_only"] == pytest.approx((0.02 + 0.03 + 0.01) / 3)
     assert row["n_seeds"] == 3 and 0 < row["p_value"] < 1
+    assert row["p_value_holm"] == row["p_value"] and row["holm_family_size"] == 1  # one comparison per family
+    assert row["delta_vs_frozen"] is None and row["p_value_vs_frozen"] is None  # no frozen_codes cells here
     cold = next(r for r in rows if r["variant"] == "aligned_codes" and r["slice"] == "cold" and r["metric"] == "auc")
     assert cold["mean"] is None and cold["n_seeds"] == 0  # NaN AUC (one-label slice) never becomes a number
     results = _results(_cells())
@@ -83,3 +64,23 @@ def test_report_of_unknown_suite_is_a_user_error(tmp_path: Path, capsys: pytest.
     assert main(["report", "nope", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no results for suite 'nope'" in err and "Traceback" not in err
+
+
+def test_holm_families_and_frozen_counterparts() -> None:
+    """Three variants against id_only in one family (model x slice x metric) -> Holm over three; aligned_codes
+    also against frozen_codes, in a family of its own."""
+    from benchmark.stats import holm
+
+    gains = {"id_only": (0.0, 0.0, 0.0), "frozen_codes": (0.01, 0.012, 0.011), "aligned_codes": (0.03, 0.02, 0.025),
+             "random_codes": (0.001, -0.002, 0.0)}
+    cells = [CellRecord(model="dlrm", variant=v, seed=s, key=f"{v}{s}", best_epoch=1, val_best={}, history=(),
+                        test={"all": {"auc": 0.7 + g[s] + 0.001 * s}}) for v, g in gains.items() for s in range(3)]
+    rows = {r["variant"]: r for r in aggregate(cells) if r["metric"] == "auc"}
+    raw = [rows[v]["p_value"] for v in ("frozen_codes", "aligned_codes", "random_codes")]
+    assert [rows[v]["p_value_holm"] for v in ("frozen_codes", "aligned_codes", "random_codes")] == pytest.approx(
+        holm(raw))
+    assert {rows[v]["holm_family_size"] for v in gains if v != "id_only"} == {3}
+    a = rows["aligned_codes"]
+    assert a["delta_vs_frozen"] == pytest.approx((0.02 + 0.008 + 0.014) / 3)
+    assert a["p_value_vs_frozen_holm"] == pytest.approx(a["p_value_vs_frozen"])  # a family of one here
+    assert rows["random_codes"]["delta_vs_frozen"] is None

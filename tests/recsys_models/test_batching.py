@@ -8,15 +8,16 @@ import torch
 
 from recsys_models.batching import iter_batches, split_arrays
 from recsys_models.errors import RecsysModelError
-from recsys_models.features import FeatureSet, FeatureSpec
+from recsys_models.features import FeatureSet, FeatureSpec, ItemField
 
 N, U = 6, 3
 CODES = torch.tensor([[0, 1], [1, 1], [2, 0], [0, 0], [1, 2], [2, 2]], dtype=torch.int64)
 
 
 def _features() -> FeatureSet:
-    spec = FeatureSpec(n_items=N, n_users=U, embedding_dim=4, rq_levels=2, rq_codebook_size=3)
-    return FeatureSet(spec=spec, codes=CODES)
+    fields = (ItemField("rq_0", "t_rq_0", 3), ItemField("rq_1", "t_rq_1", 3))
+    spec = FeatureSpec(n_items=N, n_users=U, embedding_dim=4, item_fields=fields)
+    return FeatureSet(spec=spec, item_tokens={"rq_0": CODES[:, :1], "rq_1": CODES[:, 1:]})
 
 
 def _frame() -> pl.DataFrame:

@@ -15,7 +15,8 @@ from recsys_models.config import DinConfig, DlrmConfig, SimConfig
 from recsys_models.din import build_din
 from recsys_models.dlrm import build_dlrm
 from recsys_models.errors import RecsysModelError
-from recsys_models.features import FeatureSet, FeatureSpec, RankBatch, build_batch
+from recsys_models.factory import batch_layout
+from recsys_models.features import FeatureSet, FeatureSpec, ItemField, RankBatch, build_batch
 from recsys_models.sim import build_sim, hard_search, soft_search
 
 N, U, L, K, B, T = 12, 5, 2, 4, 16, 6
@@ -23,23 +24,29 @@ N, U, L, K, B, T = 12, 5, 2, 4, 16, 6
 
 def _fs(item_id: bool = True, codes: bool = True, dense: bool = False, vq: bool = False) -> FeatureSet:
     g = torch.Generator().manual_seed(0)
-    spec = FeatureSpec(n_items=N, n_users=U, embedding_dim=8, item_id=item_id, rq_levels=L if codes else 0,
-                       rq_codebook_size=K if codes else 0, vq_k=3 if vq else 0, dense_dim=4 if dense else 0)
-    return FeatureSet(
-        spec=spec,
-        codes=torch.randint(0, K, (N, L), generator=g) if codes else None,
-        vq_codes=torch.randint(0, N, (N, 3), generator=g) if vq else None,
-        content=torch.randn(N, 4, generator=g) if dense else None,
-    )
+    fields, tokens = [], {}
+    if item_id:
+        fields.append(ItemField("item", "t_item", N))
+        tokens["item"] = torch.arange(N)[:, None]
+    if codes:
+        c = torch.randint(0, K, (N, L), generator=g)
+        for lv in range(L):
+            fields.append(ItemField(f"rq_{lv}", f"t_rq_{lv}", K))
+            tokens[f"rq_{lv}"] = c[:, lv : lv + 1].contiguous()
+    if vq:
+        fields.append(ItemField("vq", "t_item" if item_id else "t_vq", N, 3))
+        tokens["vq"] = torch.randint(0, N, (N, 3), generator=g)
+    spec = FeatureSpec(n_items=N, n_users=U, embedding_dim=8, item_fields=tuple(fields), dense_dim=4 if dense else 0)
+    return FeatureSet(spec=spec, item_tokens=tokens, content=torch.randn(N, 4, generator=g) if dense else None)
 
 
-def _batch(fs: FeatureSet, seed: int = 1) -> RankBatch:
+def _batch(fs: FeatureSet, seed: int = 1, layout: str = "pooled") -> RankBatch:
     g = torch.Generator().manual_seed(seed)
     hist_len = torch.randint(0, T + 1, (B,), generator=g)
     hist = torch.randint(0, N, (B, T), generator=g) * (torch.arange(T)[None] < hist_len[:, None])
     labels = torch.randint(0, 2, (B,), generator=g).float()
     return build_batch(fs, torch.randint(0, U, (B,), generator=g), torch.randint(0, N, (B,), generator=g), hist,
-                       hist_len, labels)
+                       hist_len, labels, layout)
 
 
 SEARCH_CODES = torch.randint(0, K, (N, L), generator=torch.Generator().manual_seed(7))
@@ -60,9 +67,8 @@ def _models(fs: FeatureSet) -> dict[str, nn.Module]:
 @pytest.mark.parametrize("variant", ["ids", "codes_vq_dense", "codes_only"])
 def test_shapes(variant: str) -> None:
     fs = {"ids": _fs(codes=False), "codes_vq_dense": _fs(dense=True, vq=True), "codes_only": _fs(item_id=False)}[variant]
-    batch = _batch(fs)
     for name, model in _models(fs).items():
-        out = model(batch)
+        out = model(_batch(fs, layout=batch_layout(name.split("_")[0])))
         assert out.shape == (B,) and torch.isfinite(out).all(), name
 
 
@@ -70,7 +76,7 @@ def test_shapes(variant: str) -> None:
 def test_overfits_one_tiny_batch(name: str) -> None:
     torch.manual_seed(0)
     fs = _fs(dense=True, vq=True)
-    batch = _batch(fs)
+    batch = _batch(fs, layout=batch_layout(name.split("_")[0]))
     model = _models(fs)[name]
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     loss_fn = nn.BCEWithLogitsLoss()

@@ -20,7 +20,9 @@ def test_describe_movielens_100k_json(tmp_path: Path, capsys: pytest.CaptureFixt
     s = json.loads(capsys.readouterr().out)
     assert (s["users"], s["items"], s["impressions"]) == (943, 1682, 100000)
     assert s["train"] + s["val"] + s["test"] + s["cold_rows_dropped_from_train_val"] == 100000
-    assert s["cold_items"] == round(0.1 * 1682)  # every ML-100K item has ratings
+    assert s["cold_items_drawn"] == round(0.1 * 1682)  # every ML-100K item has ratings
+    # cold = no training impression: the drawn ones and any item whose only impressions fell in val/test
+    assert s["cold_items"] >= s["cold_items_drawn"] and s["cold_items"] + s["warm_items"] == 1682
     for key in ("positives", "cold_user_share_test", "cold_user_share_val", "history_len_mean"):
         assert key in s
     assert s["cold_user_share_test"] == 0.0  # per-user temporal: every test user trains
@@ -95,7 +97,7 @@ def test_prepared_schema(tmp_path: Path) -> None:
         assert dict(df.schema) == want
         assert df.equals(df.sort(["user_idx", "ts", "item_idx"]))
     assert dict(p.items.schema) == {"item_idx": pl.Int32, "item_id": pl.Utf8, "text": pl.Utf8, "image_path": pl.Utf8,
-                                    "category": pl.Utf8, "is_cold": pl.Boolean, "train_count": pl.Int32,
+                                    "category": pl.Utf8, "is_cold": pl.Boolean, "cold_drawn": pl.Boolean, "train_count": pl.Int32,
                                     "pop_bucket": pl.Int8}
     assert p.items["item_idx"].to_list() == list(range(30)) and p.users["user_idx"].to_list() == list(range(40))
     assert p.train_positives().columns == ["user_idx", "item_idx", "ts"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -126,11 +128,32 @@ def test_cold_items_keep_test_rows_and_all_items_have_rows() -> None:
     rows = [("1", "0", 1, 1), ("1", "1", 2, 1), ("2", "0", 3, 1), ("2", "1", 4, 1)]
     p = build_prepared(raw_from(rows, n_items=4), cfg("leave_last_out", cold=0.5, seed=0), "fp")
     assert p.items["item_idx"].to_list() == [0, 1, 2, 3]  # items 2, 3 have no interactions but keep rows
-    cold = p.items.filter("is_cold")["item_idx"].to_list()
+    cold = p.items.filter("cold_drawn")["item_idx"].to_list()
     assert len(cold) == 1  # round(0.5 * 2 items with interactions)
+    # leave-last-out on two rows per user leaves no training row at all: every item is cold (no training
+    # impression), the drawn one included
+    assert p.items["is_cold"].all() and p.train.height == 0
     # leave-last-out: item 1 is both users' last (test), item 0 their val row; test rows survive
     assert p.test.filter(pl.col("item_idx").is_in(cold)).height == {0: 0, 1: 2}[cold[0]]
     assert p.val.height == 2 - {0: 2, 1: 0}[cold[0]]
+
+
+def test_cold_and_warm_are_defined_by_training_impressions() -> None:
+    """Hand-built: users 1 and 2 with four rows each, per-user temporal with a quarter to test. Item 3 is drawn
+    cold; item 2 appears only in test rows (never in train), so it is cold too; items 0 and 1 are warm."""
+    rows = [("1", "0", 1, 1), ("1", "1", 2, 0), ("1", "0", 3, 1), ("1", "2", 4, 1),
+            ("2", "1", 1, 1), ("2", "0", 2, 1), ("2", "1", 3, 0), ("2", "3", 4, 1)]
+    c = cfg("per_user_temporal", cold=0.25, seed=0)
+    c = dataclasses.replace(c, split=dataclasses.replace(c.split, test_frac=0.25, val_frac=0.0))
+    p = build_prepared(raw_from(rows, n_items=4), c, "fp")
+    drawn = p.items.filter("cold_drawn")["item_idx"].to_list()
+    assert len(drawn) == 1
+    train_items = set(p.train["item_idx"].to_list())
+    assert p.items.filter("is_cold")["item_idx"].to_list() == [i for i in range(4) if i not in train_items]
+    assert set(drawn) <= set(p.items.filter("is_cold")["item_idx"].to_list())
+    assert p.stats["cold_items"] + p.stats["warm_items"] == 4 and p.stats["cold_items_drawn"] == 1
+    assert (p.items.filter(~pl.col("is_cold"))["train_count"] > 0).all()
+    assert (p.items.filter(pl.col("is_cold"))["pop_bucket"] == 0).all()
 
 
 def test_kcore_and_natural_order_and_buckets() -> None:
