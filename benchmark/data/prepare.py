@@ -1,5 +1,10 @@
 """`prepare(cfg) -> PreparedData`: load -> validate -> k-core -> index -> split -> cold items ->
-history -> popularity, cached as parquet under a fingerprint of the raw files and the config."""
+history -> popularity, cached as parquet under a fingerprint of the raw files and the config.
+
+Item metadata: the prepared items always carry `year` (Utf8) and `genres` (List(Utf8)), so one
+schema serves every dataset; the MovieLens loaders fill them (benchmark/data/movielens.py says how),
+every other dataset gets "" and [] on every row, the same values MovieLens uses for "unknown".
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from benchmark.data.prepared import PreparedData, entry_dir, read_entry, write_e
 from benchmark.data.schema import RawData, validate
 from benchmark.errors import ConfigError
 
-FORMAT_VERSION = 1  # bump when the prepared layout or any step's semantics change
+FORMAT_VERSION = 2  # bump when the prepared layout or any step's semantics change (2: items year, genres)
 DEFAULT_CACHE = Path("runs") / "cache" / "data"
 
 
@@ -127,11 +132,19 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
 
 
 def _finish_items(items: pl.DataFrame, cold: np.ndarray, train_count: np.ndarray, buckets: int) -> pl.DataFrame:
+    """The prepared item columns (benchmark/data/prepared.py). Every dataset gets them all: a loader
+    without image paths or categories leaves them null; one without years or genres (all but
+    MovieLens) gets year "" and genres [] on every row, the same values as "unknown"."""
     for col in ("image_path", "category"):
         if col not in items.columns:
             items = items.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
+    if "year" not in items.columns:
+        items = items.with_columns(pl.lit("").alias("year"))
+    if "genres" not in items.columns:
+        items = items.with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias("genres"))
     return items.select(
         "item_idx", "item_id", pl.col("text").fill_null(""), "image_path", "category",
+        pl.col("year").fill_null(""), pl.col("genres").fill_null([]).cast(pl.List(pl.Utf8)),
         pl.Series("is_cold", cold), pl.Series("train_count", train_count, dtype=pl.Int32),
         pl.Series("pop_bucket", splits.popularity_buckets(train_count, buckets), dtype=pl.Int8))
 
