@@ -13,9 +13,10 @@ import polars as pl
 
 from benchmark.data import registry
 from benchmark.data.config import DataConfig, SplitConfig
+from benchmark.data.history import build_history_recbole
 from benchmark.data.prepare import prepare
 from benchmark.data.prepared import PreparedData
-from benchmark.errors import DataError
+from benchmark.errors import ConfigError, DataError
 
 SPLITS = ("per_user_temporal", "global_temporal", "leave_last_out")
 
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(e)
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--format", choices=("recbole", "parquet"), default="parquet")
+    e.add_argument("--history-len", type=int, default=0, metavar="T",
+                   help="recbole only: add item_id_list:token_seq, RecBole's sequential history (the user's "
+                        "<= T earlier rows of any label; for DIN with benchmark_filename). Default 0: none")
 
 
 def config_from_args(args: argparse.Namespace) -> DataConfig:
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     data = prepare(config_from_args(args))
     if args.data_command == "describe":
         return _describe(data, args.json)
-    export(data, Path(args.out), args.format)
+    export(data, Path(args.out), args.format, history_len=args.history_len)
     print(f"wrote {args.format} split of {data.name} to {args.out}")
     return 0
 
@@ -76,31 +80,76 @@ def _with_ids(data: PreparedData, df: pl.DataFrame) -> pl.DataFrame:
             .join(data.items.select("item_idx", "item_id"), on="item_idx", maintain_order="left"))
 
 
-def export(data: PreparedData, out: Path, fmt: str) -> None:
+def export(data: PreparedData, out: Path, fmt: str, *, history_len: int = 0) -> None:
     """parquet: {train,val,test}.parquet (ids, idx, ts, label[, rating], history), items, users, stats.json.
-    recbole: <name>.{train,valid,test}.inter and <name>.item atomic files (RecBole's
-    `benchmark_filename: [train, valid, test]`), raw ids as tokens; label as a float field."""
+
+    recbole: RecBole atomic files for `benchmark_filename: [train, valid, test]`, raw ids as tokens
+    (see `write_recbole`). history_len > 0 (recbole only) adds RecBole's sequential history.
+    """
+    if history_len < 0 or (history_len and fmt != "recbole"):
+        raise ConfigError(f"--history-len: expected 0, or T > 0 with --format recbole; got {history_len} "
+                          f"with --format {fmt}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    splits = {"train": data.train, "val": data.val, "test": data.test}
-    if fmt == "parquet":
-        for name, df in splits.items():
-            _with_ids(data, df).write_parquet(out / f"{name}.parquet")
-        data.items.write_parquet(out / "items.parquet")
-        data.users.write_parquet(out / "users.parquet")
-        (out / "stats.json").write_text(json.dumps({"name": data.name, "fingerprint": data.fingerprint,
-                                                    **data.stats}, indent=1, sort_keys=True))
+    if fmt == "recbole":
+        write_recbole(data, out, history_len)
         return
-    for name, df in splits.items():
+    for name, df in {"train": data.train, "val": data.val, "test": data.test}.items():
+        _with_ids(data, df).write_parquet(out / f"{name}.parquet")
+    data.items.write_parquet(out / "items.parquet")
+    data.users.write_parquet(out / "users.parquet")
+    (out / "stats.json").write_text(json.dumps({"name": data.name, "fingerprint": data.fingerprint,
+                                                **data.stats}, indent=1, sort_keys=True))
+
+
+def _field(expr: pl.Expr) -> pl.Expr:
+    """A token: atomic files are tab- and line-delimited."""
+    return expr.fill_null("").str.replace_all(r"[\t\r\n]+", " ")
+
+
+def _seq(expr: pl.Expr) -> pl.Expr:
+    """A token_seq from List(Utf8): RecBole splits on " ", so spaces inside a token become "_"."""
+    return expr.list.eval(pl.element().str.replace_all(r"\s+", "_")).list.join(" ")
+
+
+def write_recbole(data: PreparedData, out: Path, history_len: int = 0) -> None:
+    """RecBole atomic files (tab-separated, header `name:type`; `seq_separator` " "):
+
+    <name>.{train,valid,test}.inter   user_id:token  item_id:token  timestamp:float  label:float
+                                      [rating:float] [item_id_list:token_seq (history_len > 0)]
+    <name>.item   item_id:token  text:token_seq  release_year:token ("" = unknown)  genre:token_seq
+    <name>.user   user_id:token  [one :token column per user feature, e.g. age, gender, occupation]
+
+    Rows in the order of the prepared frames, (user_idx, ts, item_idx). item_id_list = RecBole's own
+    sequential history (`history.build_history_recbole` over all three splits): a RecBole config needs
+    `alias_of_item_id: [item_id_list]`, and models that should not see it leave it out of `load_col`.
+    """
+    parts = {"train": data.train, "valid": data.val, "test": data.test}
+    hist = None
+    if history_len > 0:
+        log = pl.concat([df.select("user_idx", "ts", "item_idx") for df in parts.values()])
+        hist = build_history_recbole(log["user_idx"].to_numpy(), log["ts"].to_numpy(),
+                                     log["item_idx"].to_numpy(), history_len)
+    ids = data.items.sort("item_idx")["item_id"]
+    start = 0
+    for suffix, df in parts.items():
         cols = [pl.col("user_id").alias("user_id:token"), pl.col("item_id").alias("item_id:token"),
                 pl.col("ts").alias("timestamp:float"), pl.col("label").cast(pl.Float32).alias("label:float")]
         if "rating" in df.columns:
             cols.append(pl.col("rating").alias("rating:float"))
-        suffix = {"val": "valid"}.get(name, name)
-        _with_ids(data, df).select(cols).write_csv(out / f"{data.name}.{suffix}.inter", separator="\t",
-                                                   quote_style="never")
-    clean = pl.col("text").str.replace_all(r"[\t\r\n]+", " ")  # atomic files are tab/line delimited
-    data.items.select(pl.col("item_id").alias("item_id:token"), clean.alias("text:token_seq")).write_csv(
-        out / f"{data.name}.item", separator="\t", quote_style="never")
+        frame = _with_ids(data, df)
+        if hist is not None:
+            h = hist.slice(start, df.height)
+            frame = frame.with_columns(h.list.eval(pl.element().replace_strict(
+                pl.Series(range(len(ids))), ids, return_dtype=pl.Utf8)).alias("hist"))
+            cols.append(pl.col("hist").list.join(" ").alias("item_id_list:token_seq"))
+        start += df.height
+        frame.select(cols).write_csv(out / f"{data.name}.{suffix}.inter", separator="\t", quote_style="never")
+    data.items.select(pl.col("item_id").alias("item_id:token"), _field(pl.col("text")).alias("text:token_seq"),
+                      _field(pl.col("year")).alias("release_year:token"), _seq(pl.col("genres")).alias("genre:token_seq")
+                      ).write_csv(out / f"{data.name}.item", separator="\t", quote_style="never")
+    feats = [c for c in data.users.columns if c not in ("user_idx", "user_id")]
+    data.users.select(pl.col("user_id").alias("user_id:token"), *[_field(pl.col(c)).alias(f"{c}:token") for c in feats]
+                      ).write_csv(out / f"{data.name}.user", separator="\t", quote_style="never")
