@@ -113,3 +113,39 @@ def test_recbole_history_fast_equals_slow(rows: list[tuple[int, int, int]], T: i
     a = np.array(rows, dtype=np.int64).reshape(-1, 3)  # (user, ts, item), unique like a deduplicated log
     args = (a[:, 0], a[:, 1], a[:, 2])
     assert build_history_recbole(*args, T=T).to_list() == build_history_recbole_slow(*args, T=T)
+
+
+PEER_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "peer_recbole.py"
+
+
+def test_peer_script_imports_no_project_package() -> None:
+    # it runs in .peer-venv (numpy < 2, no torchrec, polars or mlflow): stdlib, recbole and its stack only
+    import ast
+
+    tree = ast.parse(PEER_SCRIPT.read_text())
+    roots = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    roots |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert roots <= {"__future__", "argparse", "json", "os", "platform", "statistics", "sys", "time", "warnings",
+                     "pathlib", "ast", "recbole", "torch", "pandas"}, roots
+
+
+def test_peer_settings_features_and_history() -> None:
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("peer_recbole", PEER_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)  # stdlib only at import time: recbole is imported inside the runners
+    args = argparse.Namespace(data="d", epochs=30, stopping_step=3, embedding_size=16, history_len=50,
+                              din_mlp=[128, 64])
+    fm, din = (peer.settings(m, args, 0, Path("w")) for m in ("DeepFM", "DIN"))
+    for cfg in (fm, din):
+        assert cfg["benchmark_filename"] == ["train", "valid", "test"] and cfg["LABEL_FIELD"] == "label"
+        assert cfg["load_col"]["user"] == ["user_id", "age", "gender", "occupation"]
+        assert cfg["load_col"]["item"] == ["item_id", "release_year", "genre"]  # never the text
+        assert cfg["eval_args"]["mode"] == "labeled" and cfg["valid_metric"] == "AUC"
+        assert cfg["threshold"] is None and cfg["train_neg_sample_args"] is None
+    assert fm["load_col"]["inter"] == ["user_id", "item_id", "label"]  # no rating (the label's source), no ts
+    assert din["load_col"]["inter"] == ["user_id", "item_id", "label", "item_id_list"]
+    assert din["alias_of_item_id"] == ["item_id_list"] and din["MAX_ITEM_LIST_LENGTH"] == 50
