@@ -24,13 +24,6 @@ import time
 import warnings
 from pathlib import Path
 
-# RecBole's checkpoint holds its Config object; torch >= 2.6 loads weights only unless told otherwise.
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-# RecBole 1.2.1 on pandas 2.3 / torch 2.13: deprecation notices on every run, none of them a fault
-# (chained fillna(inplace=True) still writes through before pandas 3; Series.agg(len) still maps).
-warnings.filterwarnings("ignore", category=FutureWarning)
-warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-
 MODELS = ("DeepFM", "DIN")
 USER_FEATURES = ["user_id", "age", "gender", "occupation"]
 ITEM_FEATURES = ["item_id", "release_year", "genre"]
@@ -193,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-history", action="store_true",
                    help="also compare the exported item_id_list with RecBole's own data_augmentation")
     args = p.parse_args(argv)
+    # RecBole's checkpoint holds its Config object; torch >= 2.6 loads weights only unless told otherwise.
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    # RecBole 1.2.1 on pandas 2.3 / torch 2.13: deprecation notices on every run, none of them a fault
+    # (chained fillna(inplace=True) still writes through before pandas 3; Series.agg(len) still maps).
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line: give it none
     args.data = str(Path(args.data).resolve())  # run_one changes the working directory
     out = Path(args.out).resolve()

@@ -149,3 +149,14 @@ def test_peer_settings_features_and_history() -> None:
     assert fm["load_col"]["inter"] == ["user_id", "item_id", "label"]  # no rating (the label's source), no ts
     assert din["load_col"]["inter"] == ["user_id", "item_id", "label", "item_id_list"]
     assert din["alias_of_item_id"] == ["item_id_list"] and din["MAX_ITEM_LIST_LENGTH"] == 50
+
+
+def test_importing_the_peer_script_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import os
+
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    spec = importlib.util.spec_from_file_location("peer_recbole_2", PEER_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ  # main() sets it, for RecBole's reload only
