@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmark.data.config import DATASETS, DataConfig, SplitConfig
-from benchmark.errors import DataError
 
 if TYPE_CHECKING:
-    import polars as pl
 
     from benchmark.data.prepared import PreparedData
 
@@ -37,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(e)
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--format", choices=("recbole", "parquet"), default="parquet")
+    e.add_argument("--history-len", type=int, default=0, metavar="T",
+                   help="recbole only: add item_id_list:token_seq, RecBole's sequential history (the user's "
+                        "<= T earlier rows of any label; for DIN with benchmark_filename). Default 0: none")
 
 
 def config_from_args(args: argparse.Namespace) -> DataConfig:
@@ -53,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     data = prepare(config_from_args(args))
     if args.data_command == "describe":
         return _describe(data, args.json)
-    export(data, Path(args.out), args.format)
+    from benchmark.data.export import export
+
+    export(data, Path(args.out), args.format, history_len=args.history_len)
     print(f"wrote {args.format} split of {data.name} to {args.out}")
     return 0
 
@@ -77,40 +80,3 @@ def _describe(data: PreparedData, as_json: bool) -> int:
     for k, v in rows:
         print(f"  {k:<36} {v:>12,}" if isinstance(v, int) else f"  {k:<36} {v:>12}")
     return 0
-
-
-def _with_ids(data: PreparedData, df: pl.DataFrame) -> pl.DataFrame:
-    return (df.join(data.users.select("user_idx", "user_id"), on="user_idx", maintain_order="left")
-            .join(data.items.select("item_idx", "item_id"), on="item_idx", maintain_order="left"))
-
-
-def export(data: PreparedData, out: Path, fmt: str) -> None:
-    import polars as pl  # noqa: F811
-
-    """parquet: {train,val,test}.parquet (ids, idx, ts, label[, rating], history), items, users, stats.json.
-    recbole: <name>.{train,valid,test}.inter and <name>.item atomic files (RecBole's
-    `benchmark_filename: [train, valid, test]`), raw ids as tokens; label as a float field."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    splits = {"train": data.train, "val": data.val, "test": data.test}
-    if fmt == "parquet":
-        for name, df in splits.items():
-            _with_ids(data, df).write_parquet(out / f"{name}.parquet")
-        data.items.write_parquet(out / "items.parquet")
-        data.users.write_parquet(out / "users.parquet")
-        (out / "stats.json").write_text(json.dumps({"name": data.name, "fingerprint": data.fingerprint,
-                                                    **data.stats}, indent=1, sort_keys=True))
-        return
-    for name, df in splits.items():
-        cols = [pl.col("user_id").alias("user_id:token"), pl.col("item_id").alias("item_id:token"),
-                pl.col("ts").alias("timestamp:float"), pl.col("label").cast(pl.Float32).alias("label:float")]
-        if "rating" in df.columns:
-            cols.append(pl.col("rating").alias("rating:float"))
-        suffix = {"val": "valid"}.get(name, name)
-        _with_ids(data, df).select(cols).write_csv(out / f"{data.name}.{suffix}.inter", separator="\t",
-                                                   quote_style="never")
-    clean = pl.col("text").str.replace_all(r"[\t\r\n]+", " ")  # atomic files are tab/line delimited
-    data.items.select(pl.col("item_id").alias("item_id:token"), clean.alias("text:token_seq")).write_csv(
-        out / f"{data.name}.item", separator="\t", quote_style="never")

@@ -3,6 +3,15 @@
 
 Item text = title + year + genres (+ the item's most frequent tags for the csv releases), the
 same wording for every release so encoders see one format:  "Toy Story (1995). Genres: Animation, Comedy".
+
+Year and genres are also separate item columns (features for peers and the metadata baseline):
+    year    Utf8        four digits ("1995"), "" when the source has none or something else
+                        (ML-100K item 267's release_year is "unkonwn"); RecBole's ML-100K falls back
+                        to the title's "(1995)" where release_year is not a year
+    genres  List(Utf8)  the source's genre names, stripped, unique, sorted by code point; [] when none
+                        is known: ML-100K's "unknown" flag and ML-latest's "(no genres listed)" are not
+                        genres. Names are the release's own ("Children's" in 100K/1M, "Children" in latest).
+The text keeps the source's wording and order (it still says "Genres: unknown" for those two items).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ ML1M_OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "c
                     "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
                     "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
                     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer")
+NOT_GENRES = ("", "unknown", "(no genres listed)")  # placeholders for "no genre known"
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 
 
@@ -47,6 +57,20 @@ def item_text(title: pl.Expr, year: pl.Expr, genres: pl.Expr) -> pl.Expr:
     year_part = pl.when(year.str.len_chars() > 0).then(pl.lit(" (") + year + pl.lit(")")).otherwise(pl.lit(""))
     genre_part = pl.when(genres.str.len_chars() > 0).then(pl.lit(". Genres: ") + genres).otherwise(pl.lit(""))
     return (title.str.strip_chars() + year_part + genre_part).str.strip_chars().alias("text")
+
+
+def year_column(year: pl.Expr) -> pl.Expr:
+    """The `year` column: four digits after stripping, else ""."""
+    y = year.fill_null("").str.strip_chars()
+    return pl.when(y.str.contains(r"^\d{4}$")).then(y).otherwise(pl.lit("")).alias("year")
+
+
+def genres_column(genres: pl.Expr) -> pl.Expr:
+    """The `genres` column from a List(Utf8) of names: stripped, no "", "unknown" or
+    "(no genres listed)", unique, sorted."""
+    names = genres.fill_null([]).list.eval(pl.element().str.strip_chars())
+    names = names.list.eval(pl.element().filter(~pl.element().is_in(list(NOT_GENRES))))
+    return names.list.unique().list.sort().cast(pl.List(pl.Utf8)).alias("genres")
 
 
 def split_title_year(title: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -90,13 +114,23 @@ def _recbole_frame(path: Path) -> pl.DataFrame:
     return df.rename({c: c.split(":")[0] for c in df.columns})
 
 
+def _recbole_year() -> pl.Expr:
+    """release_year when it is four digits, else the title's trailing "(dddd)": RecBole's converter
+    left item 1412's "(V)" suffix in the title ("... Giving (1995)") and put "V" in release_year."""
+    release = pl.col("release_year").fill_null("").str.strip_chars()
+    return pl.when(release.str.contains(r"^\d{4}$")).then(release).otherwise(
+        split_title_year(pl.col("movie_title").fill_null(""))[1])
+
+
 def _load_recbole(cfg: DataConfig, inter_p: Path, item_p: Path, user_p: Path) -> RawData:
     inter = _interactions(_recbole_frame(inter_p), inter_p, cfg, ("user_id", "item_id", "rating", "timestamp"))
     it = _recbole_frame(item_p)
     require_columns(it, item_p, ["item_id", "movie_title", "release_year", "class"])
-    genres = pl.col("class").fill_null("").str.strip_chars().str.split(" ").list.join(", ")
+    genre_list = pl.col("class").fill_null("").str.strip_chars().str.split(" ")
     items = it.select(pl.col("item_id").str.strip_chars(),
-                      item_text(pl.col("movie_title").fill_null(""), pl.col("release_year").fill_null(""), genres))
+                      item_text(pl.col("movie_title").fill_null(""), pl.col("release_year").fill_null(""),
+                                genre_list.list.join(", ")),
+                      year_column(_recbole_year()), genres_column(genre_list))
     us = _recbole_frame(user_p)
     require_columns(us, user_p, ["user_id", "age", "gender", "occupation"])
     users = us.select(pl.col("user_id").str.strip_chars(), "age", "gender", "occupation")
@@ -113,8 +147,9 @@ def _load_grouplens_100k(cfg: DataConfig, data_p: Path, item_p: Path, user_p: Pa
                           columns=["item_id", "title", "release", "video", "url", *ML_GENRES_100K])
     flags = [pl.when(pl.col(g) == "1").then(pl.lit(g)) for g in ML_GENRES_100K]
     title, year = split_title_year(pl.col("title").fill_null(""))
-    items = it.select(pl.col("item_id").str.strip_chars(),
-                      item_text(title, year, pl.concat_list(flags).list.drop_nulls().list.join(", ")))
+    genre_list = pl.concat_list(flags).list.drop_nulls()
+    items = it.select(pl.col("item_id").str.strip_chars(), item_text(title, year, genre_list.list.join(", ")),
+                      year_column(year), genres_column(genre_list))
     us = read_csv_strings(user_p, sep="|", quote=None, columns=["user_id", "age", "gender", "occupation", "zip"],
                           encoding=enc(user_p))
     return RawData(inter, items, us.select("user_id", "age", "gender", "occupation"), str(data_p))
@@ -149,8 +184,9 @@ def load_1m(cfg: DataConfig, root: Path) -> RawData:
                           ("user", "item", "rating", "ts"))
     mv = _dat(paths[1], ["item_id", "title", "genres"])
     title, year = split_title_year(pl.col("title"))
-    items = mv.select(pl.col("item_id").str.strip_chars(),
-                      item_text(title, year, pl.col("genres").str.strip_chars().str.replace_all(r"\|", ", ")))
+    genre_list = pl.col("genres").str.strip_chars().str.split("|")
+    items = mv.select(pl.col("item_id").str.strip_chars(), item_text(title, year, genre_list.list.join(", ")),
+                      year_column(year), genres_column(genre_list))
     users = None
     if len(paths) > 2:
         us = _dat(paths[2], ["user_id", "gender", "age", "occupation", "zip"])
@@ -177,7 +213,8 @@ def load_latest(cfg: DataConfig, root: Path) -> RawData:
     require_columns(mv, paths[1], ["movieId", "title", "genres"])
     genres = pl.col("genres").fill_null("").str.replace(r"^\(no genres listed\)$", "").str.replace_all(r"\|", ", ")
     title, year = split_title_year(pl.col("title").fill_null(""))
-    items = mv.select(pl.col("movieId").str.strip_chars().alias("item_id"), item_text(title, year, genres))
+    items = mv.select(pl.col("movieId").str.strip_chars().alias("item_id"), item_text(title, year, genres),
+                      year_column(year), genres_column(pl.col("genres").fill_null("").str.split("|")))
     if len(paths) > 2 and cfg.max_tags_per_item > 0:
         items = _join_tags(items, read(paths[2]), paths[2], cfg.max_tags_per_item)
     return RawData(inter, items, None, str(paths[0]))

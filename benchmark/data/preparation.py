@@ -2,7 +2,12 @@
 history -> popularity, cached as parquet under a fingerprint of the raw files and the config.
 
 The cache is the suite's stage cache (benchmark.cache.StageCache, stage "data", key `data_key(cfg)`);
-`qarm-bench data` commands use one rooted at runs/cache (or --cache-dir)."""
+`qarm-bench data` commands use one rooted at runs/cache (or --cache-dir).
+
+Item metadata: the prepared items always carry `year` (Utf8) and `genres` (List(Utf8)), so one
+schema serves every dataset; the MovieLens loaders fill them (benchmark/data/movielens.py says how),
+every other dataset gets "" and [] on every row, the same values MovieLens uses for "unknown".
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from benchmark.data.history import build_history
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
 from benchmark.data.schema import RawData, validate
 
-FORMAT_VERSION = 2  # bump when the prepared layout or any step's semantics change
+FORMAT_VERSION = 3  # bump when the prepared layout or any step's semantics change (3: year, genres; cold =
+# no training impression)
 DEFAULT_CACHE = Path("runs") / "cache"
 STAGE = "data"
 
@@ -133,13 +139,21 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
 
 
 def _finish_items(items: pl.DataFrame, drawn: np.ndarray, train_count: np.ndarray, buckets: int) -> pl.DataFrame:
-    """Cold = no training impression (the drawn cold items and any other item without train rows); warm = at
-    least one; `cold_drawn` marks the seeded draw whose rows left train/val."""
+    """The prepared item columns (benchmark/data/prepared.py). Cold = no training impression (the drawn cold
+    items and any other item without train rows); warm = at least one; `cold_drawn` marks the seeded draw whose
+    rows left train/val. Every dataset gets every column: a loader without image paths or categories leaves
+    them null; one without years or genres (all but MovieLens) gets year "" and genres [] on every row, the
+    same values as "unknown"."""
     for col in ("image_path", "category"):
         if col not in items.columns:
             items = items.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
+    if "year" not in items.columns:
+        items = items.with_columns(pl.lit("").alias("year"))
+    if "genres" not in items.columns:
+        items = items.with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias("genres"))
     return items.select(
         "item_idx", "item_id", pl.col("text").fill_null(""), "image_path", "category",
+        pl.col("year").fill_null(""), pl.col("genres").fill_null([]).cast(pl.List(pl.Utf8)),
         pl.Series("is_cold", train_count == 0), pl.Series("cold_drawn", drawn),
         pl.Series("train_count", train_count, dtype=pl.Int32),
         pl.Series("pop_bucket", splits.popularity_buckets(train_count, buckets), dtype=pl.Int8))

@@ -5,9 +5,11 @@
         hist_item_idx List(Int32)   T = history_len latest positives strictly before ts, oldest first
         [rating Float32]
     items   one row per item_idx 0..N-1 (cold items too): item_idx Int32, item_id Utf8, text Utf8
-            ("" when missing), image_path Utf8?, category Utf8?, is_cold Boolean (no training impression),
-            cold_drawn Boolean (the seeded cold draw, held out of train/val), train_count Int32,
-            pop_bucket Int8 (0 = long tail .. B-1 = head; items without train rows get 0)
+            ("" when missing), image_path Utf8?, category Utf8?, year Utf8 (four digits, "" when
+            unknown or the dataset has none), genres List(Utf8) (sorted, unique; [] when unknown or
+            the dataset has none: only the MovieLens loaders fill year and genres), is_cold Boolean (no
+            training impression), cold_drawn Boolean (the seeded cold draw, held out of train/val),
+            train_count Int32, pop_bucket Int8 (0 = long tail .. B-1 = head; items without train rows get 0)
     users   one row per user_idx: user_idx Int32, user_id Utf8 [, feature columns Utf8]
 
 Cache entry (benchmark.cache.StageCache, stage "data"): <cache root>/data/<name>-<fingerprint[:16]>/

@@ -40,7 +40,7 @@ def test_export(tmp_path: Path, recbole_dir: Path, fmt: str, capsys: pytest.Capt
     out = tmp_path / "out"
     cfg = DataConfig(root=str(recbole_dir), verify_sha256=False)
     # the CLI verifies sha256 by default; export the prepared object the same way the CLI does
-    from benchmark.data.cli import export
+    from benchmark.data.export import export
     data = prepare(cfg, cache_dir=tmp_path / "c")
     export(data, out, fmt)
     if fmt == "parquet":
@@ -97,8 +97,11 @@ def test_prepared_schema(tmp_path: Path) -> None:
         assert dict(df.schema) == want
         assert df.equals(df.sort(["user_idx", "ts", "item_idx"]))
     assert dict(p.items.schema) == {"item_idx": pl.Int32, "item_id": pl.Utf8, "text": pl.Utf8, "image_path": pl.Utf8,
-                                    "category": pl.Utf8, "is_cold": pl.Boolean, "cold_drawn": pl.Boolean, "train_count": pl.Int32,
+                                    "category": pl.Utf8, "year": pl.Utf8, "genres": pl.List(pl.Utf8),
+                                    "is_cold": pl.Boolean, "cold_drawn": pl.Boolean, "train_count": pl.Int32,
                                     "pop_bucket": pl.Int8}
+    # synthetic items have no year or genres: the "unknown" values on every row
+    assert set(p.items["year"].to_list()) == {""} and set(p.items["genres"].list.len().to_list()) == {0}
     assert p.items["item_idx"].to_list() == list(range(30)) and p.users["user_idx"].to_list() == list(range(40))
     assert p.train_positives().columns == ["user_idx", "item_idx", "ts"]
     assert p.train_positives().height == int(p.train["label"].sum())

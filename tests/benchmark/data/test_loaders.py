@@ -36,11 +36,26 @@ def test_movielens_100k_recbole(recbole_dir: Path) -> None:
     raw = canon(movielens.load_100k(CFG, recbole_dir))
     assert_frame_equal(raw.interactions, rated())
     assert_frame_equal(raw.items, items(["Toy Story (1995). Genres: Animation, Comedy", "Heat (1995). Genres: Action",
-                                         "Usual Suspects, The (1995). Genres: Crime, Thriller", ""]))
+                                         "Usual Suspects, The (1995). Genres: Crime, Thriller", ""],
+                                        year=YEARS, genres=pl.Series(GENRES, dtype=pl.List(pl.Utf8))))
     assert raw.users is not None
     assert_frame_equal(raw.users, pl.DataFrame({"user_id": ["1", "2", "3"], "age": ["24", "53", "23"],
                                                 "gender": ["M", "F", "M"],
                                                 "occupation": ["technician", "other", "writer"]}))
+
+
+# Every MovieLens fixture tells the same story: items 10/20/30 are from 1995, item 40 has nothing.
+YEARS = ["1995", "1995", "1995", ""]
+GENRES = [["Animation", "Comedy"], ["Action"], ["Crime", "Thriller"], []]
+
+
+@pytest.mark.parametrize("fixture,load", [("recbole_dir", movielens.load_100k), ("grouplens_dir", movielens.load_100k),
+                                          ("ml1m_dir", movielens.load_1m), ("latest_dir", movielens.load_latest)])
+def test_movielens_year_and_genres_columns(fixture: str, load, request: pytest.FixtureRequest) -> None:
+    raw = canon(load(CFG, request.getfixturevalue(fixture)))
+    assert raw.items.schema["year"] == pl.Utf8 and raw.items.schema["genres"] == pl.List(pl.Utf8)
+    assert raw.items["year"].to_list() == YEARS
+    assert raw.items["genres"].to_list() == GENRES
 
 
 def test_movielens_100k_grouplens_latin1(grouplens_dir: Path) -> None:
