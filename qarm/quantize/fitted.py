@@ -24,7 +24,7 @@ def matrix_digest(x: np.ndarray) -> str:
 
 
 class FittedRows:
-    """The fit set's codes `codes: (N, L) int64`, its row hashes `(N,) uint64` and matrix digest."""
+    """The fit set's codes `codes: (N, L) int64`, its row hashes `row_hash: (N,) uint64` and matrix digest."""
 
     def __init__(self, codes: np.ndarray, row_hash: np.ndarray, digest: str) -> None:
         self.codes = np.asarray(codes, dtype=np.int64)
