@@ -1,10 +1,14 @@
-"""Quantizers of aligned item embeddings: RQ-Kmeans (QARM's RQ code), VQ top-k codes, RQ-VAE (TIGER baseline).
+"""Quantizers of aligned item embeddings: RQ-Kmeans (QARM's RQ code), VQ top-k codes, RQ-VAE (TIGER baseline),
+and the ways a ranker tokenises codes.
 
 Glossary: N items, d embedding dim, L levels, K codebook size, k neighbours.
 
     x: (N, d) float32  ->  RQKmeans / RQVAE .encode  ->  codes: (N, L) int64 in [0, K)
+                           RQKmeans(last_level="fsq")  last level in [0, prod(fsq_levels)) (QARM V2)
+                           RQKmeans(balanced=True)     equal-size clusters per level (OneRec)
                        ->  vq_codes                  ->  codes: (N, k) int64 item_idx
     codes: (N, L)      ->  add_dedup_level           ->  (N, L + 1) int64, every row unique
+    codes: (N, L)      ->  tokenize_codes            ->  TokenTables (unigram / prefix_ngram / bigram / spm)
 
 Everything saves as safetensors + JSON (never pickle); `load_quantizer(dir)` reads either kind back.
 """
@@ -15,14 +19,16 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from qarm.quantize.config import QuantizeConfig, QuantizerName, RQVAEConfig
+from qarm.quantize.config import QuantizeConfig, QuantizerName, RQVAEConfig, TokenizeConfig
 
 if TYPE_CHECKING:
     import numpy as np
 
 _LAZY = {"add_dedup_level": "dedup", "dedup_vocab_size": "dedup", "RQKmeans": "rq_kmeans",
          "rq_decode": "rq_kmeans", "rq_encode": "rq_kmeans", "RQVAE": "rq_vae", "fit_rq_vae": "rq_vae",
-         "vq_codes": "vq"}
+         "vq_codes": "vq", "FSQ": "fsq", "balanced_assign": "balanced", "balanced_kmeans": "balanced",
+         "TokenTable": "tokenize", "TokenTables": "tokenize", "TokenCoverage": "tokenize",
+         "tokenize_codes": "tokenize", "token_coverage": "tokenize"}
 
 
 def __getattr__(name: str) -> Any:
@@ -66,4 +72,4 @@ def load_quantizer(path: str | os.PathLike[str]) -> Any:
     raise QarmError(f"{path}: unknown quantizer kind {kind!r} (expected rq_kmeans or rq_vae)")
 
 
-__all__ = ["QuantizeConfig", "QuantizerName", "Quantizer", "RQVAEConfig", "load_quantizer", *_LAZY]
+__all__ = ["QuantizeConfig", "QuantizerName", "Quantizer", "RQVAEConfig", "TokenizeConfig", "load_quantizer", *_LAZY]

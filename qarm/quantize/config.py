@@ -1,17 +1,24 @@
 """Settings of the codes stage: RQ-Kmeans / RQ-VAE / VQ top-k codes of item embeddings. Imports no torch.
 
-    [quantize]          QuantizeConfig: which quantizer feeds the *_codes variants, the code shape L x K
+    [quantize]          QuantizeConfig: which quantizer feeds the *_codes variants, the code shape L x K, and
+                        the RQ-Kmeans level options (FSQ last level = QARM V2, balanced k-means = OneRec)
     [quantize.rq_vae]   RQVAEConfig: the learned quantizer's network and training (TIGER baseline)
+    [quantize.tokens]   TokenizeConfig: how a ranker turns an item's code into embedding-table tokens
+                        (Singh et al. 2024: unigram, prefix n-gram, bigram, SentencePiece)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from qarm.errors import require
 
 QuantizerName = Literal["rq_kmeans", "rq_vae", "vq"]
+LastLevel = Literal["kmeans", "fsq"]
+TokenScheme = Literal["unigram", "prefix_ngram", "bigram", "spm"]
+TOKEN_SCHEMES: tuple[str, ...] = ("unigram", "prefix_ngram", "bigram", "spm")
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,39 @@ class RQVAEConfig:
 
 
 @dataclass(frozen=True)
+class TokenizeConfig:
+    """How the rankers turn an item's code (N, L) into embedding-table tokens (qarm.quantize.tokenize).
+
+    scheme: "unigram" (one table per level, the codes as they are), "prefix_ngram" (table j holds the prefix of
+    length j + 1), "bigram" (a table per adjacent level pair), "spm" (one bag table of SentencePiece pieces
+    learned on the training items' code sequences); table_size: rows of an n-gram table whose exact vocabulary
+    is larger (hashed, seeded); spm_vocab_size: requested SentencePiece vocabulary (capped by what the
+    training sequences support); seed: the hash salt and SentencePiece's seed."""
+
+    scheme: TokenScheme = "unigram"
+    table_size: int = 4096
+    spm_vocab_size: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self, "scheme", self.scheme in TOKEN_SCHEMES, "one of " + ", ".join(TOKEN_SCHEMES))
+        require(self, "table_size", self.table_size >= 1, "an integer >= 1")
+        require(self, "spm_vocab_size", self.spm_vocab_size >= 2, "an integer >= 2")
+        require(self, "seed", self.seed >= 0, "an integer >= 0")
+
+
+@dataclass(frozen=True)
 class QuantizeConfig:
     """quantizer: the code behind the *_codes variants (RQ-Kmeans = QARM's RQ code, RQ-VAE, or the VQ top-k
     bag); levels L and codebook_size K of the residual codes (K is capped at the number of items); niter:
     k-means iterations per level; vq_k: neighbours in a VQ code (QARM: 25); dedup: TIGER's extra level making
-    every item's code unique."""
+    every item's code unique (added after the L levels, whatever they are).
+
+    RQ-Kmeans code sets only: last_level "fsq" quantises level L by finite scalar quantisation of the residual
+    left after L - 1 k-means levels (QARM V2's Res-KmeansFSQ) with fsq_levels bins per projected dim, so level
+    L's vocabulary is prod(fsq_levels) (default 4 x 4 x 4 = 64 = the default K); balanced: every k-means level
+    uses equal-size clusters (OneRec's balanced k-means); balanced_iters: balanced assign/update rounds after
+    the plain k-means that seeds them. tokens: how the rankers tokenise the codes."""
 
     quantizer: QuantizerName = "rq_kmeans"
     levels: int = 3
@@ -51,9 +86,26 @@ class QuantizeConfig:
     niter: int = 25
     vq_k: int = 25
     dedup: bool = False
+    last_level: LastLevel = "kmeans"
+    fsq_levels: tuple[int, ...] = (4, 4, 4)
+    balanced: bool = False
+    balanced_iters: int = 10
     rq_vae: RQVAEConfig = field(default_factory=RQVAEConfig)
+    tokens: TokenizeConfig = field(default_factory=TokenizeConfig)
 
     def __post_init__(self) -> None:
         for name in ("levels", "niter", "vq_k"):
             require(self, name, getattr(self, name) >= 1, "an integer >= 1")
         require(self, "codebook_size", self.codebook_size >= 2, "an integer >= 2")
+        require(self, "last_level", self.last_level in ("kmeans", "fsq"), "'kmeans' or 'fsq'")
+        require(self, "fsq_levels", len(self.fsq_levels) >= 1 and all(v >= 2 for v in self.fsq_levels),
+                "a non-empty list of bins per dim, each >= 2")
+        require(self, "fsq_levels", math.prod(self.fsq_levels) < 2**62, "a product of bins below 2**62")
+        require(self, "balanced_iters", self.balanced_iters >= 0, "an integer >= 0")
+
+    @property
+    def level_vocab(self) -> tuple[int, ...]:
+        """Vocabulary of each RQ-Kmeans level before any dedup suffix (K per k-means level, prod(fsq_levels)
+        for an FSQ last level); K as configured, before the pipeline caps it at N."""
+        last = math.prod(self.fsq_levels) if self.last_level == "fsq" else self.codebook_size
+        return (self.codebook_size,) * (self.levels - 1) + (last,)

@@ -9,18 +9,33 @@ The codebooks are faiss k-means centroids fitted level by level on the residuals
 one). Encoding asks faiss for the nearest centroid and *certifies* it: a row whose faiss top-2 gap is
 within faiss's float32 error bound is rescored exactly (reference.exact_sq_l2) over widening candidate
 sets, so the result equals reference.reference_rq_encode bit for bit, ties included.
+
+Two level options extend the plain rule (both off by default; the plain path is untouched by them):
+
+- last_level="fsq" (QARM V2's Res-KmeansFSQ): levels 1..L-1 are k-means, level L is qarm.quantize.fsq.FSQ of
+  the residual m^{L-1}, vocabulary prod(fsq_levels). `codebooks` then holds the L - 1 k-means levels.
+- balanced=True (OneRec): every k-means level is qarm.quantize.balanced.balanced_kmeans, equal-size clusters,
+  and the next level trains on the residuals of the *balanced* assignment. Encoding an item of the fit set
+  returns its fitted (balanced) code: `encode(x)` of the fit matrix itself returns `fit_codes_`, and any row
+  bitwise equal to a fitted row takes that row's fitted code (the lowest fitted item_idx among equal rows);
+  every other row gets the nearest centroid per level with capacities ignored (the plain residual rule).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from typing import Any
 
 import numpy as np
 
 from qarm.errors import QarmError
 from qarm.quantize import faiss_utils
+from qarm.quantize.balanced import balanced_kmeans
 from qarm.quantize.faiss_utils import GpuChoice
+from qarm.quantize.fitted import FittedRows
+from qarm.quantize.fsq import FSQ, check_levels
 from qarm.quantize.io import load_artifact, save_artifact
 from qarm.quantize.reference import exact_sq_l2
 
@@ -134,51 +149,98 @@ class RQKmeans:
     levels L, codebook_size K, niter k-means iterations per level, seed (level l uses seed + l),
     max_points_per_centroid: None trains every level on all N items (QARM's Kmeans(M, K)); an int lets
     faiss subsample K * that many points per level. gpu: "auto" uses faiss's GPU when it sees one.
+    last_level: "kmeans" or "fsq" (level L = FSQ with `fsq_levels` bins per projected dim, module docstring);
+    balanced: equal-size k-means levels, `balanced_iters` balanced rounds each (module docstring).
     K > N raises a QarmError at fit (faiss cannot place K centroids on fewer points); K above the number of
     *distinct* points is allowed: faiss splits empty clusters, and the diagnostics show the low utilisation.
-    After fit: `codebooks: (L, K, d) float32`, `fit_stats_`: per level {level, kmeans_seconds, objective,
-    imbalance_factor[, residual_mse]} (residual_mse = mean squared residual per element after the level; absent
-    for the last level, whose assignment fit() does not need: `encode` gives it).
+    After fit: `codebooks: (L_k, K, d) float32` (L_k = L k-means levels, L - 1 with an FSQ last level), `fsq`
+    (the fitted FSQ or None), `vocab_sizes` (per level), `fit_stats_`: per level {level, kmeans_seconds,
+    objective, imbalance_factor[, residual_mse][, balanced_rounds]} (residual_mse = mean squared residual per
+    element after the level; absent for the last level, whose assignment fit() does not need: `encode` gives it;
+    an FSQ level has {level, fsq_seconds}).
     """
 
     def __init__(self, levels: int = 3, codebook_size: int = 256, niter: int = 20, seed: int = 0,
-                 max_points_per_centroid: int | None = None, gpu: GpuChoice = "auto") -> None:
+                 max_points_per_centroid: int | None = None, gpu: GpuChoice = "auto", *,
+                 last_level: str = "kmeans", fsq_levels: tuple[int, ...] = (4, 4, 4), balanced: bool = False,
+                 balanced_iters: int = 10) -> None:
         for name, value in (("levels", levels), ("codebook_size", codebook_size), ("niter", niter)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise QarmError(f"{name} must be an int >= 1, got {value!r}")
         if max_points_per_centroid is not None and (not isinstance(max_points_per_centroid, int)
                                                     or max_points_per_centroid < 1):
             raise QarmError(f"max_points_per_centroid must be None or an int >= 1, got {max_points_per_centroid!r}")
+        if last_level not in ("kmeans", "fsq"):
+            raise QarmError(f"last_level must be 'kmeans' or 'fsq', got {last_level!r}")
+        if not isinstance(balanced_iters, int) or balanced_iters < 0:
+            raise QarmError(f"balanced_iters must be an int >= 0, got {balanced_iters!r}")
         self.levels, self.codebook_size, self.niter, self.seed = levels, codebook_size, niter, int(seed)
         self.max_points_per_centroid = max_points_per_centroid
         self.gpu = gpu
         self.use_gpu = faiss_utils.resolve_gpu(gpu)
+        self.last_level = last_level
+        self.fsq_levels = check_levels(fsq_levels)
+        self.balanced, self.balanced_iters = bool(balanced), balanced_iters
         self.codebooks: np.ndarray | None = None
+        self.fsq: FSQ | None = None
+        self.fitted: FittedRows | None = None
         self.fit_stats_: list[dict[str, float]] = []
 
+    @property
+    def kmeans_levels(self) -> int:
+        """Number of k-means levels: L, or L - 1 with an FSQ last level."""
+        return self.levels - (self.last_level == "fsq")
+
+    @property
+    def vocab_sizes(self) -> tuple[int, ...]:
+        """Vocabulary of each level: K per k-means level, prod(fsq_levels) for an FSQ last level."""
+        tail = (math.prod(self.fsq_levels),) if self.last_level == "fsq" else ()
+        return (self.codebook_size,) * self.kmeans_levels + tail
+
     def fit(self, x: np.ndarray) -> RQKmeans:
-        """Fit L codebooks level by level on the residuals of `x: (N, d) float32`."""
+        """Fit the k-means levels one by one on the residuals of `x: (N, d) float32`, then the FSQ last level."""
         m = faiss_utils.as_float32_matrix(x).copy()
-        if m.shape[0] < self.codebook_size:
+        if self.kmeans_levels and m.shape[0] < self.codebook_size:
             raise QarmError(f"codebook_size={self.codebook_size} exceeds the number of items N={m.shape[0]}: "
                             f"level 1 k-means needs at least K points; use codebook_size <= {m.shape[0]}")
-        books, stats = [], []
-        for level in range(self.levels):
-            km = faiss_utils.faiss_kmeans(m, self.codebook_size, niter=self.niter, seed=self.seed + level,
-                                          max_points_per_centroid=self.max_points_per_centroid,
-                                          use_gpu=self.use_gpu)
-            books.append(km.centroids)
-            stat = {"level": level + 1, "kmeans_seconds": km.seconds, "objective": km.objective,
-                    "imbalance_factor": km.imbalance_factor}
-            if level + 1 < self.levels:  # the next level trains on these residuals; the last level's
-                # codes come from encode(). Training residuals use faiss's plain top-1 assignment: a float
-                # near-tie changes a residual by ~1e-7 of its norm, too little to move a centroid, and the
-                # certified exact rule is applied by encode(), which defines the codes.
-                codes = top1_centroid(m, km.centroids, use_gpu=self.use_gpu)
-                m -= km.centroids[codes]
+        books, stats, labels_by_level = [], [], []
+        for level in range(self.kmeans_levels):
+            needs_residual = level + 1 < self.levels  # the next level (k-means or FSQ) trains on it
+            if self.balanced:
+                bk = balanced_kmeans(m, self.codebook_size, niter=self.niter, seed=self.seed + level,
+                                     iters=self.balanced_iters, max_points_per_centroid=self.max_points_per_centroid,
+                                     use_gpu=self.use_gpu)
+                centroids, codes = bk.centroids, bk.labels
+                stat = {"level": level + 1, "kmeans_seconds": bk.seconds, "objective": bk.objective,
+                        "imbalance_factor": 1.0, "balanced_rounds": bk.rounds}
+                labels_by_level.append(codes)
+            else:
+                km = faiss_utils.faiss_kmeans(m, self.codebook_size, niter=self.niter, seed=self.seed + level,
+                                              max_points_per_centroid=self.max_points_per_centroid,
+                                              use_gpu=self.use_gpu)
+                centroids = km.centroids
+                stat = {"level": level + 1, "kmeans_seconds": km.seconds, "objective": km.objective,
+                        "imbalance_factor": km.imbalance_factor}
+                # The last level's codes come from encode(). Training residuals use faiss's plain top-1
+                # assignment: a float near-tie changes a residual by ~1e-7 of its norm, too little to move a
+                # centroid, and the certified exact rule is applied by encode(), which defines the codes.
+                codes = top1_centroid(m, centroids, use_gpu=self.use_gpu) if needs_residual else None
+            books.append(centroids)
+            if needs_residual:
+                m -= centroids[codes]
                 stat["residual_mse"] = mean_square(m)
             stats.append(stat)
-        self.codebooks = np.stack(books).astype(np.float32)
+        d = m.shape[1]
+        self.codebooks = np.stack(books).astype(np.float32) if books else np.zeros((0, self.codebook_size, d),
+                                                                                    dtype=np.float32)
+        self.fsq = None
+        if self.last_level == "fsq":
+            t0 = time.perf_counter()
+            self.fsq = FSQ(self.fsq_levels).fit(m)
+            if self.balanced:
+                labels_by_level.append(self.fsq.encode(m))
+            stats.append({"level": self.levels, "fsq_seconds": time.perf_counter() - t0})
+        self.fitted = FittedRows.build(x, np.stack(labels_by_level, axis=1)) if self.balanced else None
         self.fit_stats_ = stats
         return self
 
@@ -188,31 +250,71 @@ class RQKmeans:
         return self.codebooks
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """`x: (N, d)` -> `codes: (N, L) int64` by the residual rule (exact, lowest k on ties)."""
+        """`x: (N, d)` -> `codes: (N, L) int64`: the residual rule (exact, lowest k on ties) for the k-means
+        levels, FSQ of the residual for an FSQ last level; balanced: fitted rows keep their fitted codes."""
         books = self._books()
-        return rq_encode(x, books, use_gpu=self.use_gpu)
+        xf = faiss_utils.as_float32_matrix(x)
+        codes = rq_encode(xf, books, use_gpu=self.use_gpu)
+        if self.fsq is not None:
+            m = xf.copy()
+            for level, book in enumerate(books):  # the same float32 steps as rq_encode's residuals
+                m -= book[codes[:, level]]
+            codes = np.concatenate([codes, self.fsq.encode(m)[:, None]], axis=1)
+        if self.fitted is not None:
+            codes = self.fitted.apply(xf, codes)
+        return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """`codes: (N, l)`, l <= L -> `(N, d) float32`, the sum of the first l levels' centroids."""
-        return rq_decode(codes, self._books())
+        """`codes: (N, l)`, l <= L -> `(N, d) float32`, the sum of the first l levels' reconstructions."""
+        books = self._books()
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or not 1 <= codes.shape[1] <= self.levels:
+            raise QarmError(f"codes must be (N, l) with 1 <= l <= L={self.levels}, got shape {codes.shape}")
+        n_k = min(codes.shape[1], books.shape[0])
+        out = rq_decode(codes[:, :n_k], books) if n_k else np.zeros((codes.shape[0], books.shape[2]), np.float32)
+        if codes.shape[1] > books.shape[0] and self.fsq is not None:
+            out = out + self.fsq.decode(codes[:, -1])
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """`<path>/rq_kmeans.safetensors` (codebooks) + `<path>/rq_kmeans.json` (settings, fit stats)."""
+        """`<path>/rq_kmeans.safetensors` (codebooks[, FSQ state][, fitted codes]) + `<path>/rq_kmeans.json`
+        (settings, fit stats)."""
+        books = self._books()
         meta = {"levels": self.levels, "codebook_size": self.codebook_size, "niter": self.niter,
                 "seed": self.seed, "max_points_per_centroid": self.max_points_per_centroid,
-                "dim": int(self._books().shape[2]), "fit_stats": self.fit_stats_}
-        save_artifact(path, KIND, {"codebooks": self._books()}, meta)
+                "dim": int(books.shape[2]), "fit_stats": self.fit_stats_, "last_level": self.last_level,
+                "fsq_levels": list(self.fsq_levels), "balanced": self.balanced,
+                "balanced_iters": self.balanced_iters}
+        arrays = {"codebooks": books}
+        if self.fsq is not None:
+            arrays.update(self.fsq.arrays())
+        if self.fitted is not None:
+            arrays.update(fit_codes=self.fitted.codes, fit_row_hash=self.fitted.row_hash)
+            meta["fit_digest"] = self.fitted.digest
+        save_artifact(path, KIND, arrays, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, gpu: GpuChoice = "auto") -> RQKmeans:
-        """Read what `save` wrote; the codebooks' shape must match the saved settings."""
+        """Read what `save` wrote; the codebooks' shape must match the saved settings. Files written before
+        the FSQ / balanced options load as plain RQ-Kmeans."""
         arrays, meta = load_artifact(path, KIND)
         obj = cls(levels=meta["levels"], codebook_size=meta["codebook_size"], niter=meta["niter"],
-                  seed=meta["seed"], max_points_per_centroid=meta["max_points_per_centroid"], gpu=gpu)
+                  seed=meta["seed"], max_points_per_centroid=meta["max_points_per_centroid"], gpu=gpu,
+                  last_level=meta.get("last_level", "kmeans"), fsq_levels=tuple(meta.get("fsq_levels", (4, 4, 4))),
+                  balanced=meta.get("balanced", False), balanced_iters=meta.get("balanced_iters", 10))
         books = arrays.get("codebooks")
-        expected = (meta["levels"], meta["codebook_size"], meta["dim"])
+        expected = (obj.kmeans_levels, meta["codebook_size"], meta["dim"])
         if books is None or books.shape != expected or books.dtype != np.float32:
             got = None if books is None else (books.shape, books.dtype)
             raise QarmError(f"{path}: codebooks must be float32 {expected}, got {got}")
         obj.codebooks, obj.fit_stats_ = books, list(meta.get("fit_stats", []))
+        if obj.last_level == "fsq":
+            obj.fsq = FSQ.from_arrays(obj.fsq_levels, arrays, str(path))
+        if obj.balanced:
+            fit_codes, row_hash = arrays.get("fit_codes"), arrays.get("fit_row_hash")
+            if fit_codes is None or row_hash is None or fit_codes.ndim != 2 or fit_codes.shape[1] != obj.levels \
+                    or row_hash.shape != (fit_codes.shape[0],) or "fit_digest" not in meta:
+                raise QarmError(f"{path}: a balanced quantizer needs fit_codes (N, L={obj.levels}), "
+                                "fit_row_hash (N,) and fit_digest")
+            obj.fitted = FittedRows(fit_codes, row_hash, meta["fit_digest"])
         return obj

@@ -18,6 +18,8 @@ TINY = {
     "rank": ["--batch-size", "32", "--rows", "200", "--users", "50", "--hist", "8", "--codebook", "16",
              "--steps", "1", "--warmup", "0"],
     "data": ["--size", "tiny", "--history-rows", "200"],
+    "codes": ["--n", "400", "--dim", "8", "--clusters", "16", "--levels", "2", "--codebook-size", "8",
+              "--niter", "3", "--balanced-iters", "1", "--queries", "50"],
 }
 
 

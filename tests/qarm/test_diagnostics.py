@@ -76,3 +76,28 @@ def test_bad_inputs_raise() -> None:
         code_diagnostics(X, CODES, codebook_size=1)
     with pytest.raises(QarmError, match="codebooks must be"):
         code_diagnostics(X, CODES, codebook_size=4, codebooks=BOOKS[:, :, :1])
+
+
+def test_group_size_duplicate_floor_and_decoder_by_hand() -> None:
+    d = code_diagnostics(X, CODES, codebook_size=4, codebooks=BOOKS)
+    # full-code groups {0}, {1}, {2, 3}: items see groups of 1, 1, 2, 2 -> mean 1.5 (= (1 + 1 + 4) / 4)
+    assert d.mean_code_group_size == pytest.approx(1.5) and d.mean_items_per_code == pytest.approx(4 / 3)
+    assert d.duplicate_rate == 0.0
+    dup = code_diagnostics(np.concatenate([X, X[:1]]), np.concatenate([CODES, CODES[:1]]), codebook_size=4)
+    assert dup.duplicate_rate == pytest.approx(2 / 5)  # items 0 and 4 have the same embedding
+    # A decoder gives the same per-level reconstruction errors as the codebooks it sums.
+    def decode(prefix: np.ndarray) -> np.ndarray:
+        return sum(BOOKS[level][prefix[:, level]] for level in range(prefix.shape[1]))
+    via = code_diagnostics(X, CODES, codebook_size=4, decoder=decode)
+    assert via.reconstruction_mse == pytest.approx(d.reconstruction_mse, rel=1e-6)
+    with pytest.raises(QarmError, match="not both"):
+        code_diagnostics(X, CODES, codebook_size=4, codebooks=BOOKS, decoder=decode)
+
+
+def test_records_without_the_new_fields_still_load() -> None:
+    from benchmark.records import from_json, to_json
+
+    plain = to_json(code_diagnostics(X, CODES, codebook_size=4))
+    del plain["mean_code_group_size"], plain["duplicate_rate"]
+    back = from_json(CodeDiagnostics, plain)
+    assert back.mean_code_group_size is None and back.duplicate_rate is None
