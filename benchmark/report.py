@@ -6,15 +6,18 @@ Input is the suite's manifest `runs/<suite>/results.json`, written by `qarm-benc
      "code_quality": {code_set: {diagnostic: value}}, "data_stats": {...}, ...}
 
 Output: `report.md` (also printed) and `report.json`, whose rows are
-(model, variant, slice, metric, mean, std, ci_low, ci_high, n_seeds, delta_vs_id_only, p_value).
+(model, variant, slice, metric, mean, std, ci_low, ci_high, n_seeds, delta_vs_id_only, p_value, delta_ci_low,
+delta_ci_high); `--html` also writes the self-contained `report.html` (benchmark/report_html.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,12 @@ from benchmark.stages import read_json, write_json
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
 BASELINE = "id_only"
+HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
+HEADLINE_SLICES = ("all", "cold")
+ALPHA = 0.05
+# Extended, never renamed: a key once published stays (report.json and `report --json` readers rely on them).
 ROW_KEYS = ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
-            "delta_vs_id_only", "p_value")
+            "delta_vs_id_only", "p_value", "delta_ci_low", "delta_ci_high")
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -64,6 +71,19 @@ def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> tuple[
     return delta, float(stats.ttest_rel(a, b).pvalue)
 
 
+def paired_delta_ci(values: dict[int, float], baseline: dict[int, float],
+                    confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval at `confidence` of the mean per-seed difference vs the baseline (NaN under 2 pairs).
+
+    The interval the paired t-test inverts: mean(d) ± t(1 - α/2, n - 1) · sd(d) / √n over the seeds both share.
+    """
+    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
+    if len(seeds) < 2:
+        return math.nan, math.nan
+    _, _, lo, hi = mean_ci([values[s] - baseline[s] for s in seeds], confidence)
+    return lo, hi
+
+
 def aggregate(cells: Iterable[dict[str, Any]], confidence: float = 0.95) -> list[dict[str, Any]]:
     """One row per (model, variant, slice, metric) over the seeds present."""
     by_key: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
@@ -78,11 +98,14 @@ def aggregate(cells: Iterable[dict[str, Any]], confidence: float = 0.95) -> list
         mean, std, lo, hi = mean_ci(list(per_seed.values()), confidence)
         base = by_key.get((model, BASELINE, slice_name, metric))
         delta, p = (math.nan, math.nan) if base is None or variant == BASELINE else paired_delta(per_seed, base)
+        d_lo, d_hi = ((math.nan, math.nan) if base is None or variant == BASELINE
+                      else paired_delta_ci(per_seed, base, confidence))
         rows.append({
             "model": model, "variant": variant, "slice": slice_name, "metric": metric,
             "mean": _nan_to_none(mean), "std": _nan_to_none(std), "ci_low": _nan_to_none(lo),
             "ci_high": _nan_to_none(hi), "n_seeds": sum(math.isfinite(v) for v in per_seed.values()),
             "delta_vs_id_only": _nan_to_none(delta), "p_value": _nan_to_none(p),
+            "delta_ci_low": _nan_to_none(d_lo), "delta_ci_high": _nan_to_none(d_hi),
         })
     return rows
 
@@ -120,6 +143,103 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                              f"{_signed(auc.get('delta_vs_id_only'))} | {_fmt(auc.get('p_value'), 3)} | "
                              f"{auc.get('n_seeds', 0)} |")
     return "\n".join(lines)
+
+
+def significance_key(rows: Sequence[dict[str, Any]]) -> str:
+    """The p-value that decides significance: 'p_value_holm' when the rows carry it, else the unadjusted 'p_value'.
+
+    DESIGN.md: only Holm-significant deltas are called significant; rows made before Holm adjustment existed
+    fall back to the per-comparison p, and every caller says which one it used.
+    """
+    return "p_value_holm" if any("p_value_holm" in r for r in rows) else "p_value"
+
+
+def verdict(delta: float | None, p: float | None, metric: str) -> str:
+    """'significant gain' / 'significant loss' only at p < ALPHA; LogLoss improves downwards."""
+    if delta is None:
+        return "no paired seeds"
+    if p is None:
+        return "no test (under 2 seeds)"
+    if p >= ALPHA:
+        return "not significant"
+    improved = delta < 0 if metric == "logloss" else delta > 0
+    return "significant gain" if improved else "significant loss"
+
+
+def _model_order(models: Iterable[str]) -> list[str]:
+    known = ("dlrm", "din", "sim")
+    return sorted(set(models), key=lambda m: (known.index(m) if m in known else len(known), m))
+
+
+def headline_variants(rows: Sequence[dict[str, Any]], variants: Sequence[str] = ()) -> list[str]:
+    """The QARM variant first, then every other non-baseline variant (in `variants` order, else by name)."""
+    present = {r["variant"] for r in rows} - {BASELINE}
+    rest = [v for v in variants if v in present] + sorted(present - set(variants))
+    return [v for v in dict.fromkeys([HEADLINE_VARIANT, *rest]) if v in present]
+
+
+@dataclass(frozen=True)
+class HeadlineDelta:
+    """One line of the headline: a variant vs id_only on one model, slice and metric."""
+
+    model: str
+    variant: str
+    slice: str
+    metric: str
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None  # the significance_key(rows) p-value
+    n_seeds: int
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.delta, self.p, self.metric)
+
+
+def headline_items(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
+                   metric: str = "auc") -> list[HeadlineDelta]:
+    """Per model (dlrm, din, sim order), the QARM variant then the others, on the all and cold slices."""
+    key = significance_key(rows)
+    idx = {(r["model"], r["variant"], r["slice"], r["metric"]): r for r in rows}
+    out = []
+    for model in _model_order(r["model"] for r in rows):
+        for variant in headline_variants(rows, variants):
+            for slice_name in HEADLINE_SLICES:
+                r = idx.get((model, variant, slice_name, metric))
+                if r is not None:
+                    out.append(HeadlineDelta(model, variant, slice_name, metric, r["delta_vs_id_only"],
+                                             r["delta_ci_low"], r["delta_ci_high"], r.get(key), r["n_seeds"]))
+    return out
+
+
+def significance_label(rows: Sequence[dict[str, Any]]) -> str:
+    return ("Holm-adjusted p" if significance_key(rows) == "p_value_holm"
+            else "p (paired t-test, not Holm-adjusted)")
+
+
+def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (), confidence: float = 0.95,
+                    metric: str = "auc") -> str:
+    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict.
+
+    A delta is called a gain only when its (Holm-adjusted when the rows carry it) p is below ALPHA.
+    """
+    if not any(r["variant"] == BASELINE for r in rows):
+        return f"No {BASELINE} variant in this suite: no deltas to report."
+    lines = [f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
+             f"{round(100 * confidence)}% CI, {significance_label(rows)}; significant when p < {ALPHA}):", ""]
+    for h in headline_items(rows, variants, metric):
+        ci = "" if h.ci_low is None else f" [{_signed(h.ci_low)}, {_signed(h.ci_high)}]"
+        lines.append(f"- {h.model} · {h.variant} · {h.slice}: Δ {_signed(h.delta)}{ci}, p = {_fmt(h.p, 3)}: "
+                     f"{h.verdict} ({h.n_seeds} seeds)")
+    return "\n".join(lines)
+
+
+def parent_run_description(description: str, rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
+                           confidence: float = 0.95) -> str:
+    """The MLflow parent run's description: the suite's `suite.description`, then the headline deltas."""
+    head = headline_deltas(rows, variants, confidence)
+    return f"{description.strip()}\n\n{head}" if description.strip() else head
 
 
 def code_quality_table(code_quality: dict[str, dict[str, Any]]) -> str:
@@ -195,11 +315,22 @@ def load_manifest(suite_dir: Path) -> dict[str, Any]:
 
 
 def main_report(args: Any) -> int:
+    """`qarm-bench report SUITE [--json] [--html]`: rewrite report.md/.json (and report.html) from the manifest."""
     suite_dir = Path(args.runs_dir) / args.suite
     manifest = load_manifest(suite_dir)
+    if args.html:  # redraw the plots, so a suite run before a plot existed gets it in its page too
+        from benchmark import plots
+
+        manifest["plots"] = [str(p.relative_to(suite_dir)) for p in plots.make_all(manifest, suite_dir / "plots")]
     md, rows = write_report(suite_dir, manifest)
     if args.json:
         print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in rows], indent=1))
     else:
         print(md)
+    if args.html:
+        from benchmark.report_html import write_html
+
+        path = write_html(suite_dir, manifest, rows)
+        # stdout stays pure JSON under --json
+        print(f"HTML report: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

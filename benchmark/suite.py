@@ -239,16 +239,21 @@ class SuiteRun:
 
     def _report(self, manifest: dict[str, Any], parent: Any) -> str:
         from benchmark import plots
-        from benchmark.report import write_report
+        from benchmark.report import parent_run_description, write_report
+        from benchmark.report_html import write_html
 
         paths = plots.make_all(manifest, self.suite_dir / "plots")
         manifest["plots"] = [str(p.relative_to(self.suite_dir)) for p in paths]
         write_json(self.suite_dir / "results.json", manifest)
-        md, _ = write_report(self.suite_dir, manifest)
+        md, rows = write_report(self.suite_dir, manifest)
+        html = write_html(self.suite_dir, manifest, rows)
         for p in paths:
             parent.log_artifact(p, "plots")
         parent.log_artifact(self.suite_dir / "report.md")
         parent.log_artifact(self.suite_dir / "report.json")
+        parent.log_artifact(html)
+        parent.set_description(parent_run_description(self.cfg.suite.description, rows, self.cfg.suite.variants,
+                                                      self.cfg.report.confidence))
         return md
 
 
