@@ -92,7 +92,8 @@ def alignment_curves(history: list[dict[str, Any]], path: Path, k: int = 10) -> 
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("contrastive loss", color="tab:blue")
     ax2 = ax1.twinx()
-    ax2.plot(epochs, [h.get("val_recall", math.nan) for h in history], "s-", color="tab:red",
+    # qarm.alignment's history key is `val_recall_at_k` (an older `val_recall` read drew an empty curve)
+    ax2.plot(epochs, [h.get("val_recall_at_k", h.get("val_recall", math.nan)) for h in history], "s-", color="tab:red",
              label=f"held-out pair recall@{k}")
     ax2.set_ylabel(f"pair recall@{k}", color="tab:red")
     ax1.set_title("alignment")

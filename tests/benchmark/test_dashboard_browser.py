@@ -2,7 +2,8 @@
 
 One tiny synthetic suite run builds a store; `qarm-bench ui` serves it; the printed runs-view URL must show the
 parent run and its children with a metric column holding the children's values; the parent run's page shows the
-description with the headline deltas; report.html (opened from disk) renders every embedded image.
+description with the headline deltas; report.html renders every embedded image, in MLflow's artifact viewer and
+opened from disk.
 Screenshots are kept in $QARM_TEST_OUTPUT or test-output/ at the repository root (git-ignored).
 Without a browser the test skips, except under CI=true, where a missing browser is a failure.
 """
@@ -170,6 +171,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
         with _chromium(tmp_path / "chrome-profile") as driver:
             driver.get(url)
             name_col, auc_col = "attributes.`Run Name`", "metrics.`test_all_auc`"
+            js_widths = "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
             names = _wait_for("the runs table", lambda: (lambda t: t if len(t) > len(children) else None)(
                 _column_texts(driver, name_col)), timeout=60)
             time.sleep(0.5)  # let the grid settle before the picture
@@ -191,6 +193,17 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
             driver.save_screenshot(str(out / "mlflow_parent_run.png"))
             assert "Browser check of the tiny synthetic suite" in body and "aligned_codes" in body
 
+            # report.html in MLflow's artifact viewer (an iframe)
+            driver.get(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}"
+                       "/artifacts/report.html?workflowType=machine_learning")
+            frame = _wait_for("the artifact viewer's frame", lambda: driver.find_elements("tag name", "iframe"),
+                              timeout=60)[0]
+            driver.switch_to.frame(frame)
+            in_viewer = _wait_for("report.html's images in the artifact viewer", lambda: (lambda w: w if w and all(w)
+                                  else None)(driver.execute_script(js_widths)), timeout=30)
+            driver.switch_to.default_content()
+            driver.save_screenshot(str(out / "mlflow_artifact_report_html.png"))
+
             html = runs_dir / SUITE / "report.html"
             driver.set_window_size(1400, 1000)
             driver.get(html.resolve().as_uri())
@@ -201,7 +214,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
                 "i.src.startsWith('data:image/png;base64,')])")
             _full_page_screenshot(driver, out / "report_html.png")
     manifest_plots = [p for p in (runs_dir / SUITE / "plots").glob("*.png")]
-    assert len(images) == len(manifest_plots) >= 5
+    assert len(images) == len(in_viewer) == len(manifest_plots) >= 5
     for alt, complete, width, embedded in images:
         assert complete and width > 0, f"image {alt!r} did not render"
         assert embedded, f"image {alt!r} is not embedded as a data: URI"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -209,3 +210,15 @@ def test_ui_of_an_unknown_suite_is_a_user_error(dashboard_store: tuple[str, Path
     assert main(["ui", "nope", "--runs-dir", str(root / "runs"), "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert "no experiment 'nope'" in err and "Traceback" not in err
+
+
+def test_readme_lists_the_metric_name_contract() -> None:
+    """README "Metric names (a contract)" names every metric the saved runs view and the browser test rely on."""
+    from benchmark.tracking import RUNS_VIEW_METRICS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Metric names (a contract)", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z_<>]+)`", section))
+    contract = {f"test_{s}_{m}" for s in ("all", "cold", "warm") for m in ("auc", "gauc", "logloss")}
+    assert contract <= listed and set(RUNS_VIEW_METRICS) <= contract
+    assert {"best_epoch", "best_val_auc", "train_loss", "val_auc"} <= listed
