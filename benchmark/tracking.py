@@ -271,7 +271,6 @@ def main_ui(args: Any) -> int:
         raise TrackingError(f"no tracking store at {db}: run `qarm-bench run` first (or pass --tracking-uri)")
     if shutil.which("mlflow") is None and not _has_module("mlflow"):
         raise TrackingError("mlflow is not installed in this environment; run `make run` or scripts/setup.sh")
-    views = runs_views(uri, args.suite, f"http://127.0.0.1:{args.port}")  # before the server holds the store
     cmd = ui_command(uri, args.port, db.parent / "mlartifacts" if db is not None else None)
     # mlflow ui runs its server and workers in a process group of their own; Ctrl-C or a SIGTERM to this
     # process (`kill <pid>`) stops the whole group, so no server outlives the command.
@@ -282,21 +281,29 @@ def main_ui(args: Any) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)
     print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; pid {os.getpid()}; Ctrl-C stops it)", flush=True)
-    for name, url in views:
-        print(f"  runs of {name}: {url}", flush=True)
     try:
+        # while the server starts (tens of seconds), dress the experiments and print their runs views
+        for name, url in runs_views(uri, args.suite, f"http://127.0.0.1:{args.port}"):
+            print(f"  runs of {name}: {url}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_server(proc)
         return 0
+    except BaseException:
+        _stop_server(proc)  # e.g. an unknown suite: no server outlives the error
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _has_module(name: str) -> bool:
@@ -324,7 +331,7 @@ def temp_store() -> tuple[str, Path]:
 # - A saved view is the experiment tag `mlflow.sharedViewState.<id>` holding {"name", "createdAt", "updatedAt",
 #   "state"} (state: JSON of search facets and UI state such as `selectedColumns`); `?viewStateShareKey=<id>`
 #   opens it, and it is listed under the page's "Views" menu. The QARM-Bench view below shows the contract
-#   metrics (README "MLflow metric names") as columns, sorted by test AUC.
+#   metrics (README "Metric names (a contract)") as columns, sorted by test AUC.
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"

@@ -142,11 +142,19 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
     from benchmark.suite import SuiteRun
 
     out = _output_dir()
+    t0 = time.monotonic()
+    phases: list[str] = []
+
+    def phase(name: str) -> None:  # where the time goes, kept beside the screenshots
+        phases.append(f"{time.monotonic() - t0:6.1f}s  {name}")
+        (out / "timings.txt").write_text("\n".join(phases) + "\n")
+
     runs_dir = tmp_path / "runs"
     uri = f"sqlite:///{runs_dir / 'mlflow.db'}"
     cfg = load_config(SUITE, [f"suite.runs_dir={runs_dir}", f"suite.tracking_uri={uri}", "suite.models=dlrm",
                               "suite.seeds=0,1", "suite.description=Browser check of the tiny synthetic suite"])
     SuiteRun(cfg, progress=False).run()
+    phase("suite run")
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(SUITE)
@@ -165,8 +173,9 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
         url = url_line.split(f"runs of {SUITE}:", 1)[1].strip()
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?")
         _wait_for(f"/health on port {port} (ui output: {lines!r})", lambda: _healthy(port) or proc.poll() is not None,
-                  timeout=150)
+                  timeout=240)
         assert proc.poll() is None, f"qarm-bench ui exited early: {''.join(lines)}"
+        phase("ui answers /health")
 
         with _chromium(tmp_path / "chrome-profile") as driver:
             driver.get(url)
@@ -176,6 +185,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
                 _column_texts(driver, name_col)), timeout=60)
             time.sleep(0.5)  # let the grid settle before the picture
             driver.save_screenshot(str(out / "mlflow_runs_view.png"))
+            phase("runs view rendered")
             for run in [parent, *children]:
                 assert any(run.info.run_name in n for n in names), f"{run.info.run_name!r} not in the table: {names}"
             header = driver.find_elements("css selector", f'[role="columnheader"][col-id="{auc_col}"]')
@@ -191,6 +201,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", headline)
             time.sleep(0.3)
             driver.save_screenshot(str(out / "mlflow_parent_run.png"))
+            phase("parent run page rendered")
             assert "Browser check of the tiny synthetic suite" in body and "aligned_codes" in body
 
             # report.html in MLflow's artifact viewer (an iframe)
@@ -203,6 +214,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
                                   else None)(driver.execute_script(js_widths)), timeout=30)
             driver.switch_to.default_content()
             driver.save_screenshot(str(out / "mlflow_artifact_report_html.png"))
+            phase("report.html in the artifact viewer")
 
             html = runs_dir / SUITE / "report.html"
             driver.set_window_size(1400, 1000)
@@ -213,9 +225,11 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
                 "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, "
                 "i.src.startsWith('data:image/png;base64,')])")
             _full_page_screenshot(driver, out / "report_html.png")
+            phase("report.html from disk")
     manifest_plots = [p for p in (runs_dir / SUITE / "plots").glob("*.png")]
     assert len(images) == len(in_viewer) == len(manifest_plots) >= 5
     for alt, complete, width, embedded in images:
         assert complete and width > 0, f"image {alt!r} did not render"
         assert embedded, f"image {alt!r} is not embedded as a data: URI"
     assert not _healthy(port)  # the ui server is gone with its process group
+    phase("ui stopped")

@@ -207,9 +207,12 @@ def test_ui_of_an_unknown_suite_is_a_user_error(dashboard_store: tuple[str, Path
     from benchmark.cli import main
 
     uri, root = dashboard_store
-    assert main(["ui", "nope", "--runs-dir", str(root / "runs"), "--tracking-uri", uri]) == 2
+    port = _free_port()
+    assert main(["ui", "nope", "--port", str(port), "--runs-dir", str(root / "runs"), "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert "no experiment 'nope'" in err and "Traceback" not in err
+    with pytest.raises(OSError):  # the server started beside the lookup is stopped with the error
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
 
 def test_readme_lists_the_metric_name_contract() -> None:
