@@ -155,6 +155,7 @@ def forest_plot(rows: list[dict[str, Any]], metric: str, variants: Sequence[str]
             ax.set_ylim(len(shown) - 0.5, -0.5)
             ax.set_title(f"{model} · {s}", fontsize=9)
             ax.tick_params(axis="x", labelsize=8)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=5))
             if i == n_rows - 1:
                 ax.set_xlabel(f"Δ test {metric} vs {BASELINE}", fontsize=8)
     handles = [plt.Line2D([], [], ls="", marker="o", color="tab:red", mec="tab:red", label=f"{p_label} < {ALPHA}"),
