@@ -25,7 +25,8 @@ examples:
   qarm-bench run --force codes                     rerun the codes stage and everything after it
   qarm-bench plan benchmark/configs/movielens-100k.toml
   qarm-bench report movielens-100k --json
-  qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db
+  qarm-bench report movielens-100k --html          also runs/movielens-100k/report.html (self-contained)
+  qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
   qarm-bench perf quantize --json
@@ -68,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", nargs="?", default="movielens-100k", help="suite name (default: movielens-100k)")
     p.add_argument("--runs-dir", default="runs", help="where suites live (default: runs)")
     p.add_argument("--json", action="store_true", help="print the table as JSON rows")
+    p.add_argument("--html", action="store_true",
+                   help="also write report.html next to report.md: one self-contained page with the plots embedded")
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the suite's store")
+    p.add_argument("suite", nargs="?", default=None,
+                   help="print the runs-view URL of this suite's experiment (default: of every experiment in the store)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--runs-dir", default="runs", help="where runs/mlflow.db lives (default: runs)")
     p.add_argument("--tracking-uri", default=None, help="store to serve (default: MLFLOW_TRACKING_URI or runs/mlflow.db)")

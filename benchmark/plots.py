@@ -5,6 +5,7 @@
 - collision rate per code set (quantizer)
 - alignment loss and held-out pair-recall curves
 - AUC by item-popularity bucket (the analogue of QARM Table 6)
+- forest plot: Δ vs id_only with its CI per variant, one panel per (model, slice), significant deltas marked
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmark.headline import significance_key  # noqa: E402
 from benchmark.records import CellRecord, SuiteResults  # noqa: E402
-from benchmark.report import aggregate, code_quality  # noqa: E402
+from benchmark.report import BASELINE, aggregate, code_quality  # noqa: E402
+from benchmark.stats import ALPHA  # noqa: E402
 from qarm.alignment.config import AlignSummary  # noqa: E402
 
 SLICES = ("all", "cold", "warm")
@@ -125,12 +128,68 @@ def auc_by_popularity(cells: Sequence[CellRecord], variants: Sequence[str], path
     return _save(fig, path)
 
 
+def forest_plot(rows: list[dict[str, Any]], metric: str, variants: Sequence[str], path: Path,
+                confidence: float = 0.95) -> Path:
+    """Δ test `metric` vs id_only per variant with its paired CI; rows = models, columns = slices; zero line drawn.
+
+    A delta is marked significant (filled) when its p (Holm-adjusted when the rows carry `p_value_holm`, else
+    the paired t-test's) is below ALPHA; the title says which p decided.
+    """
+    key = significance_key(rows)
+    p_label = "Holm-adjusted p" if key == "p_value_holm" else "unadjusted paired p"
+    models = [m for m in ("dlrm", "din", "sim") if any(r["model"] == m for r in rows)]
+    slices = [s for s in SLICES if any(r["slice"] == s for r in rows)]
+    shown = [v for v in variants if v != BASELINE and any(r["variant"] == v for r in rows)]
+    idx = {(r["model"], r["variant"], r["slice"], r["metric"]): r for r in rows}
+    n_rows, n_cols = max(len(models), 1), max(len(slices), 1)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 0.45 * max(len(shown), 1) * n_rows + 1.6 * n_rows),
+                             squeeze=False)
+    for i, model in enumerate(models):
+        for j, s in enumerate(slices):
+            ax = axes[i][j]
+            ax.axvline(0.0, color="black", lw=1)
+            for y, v in enumerate(shown):
+                r = idx.get((model, v, s, metric))
+                if r is None or r["delta_vs_id_only"] is None:
+                    continue
+                d = r["delta_vs_id_only"]
+                if r["delta_ci_low"] is not None:
+                    ax.errorbar(d, y, xerr=[[d - r["delta_ci_low"]], [r["delta_ci_high"] - d]], fmt="none",
+                                ecolor="tab:gray", capsize=3, lw=1.5)
+                p = r.get(key)
+                sig = p is not None and p < ALPHA
+                ax.plot(d, y, "o", ms=7, color="tab:red" if sig else "white", mec="tab:red" if sig else "tab:gray",
+                        mew=1.5)
+            ax.set_yticks(range(len(shown)), shown if j == 0 else [""] * len(shown), fontsize=8)
+            ax.set_ylim(len(shown) - 0.5, -0.5)
+            ax.set_title(f"{model} · {s}", fontsize=9)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=5))
+            if i == n_rows - 1:
+                ax.set_xlabel(f"Δ test {metric} vs {BASELINE}", fontsize=8)
+    handles = [plt.Line2D([], [], ls="", marker="o", color="tab:red", mec="tab:red", label=f"{p_label} < {ALPHA}"),
+               plt.Line2D([], [], ls="", marker="o", color="white", mec="tab:gray", label="not significant / no test"),
+               plt.Line2D([], [], color="tab:gray", label=f"{round(100 * confidence)}% CI of the paired Δ")]
+    why = "" if key == "p_value_holm" else " (the rows carry no Holm-adjusted p)"
+    fig.suptitle(f"Δ test {metric.upper()} vs {BASELINE}, paired over seeds; filled: {p_label} < {ALPHA}{why}",
+                 fontsize=10)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def make_all(results: SuiteResults, out_dir: Path) -> list[Path]:
-    """Every plot the results have data for; returns the written paths."""
+    """Every plot the results have data for (the forest plot first); returns the written paths."""
     cells = results.cells
     variants = results.variants or sorted({c.variant for c in cells})
     rows = aggregate(cells, results.confidence)
-    paths = [metric_with_ci(rows, m, variants, out_dir / f"{m}_by_variant.png") for m in ("auc", "gauc", "logloss")]
+    paths = []
+    if any(r["variant"] == BASELINE for r in rows) and any(r["variant"] != BASELINE for r in rows):
+        paths.append(forest_plot(rows, "auc", variants, out_dir / "forest_auc.png", results.confidence))
+    paths += [metric_with_ci(rows, m, variants, out_dir / f"{m}_by_variant.png") for m in ("auc", "gauc", "logloss")]
     cq = code_quality(results)
     if cq:
         paths.append(codebook_utilisation(cq, out_dir / "codebook_utilisation.png"))

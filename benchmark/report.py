@@ -15,12 +15,14 @@ ROW_KEYS (a contract: extended, never renamed):
     bootstrap_ci_low, bootstrap_ci_high            AUC only: the user-level bootstrap interval of the test AUC
                                                    (test-set uncertainty), averaged over seeds
 A delta is called significant only when its Holm-adjusted p-value is below 0.05.
+`--html` also writes the self-contained `report.html` (benchmark/report_html.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -122,9 +124,10 @@ def _signed(x: float | None) -> str:
     return "–" if x is None else f"{x:+.4f}"
 
 
-def _model_order(rows: list[dict[str, Any]]) -> list[str]:
+def model_order(models: Iterable[str]) -> list[str]:
+    """dlrm, din, sim, then any other model by name."""
     known = ("dlrm", "din", "sim")
-    return sorted({r["model"] for r in rows}, key=lambda m: known.index(m) if m in known else 9)
+    return sorted(set(models), key=lambda m: (known.index(m) if m in known else len(known), m))
 
 
 def _ci(c: dict[str, Any]) -> str:
@@ -146,7 +149,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
     variants = [v for v in variants_order if any(r["variant"] == v for r in rows)]
     lines = ["| model | variant | slice | AUC | AUC test-set CI | GAUC | LogLoss | Δ AUC vs id_only [CI] | p | "
              "p (Holm) | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for model in _model_order(rows):
+    for model in model_order(r["model"] for r in rows):
         for variant in variants:
             for slice_name in MAIN_SLICES:
                 cells = [idx.get((model, variant, slice_name, m)) for m in METRICS]
@@ -165,7 +168,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
 def frozen_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: each aligned variant against its frozen counterpart, AUC, per model and main slice."""
     lines = ["| model | slice | comparison | Δ AUC | p | p (Holm) |", "|---|---|---|---|---|---|"]
-    for model in _model_order(rows):
+    for model in model_order(r["model"] for r in rows):
         for slice_name in MAIN_SLICES:
             for variant, counterpart in COUNTERPART.items():
                 r = next((r for r in rows if (r["model"], r["variant"], r["slice"], r["metric"]) ==
@@ -320,11 +323,25 @@ def load_manifest(suite_dir: Path) -> SuiteResults:
 
 
 def main_report(args: Any) -> int:
+    """`qarm-bench report SUITE [--json] [--html]`: rewrite report.md/.json (and report.html) from the manifest."""
     suite_dir = Path(args.runs_dir) / args.suite
     manifest = load_manifest(suite_dir)
+    if args.html:  # redraw the plots, so a suite run before a plot existed gets it in its page too
+        import dataclasses
+
+        from benchmark import plots
+
+        drawn = plots.make_all(manifest, suite_dir / "plots")
+        manifest = dataclasses.replace(manifest, plots=tuple(str(p.relative_to(suite_dir)) for p in drawn))
     md, rows = write_report(suite_dir, manifest)
     if args.json:
         print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in rows], indent=1))
     else:
         print(md)
+    if args.html:
+        from benchmark.report_html import write_html
+
+        path = write_html(suite_dir, manifest, rows)
+        # stdout stays pure JSON under --json
+        print(f"HTML report: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -238,16 +238,22 @@ class SuiteRun:
         import dataclasses
 
         from benchmark import plots
+        from benchmark.headline import parent_run_description
         from benchmark.report import write_report
+        from benchmark.report_html import write_html
 
         paths = plots.make_all(results, self.suite_dir / "plots")
         results = dataclasses.replace(results, plots=tuple(str(p.relative_to(self.suite_dir)) for p in paths))
         write_json(self.suite_dir / "results.json", to_json(results))
-        md, _ = write_report(self.suite_dir, results)
+        md, rows = write_report(self.suite_dir, results)
+        html = write_html(self.suite_dir, results, rows)
         for p in paths:
             parent.log_artifact(p, "plots")
         parent.log_artifact(self.suite_dir / "report.md")
         parent.log_artifact(self.suite_dir / "report.json")
+        parent.log_artifact(html)
+        parent.set_description(parent_run_description(self.cfg.suite.description, rows, self.cfg.suite.variants,
+                                                      self.cfg.report.confidence))
         return md
 
 

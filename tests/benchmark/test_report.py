@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from benchmark.cli import main
+from benchmark.headline import headline_deltas, parent_run_description, significance_key, verdict
 from benchmark.records import CellRecord, Provenance, SuiteResults, to_json
 from benchmark.report import ROW_KEYS, aggregate, write_report
+from benchmark.stats import paired_delta
 
 
 def _cells() -> list[CellRecord]:
@@ -84,3 +87,58 @@ def test_holm_families_and_frozen_counterparts() -> None:
     assert a["delta_vs_frozen"] == pytest.approx((0.02 + 0.008 + 0.014) / 3)
     assert a["p_value_vs_frozen_holm"] == pytest.approx(a["p_value_vs_frozen"])  # a family of one here
     assert rows["random_codes"]["delta_vs_frozen"] is None
+
+
+def test_delta_ci_is_the_paired_t_interval_by_formula() -> None:
+    # differences 0.02, 0.03, 0.01 (the _cells fixture): mean 0.02, sd 0.01, t(0.975, df=2) = 4.302652729911275
+    rows = aggregate(_cells())
+    row = next(r for r in rows if r["variant"] == "aligned_codes" and r["slice"] == "all" and r["metric"] == "auc")
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)
+    assert row["delta_ci_low"] == pytest.approx(0.02 - half) and row["delta_ci_high"] == pytest.approx(0.02 + half)
+    base = next(r for r in rows if r["variant"] == "id_only" and r["slice"] == "all" and r["metric"] == "auc")
+    assert base["delta_ci_low"] is None and base["delta_ci_high"] is None
+    one_seed = aggregate([c for c in _cells() if c.seed == 0])
+    assert all(r["delta_ci_low"] is None and r["delta_ci_high"] is None for r in one_seed)  # null under 2 seeds
+    assert paired_delta({0: 0.6, 1: 0.6}, {0: 0.5, 1: 0.5})[2:] == pytest.approx((0.1, 0.1))  # no spread, no width
+
+
+def test_row_keys_are_extended_never_renamed() -> None:
+    assert ROW_KEYS[:11] == ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
+                             "delta_vs_id_only", "p_value")
+    assert set(ROW_KEYS[11:]) >= {"delta_ci_low", "delta_ci_high", "p_value_holm", "delta_vs_frozen",
+                                  "p_value_vs_frozen", "p_value_vs_frozen_holm"}
+    assert all(tuple(r) == ROW_KEYS for r in aggregate(_cells()))
+
+
+def _row(variant: str, slice_name: str, delta: float | None, p: float | None, **extra: float | None) -> dict:
+    return {"model": "dlrm", "variant": variant, "slice": slice_name, "metric": "auc", "mean": 0.7, "std": 0.01,
+            "ci_low": 0.69, "ci_high": 0.71, "n_seeds": 3, "delta_vs_id_only": delta, "p_value": p,
+            "delta_ci_low": None if delta is None else delta - 0.01,
+            "delta_ci_high": None if delta is None else delta + 0.01, **extra}
+
+
+def test_headline_calls_a_gain_only_below_alpha() -> None:
+    rows = [_row("id_only", "all", None, None), _row("codes_only", "all", 0.02, 0.01),
+            _row("aligned_codes", "all", 0.03, 0.2), _row("aligned_codes", "cold", -0.04, 0.001)]
+    text = headline_deltas(rows, variants=["id_only", "codes_only", "aligned_codes"])
+    lines = [ln for ln in text.splitlines() if ln.startswith("- ")]
+    # the QARM variant first, then the others in suite order
+    assert lines[0].startswith("- dlrm · aligned_codes · all: Δ +0.0300 [+0.0200, +0.0400], p = 0.200")
+    assert lines[0].endswith("not significant (3 seeds)")
+    assert lines[1].startswith("- dlrm · aligned_codes · cold") and "significant loss" in lines[1]
+    assert lines[2].startswith("- dlrm · codes_only · all") and "significant gain" in lines[2]
+    assert "not Holm-adjusted" in text
+    assert verdict(0.05, None, "auc") == "no test (under 2 seeds)"
+    assert verdict(-0.05, 0.01, "logloss") == "significant gain"  # LogLoss improves downwards
+
+
+def test_headline_uses_holm_p_when_rows_carry_it() -> None:
+    # unadjusted p 0.01 would be a gain; the Holm-adjusted 0.06 is not
+    rows = [_row("id_only", "all", None, None, p_value_holm=None),
+            _row("aligned_codes", "all", 0.03, 0.01, p_value_holm=0.06)]
+    assert significance_key(rows) == "p_value_holm"
+    text = headline_deltas(rows)
+    assert "Holm-adjusted p" in text and "p = 0.060: not significant" in text and "gain" not in text
+    desc = parent_run_description("  The default suite.  ", rows)
+    assert desc.startswith("The default suite.\n\n**Headline") and parent_run_description("", rows) == text
+    assert headline_deltas([_row("aligned_codes", "all", None, None)]).startswith("No id_only variant")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -130,3 +131,97 @@ def test_qarm_bench_ui_answers_http_then_stops(tmp_path: Path) -> None:
 def test_ui_command_binds_loopback() -> None:
     cmd = ui_command("sqlite:///runs/mlflow.db", 5000, None)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "--workers" in cmd
+
+
+
+@pytest.fixture(scope="module")
+def dashboard_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One store for the dashboard tests (a new sqlite store costs seconds): an experiment made before the tags
+    existed, two suites with a described parent run each, and an experiment without runs."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("dash")
+    uri = f"sqlite:///{root / 'runs' / 'mlflow.db'}"
+    Tracker(uri, "suite-b", artifact_root=root / "a").check()
+    MlflowClient(tracking_uri=uri).create_experiment("made-before-the-tags")
+    MlflowClient(tracking_uri=uri).create_experiment("empty")
+    for suite in ("suite-b", "suite-a"):
+        with Tracker(uri, suite, artifact_root=root / "a").parent_run("p") as parent:
+            parent.set_description(f"{suite}.\n\n**Headline** ...")
+    return uri, root
+
+
+def test_experiments_are_dressed_for_the_training_runs_view(dashboard_store: tuple[str, Path]) -> None:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.tracking import (
+        EXPERIMENT_KIND,
+        EXPERIMENT_KIND_TAG,
+        RUNS_VIEW_ID,
+        RUNS_VIEW_METRICS,
+        RUNS_VIEW_TAG,
+        runs_view_url,
+    )
+
+    uri, _ = dashboard_store
+    client = MlflowClient(tracking_uri=uri)
+    old_id = client.get_experiment_by_name("made-before-the-tags").experiment_id
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(old_id).tags
+    tracker = Tracker(uri, "made-before-the-tags")
+    tracker.check()  # opening an existing experiment dresses it
+    assert tracker.experiment_id == old_id
+    tags = client.get_experiment(old_id).tags
+    assert tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+    view = json.loads(tags[RUNS_VIEW_TAG])
+    state = json.loads(view["state"])
+    assert state["orderByKey"] == "metrics.`test_all_auc`" and state["orderByAsc"] is False
+    assert state["selectedColumns"][:len(RUNS_VIEW_METRICS)] == [f"metrics.`{m}`" for m in RUNS_VIEW_METRICS]
+    Tracker(uri, "made-before-the-tags").check()  # idempotent: the view is left as it was (same updatedAt)
+    assert json.loads(client.get_experiment(old_id).tags[RUNS_VIEW_TAG]) == view
+    assert runs_view_url("http://127.0.0.1:5000/", "7") == (
+        f"http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_ID}")
+
+
+def test_parent_description_and_runs_views(dashboard_store: tuple[str, Path]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.tracking import runs_view_url, runs_views
+
+    uri, _ = dashboard_store
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("suite-a").experiment_id])
+    assert run.data.tags["mlflow.note.content"] == "suite-a.\n\n**Headline** ..."
+    ids = {n: client.get_experiment_by_name(n).experiment_id for n in ("suite-a", "suite-b")}
+    base = "http://127.0.0.1:5001"
+    # every experiment with runs, by name; "empty" and "made-before-the-tags" have none
+    assert runs_views(uri, None, base) == [(n, runs_view_url(base, ids[n])) for n in ("suite-a", "suite-b")]
+    assert runs_views(uri, "suite-b", base) == [("suite-b", runs_view_url(base, ids["suite-b"]))]
+    with pytest.raises(TrackingError, match=r"no experiment 'nope' in the store .*suite-a"):
+        runs_views(uri, "nope", base)
+
+
+def test_ui_of_an_unknown_suite_is_a_user_error(dashboard_store: tuple[str, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmark.cli import main
+
+    uri, root = dashboard_store
+    port = _free_port()
+    assert main(["ui", "nope", "--port", str(port), "--runs-dir", str(root / "runs"), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert "no experiment 'nope'" in err and "Traceback" not in err
+    with pytest.raises(OSError):  # the server started beside the lookup is stopped with the error
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_readme_lists_the_metric_name_contract() -> None:
+    """README "Metric names (a contract)" names every metric the saved runs view and the browser test rely on."""
+    from benchmark.tracking import RUNS_VIEW_METRICS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Metric names (a contract)", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z_<>]+)`", section))
+    contract = {f"test_{s}_{m}" for s in ("all", "cold", "warm") for m in ("auc", "gauc", "logloss")}
+    assert contract <= listed and set(RUNS_VIEW_METRICS) <= contract
+    assert {"best_epoch", "best_val_auc", "train_loss", "val_auc"} <= listed

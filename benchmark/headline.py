@@ -1,0 +1,111 @@
+"""The headline: each variant against id_only on the all and cold slices (test AUC), with its interval, its
+Holm-adjusted p-value and a verdict — the MLflow parent run's description and the top of report.html.
+
+A delta is called a gain (or a loss) only when its Holm-adjusted p-value is below ALPHA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.report import BASELINE, _fmt, _signed, model_order
+from benchmark.stats import ALPHA
+
+HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
+HEADLINE_SLICES = ("all", "cold")
+
+
+def significance_key(rows: Sequence[dict[str, Any]]) -> str:
+    """The p-value that decides significance: 'p_value_holm' when the rows carry it, else the unadjusted 'p_value'.
+
+    DESIGN.md: only Holm-significant deltas are called significant; rows made before Holm adjustment existed
+    fall back to the per-comparison p, and every caller says which one it used.
+    """
+    return "p_value_holm" if any("p_value_holm" in r for r in rows) else "p_value"
+
+
+def verdict(delta: float | None, p: float | None, metric: str) -> str:
+    """'significant gain' / 'significant loss' only at p < ALPHA; LogLoss improves downwards."""
+    if delta is None:
+        return "no paired seeds"
+    if p is None:
+        return "no test (under 2 seeds)"
+    if p >= ALPHA:
+        return "not significant"
+    improved = delta < 0 if metric == "logloss" else delta > 0
+    return "significant gain" if improved else "significant loss"
+
+
+def headline_variants(rows: Sequence[dict[str, Any]], variants: Sequence[str] = ()) -> list[str]:
+    """The QARM variant first, then every other non-baseline variant (in `variants` order, else by name)."""
+    present = {r["variant"] for r in rows} - {BASELINE}
+    rest = [v for v in variants if v in present] + sorted(present - set(variants))
+    return [v for v in dict.fromkeys([HEADLINE_VARIANT, *rest]) if v in present]
+
+
+@dataclass(frozen=True)
+class HeadlineDelta:
+    """One line of the headline: a variant vs id_only on one model, slice and metric."""
+
+    model: str
+    variant: str
+    slice: str
+    metric: str
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None  # the significance_key(rows) p-value
+    n_seeds: int
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.delta, self.p, self.metric)
+
+
+def headline_items(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
+                   metric: str = "auc") -> list[HeadlineDelta]:
+    """Per model (dlrm, din, sim order), the QARM variant then the others, on the all and cold slices."""
+    key = significance_key(rows)
+    idx = {(r["model"], r["variant"], r["slice"], r["metric"]): r for r in rows}
+    out = []
+    for model in model_order(r["model"] for r in rows):
+        for variant in headline_variants(rows, variants):
+            for slice_name in HEADLINE_SLICES:
+                r = idx.get((model, variant, slice_name, metric))
+                if r is not None:
+                    out.append(HeadlineDelta(model, variant, slice_name, metric, r["delta_vs_id_only"],
+                                             r["delta_ci_low"], r["delta_ci_high"], r.get(key), r["n_seeds"]))
+    return out
+
+
+def significance_label(rows: Sequence[dict[str, Any]]) -> str:
+    return ("Holm-adjusted p" if significance_key(rows) == "p_value_holm"
+            else "p (paired t-test, not Holm-adjusted)")
+
+
+def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (), confidence: float = 0.95,
+                    metric: str = "auc") -> str:
+    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict.
+
+    A delta is called a gain only when its (Holm-adjusted when the rows carry it) p is below ALPHA.
+    """
+    if not any(r["variant"] == BASELINE for r in rows):
+        return f"No {BASELINE} variant in this suite: no deltas to report."
+    lines = [f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
+             f"{round(100 * confidence)}% CI, {significance_label(rows)}; significant when p < {ALPHA}):", ""]
+    for h in headline_items(rows, variants, metric):
+        ci = "" if h.ci_low is None else f" [{_signed(h.ci_low)}, {_signed(h.ci_high)}]"
+        lines.append(f"- {h.model} · {h.variant} · {h.slice}: Δ {_signed(h.delta)}{ci}, p = {_fmt(h.p, 3)}: "
+                     f"{h.verdict} ({h.n_seeds} seeds)")
+    return "\n".join(lines)
+
+
+def parent_run_description(description: str, rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
+                           confidence: float = 0.95) -> str:
+    """The MLflow parent run's description: the suite's `suite.description`, then the headline deltas."""
+    head = headline_deltas(rows, variants, confidence)
+    return f"{description.strip()}\n\n{head}" if description.strip() else head
+
+
