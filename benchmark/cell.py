@@ -23,6 +23,7 @@ import torch
 from benchmark.errors import DataError
 from benchmark.stages import CellPlan
 from benchmark.variants import get_variant
+from qarm.quantize.config import TokenizeConfig
 from recsys_models.config import TrainConfig
 from recsys_models.features import ITEM, FeatureSet, FeatureSpec, ItemField
 
@@ -104,16 +105,20 @@ def build_features(
     embedding_dim: int = 16,
     users: pl.DataFrame | None = None,
     codes: np.ndarray | torch.Tensor | None = None,
-    codebook_size: int | None = None,
+    vocab_sizes: Sequence[int] | None = None,
     code_kind: str = "rq",
+    tokenization: TokenizeConfig | None = None,
+    train_items: np.ndarray | None = None,
     vq_codes: np.ndarray | torch.Tensor | None = None,
     dense: np.ndarray | torch.Tensor | None = None,
     item_fields: dict[str, np.ndarray] | None = None,
 ) -> FeatureSet:
-    """Feature set of one variant. codes: (N, L) int64 in [0, codebook_size) (code_kind "rq": one field per
-    level) or (N, k) item_idx (code_kind "vq": the top-k bag); vq_codes: (N, k) int64 item_idx, the extra VQ bag;
-    dense: (N, d) float32 content vectors; users: `user_idx` + categorical columns; item_fields: name -> (N, m)
-    int64 category ids padded with -1 (see `encode_item_fields`). codebook_size defaults to codes.max() + 1."""
+    """Feature set of one variant. codes: (N, L) int64, level l in [0, vocab_sizes[l]) (code_kind "rq",
+    tokenised by `tokenization`: one field per token table, default unigram = one per level) or (N, k) item_idx
+    (code_kind "vq": the top-k bag); train_items: (N,) bool, the items with a training impression (SentencePiece
+    trains on their codes); vq_codes: (N, k) int64 item_idx, the extra VQ bag; dense: (N, d) float32 content
+    vectors; users: `user_idx` + categorical columns; item_fields: name -> (N, m) int64 category ids padded with
+    -1 (see `encode_item_fields`). vocab_sizes default to each level's max + 1."""
     v = get_variant(variant)
     user_table, user_features = None, ()
     if users is not None:
@@ -134,9 +139,13 @@ def build_features(
         if code_kind == "vq":
             add(ItemField("vq", bag_table, n_items, c.shape[1]), c)
         else:
-            k = codebook_size if codebook_size is not None else int(c.max()) + 1
-            for lv in range(c.shape[1]):
-                add(ItemField(f"rq_{lv}", f"t_rq_{lv}", k), c[:, lv : lv + 1].contiguous())
+            from qarm.quantize.tokenize import tokenize_codes
+
+            sizes = list(vocab_sizes) if vocab_sizes is not None else [int(v) + 1 for v in c.max(0).values]
+            train = np.ones(n_items, dtype=bool) if train_items is None else np.asarray(train_items, dtype=bool)
+            tables = tokenize_codes(c.numpy(), sizes, train, tokenization or TokenizeConfig())
+            for t in tables.tables:
+                add(ItemField(t.name, f"t_{t.name}", t.rows, t.width), torch.from_numpy(t.tokens.astype(np.int64)))
     if v.vq and "vq" not in tokens:
         c = _as_tokens("vq_codes", vq_codes, variant)
         add(ItemField("vq", bag_table, n_items, c.shape[1]), c)
@@ -174,26 +183,29 @@ class CellInputs:
     search_codes: torch.Tensor | None
 
 
-def control_codes(codes: np.ndarray, vocab: int, control: str, seed: int) -> np.ndarray:
-    """The codes controls, from the aligned codes (N, L) with `vocab` values per level: "random" draws every
-    code uniformly in [0, vocab) (same shape and vocabulary, no content); "shuffled" permutes the rows across
-    items (same codes, wrong items). Seeded by the replicate seed."""
+def control_codes(codes: np.ndarray, vocab_sizes: Sequence[int], control: str, seed: int) -> np.ndarray:
+    """The codes controls, from the aligned codes (N, L) with vocab_sizes[l] values at level l: "random" draws
+    every code uniformly in [0, vocab_sizes[l]) (same shape and vocabulary, no content); "shuffled" permutes the
+    rows across items (same codes, wrong items). Seeded by the replicate seed."""
     rng = np.random.default_rng([seed, 0xC0DE])
     if control == "random":
-        return rng.integers(0, vocab, size=codes.shape, dtype=np.int64)
+        cols = [rng.integers(0, k, size=codes.shape[0], dtype=np.int64) for k in vocab_sizes]
+        return np.stack(cols, axis=1) if cols else codes.copy()
     if control == "shuffled":
         return codes[rng.permutation(codes.shape[0])]
     raise ValueError(f"unknown codes control {control!r}")
 
 
-def cell_inputs(plan: CellPlan, side: dict[str, Any], embedding_dim: int) -> CellInputs:
-    """Assemble a planned cell's inputs from one replicate's item side (run_item_side's artifacts)."""
+def cell_inputs(plan: CellPlan, side: dict[str, Any], embedding_dim: int,
+                tokens: TokenizeConfig | None = None) -> CellInputs:
+    """Assemble a planned cell's inputs from one replicate's item side (run_item_side's artifacts); `tokens`:
+    how RQ codes become token tables (quantize.tokens)."""
     prepared = side["data"]
     code_sets = side["codes"]
     cs = code_sets[plan.code_set] if plan.code_set else None
     codes = None if cs is None else cs.codes
     if cs is not None and plan.control:
-        codes = control_codes(cs.codes, cs.vocab, plan.control, plan.replicate_seed)
+        codes = control_codes(cs.codes, cs.vocab_sizes, plan.control, plan.replicate_seed)
     dense = None
     if plan.dense_source == "frozen":
         dense = side["frozen"].frozen_embeddings()
@@ -201,7 +213,8 @@ def cell_inputs(plan: CellPlan, side: dict[str, Any], embedding_dim: int) -> Cel
         dense = side["align"].embeddings
     fs = build_features(plan.variant, n_items=prepared.items.height, n_users=n_users_of(prepared),
                         embedding_dim=embedding_dim, users=prepared.users, codes=codes,
-                        codebook_size=None if cs is None else cs.vocab, code_kind="rq" if cs is None else cs.kind,
+                        vocab_sizes=None if cs is None else cs.vocab_sizes, code_kind="rq" if cs is None else cs.kind,
+                        tokenization=tokens, train_items=~prepared.items["is_cold"].to_numpy(),
                         vq_codes=code_sets[plan.vq_set].codes if plan.vq_set else None, dense=dense,
                         item_fields=encode_item_fields(prepared.items) if plan.metadata else None)
     search = torch.from_numpy(code_sets[plan.sim_search_codes].codes) if plan.sim_search_codes else None

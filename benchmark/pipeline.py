@@ -188,38 +188,66 @@ def describe_align(result: Any) -> str:
 
 @dataclass(frozen=True, eq=False)
 class CodeSet:
-    """One code set: name "<source>_<quantizer>", kind "rq" (codes (N, L) int64 in [0, vocab)) or "vq"
-    (codes (N, k) int64 item_idx, vocab N), and its diagnostics (CodeDiagnostics, or {k, distinct_neighbours})."""
+    """One code set: name "<source>_<quantizer>", kind "rq" (codes (N, L) int64, level l in [0, vocab_sizes[l]))
+    or "vq" (codes (N, k) int64 item_idx, vocab_sizes (N,)), and its diagnostics (CodeDiagnostics, or
+    {k, distinct_neighbours, candidates})."""
 
     name: str
     kind: str
     codes: np.ndarray
-    vocab: int
+    vocab_sizes: tuple[int, ...]
     diagnostics: Any
+
+    @property
+    def vocab(self) -> int:
+        """The largest vocabulary of any level (a VQ bag's: N)."""
+        return max(self.vocab_sizes)
 
 
 def code_set_name(source: str, quantizer: str) -> str:
     return f"{source}_{quantizer}"
 
 
+# Panel variants of a residual code set: "aligned_rq_kmeans.fsq" is the aligned RQ-Kmeans codes with an FSQ last
+# level (QARM V2), ".balanced" with balanced k-means at every level (OneRec), ".dedup" with TIGER's suffix.
+MODIFIERS: dict[str, dict[str, Any]] = {"dedup": {"dedup": True}, "fsq": {"last_level": "fsq"},
+                                        "balanced": {"balanced": True}}
+
+
 def parse_code_set(name: str) -> tuple[str, str]:
-    """"aligned_rq_kmeans" -> ("aligned", "rq_kmeans")."""
-    source, _, quantizer = name.partition("_")
+    """"aligned_rq_kmeans" -> ("aligned", "rq_kmeans"); modifiers (".fsq") are ignored (see `code_quantize`)."""
+    source, _, quantizer = name.split(".")[0].partition("_")
     if source not in CODE_SOURCES or quantizer not in QUANTIZERS:
         raise ValueError(f"not a code set name: {name!r}")
     return source, quantizer
 
 
+def code_quantize(cfg: SuiteConfig, name: str) -> Any:
+    """The [quantize] settings one code set is fitted with: the suite's, with the name's modifiers applied."""
+    import dataclasses
+
+    q = cfg.quantize
+    for mod in name.split(".")[1:]:
+        if mod not in MODIFIERS:
+            raise ValueError(f"unknown code set modifier {mod!r} in {name!r}; expected one of {sorted(MODIFIERS)}")
+        q = dataclasses.replace(q, **MODIFIERS[mod])
+    return q
+
+
 def code_slice(cfg: SuiteConfig, name: str) -> dict[str, Any]:
     """The settings one code set's fit reads (its cache key covers exactly these)."""
     _, quantizer = parse_code_set(name)
-    q = cfg.quantize
+    q = code_quantize(cfg, name)
     if quantizer == "vq":
         return {"quantizer": "vq", "vq_k": q.vq_k}
     out: dict[str, Any] = {"quantizer": quantizer, "levels": q.levels, "codebook_size": q.codebook_size,
                            "dedup": q.dedup}
     if quantizer == "rq_kmeans":
         out["niter"] = q.niter
+        if q.last_level == "fsq":  # the options enter the key only when set, so plain keys never change
+            out |= {"last_level": "fsq", "fsq_levels": q.fsq_levels}
+        if q.balanced:
+            out |= {"balanced": True, "balanced_iters": q.balanced_iters}
     else:
         out["rq_vae"] = q.rq_vae
     return out
@@ -228,35 +256,37 @@ def code_slice(cfg: SuiteConfig, name: str) -> dict[str, Any]:
 def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     """Fit quantizer `name` on its source embedding (frozen or aligned, seeded by the replicate seed)."""
     from qarm.diagnostics import code_diagnostics
-    from qarm.quantize import RQKmeans, add_dedup_level, fit_rq_vae, vq_codes
+    from qarm.quantize import RQKmeans, add_dedup_level, dedup_vocab_size, fit_rq_vae, vq_codes
 
     source, quantizer = parse_code_set(name)
     x = ctx.inputs["frozen"].frozen_embeddings() if source == "frozen" else ctx.inputs["align"].embeddings
-    q, n = ctx.cfg.quantize, x.shape[0]
+    q, n = code_quantize(ctx.cfg, name), x.shape[0]
     if quantizer == "vq":
         # neighbours among the items with a training impression (their id rows are trained), never the item itself
         warm = np.flatnonzero(~ctx.inputs["data"].items["is_cold"].to_numpy())
         c = vq_codes(x, k=min(q.vq_k, warm.size - 1), candidates=warm).astype(np.int64)
-        return CodeSet(name, "vq", c, n, {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size),
-                                          "candidates": int(warm.size)})
+        return CodeSet(name, "vq", c, (n,), {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size),
+                                             "candidates": int(warm.size)})
     k = min(q.codebook_size, n)
-    books = None
     if quantizer == "rq_kmeans":
-        model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed).fit(x)
-        c, books = model.encode(x), model.codebooks
+        model: Any = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed, last_level=q.last_level,
+                              fsq_levels=q.fsq_levels, balanced=q.balanced, balanced_iters=q.balanced_iters).fit(x)
+        sizes = list(model.vocab_sizes)
     else:
-        c = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed).encode(x)
-    if q.dedup:
-        c, books = add_dedup_level(c), None
-    c = c.astype(np.int64)
-    vocab = max(k, int(c.max()) + 1) if q.dedup else k
-    diag = code_diagnostics(x, c, codebook_size=int(c.max()) + 1 if q.dedup else k, codebooks=books)
-    return CodeSet(name, "rq", c, vocab, diag)
+        model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed)
+        sizes = [k] * q.levels
+    c = model.encode(x).astype(np.int64)
+    if q.dedup:  # TIGER's suffix after whichever last level ran
+        c = add_dedup_level(c)
+        sizes.append(dedup_vocab_size(c))
+    diag = code_diagnostics(x, c, codebook_size=sizes, decoder=None if q.dedup else model.decode)
+    return CodeSet(name, "rq", c, tuple(sizes), diag)
 
 
 def save_codes(cs: CodeSet, out: Path) -> None:
     np.save(out / "codes.npy", cs.codes)
-    (out / "code_set.json").write_text(json.dumps({"name": cs.name, "kind": cs.kind, "vocab": cs.vocab,
+    (out / "code_set.json").write_text(json.dumps({"name": cs.name, "kind": cs.kind,
+                                                   "vocab_sizes": list(cs.vocab_sizes),
                                                    "diagnostics": to_json(cs.diagnostics)}))
 
 
@@ -267,7 +297,8 @@ def load_codes(path: Path) -> CodeSet:
     diag = meta["diagnostics"]
     if meta["kind"] == "rq":
         diag = from_json(CodeDiagnostics, diag, path / "code_set.json")
-    return CodeSet(meta["name"], meta["kind"], np.load(path / "codes.npy"), int(meta["vocab"]), diag)
+    return CodeSet(meta["name"], meta["kind"], np.load(path / "codes.npy"),
+                   tuple(int(v) for v in meta["vocab_sizes"]), diag)
 
 
 def describe_codes(cs: CodeSet) -> str:

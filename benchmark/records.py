@@ -68,13 +68,16 @@ class CodeSetRecord:
 
 @dataclass(frozen=True)
 class ItemSideRecord:
-    """What one replicate's item side produced: its seed, stage keys, pair stats, alignment summary, codes."""
+    """What one replicate's item side produced: its seed, stage keys, pair stats, alignment summary, codes, and
+    per code set the variants read, the token coverage of the cold test items under the suite's tokenisation
+    (qarm.quantize.tokenize.TokenCoverage as a plain table)."""
 
     seed: int
     stage_keys: dict[str, str]
     pair_stats: PairStats
     alignment: AlignSummary
     code_sets: tuple[CodeSetRecord, ...]
+    token_coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -224,10 +224,21 @@ def sim_statement(cells: Sequence[CellRecord]) -> str:
         f"{v}: {m}{f' on {cs}' if cs else ''}" for v, m, cs in per) + "."
 
 
+def token_table(results: SuiteResults) -> str:
+    """Markdown: per code set the variants read, the token coverage of the cold test items (first replicate)."""
+    if not results.item_side or not results.item_side[0].token_coverage:
+        return ""
+    lines = ["| code set | tokenisation | coverage per table | overall | cold test items |", "|---|---|---|---|---|"]
+    for name, c in sorted(results.item_side[0].token_coverage.items()):
+        per = ", ".join(f"{t} {_fmt(v, 3)}" for t, v in zip(c["tables"], c["coverage"]))
+        lines.append(f"| {name} | {c['scheme']} | {per} | {_fmt(c['overall'], 3)} | {c['n_query_items']} |")
+    return "\n".join(lines)
+
+
 def code_quality_table(code_quality: dict[str, dict[str, Any]]) -> str:
-    lines = ["| code set | collision rate | items per code | unique codes | utilisation per level | "
-             "perplexity per level | recon. MSE per level | HR@10 (prefix 1) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| code set | collision rate | duplicate-embedding floor | items per code | unique codes | "
+             "utilisation per level | perplexity per level | recon. MSE per level | HR@10 (prefix 1) |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def lst(v: Any) -> str:
         return "–" if not v else ", ".join(f"{x:.3f}" for x in v)
@@ -235,7 +246,8 @@ def code_quality_table(code_quality: dict[str, dict[str, Any]]) -> str:
     for name, d in sorted(code_quality.items()):
         hr = d.get("neighbour_hr")
         hr = hr[0] if hr else None
-        lines.append(f"| {name} | {_fmt(d.get('collision_rate'), 3)} | {_fmt(d.get('mean_items_per_code'), 2)} | "
+        lines.append(f"| {name} | {_fmt(d.get('collision_rate'), 3)} | {_fmt(d.get('duplicate_rate'), 3)} | "
+                     f"{_fmt(d.get('mean_items_per_code'), 2)} | "
                      f"{d.get('n_unique_codes', '–')} | {lst(d.get('utilisation'))} | {lst(d.get('perplexity'))} | "
                      f"{lst(d.get('reconstruction_mse'))} | {_fmt(hr, 3)} |")
     return "\n".join(lines)
@@ -286,7 +298,17 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
             "not content (compare random_codes / shuffled_codes).", "", parameters_table(results.cells, variants_order)]
     cq = code_quality(results)
     if cq:
-        out += ["", "## Code quality", "", code_quality_table(cq)]
+        out += ["", "## Code quality", "", "Residual code sets of the first replicate: the suite's quantizers on "
+                "the frozen and the aligned embedding, and RQ-Kmeans with TIGER's dedup suffix (.dedup), QARM V2's "
+                "FSQ last level (.fsq) and OneRec's balanced k-means (.balanced). The duplicate-embedding floor is "
+                "the share of items whose embedding another item has bit for bit: no quantizer separates them.",
+                "", code_quality_table(cq)]
+    tt = token_table(results)
+    if tt:
+        out += ["", "## Code tokens", "", "How the codes become embedding-table tokens (quantize.tokens), and the "
+                "share of the cold test items' tokens that some training item also has: a token no training item "
+                "has is a row the ranker never trained, so long n-grams and SentencePiece pieces can be "
+                "near-unique per item on a small catalogue.", "", tt]
     if results.item_side:
         out += ["", "## Alignment", ""]
         for rep in results.item_side:

@@ -25,6 +25,7 @@ from benchmark.cache import StageCache
 from benchmark.config import SuiteConfig, slice_hash
 from benchmark.errors import ConfigError
 from benchmark.variants import get_variant
+from qarm.quantize.config import TokenizeConfig
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ SIM_SEARCH_CODE_SET = "frozen_rq_kmeans"  # rank.sim.search_codes = "frozen": ev
 
 def needed_code_sets(cfg: SuiteConfig) -> tuple[str, ...]:
     """The code sets a suite fits: those its variants read (the configured quantizer's codes of each source,
-    the VQ bag), the frozen RQ codes SIM's hard search matches on, and every residual quantizer on both
-    sources for the code-quality panel."""
+    the VQ bag), the frozen RQ codes SIM's hard search matches on, and for the code-quality panel every residual
+    quantizer on both sources plus RQ-Kmeans with an FSQ last level, balanced k-means and the dedup suffix."""
     names: dict[str, None] = {}
     for v in map(get_variant, cfg.suite.variants):
         if v.codes:
@@ -67,6 +68,11 @@ def needed_code_sets(cfg: SuiteConfig) -> tuple[str, ...]:
     for source in P.CODE_SOURCES:
         for quantizer in ("rq_kmeans", "rq_vae"):
             names[P.code_set_name(source, quantizer)] = None
+    for source in P.CODE_SOURCES:  # QARM V2's FSQ last level, OneRec's balanced k-means, TIGER's dedup suffix
+        base = P.code_set_name(source, "rq_kmeans")
+        for mod, change in P.MODIFIERS.items():
+            if any(getattr(cfg.quantize, k) != v for k, v in change.items()):  # not what the base already is
+                names[f"{base}.{mod}"] = None
     return tuple(names)
 
 
@@ -245,6 +251,8 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
         upstream.append(keys.key("codes", name))
     slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
               "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
+    if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
+        slice_["tokens"] = cfg.quantize.tokens
     key = slice_hash(slice_, *upstream, version=__version__)
     return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
                     search_codes, key)

@@ -101,7 +101,7 @@ class SuiteRun:
             return from_json(CellRecord, read_json(path), path), True
         from benchmark.train import train_cell
 
-        inputs = cell_inputs(plan, self.sides[rseed], self.cfg.rank.embedding_dim)
+        inputs = cell_inputs(plan, self.sides[rseed], self.cfg.rank.embedding_dim, self.cfg.quantize.tokens)
         # per-epoch bar (running loss, samples/s) only on a terminal: in a log file it would be noise
         res = train_cell(model, inputs, rank_config(self.cfg.rank, plan), seed, on_epoch=on_epoch,
                          progress=self.progress and sys.stderr.isatty())
@@ -163,7 +163,29 @@ class SuiteRun:
         side = self.sides[rseed]
         code_sets = tuple(CodeSetRecord(name, cs.kind, to_plain(cs.diagnostics)) for name, cs in side["codes"].items())
         return ItemSideRecord(seed=rseed, stage_keys=self.keys[rseed].flat(), pair_stats=side["pairs"].stats,
-                              alignment=side["align"].summary, code_sets=code_sets)
+                              alignment=side["align"].summary, code_sets=code_sets,
+                              token_coverage=self._token_coverage(side))
+
+    def _token_coverage(self, side: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per code set the variants tokenise: the share of the cold test items' tokens that some training item
+        also has (a token no training item has is an embedding row the ranker never trained)."""
+        import numpy as np
+
+        from benchmark.variants import get_variant
+        from qarm.quantize.tokenize import token_coverage, tokenize_codes
+
+        items = side["data"].items
+        train = ~items["is_cold"].to_numpy()
+        in_test = np.zeros(items.height, dtype=bool)
+        in_test[side["data"].test["item_idx"].unique().to_numpy()] = True
+        out = {}
+        for v in map(get_variant, self.cfg.suite.variants):
+            cs = side["codes"].get(f"{v.codes}_{self.cfg.quantize.quantizer}") if v.codes else None
+            if cs is None or cs.kind != "rq" or cs.name in out:
+                continue
+            tables = tokenize_codes(cs.codes, cs.vocab_sizes, train, self.cfg.quantize.tokens)
+            out[cs.name] = to_plain(token_coverage(tables, train, ~train & in_test))
+        return out
 
     def _log_item_side(self, parent: Any, replicates: tuple[ItemSideRecord, ...]) -> None:
         """Data stats once; pair, alignment and code statistics per replicate (metric names carry `_r<seed>`

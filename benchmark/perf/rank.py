@@ -25,8 +25,8 @@ from torch import nn
 
 from benchmark.train import make_optimizers, train_step
 from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
-from recsys_models.factory import build_model
-from recsys_models.features import FeatureSet, FeatureSpec, RankBatch, build_batch
+from recsys_models.factory import batch_layout, build_model
+from recsys_models.features import FeatureSet, RankBatch, build_batch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,20 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
-    spec = FeatureSpec(n_items=args.rows, n_users=args.users, embedding_dim=args.dim, rq_levels=args.levels,
-                       rq_codebook_size=args.codebook)
-    return FeatureSet(spec=spec, codes=torch.randint(0, args.codebook, (args.rows, args.levels), generator=g))
+    """aligned_codes' features: item id + one unigram field per code level."""
+    from benchmark.cell import build_features
+
+    codes = torch.randint(0, args.codebook, (args.rows, args.levels), generator=g)
+    return build_features("aligned_codes", n_items=args.rows, n_users=args.users, embedding_dim=args.dim,
+                          codes=codes, vocab_sizes=(args.codebook,) * args.levels)
 
 
-def _batches(fs: FeatureSet, args: argparse.Namespace, g: torch.Generator, n: int = 4) -> list[RankBatch]:
+def _batches(fs: FeatureSet, args: argparse.Namespace, g: torch.Generator, n: int = 4) -> dict[str, list[RankBatch]]:
+    """The same n batches in both layouts: "pooled" (DLRM) and "sequence" (DIN, SIM)."""
     b, t = args.batch_size, args.hist
-    out = []
+    out: dict[str, list[RankBatch]] = {"pooled": [], "sequence": []}
     for _ in range(n):
         hist_len = torch.randint(0, t + 1, (b,), generator=g)
         hist = torch.randint(0, args.rows, (b, t), generator=g) * (torch.arange(t)[None] < hist_len[:, None])
         items = torch.randint(0, args.rows, (b,), generator=g)
-        out.append(build_batch(fs, torch.randint(0, args.users, (b,), generator=g), items, hist, hist_len,
-                               (items % 2).float()))
+        users = torch.randint(0, args.users, (b,), generator=g)
+        for layout in out:
+            out[layout].append(build_batch(fs, users, items, hist, hist_len, (items % 2).float(), layout))
     return out
 
 
@@ -91,16 +96,16 @@ def _relu_mlp(width: int, sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _time_interleaved(steps: dict[str, Callable[[RankBatch], None]], batches: list[RankBatch], n: int,
+def _time_interleaved(steps: dict[str, tuple[Callable[[RankBatch], None], list[RankBatch]]], n: int,
                       warmup: int) -> dict[str, float]:
-    """Median seconds per step of each model, the models taking turns step by step, so that load from
-    other processes on a shared machine falls on all of them alike."""
-    for step in steps.values():
+    """Median seconds per step of each model (each with its batches), the models taking turns step by step, so
+    that load from other processes on a shared machine falls on all of them alike."""
+    for step, batches in steps.values():
         for i in range(warmup):
             step(batches[i % len(batches)])
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(n):
-        for name, step in steps.items():
+        for name, (step, batches) in steps.items():
             start = time.perf_counter()
             step(batches[i % len(batches)])
             times[name].append(time.perf_counter() - start)
@@ -118,10 +123,11 @@ def _step_fn(model: nn.Module, optimizers: list, forward: Callable[[RankBatch], 
 
 def _plain(fs: FeatureSet, cfg: TrainConfig, batches: list[RankBatch], sparse: bool) -> tuple[nn.Module, list, list]:
     spec = fs.spec
-    tables = [rows for _, _, rows in spec.context_tables()] + [rows for _, _, _, rows in spec.sequence_pairs()]
+    item_tables = list(spec.tables())
+    tables = [rows for _, _, rows in spec.context_tables()] + list(spec.tables().values())
     features = list(range(len(spec.context_tables())))
-    for i in range(len(spec.sequence_pairs())):
-        features += [len(spec.context_tables()) + i] * 2
+    for f in spec.item_fields:  # target and history key of each field, in KJT key order
+        features += [len(spec.context_tables()) + item_tables.index(f.table)] * 2
     model = PlainDLRM(tables, features, spec.embedding_dim, spec.dense_in_features, cfg.dlrm.dense_arch,
                       cfg.dlrm.over_arch, sparse)
     emb = list(model.bags.parameters())
@@ -138,29 +144,30 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     torch.manual_seed(0)
     fs = _feature_set(args, g)
     batches = _batches(fs, args, g)
+    codes = torch.cat([fs.item_tokens[f"unigram_{j + 1}"] for j in range(args.levels)], dim=1)
     cfg = TrainConfig(embedding_dim=args.dim, dlrm=DlrmConfig(), din=DinConfig(max_len=args.hist),
                       sim=SimConfig(top_k=min(20, args.hist), recent=min(10, args.hist)))
-    steps: dict[str, Callable[[RankBatch], None]] = {}
+    steps: dict[str, tuple[Callable[[RankBatch], None], list[RankBatch]]] = {}
     notes: dict[str, str] = {}
     if not args.skip_fused:
         try:
             from recsys_models.sharding import shard_dlrm
 
             dmp, opt = shard_dlrm(build_model("dlrm", fs, cfg, meta=True), emb_lr=cfg.emb_lr, dense_lr=cfg.lr)
-            steps["torchrec_fused"] = _step_fn(dmp, [opt], dmp)
+            steps["torchrec_fused"] = (_step_fn(dmp, [opt], dmp), batches["pooled"])
         except Exception as e:  # report why the fused path is unavailable rather than failing the benchmark
             notes["torchrec_fused"] = f"unavailable: {type(e).__name__}: {e}"
     soft = TrainConfig(embedding_dim=args.dim, sim=SimConfig(search="soft", top_k=cfg.sim.top_k, recent=cfg.sim.recent))
     for name, model_name, c in (("torchrec_ebc", "dlrm", cfg), ("din", "din", cfg), ("sim_hard", "sim", cfg),
                                 ("sim_soft", "sim", soft)):
-        model = build_model(model_name, fs, c, search_codes=fs.codes)
-        steps[name] = _step_fn(model, make_optimizers(model, c), model)
+        model = build_model(model_name, fs, c, search_codes=codes)
+        steps[name] = (_step_fn(model, make_optimizers(model, c), model), batches[batch_layout(model_name)])
     for sparse in (False, True):
-        model, opts, inputs = _plain(fs, cfg, batches, sparse)
-        lookup = {id(b): x for b, x in zip(batches, inputs)}
-        steps["plain_sparse" if sparse else "plain_dense"] = _step_fn(
-            model, opts, lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)]))
-    ms = _time_interleaved(steps, batches, args.steps, args.warmup)
+        model, opts, inputs = _plain(fs, cfg, batches["pooled"], sparse)
+        lookup = {id(b): x for b, x in zip(batches["pooled"], inputs)}
+        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(
+            model, opts, lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)])), batches["pooled"])
+    ms = _time_interleaved(steps, args.steps, args.warmup)
     return _report(args, ms, notes)
 
 

@@ -32,7 +32,7 @@ def test_every_variant_builds(variant: str) -> None:
     spec = _features(variant).spec
     names = [f.name for f in spec.item_fields]
     assert spec.has_item_id == v.item_id
-    assert ("rq_0" in names and "rq_1" in names) == bool(v.codes)
+    assert ("unigram_1" in names and "unigram_2" in names) == bool(v.codes)
     assert ("vq" in names) == bool(v.vq) and (spec.dense_dim == 3) == bool(v.dense)
     assert ("meta_year" in names and "meta_genres" in names) == v.metadata
 
@@ -54,6 +54,20 @@ def test_unknown_variant_and_missing_arrays() -> None:
         build_features("aligned_codes", n_items=N, n_users=U)
     with pytest.raises(DataError, match="no categorical item fields"):
         build_features("metadata", n_items=N, n_users=U)
+
+
+@pytest.mark.parametrize(("scheme", "tables"), [("unigram", ["unigram_1", "unigram_2"]),
+                                                ("prefix_ngram", ["prefix_1", "prefix_2"]),
+                                                ("bigram", ["bigram_1_2"]), ("spm", ["spm"])])
+def test_code_tokenisations_become_item_fields(scheme: str, tables: list[str]) -> None:
+    from qarm.quantize.config import TokenizeConfig
+
+    fs = build_features("aligned_codes", n_items=N, n_users=U, codes=CODES, vocab_sizes=(3, 3),
+                        tokenization=TokenizeConfig(scheme=scheme, spm_vocab_size=8), train_items=np.arange(N) < 4)
+    assert [f.name for f in fs.spec.item_fields] == ["item", *tables]
+    for f in fs.spec.item_fields:
+        t = fs.item_tokens[f.name]
+        assert t.shape[0] == N and int(t.max()) < f.rows
 
 
 def test_vq_bag_as_the_code_feature() -> None:
@@ -81,11 +95,11 @@ def test_encode_item_fields_by_hand() -> None:
 
 
 def test_controls_keep_shape_and_vocabulary() -> None:
-    rnd = control_codes(CODES, 3, "random", seed=0)
-    assert rnd.shape == CODES.shape and rnd.min() >= 0 and rnd.max() < 3
-    assert np.array_equal(rnd, control_codes(CODES, 3, "random", seed=0))
-    assert not np.array_equal(rnd, control_codes(CODES, 3, "random", seed=1))
-    shuf = control_codes(CODES, 3, "shuffled", seed=0)
+    rnd = control_codes(CODES, (3, 4), "random", seed=0)
+    assert rnd.shape == CODES.shape and rnd.min() >= 0 and rnd[:, 0].max() < 3 and rnd[:, 1].max() < 4
+    assert np.array_equal(rnd, control_codes(CODES, (3, 4), "random", seed=0))
+    assert not np.array_equal(rnd, control_codes(CODES, (3, 4), "random", seed=1))
+    shuf = control_codes(CODES, (3, 3), "shuffled", seed=0)
     assert sorted(map(tuple, shuf.tolist())) == sorted(map(tuple, CODES.tolist()))  # the same codes ...
     assert not np.array_equal(shuf, CODES)  # ... on other items
 

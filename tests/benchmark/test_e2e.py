@@ -101,9 +101,9 @@ def test_interrupted_after_codes_resumes_with_identical_metrics(tmp_path: Path, 
         SuiteRun(cfg, progress=False).run()
     codes_dir = tmp_path / "resumed" / "runs" / "synthetic-tiny" / "artifacts" / "codes"
     entries = [p for p in codes_dir.iterdir() if (p / "_SUCCESS").exists()]
-    # per replicate (seed 0 only here): aligned_rq_kmeans (the variants'), frozen_rq_kmeans (SIM's search; not
-    # fitted: no sim model here), and the panel's rq_kmeans/rq_vae of both sources
-    assert len(entries) == 4
+    # one replicate (seed 0): aligned_rq_kmeans (the variants'; no sim model here, so no search codes), and the
+    # panel's rq_kmeans / rq_vae / rq_kmeans.{dedup,fsq,balanced} of both sources
+    assert len(entries) == 10
     stamps = {p: (p / "_SUCCESS").stat().st_mtime_ns for p in entries}
 
     # On the rerun every item-side stage must come from the cache: make recomputing them fail loudly.

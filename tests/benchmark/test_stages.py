@@ -42,13 +42,19 @@ def _keys(*overrides: str, seed: int = 0):
 
 def test_code_set_keys_cover_only_what_each_fits() -> None:
     base = _keys()
+    panel = {f"{s}_rq_kmeans.{m}" for s in ("frozen", "aligned") for m in ("dedup", "fsq", "balanced")}
     assert set(base.code_sets) == {"frozen_rq_kmeans", "aligned_rq_kmeans", "frozen_rq_vae", "aligned_rq_vae",
-                                   "aligned_vq"}
+                                   "aligned_vq"} | panel
     # which quantizer feeds the *_codes variants changes no fit (ablation-quantizer reuses every code set)
     q = _keys("quantize.quantizer=rq_vae")
     assert {k: v for k, v in q.code_sets.items() if k in base.code_sets} == base.code_sets
     vae = _keys("quantize.rq_vae.epochs=7")
     assert {k for k in base.code_sets if vae.code_sets[k] != base.code_sets[k]} == {"frozen_rq_vae", "aligned_rq_vae"}
+    fsq = _keys("quantize.fsq_levels=8,8")  # only the FSQ panel sets read it
+    assert {k for k in base.code_sets if fsq.code_sets[k] != base.code_sets[k]} == {"frozen_rq_kmeans.fsq",
+                                                                                  "aligned_rq_kmeans.fsq"}
+    tok = _keys("quantize.tokens.scheme=spm")  # tokenisation changes no code set (only the cells that read it)
+    assert tok.code_sets == base.code_sets
     vq = _keys("quantize.vq_k=5")
     assert {k for k in base.code_sets if vq.code_sets[k] != base.code_sets[k]} == {"aligned_vq"}
     levels = _keys("quantize.levels=2")
@@ -77,7 +83,7 @@ def test_a_replicate_seed_reaches_only_seeded_stages() -> None:
 
 def test_needed_code_sets_follow_the_variants() -> None:
     cfg = load_config(None, ["suite.variants=id_only,frozen_codes"])
-    assert set(needed_code_sets(cfg)) == {"frozen_rq_kmeans", "aligned_rq_kmeans", "frozen_rq_vae", "aligned_rq_vae"}
+    assert set(needed_code_sets(cfg)) >= {"frozen_rq_kmeans", "aligned_rq_kmeans", "frozen_rq_vae", "aligned_rq_vae"}
     assert needed_code_sets(cfg)[0] == "frozen_rq_kmeans"  # the variants' sets first
     assert "aligned_vq" in needed_code_sets(load_config(None, ["quantize.quantizer=vq"]))
 
@@ -90,7 +96,7 @@ def test_every_packaged_sweep_shares_its_unchanged_entries() -> None:
         for name, key in k.items():
             merged.setdefault(name, set()).add(key)
     assert all(len(v) == 1 for v in merged.values())  # each code set is fitted once, shared by every value
-    assert set(merged) == {"frozen_rq_kmeans", "aligned_rq_kmeans", "frozen_rq_vae", "aligned_rq_vae", "frozen_vq",
+    assert set(merged) >= {"frozen_rq_kmeans", "aligned_rq_kmeans", "frozen_rq_vae", "aligned_rq_vae", "frozen_vq",
                            "aligned_vq"}
 
 
