@@ -5,7 +5,9 @@ Input is the suite's manifest `runs/<suite>/results.json` (benchmark.records.Sui
 code-set diagnostics) and one CellRecord per (variant, model, seed) with test metrics per slice.
 
 Output: `report.md` (also printed) and `report.json`, whose rows are
-(model, variant, slice, metric, mean, std, ci_low, ci_high, n_seeds, delta_vs_id_only, p_value).
+(model, variant, slice, metric, mean, std, ci_low, ci_high, n_seeds, delta_vs_id_only, p_value, modalities);
+`modalities` names the item contents that fed the variant's content features and codes ("text", "image",
+"image+text"; "" for id_only, which reads none).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import numpy as np
 from benchmark.cache import read_json, write_json
 from benchmark.errors import QarmBenchError
 from benchmark.records import CellRecord, SuiteResults, from_json
+from benchmark.variants import VARIANTS
 
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
 BASELINE = "id_only"
 ROW_KEYS = ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
-            "delta_vs_id_only", "p_value")
+            "delta_vs_id_only", "p_value", "modalities")
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -64,10 +67,18 @@ def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> tuple[
     return delta, float(stats.ttest_rel(a, b).pvalue)
 
 
-def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dict[str, Any]]:
-    """One row per (model, variant, slice, metric) over the seeds present."""
+def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
+              modalities: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per (model, variant, slice, metric) over the seeds present. modalities: the item contents that fed
+    the suite's embeddings and codes (AlignSummary.modalities), recorded on the rows of cells that read content:
+    a content variant, or a SIM cell whose hard search matched on a code set."""
+    fed = "+".join(sorted(modalities))
     by_key: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
+    reads_content: set[tuple[str, str]] = set()
     for cell in cells:
+        variant = VARIANTS.get(cell.variant)
+        if variant is None or variant.content_source or cell.sim_search_codes:
+            reads_content.add((cell.model, cell.variant))
         for slice_name, metrics in cell.test.items():
             for metric, value in metrics.items():
                 if metric in METRICS:
@@ -83,6 +94,7 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dic
             "mean": _nan_to_none(mean), "std": _nan_to_none(std), "ci_low": _nan_to_none(lo),
             "ci_high": _nan_to_none(hi), "n_seeds": sum(math.isfinite(v) for v in per_seed.values()),
             "delta_vs_id_only": _nan_to_none(delta), "p_value": _nan_to_none(p),
+            "modalities": fed if (model, variant) in reads_content else "",
         })
     return rows
 
@@ -101,8 +113,8 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
     models = sorted({r["model"] for r in rows}, key=lambda m: ("dlrm", "din", "sim").index(m) if m in
                     ("dlrm", "din", "sim") else 9)
     variants = [v for v in variants_order if any(r["variant"] == v for r in rows)]
-    lines = ["| model | variant | slice | AUC | GAUC | LogLoss | Δ AUC vs id_only | p | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | variant | slice | AUC | GAUC | LogLoss | Δ AUC vs id_only | p | seeds | modalities |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for model in models:
         for variant in variants:
             for slice_name in MAIN_SLICES:
@@ -118,7 +130,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                 auc = cells[0] or {}
                 lines.append(f"| {model} | {variant} | {slice_name} | {' | '.join(parts)} | "
                              f"{_signed(auc.get('delta_vs_id_only'))} | {_fmt(auc.get('p_value'), 3)} | "
-                             f"{auc.get('n_seeds', 0)} |")
+                             f"{auc.get('n_seeds', 0)} | {auc.get('modalities') or '–'} |")
     return "\n".join(lines)
 
 
@@ -171,7 +183,8 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
         a, ps = rep.alignment, rep.pair_stats
         out += ["", "## Alignment", "",
                 f"Held-out pair recall@{a.k}: frozen {_fmt(a.frozen_recall, 3)} → aligned "
-                f"{_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; trained: {a.trained})."]
+                f"{_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; trained: {a.trained}; "
+                f"modalities: {' + '.join(a.modalities) or '–'})."]
     if results.plots:
         out += ["", "## Plots", ""] + [f"- `{p}`" for p in results.plots]
     return "\n".join(out) + "\n"
@@ -179,7 +192,8 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
 
 def write_report(suite_dir: Path, results: SuiteResults) -> tuple[str, list[dict[str, Any]]]:
     """Aggregate, render and save report.md + report.json under suite_dir; returns (markdown, rows)."""
-    rows = aggregate(results.cells, results.confidence)
+    modalities = results.item_side[0].alignment.modalities if results.item_side else ()
+    rows = aggregate(results.cells, results.confidence, modalities)
     md = render_markdown(results, rows)
     suite_dir.mkdir(parents=True, exist_ok=True)
     tmp = suite_dir / ".report.md.tmp"
