@@ -182,11 +182,6 @@ class AlignModel(nn.Module):
         self.feats = {m: f for m, f in feats.items() if m not in self.towers}
         self.present = present
 
-    @property
-    def text_tower(self) -> nn.Module | None:
-        """The text tower, if the text encoder is trained."""
-        return self.towers["text"] if "text" in self.towers else None
-
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """rows: (B,) int64 item_idx -> (B, d) aligned embeddings."""
         feats = {m: f[rows] for m, f in self.feats.items()}

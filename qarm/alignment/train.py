@@ -20,7 +20,7 @@ import torch
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
 from qarm.alignment.towers import AlignModel, build_align_model
 from qarm.artifacts import save_artifact
-from qarm.encoders.fusion import ItemEncoder, ItemFeatures, item_features
+from qarm.encoders.fusion import ItemFeatures, item_features
 from qarm.encoders.image import ImageEncoder
 from qarm.encoders.text import TextEncoder
 from qarm.errors import QarmError

@@ -12,6 +12,7 @@ import torch
 
 from qarm.encoders import ImageEncoder, TextEncoder
 from qarm.errors import QarmError
+
 VISION_FAMILIES = ("vit", "clip", "clip_vision", "resnet", "convnext")  # as in conftest.py
 
 
