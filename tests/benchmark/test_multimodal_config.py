@@ -36,3 +36,22 @@ def test_fashion_suite_sweeps_the_modalities() -> None:
                                             "encoder.modalities=text,image"]
     assert [cfg.encoder.modalities for _, cfg in runs] == [("text",), ("image",), ("text", "image")]
     assert all(cfg.data.dataset == "fashion-mnist-rec" and cfg.suite.seeds == (0,) for _, cfg in runs)
+
+
+@pytest.mark.slow
+def test_item_side_with_images_and_an_image_tower(tmp_path: Path) -> None:
+    """The suite's frozen and align stages on synthetic-tiny with rendered images: Lite0 at 32 px encodes the
+    images, and the image tower (its top MBConv block + conv head) is trained next to the gated fusion head."""
+    from benchmark.suite import SuiteRun
+
+    cfg = load_config("synthetic-tiny", [f"suite.runs_dir={tmp_path / 'runs'}", "data.synthetic.images=true",
+                                         "encoder.modalities=text,image", "encoder.image_size=32",
+                                         "align.trainable_layers.image=1", "align.fusion=gated", "align.epochs=1"])
+    run = SuiteRun(cfg, progress=False)
+    run.item_side()
+    side = run.sides[cfg.data.split.seed]
+    assert side["frozen"].dims == {"text": 384, "image": 1280}
+    summary = side["align"].summary
+    assert summary.modalities == ("image", "text")
+    assert summary.trained == ("gated fusion head (image + text) + the top 1 image encoder block(s) (fine-tuned)")
+    assert side["align"].embeddings.shape == (90, 16)
