@@ -24,6 +24,8 @@ from torch import nn
 from qarm.encoders.vision import VisionBackbone, efficientnet_lite0, load_hf_vision
 from qarm.errors import QarmError
 
+LITE0 = "efficientnet-lite0"
+
 
 def _open_rgb(path: str | Path):  # noqa: ANN202 - a PIL image
     from PIL import Image
@@ -56,7 +58,7 @@ def load_image(path: str | Path, image_size: int) -> torch.Tensor:
 class ImageEncoder:
     """Frozen image encoder. `encode(paths) -> (N, D) float32` pooled features.
 
-    model: None = EfficientNet-Lite0 from the packages; a .pth/.pt file = a Lite0 state dict; a directory (or
+    model: None (or "efficientnet-lite0") = EfficientNet-Lite0 from the packages; a .pth/.pt file = a Lite0 state dict; a directory (or
     a hub id with a local copy in the hub cache) = a Hugging Face vision model with its image processor; an
     nn.Module = any vision model mapping (B, 3, S, S) to (B, D) or (B, C, h, w) feature maps (maps are
     global-average-pooled), or a VisionBackbone. image_size: input side S for Lite0 and plain modules (HF
@@ -79,14 +81,16 @@ class ImageEncoder:
             backbone = model
         elif isinstance(model, nn.Module):
             backbone = VisionBackbone(model)
-        elif model is None or Path(model).suffix in (".pth", ".pt"):
+        elif model in (None, "", LITE0):
+            backbone = efficientnet_lite0()
+        elif Path(model).suffix in (".pth", ".pt"):
             backbone = efficientnet_lite0(model)
         else:
             backbone, self.processor = load_hf_vision(model)
         if isinstance(model, nn.Module):
             self.model_name = type(model).__name__
         else:
-            self.model_name = "efficientnet-lite0" if model is None else str(model)
+            self.model_name = LITE0 if model in (None, "") else str(model)
         self.device = torch.device(device)
         self.backbone = backbone.to(self.device).eval()
         self.image_size = image_size

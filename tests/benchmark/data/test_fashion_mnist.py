@@ -159,3 +159,15 @@ def test_settings_are_checked_at_load() -> None:
         load_config("fashion-mnist-rec", ["data.fashion_mnist.styles_per_class=9"])
     with pytest.raises(ConfigError, match=r"data\.fashion_mnist\.p_liked: expected a probability"):
         load_config("fashion-mnist-rec", ["data.fashion_mnist.p_liked=1.5"])
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").exists(), reason="dataset-fashion-mnist not installed")
+def test_card_sha256_match_the_debian_files() -> None:
+    from benchmark.data import registry
+
+    ds = registry.get("fashion-mnist-rec")
+    cfg = DataConfig(dataset="fashion-mnist-rec")
+    root = registry.resolve_root(cfg)
+    assert str(root) == "/usr/share/datasets/fashion-mnist"
+    hashed = registry.hash_and_verify(ds, ds.files(cfg, root), verify=True)  # raises on a mismatch
+    assert [h["name"] for h in hashed] == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
