@@ -133,9 +133,6 @@ def _check_suite(cfg: SuiteConfig) -> None:
     if cfg.rank.sharded and set(cfg.suite.models) - {"dlrm"}:
         raise ConfigError(f"rank.sharded: only the DLRM is sharded in one process; suite.models has "
                           f"{sorted(set(cfg.suite.models) - {'dlrm'})} (use models = [\"dlrm\"] or sharded = false)")
-    if "image" in cfg.encoder.modalities and cfg.align.layers != 0:
-        raise ConfigError("align.trainable_layers: fine-tuning trains the text tower only; with the image "
-                          "modality use 0 (head only)")
 
 
 def default_config_path() -> Path:

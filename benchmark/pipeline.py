@@ -100,23 +100,38 @@ def describe_pairs(mined: Any) -> str:
 # ---- frozen embeddings ---------------------------------------------------------------------------
 
 
+def text_encoder_of(e: Any) -> Any:
+    """The TextEncoder an EncoderConfig names."""
+    from qarm.encoders import TextEncoder
+
+    return TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+
+
+def image_encoder_of(e: Any) -> Any:
+    """The ImageEncoder an EncoderConfig names (Lite0 at e.image_size, or a local HF vision model)."""
+    from qarm.encoders import ImageEncoder
+
+    return ImageEncoder(e.image_model or None, image_size=e.image_size, batch_size=e.batch_size)
+
+
+def _image_paths(ctx: StageContext) -> list[str | None]:
+    items = ctx.inputs["data"].items
+    paths = items["image_path"].to_list() if "image_path" in items.columns else []
+    if not any(paths):
+        raise ConfigError(f"encoder.modalities includes 'image' but dataset {ctx.cfg.data.dataset!r} has no "
+                          "image paths (items.image_path is empty)")
+    return paths
+
+
 def compute_frozen(ctx: StageContext) -> Any:
     """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
-    from qarm.encoders import TextEncoder, item_features
+    from qarm.encoders import item_features
 
     e, prepared = ctx.cfg.encoder, ctx.inputs["data"]
     texts = prepared.items["text"].to_list() if "text" in e.modalities else None
-    paths, img = None, None
-    if "image" in e.modalities:
-        from qarm.encoders import ImageEncoder
-
-        paths = prepared.items["image_path"].to_list() if "image_path" in prepared.items.columns else None
-        if not paths or not any(paths):
-            raise ConfigError(f"encoder.modalities includes 'image' but dataset {ctx.cfg.data.dataset!r} has no "
-                              "image paths (items.image_path is empty)")
-        img = ImageEncoder(e.image_model or None)
-    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size) if texts else None
-    return item_features(texts, paths, text_encoder=enc, image_encoder=img, progress=ctx.progress)
+    paths = _image_paths(ctx) if "image" in e.modalities else None
+    return item_features(texts, paths, text_encoder=text_encoder_of(e) if texts else None,
+                         image_encoder=image_encoder_of(e) if paths else None, progress=ctx.progress)
 
 
 def save_frozen(feats: Any, out: Path) -> None:
@@ -149,18 +164,17 @@ class Aligned:
 
 
 def compute_align(ctx: StageContext) -> Any:
-    """trainable_layers 0 trains the fusion/projection head over the cached frozen features; k > 0 or "all"
-    re-encodes the texts and fine-tunes the top transformer blocks too."""
+    """The fusion head trains over the cached frozen features; a modality whose align.trainable_layers entry is
+    not 0 also gets a tower (its encoder's top blocks, or all of it) fed by the raw item texts / images."""
     from qarm.alignment import align
-    from qarm.encoders import TextEncoder
 
-    a, pairs = ctx.cfg.align, ctx.inputs["pairs"].pairs
-    if a.layers == 0:
-        return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress)
-    e = ctx.cfg.encoder
-    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
-    texts = ctx.inputs["data"].items["text"].to_list()
-    return align(pairs, texts=texts, text_encoder=enc, config=a, seed=ctx.seed, progress=ctx.progress)
+    a, e, pairs = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs
+    raw: dict[str, Any] = {}
+    if "text" in e.modalities and a.towers.of("text") != 0:
+        raw |= {"texts": ctx.inputs["data"].items["text"].to_list(), "text_encoder": text_encoder_of(e)}
+    if "image" in e.modalities and a.towers.of("image") != 0:
+        raw |= {"image_paths": _image_paths(ctx), "image_encoder": image_encoder_of(e)}
+    return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress, **raw)
 
 
 def save_align(result: Any, out: Path) -> None:

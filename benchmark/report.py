@@ -14,6 +14,9 @@ ROW_KEYS (a contract: extended, never renamed):
     p_value_vs_frozen_holm                         (null for other variants); Holm over those pairs
     bootstrap_ci_low, bootstrap_ci_high            AUC only: the user-level bootstrap interval of the test AUC
                                                    (test-set uncertainty), averaged over seeds
+    modalities                                     the item contents that fed the cell's content features, codes
+                                                   or SIM search codes ("text", "image", "image+text"; "" when
+                                                   the cell reads none, e.g. a DLRM id_only)
 A delta is called significant only when its Holm-adjusted p-value is below 0.05.
 `--html` also writes the self-contained `report.html` (benchmark/report_html.py).
 """
@@ -32,6 +35,7 @@ from benchmark.cache import read_json, write_json
 from benchmark.errors import QarmBenchError
 from benchmark.records import CellRecord, SuiteResults, from_json
 from benchmark.stats import ALPHA, family_size, holm, mean_ci, paired_delta
+from benchmark.variants import VARIANTS
 
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
@@ -41,7 +45,7 @@ COUNTERPART = {"aligned_codes": "frozen_codes", "aligned_dense": "frozen_dense"}
 ROW_KEYS = ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
             "delta_vs_id_only", "p_value", "p_value_holm", "holm_family_size", "delta_ci_low", "delta_ci_high",
             "delta_vs_frozen", "p_value_vs_frozen", "p_value_vs_frozen_holm", "bootstrap_ci_low",
-            "bootstrap_ci_high")
+            "bootstrap_ci_high", "modalities")
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -69,9 +73,15 @@ def _bootstrap(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str], tuple[
     return {k: (sum(a for a, _ in v) / len(v), sum(b for _, b in v) / len(v)) for k, v in acc.items()}
 
 
-def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dict[str, Any]]:
-    """One row per (model, variant, slice, metric) over the seeds present (the keys of ROW_KEYS)."""
+def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
+              modalities: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per (model, variant, slice, metric) over the seeds present (the keys of ROW_KEYS). modalities: the
+    item contents that fed the suite's embeddings and codes (AlignSummary.modalities), recorded on the rows of
+    cells that read content: a content variant, or a SIM cell whose hard search matched on a code set."""
     cells = list(cells)
+    fed = "+".join(sorted(modalities))
+    reads_content = {(c.model, c.variant) for c in cells
+                     if c.variant not in VARIANTS or VARIANTS[c.variant].content_source or c.sim_search_codes}
     by_key = _per_seed(cells)
     boot = _bootstrap(cells)
     rows = []
@@ -92,6 +102,7 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95) -> list[dic
             "delta_vs_frozen": _nan_to_none(fdelta), "p_value_vs_frozen": _nan_to_none(fp),
             "p_value_vs_frozen_holm": None,
             "bootstrap_ci_low": None if b is None else b[0], "bootstrap_ci_high": None if b is None else b[1],
+            "modalities": fed if (model, variant) in reads_content else "",
         })
     _adjust(rows, "p_value", "p_value_holm", "holm_family_size")
     _adjust(rows, "p_value_vs_frozen", "p_value_vs_frozen_holm", None)
@@ -148,7 +159,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
     idx = {(r["model"], r["variant"], r["slice"], r["metric"]): r for r in rows}
     variants = [v for v in variants_order if any(r["variant"] == v for r in rows)]
     lines = ["| model | variant | slice | AUC | AUC test-set CI | GAUC | LogLoss | Δ AUC vs id_only [CI] | p | "
-             "p (Holm) | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "p (Holm) | seeds | modalities |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in model_order(r["model"] for r in rows):
         for variant in variants:
             for slice_name in MAIN_SLICES:
@@ -161,7 +172,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                     f"[{auc['bootstrap_ci_low']:.4f}, {auc['bootstrap_ci_high']:.4f}]"
                 lines.append(f"| {model} | {variant} | {slice_name} | {parts[0]} | {boot} | {parts[1]} | {parts[2]} | "
                              f"{_delta(auc)} | {_fmt(auc.get('p_value'), 3)} | {_fmt(auc.get('p_value_holm'), 3)} | "
-                             f"{auc.get('n_seeds', 0)} |")
+                             f"{auc.get('n_seeds', 0)} | {auc.get('modalities') or '–'} |")
     return "\n".join(lines)
 
 
@@ -315,7 +326,7 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
             a, ps = rep.alignment, rep.pair_stats
             out.append(f"- replicate seed {rep.seed}: held-out pair recall@{a.k}: frozen {_fmt(a.frozen_recall, 3)} "
                        f"→ aligned {_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; "
-                       f"trained: {a.trained}).")
+                       f"trained: {a.trained}; modalities: {' + '.join(a.modalities) or '–'}).")
     if results.plots:
         out += ["", "## Plots", ""] + [f"- `{p}`" for p in results.plots]
     return "\n".join(out) + "\n"
@@ -323,7 +334,8 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
 
 def write_report(suite_dir: Path, results: SuiteResults) -> tuple[str, list[dict[str, Any]]]:
     """Aggregate, render and save report.md + report.json under suite_dir; returns (markdown, rows)."""
-    rows = aggregate(results.cells, results.confidence)
+    modalities = results.item_side[0].alignment.modalities if results.item_side else ()
+    rows = aggregate(results.cells, results.confidence, modalities)
     md = render_markdown(results, rows)
     suite_dir.mkdir(parents=True, exist_ok=True)
     tmp = suite_dir / ".report.md.tmp"

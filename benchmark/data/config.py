@@ -16,7 +16,8 @@ from benchmark.errors import require
 SplitKind = Literal["per_user_temporal", "global_temporal", "leave_last_out"]
 # The datasets benchmark.data.registry has a loader for (a test checks the two agree).
 DatasetName = Literal["movielens-100k", "movielens-1m", "movielens-latest", "movielens-latest-small", "movielens-20m",
-                      "movielens-25m", "movielens-32m", "amazon-reviews-2023", "microlens", "generic", "synthetic"]
+                      "movielens-25m", "movielens-32m", "amazon-reviews-2023", "microlens", "generic", "synthetic",
+                      "fashion-mnist-rec"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
@@ -148,11 +149,49 @@ class MicroLensConfig:
 
 
 @dataclass(frozen=True)
+class FashionMnistConfig:
+    """fashion-mnist-rec: semi-synthetic interactions over real Fashion-MNIST pixels (benchmark/data/fashion_mnist.py,
+    datasets/fashion-mnist-rec/README.md). Items: `n_items` images of the IDX `source` split, balanced over the 10
+    classes; latent styles = class x a seeded k-means of the raw pixels within the class (`styles_per_class`);
+    titles name the class with probability `title_class_p` and the style with `title_style_p`. Users like
+    `styles_per_user` styles; a share `p_liked` of their impressions comes from those styles; ratings 1..5 from
+    the style affinity (`like_boost`, `class_boost`), a per-item quality and noise (`rating_noise`)."""
+
+    source: Literal["train", "t10k"] = "train"
+    n_items: int = 2000
+    n_users: int = 1500
+    n_interactions: int = 45_000
+    styles_per_class: int = 3
+    styles_per_user: int = 2
+    p_liked: float = 0.5
+    title_class_p: float = 0.5
+    title_style_p: float = 0.2
+    like_boost: float = 2.0
+    class_boost: float = 0.75
+    rating_noise: float = 0.8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self, "n_items", 10 <= self.n_items <= 60_000, "an integer in [10, 60000] (10 classes)")
+        require(self, "n_users", self.n_users >= 1, "an integer >= 1")
+        require(self, "n_interactions", self.n_interactions >= self.n_users, f"at least n_users ({self.n_users})")
+        require(self, "styles_per_class", 1 <= self.styles_per_class <= 5, "an integer in [1, 5]")
+        require(self, "styles_per_class", self.n_items >= 10 * self.styles_per_class,
+                "at most n_items / 10 (each style needs an item)")
+        require(self, "styles_per_user", 1 <= self.styles_per_user <= 10 * self.styles_per_class,
+                f"an integer in [1, {10 * self.styles_per_class}] (10 classes x styles_per_class styles)")
+        for name in ("p_liked", "title_class_p", "title_style_p"):
+            require(self, name, 0.0 <= getattr(self, name) <= 1.0, "a probability in [0, 1]")
+        for name in ("like_boost", "class_boost", "rating_noise"):
+            require(self, name, getattr(self, name) >= 0.0, "a number >= 0")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which dataset, how it is labelled, filtered, split and cached.
 
-    `root` empty = the dataset's default (ML-100K: the installed recbole wheel; others:
-    datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
+    `root` empty = the dataset's default (ML-100K: the installed recbole wheel; fashion-mnist-rec: Debian's
+    /usr/share/datasets/fashion-mnist; others: datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
     in file order) unless on_duplicate = "error"; interactions naming unknown items raise unless
     on_unknown_item = "drop".
     """
@@ -171,6 +210,7 @@ class DataConfig:
     generic: GenericConfig = field(default_factory=GenericConfig)
     amazon: AmazonConfig = field(default_factory=AmazonConfig)
     microlens: MicroLensConfig = field(default_factory=MicroLensConfig)
+    fashion_mnist: FashionMnistConfig = field(default_factory=FashionMnistConfig)
     cache_dir: str = ""
 
     def __post_init__(self) -> None:

@@ -82,8 +82,9 @@ def prepare(cfg: DataConfig, *, cache: StageCache | None = None, cache_dir: Path
 
 
 def compute_prepared(cfg: DataConfig, workdir: Path, final_dir: Path) -> PreparedData:
-    """Load, validate and prepare `cfg`'s dataset. Side files (synthetic images) are written into `workdir`, the
-    cache entry being written, and named by their path under `final_dir`, where the entry will live."""
+    """Load, validate and prepare `cfg`'s dataset. Side files (item images of synthetic and fashion-mnist-rec) are
+    written into `workdir`, the cache entry being written, and named by their path under `final_dir`, where the
+    entry will live."""
     ds, root, fp = _locate(cfg)
     if root is None:
         raw = synthetic.generate(cfg.synthetic)
@@ -92,6 +93,8 @@ def compute_prepared(cfg: DataConfig, workdir: Path, final_dir: Path) -> Prepare
             raw = RawData(raw.interactions, items, None, raw.source)
     else:
         raw = ds.load(cfg, root)
+        if ds.write_images is not None:
+            raw = ds.write_images(cfg, root, raw, workdir / "images", final_dir / "images")
     raw = validate(raw, on_duplicate=cfg.on_duplicate, on_unknown_item=cfg.on_unknown_item)
     return build_prepared(raw, cfg, fp)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data import amazon, cards, generic, microlens, movielens
+from benchmark.data import amazon, cards, fashion_mnist, generic, microlens, movielens
 from benchmark.data.cards import DATASETS_DIR
 from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, open_bytes
@@ -26,6 +26,9 @@ class Dataset:
     files: Callable[[DataConfig, Path], list[Path]]
     load: Callable[[DataConfig, Path], RawData]
     raw_subdir: str = ""  # default root = datasets/<card>/raw/<raw_subdir>
+    default_dir: str = ""  # an absolute default root instead (a system package's folder)
+    # writes item images into the data stage's cache entry: (cfg, root, raw, write_dir, final_dir) -> raw
+    write_images: Callable[[DataConfig, Path, RawData, Path, Path], RawData] | None = None
 
 
 def _ml(files: Callable[[Path], list[Path]], load: Callable[[DataConfig, Path], RawData]):
@@ -42,6 +45,8 @@ REGISTRY: dict[str, Dataset] = {
     "microlens": Dataset("microlens", microlens.CARD, microlens.files, microlens.load),
     "generic": Dataset("generic", generic.CARD, generic.files, generic.load),
     "synthetic": Dataset("synthetic", "synthetic", lambda cfg, root: [], lambda cfg, root: None),  # type: ignore[arg-type,return-value]
+    "fashion-mnist-rec": Dataset("fashion-mnist-rec", "fashion-mnist-rec", fashion_mnist.files, fashion_mnist.load,
+                                 default_dir=fashion_mnist.DEBIAN_DIR, write_images=fashion_mnist.write_images),
 }
 
 
@@ -63,6 +68,8 @@ def recbole_ml100k() -> Path:
 def default_root(ds: Dataset) -> Path:
     if ds.name == "movielens-100k":
         return recbole_ml100k()
+    if ds.default_dir:
+        return Path(ds.default_dir)
     raw = DATASETS_DIR / ds.card / "raw"
     return raw / ds.raw_subdir if ds.raw_subdir else raw
 

@@ -8,14 +8,46 @@ from typing import Literal
 
 from qarm.errors import require
 
+Layers = int | Literal["all"]
+Fusion = Literal["concat", "gated"]
+_LAYERS_EXPECTED = "0 (head only), a block count k >= 1, or 'all' (-1 also means all)"
+
+
+def _layers_ok(v: object) -> bool:
+    return v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= -1)
+
+
+@dataclass(frozen=True)
+class TrainableLayers:
+    """What alignment trains of each modality's encoder tower: 0 = nothing (the fusion head reads that
+    modality's cached frozen features), k = the top k blocks as the model defines them (transformer layers;
+    ResNet/ConvNeXt stages; Lite0 MBConv blocks) and the layers above them, over cached lower-block outputs,
+    "all" (or -1) = the whole encoder from its raw input. A modality missing from `encoder.modalities` has no
+    tower, and its entry is ignored."""
+
+    text: Layers = 0
+    image: Layers = 0
+
+    def __post_init__(self) -> None:
+        require(self, "text", _layers_ok(self.text), _LAYERS_EXPECTED)
+        require(self, "image", _layers_ok(self.image), _LAYERS_EXPECTED)
+
+    def of(self, modality: str) -> Layers:
+        """The setting of one modality ("text" or "image"), -1 spelled "all"; 0 for any other modality."""
+        v = getattr(self, modality, 0) if modality in ("text", "image") else 0
+        return "all" if v == -1 else v
+
 
 @dataclass(frozen=True)
 class AlignConfig:
     """dim: aligned embedding width d (QARM: 64); temperature: InfoNCE tau; batch_size: pairs per step (the
     in-batch negatives); epochs: at most; lr: head learning rate; encoder_lr: learning rate of trainable
-    transformer blocks; weight_decay: AdamW; warmup_frac: share of the planned steps with a linear warm-up;
-    trainable_layers: 0 = projection head only over cached frozen features, k = the top k transformer blocks
-    too, "all" (or -1) = the whole encoder; hidden: 0 = linear head, > 0 = an MLP of that width;
+    encoder blocks; weight_decay: AdamW; warmup_frac: share of the planned steps with a linear warm-up;
+    trainable_layers: a number = the text tower's setting (0 = projection head only over cached frozen
+    features, k = the top k transformer blocks too, "all" or -1 = the whole encoder), or a table per modality
+    `{text = k, image = k}` (TrainableLayers); hidden: 0 = linear head, > 0 = an MLP of that width;
+    fusion: how the head combines modalities, "concat" (one projection of the concatenated features) or
+    "gated" (softmax-gated sum of per-modality projections), both with learned missing-modality vectors;
     val_frac: held-out share of pairs for early stopping and the recall figures (0 = none); recall_k,
     patience: early stopping on held-out pair recall@k; mask_duplicates: mask in-batch duplicate items out of
     the negatives; max_val_pairs: cap on the held-out pairs."""
@@ -28,8 +60,9 @@ class AlignConfig:
     encoder_lr: float = 2e-5
     weight_decay: float = 0.01
     warmup_frac: float = 0.1
-    trainable_layers: int | Literal["all"] = 0
+    trainable_layers: int | Literal["all"] | TrainableLayers = 0
     hidden: int = 256
+    fusion: Fusion = "concat"
     val_frac: float = 0.1
     recall_k: int = 10
     patience: int = 5
@@ -46,8 +79,9 @@ class AlignConfig:
         require(self, "weight_decay", self.weight_decay >= 0, "a number >= 0")
         require(self, "warmup_frac", 0 <= self.warmup_frac <= 1, "a fraction in [0, 1]")
         layers = self.trainable_layers
-        require(self, "trainable_layers", layers == "all" or (isinstance(layers, int) and layers >= -1),
-                "0 (head only), a block count k >= 1, or 'all' (-1 also means all)")
+        require(self, "trainable_layers", isinstance(layers, TrainableLayers) or _layers_ok(layers),
+                f"{_LAYERS_EXPECTED}, or a table {{text = k, image = k}}")
+        require(self, "fusion", self.fusion in ("concat", "gated"), "'concat' or 'gated'")
         require(self, "hidden", self.hidden >= 0, "an integer >= 0 (0 = linear head)")
         require(self, "val_frac", 0 <= self.val_frac < 1, "a fraction in [0, 1)")
         require(self, "recall_k", self.recall_k >= 1, "an integer >= 1")
@@ -55,9 +89,34 @@ class AlignConfig:
         require(self, "max_val_pairs", self.max_val_pairs >= 1, "an integer >= 1")
 
     @property
-    def layers(self) -> int | Literal["all"]:
-        """trainable_layers with -1 spelled "all"."""
-        return "all" if self.trainable_layers == -1 else self.trainable_layers
+    def towers(self) -> TrainableLayers:
+        """trainable_layers per modality (a bare number is the text tower's setting; the image tower stays 0)."""
+        layers = self.trainable_layers
+        return layers if isinstance(layers, TrainableLayers) else TrainableLayers(text=layers)
+
+    @property
+    def layers(self) -> Layers:
+        """The text tower's setting, -1 spelled "all" (what trainable_layers meant before per-modality tables)."""
+        return self.towers.of("text")
+
+    def trains_encoder(self, modalities: tuple[str, ...] | list[str] = ("text", "image")) -> bool:
+        """Whether any tower of the given modalities is (partly) trained, i.e. raw item content is needed."""
+        return any(self.towers.of(m) != 0 for m in modalities)
+
+    def describe(self, modalities: tuple[str, ...] | list[str] = ("text",)) -> str:
+        """What alignment trains, in words, for these item modalities (the report and AlignSummary say it)."""
+        mods = sorted(modalities)
+        head = "projection head" if len(mods) == 1 else f"{self.fusion} fusion head ({' + '.join(mods)})"
+        parts = []
+        for m in mods:
+            v = self.towers.of(m)
+            if v == "all":
+                parts.append(f"the whole {m} encoder")
+            elif v:
+                parts.append(f"the top {v} {m} encoder block(s)")
+        if not parts:
+            return f"{head} over frozen encoder features"
+        return f"{head} + {' + '.join(parts)} (fine-tuned)"
 
 
 @dataclass(frozen=True)
@@ -74,7 +133,8 @@ class AlignEpoch:
 class AlignSummary:
     """What the alignment stage reports: held-out pair recall@k of the frozen and the aligned embedding (None
     without held-out pairs), the epoch whose weights were kept, the per-epoch history, pair counts and what
-    was trained ("head", or "head + top k text blocks", ...)."""
+    was trained ("head", or "head + top k text blocks", ...) and the item modalities that fed the aligned
+    embedding (and so the codes quantized from it)."""
 
     k: int
     frozen_recall: float | None
@@ -84,3 +144,4 @@ class AlignSummary:
     n_train_pairs: int
     n_val_pairs: int
     trained: str
+    modalities: tuple[str, ...] = ()

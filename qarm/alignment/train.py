@@ -18,9 +18,9 @@ import polars as pl
 import torch
 
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
-from qarm.alignment.towers import AlignModel, TextTower
+from qarm.alignment.towers import AlignModel, build_align_model
 from qarm.artifacts import save_artifact
-from qarm.encoders.fusion import ItemEncoder, ItemFeatures, item_features
+from qarm.encoders.fusion import ItemFeatures, item_features
 from qarm.encoders.image import ImageEncoder
 from qarm.encoders.text import TextEncoder
 from qarm.errors import QarmError
@@ -50,13 +50,9 @@ class AlignResult:
         return save_artifact(out_dir, tensors=self.state_dict, config=cfg, arrays=arrays)
 
 
-def describe_trained(config: AlignConfig) -> str:
+def describe_trained(config: AlignConfig, modalities: Sequence[str] = ("text",)) -> str:
     """What alignment trains, in words (the report and the variant descriptions say it)."""
-    if config.layers == 0:
-        return "projection head over frozen encoder features"
-    if config.layers == "all":
-        return "projection head + the whole text encoder (fine-tuned end to end)"
-    return f"projection head + the top {config.layers} text encoder block(s) (fine-tuned)"
+    return config.describe(tuple(modalities))
 
 
 def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048) -> float:
@@ -93,38 +89,12 @@ def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: in
 
 def _build_model(
     feats: ItemFeatures, config: AlignConfig, texts: Sequence[str] | None, text_encoder: TextEncoder | None,
-    progress: bool, seed: int,
+    progress: bool, seed: int, image_paths: Sequence[str | Path | None] | None = None,
+    image_encoder: ImageEncoder | None = None, device: str | torch.device | None = None,
 ) -> tuple[AlignModel, list[dict[str, object]]]:
     torch.manual_seed(seed)
-    ft = {m: torch.from_numpy(v) for m, v in feats.features.items()}
-    pr = {m: torch.from_numpy(v) for m, v in feats.present.items()}
-    head = ItemEncoder(feats.dims, d=config.dim, hidden=config.hidden)
-    tower = None
-    if config.layers != 0:
-        if texts is None or text_encoder is None:
-            raise QarmError("align: trainable_layers != 0 needs texts (and a text encoder), not precomputed features")
-        tower = TextTower(text_encoder, list(texts), config.layers, progress=progress)
-        _check_tower(tower, ft["text"], pr["text"])
-        del ft["text"]
-    model = AlignModel(ft, pr, head, tower)
-    groups: list[dict[str, object]] = [{"params": list(head.parameters()), "lr": config.lr}]
-    if tower is not None:
-        groups.append({"params": [p for p in tower.parameters() if p.requires_grad], "lr": config.encoder_lr})
-    return model, groups
-
-
-def _check_tower(tower: TextTower, frozen: torch.Tensor, present: torch.Tensor) -> None:
-    """Before training the tower must reproduce the frozen encoder (guards unsupported architectures)."""
-    rows = torch.nonzero(present).flatten()[:8]
-    if len(rows) == 0:
-        return
-    with torch.no_grad():
-        diff = float((tower(rows) - frozen[rows]).abs().max())
-    if diff > 1e-3:
-        raise QarmError(
-            f"align: this model's blocks cannot be re-run from cached states (max |diff| {diff:.2e}); "
-            "use trainable_layers=0 or 'all'"
-        )
+    return build_align_model(feats, config, texts=texts, text_encoder=text_encoder, image_paths=image_paths,
+                             image_encoder=image_encoder, device=device, progress=progress)
 
 
 def _epoch(model: AlignModel, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
@@ -152,9 +122,7 @@ def _frozen_features(
     features: ItemFeatures | None, texts: Sequence[str] | None, image_paths: Sequence[str | Path | None] | None,
     text_encoder: TextEncoder | None, image_encoder: ImageEncoder | None, progress: bool,
 ) -> ItemFeatures:
-    if features is not None:
-        if texts is not None or image_paths is not None:
-            raise QarmError("align: give either features or texts/image_paths, not both")
+    if features is not None:  # raw texts / image_paths given too feed the trained towers only
         return features
     if texts is None and image_paths is None:
         raise QarmError("align: give features, or texts and/or image_paths (ALL items, indexed by item_idx)")
@@ -172,22 +140,27 @@ def align(
     config: AlignConfig = DEFAULT_ALIGN,
     seed: int = 0,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
 
-    pairs: (trigger_idx, target_idx, ...) from `qarm.pairs.mine_pairs`. Items come either as
-    precomputed frozen `features` (then only the head trains) or as `texts` (N,) / `image_paths` (N,)
-    of ALL items, encoded by `text_encoder` (default MiniLM) / `image_encoder` (default Lite0).
-    seed: the replicate seed (held-out pair draw, head initialisation, batch order).
+    pairs: (trigger_idx, target_idx, ...) from `qarm.pairs.mine_pairs`. Items come as precomputed frozen
+    `features` and/or as `texts` (N,) / `image_paths` (N,) of ALL items, encoded by `text_encoder` (default
+    MiniLM) / `image_encoder` (default Lite0). With features only the fusion head trains; a tower
+    (config.trainable_layers per modality) needs its modality's raw items; given both, features are the frozen
+    baseline and the raw items feed the towers. seed: the replicate seed (held-out pair draw, head
+    initialisation, batch order). device: where the towers compute (default the CPU).
     """
-    if config.layers != 0 and texts is not None and text_encoder is None:
+    if config.towers.of("text") != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
+    if config.towers.of("image") != 0 and image_paths is not None and image_encoder is None:
+        image_encoder = ImageEncoder()
     feats = _frozen_features(features, texts, image_paths, text_encoder, image_encoder, progress)
     n = feats.n_items
     train, val = split_pairs(pairs, n, config, seed)
     frozen = feats.frozen_embeddings()
     frozen_recall = recall_at_k(frozen, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    model, groups = _build_model(feats, config, texts, text_encoder, progress, seed)
+    model, groups = _build_model(feats, config, texts, text_encoder, progress, seed, image_paths, image_encoder, device)
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
     planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
     warm = max(1, round(config.warmup_frac * planned))
@@ -214,9 +187,10 @@ def align(
             p.copy_(saved)
     emb = model.embed_all(n).numpy().astype(np.float32)
     aligned_recall = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    trained = describe_trained(config)
+    trained = describe_trained(config, sorted(feats.dims))
     summary = AlignSummary(k=config.recall_k, frozen_recall=frozen_recall, aligned_recall=aligned_recall,
                            best_epoch=best[2], history=tuple(history), n_train_pairs=len(train),
-                           n_val_pairs=len(val), trained=trained)
-    meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None)}
+                           n_val_pairs=len(val), trained=trained, modalities=tuple(sorted(feats.dims)))
+    meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None),
+            "image_model": getattr(image_encoder, "model_name", None)}
     return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)

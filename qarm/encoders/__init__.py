@@ -1,5 +1,6 @@
-"""Item content encoders: text (HF transformers, MiniLM by default), image (EfficientNet-Lite0) and the
-late-fusion item encoder with learned missing-modality vectors.
+"""Item content encoders: text (any local HF text model, MiniLM by default), image (EfficientNet-Lite0 by
+default, or any local HF vision model) and the late-fusion item encoder (concatenation or gated sum) with
+learned missing-modality vectors.
 
 The config imports no torch; encoders and models load on first use."""
 
@@ -11,7 +12,7 @@ from typing import Any
 from qarm.encoders.config import EncoderConfig
 
 _LAZY = {"ItemEncoder": "fusion", "ItemFeatures": "fusion", "item_features": "fusion", "ImageEncoder": "image",
-         "TextEncoder": "text", "default_text_model_path": "text"}
+         "TextEncoder": "text", "default_text_model_path": "text", "VisionBackbone": "vision"}
 
 __all__ = ["EncoderConfig", *_LAZY]
 

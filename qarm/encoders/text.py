@@ -10,7 +10,6 @@ Shapes: N texts, T tokens, H hidden size (384 for MiniLM), B batch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qarm.encoders.local import load_local
 from qarm.errors import QarmError
 
 
@@ -62,8 +62,12 @@ def transformer_layers(model: nn.Module) -> nn.ModuleList:
 class TextEncoder:
     """Frozen text encoder. `encode(texts) -> (N, H) float32`, L2-normalised mean-pooled embeddings.
 
-    model: a model directory or hub id (None = the packaged all-MiniLM-L6-v2); max_length: tokens kept
-    per text (truncation); batch_size: texts per forward; device: torch device string.
+    model: a local model directory, or a hub id with a local copy in the hub cache (None = the packaged
+    all-MiniLM-L6-v2; nothing is downloaded); max_length: tokens kept per text (truncation); batch_size: texts
+    per forward; device: where the forward runs (str or torch.device).
+
+    Pooling: the mean of the last hidden state over non-padding tokens, L2-normalised (the sentence-transformers
+    rule of MiniLM / MPNet; used for every text family: BERT, MiniLM, MPNet, DistilBERT, RoBERTa, ...).
     """
 
     def __init__(
@@ -72,19 +76,18 @@ class TextEncoder:
         *,
         max_length: int = 64,
         batch_size: int = 64,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if max_length < 2 or batch_size < 1:
             raise QarmError(f"text encoder: need max_length >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
         path = default_text_model_path() if model is None else model
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self.model = AutoModel.from_pretrained(str(path)).to(device).eval()
-        except (OSError, ValueError) as e:
-            raise QarmError(f"text encoder: cannot load a transformers model from {str(path)!r}: {e}") from e
+        self.model = load_local(AutoModel.from_pretrained, path, "text encoder").to(device).eval()
+        if getattr(self.model, "main_input_name", "input_ids") != "input_ids":
+            raise QarmError(f"text encoder: {str(path)!r} is a {type(self.model).__name__}, not a text model taking "
+                            "input_ids; give a text model directory (BERT, MiniLM, MPNet, DistilBERT, ...)")
+        self.tokenizer = load_local(AutoTokenizer.from_pretrained, path, "text encoder")
         self.model_name = str(path)
         self.max_length = max_length
         self.batch_size = batch_size
