@@ -50,6 +50,8 @@ class SuiteSection:
     tracking_uri ("" = $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db); description; sweep_key and
     sweep_values: an ablation sweep (the suite runs once per value with `--set <sweep_key>=<value>`, every
     value sharing one stage cache); threads: torch intra-op threads (0 = half the cores, at most 8);
+    workers: cells trained at once, in that many processes of `threads` threads each (0 = auto: as many as
+    the cores allow, at most 4; results are identical for any number of workers);
     replicate: what a seed replicates — "full": the whole pipeline (pair sampling, U2I, alignment, quantizers
     and rankers each take the seed; the split and the cold-item draw stay fixed by data.split.seed), "ranker":
     the rankers only (one item side for the suite, seeded by data.split.seed)."""
@@ -65,6 +67,7 @@ class SuiteSection:
     sweep_values: tuple[str, ...] = ()
     # OpenMP spin-waiting collapses when threads outnumber idle cores: on a shared 2-core machine one is fast.
     threads: int = 0
+    workers: int = 0
     replicate: Literal["full", "ranker"] = "full"
 
     def __post_init__(self) -> None:
@@ -78,6 +81,7 @@ class SuiteSection:
         require(self, "sweep_values", bool(self.sweep_key) == bool(self.sweep_values),
                 "sweep_key and sweep_values set together")
         require(self, "threads", self.threads >= 0, "an integer >= 0 (0 = auto)")
+        require(self, "workers", self.workers >= 0, "an integer >= 0 (0 = auto)")
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,15 @@ class SuiteConfig:
         if self.suite.threads:
             return self.suite.threads
         return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+    @property
+    def workers(self) -> int:
+        """Worker processes for the cells: suite.workers, or as many as the cores allow at `threads` each."""
+        if self.suite.workers:
+            return self.suite.workers
+        from benchmark.workers import default_workers
+
+        return default_workers(self.threads)
 
     @property
     def runs_dir(self) -> Path:

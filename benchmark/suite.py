@@ -208,7 +208,33 @@ class SuiteRun:
                 parent.log_metrics({f"align_loss{sfx}": h.loss, f"align_val_recall{sfx}": h.val_recall}, step=h.epoch)
         parent.log_metrics(numeric)
 
+    def _pending(self) -> list[tuple[str, str, int]]:
+        """The cells whose results are not cached (they train)."""
+        return [(v, m, s) for v, m, s in cells_of(self.cfg)
+                if not self.cache.done("rank", plan_cell(self.cfg, v, m, s, self.keys[replicate_seed(self.cfg, s)]).key)]
+
     def _run_cells(self, tracker: Any) -> list[CellRecord]:
+        """Every cell, in order, each in its MLflow child run; uncached cells train in `cfg.workers` worker
+        processes when there are several (benchmark.workers), else here with live per-epoch metrics."""
+        import contextlib
+
+
+        pending = self._pending()
+        pool_cm: Any = contextlib.nullcontext()
+        futures: dict[tuple[str, str, int], Any] = {}
+        if self.cfg.workers > 1 and len(pending) > 1:
+            from benchmark.workers import CellPool
+
+            _say(f"[cells]  {len(pending)} to train in {min(self.cfg.workers, len(pending))} worker processes "
+                 f"x {self.cfg.threads} thread(s)")
+            pool_cm = CellPool(min(self.cfg.workers, len(pending)), self.cfg.threads)
+        with pool_cm as pool:
+            if pool is not None:
+                cfg_json = canonical_json(self.cfg)
+                futures = {c: pool.submit(cfg_json, self.cache.root, self.cache.forced, *c) for c in pending}
+            return self._log_cells(tracker, futures)
+
+    def _log_cells(self, tracker: Any, futures: dict[tuple[str, str, int], Any]) -> list[CellRecord]:
         from tqdm import tqdm
 
         results = []
@@ -228,11 +254,16 @@ class SuiteRun:
                 def on_epoch(epoch: int, metrics: dict[str, float], _child: Any = child) -> None:
                     _child.log_metrics(metrics, step=epoch)
 
-                record, cached = self.train_or_load(variant, model, seed, on_epoch=on_epoch)
-                if cached:  # replay the cached history so every invocation's child runs carry the curves
+                fut = futures.get((variant, model, seed))
+                if fut is not None:  # trained in a worker: replay its history like a cached cell's
+                    record, cached, replay = from_json(CellRecord, fut.result(), "worker"), False, True
+                else:
+                    record, cached = self.train_or_load(variant, model, seed, on_epoch=on_epoch)
+                    replay = cached
+                if replay:  # so every invocation's child runs carry the per-epoch curves
                     for h in record.history:
                         child.log_metrics({"train_loss": h.train_loss, **{f"val_{k}": v for k, v in h.val.items()},
-                                           "seconds": h.seconds, "samples_per_s": h.samples_per_s}, step=h.epoch)
+                                           "epoch_seconds": h.seconds}, step=h.epoch)
                 child.set_tags({"cached": str(cached).lower()})
                 final = {f"test_{s}_{m}": v for s, ms in record.test.items() for m, v in ms.items()}
                 final |= {f"best_val_{m}": v for m, v in record.val_best.items()}

@@ -1,0 +1,78 @@
+"""Training a suite's cells in parallel worker processes (`suite.workers`).
+
+A cell's result depends only on its inputs, its seed and the torch thread count, so cells can train in any
+order and in any process: with `suite.workers = W` the suite starts W spawned processes, each with
+`suite.threads` torch threads, and hands them the cells whose results are not cached. A worker loads the
+replicate's item side from the stage cache (every item-side entry is finished before any cell starts),
+trains the cell, seals its `rank` entry and returns the CellRecord; the parent alone talks to MLflow and
+replays each returned cell's history into its child run. Results are bit for bit those of one process.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+_SIDES: dict[tuple[str, int], dict[str, Any]] = {}  # per worker: replicate item sides already loaded
+
+
+def default_workers(threads: int) -> int:
+    """Auto: as many workers as the cores allow at `threads` threads each, at most 4."""
+    return max(1, min(4, (os.cpu_count() or 1) // max(threads, 1)))
+
+
+def _init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_cell_task(cfg_json: str, cache_root: str, forced: list[str], variant: str, model: str,
+                    seed: int) -> dict[str, Any]:
+    """Run in a worker: train one cell and return its CellRecord as JSON. forced: the parent's forced stages
+    (a forced rank stage retrains even where an entry exists)."""
+    import json
+
+    from benchmark.cache import StageCache
+    from benchmark.config import SuiteConfig
+    from benchmark.configlib import from_mapping
+    from benchmark.data.preparation import data_key
+    from benchmark.records import to_json
+    from benchmark.stages import item_side_keys, run_item_side
+    from benchmark.suite import SuiteRun, replicate_seed
+
+    cfg = from_mapping(SuiteConfig, json.loads(cfg_json))
+    cache = StageCache(Path(cache_root), force=[f for f in forced if f == "rank"])
+    run = SuiteRun(cfg, progress=False, cache=cache)
+    rseed = replicate_seed(cfg, seed)
+    memo = (cfg_json, rseed)
+    if memo not in _SIDES:
+        keys = item_side_keys(cfg, data_key(cfg.data), rseed)
+        _SIDES[memo] = {"keys": keys, "side": run_item_side(cfg, cache, rseed, keys, progress=False)}
+    run.keys[rseed], run.sides[rseed] = _SIDES[memo]["keys"], _SIDES[memo]["side"]
+    record, _ = run.train_or_load(variant, model, seed)
+    return to_json(record)
+
+
+class CellPool:
+    """W spawned worker processes with `threads` torch threads each; `submit` returns a Future of the JSON
+    CellRecord. Use as a context manager."""
+
+    def __init__(self, workers: int, threads: int) -> None:
+        import multiprocessing
+
+        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init, initargs=(threads,))
+
+    def submit(self, cfg_json: str, cache_root: Path, forced: set[str], variant: str, model: str,
+               seed: int) -> Future:
+        """Train (variant, model, seed) in a worker; the Future holds its CellRecord as JSON."""
+        return self.executor.submit(train_cell_task, cfg_json, str(cache_root), sorted(forced), variant, model, seed)
+
+    def __enter__(self) -> CellPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
