@@ -13,6 +13,7 @@ Imports no torch (the suite config validates variant names against it); `benchma
 | random_codes     | yes     | random         |         |                | control: capacity without content      |
 | shuffled_codes   | yes     | shuffled       |         |                | control: the aligned codes, wrong items|
 | metadata         | yes     |                |         |                | the dataset's categorical item fields  |
+| metadata_aligned_codes | yes | aligned      |         |                | QARM on top of the metadata features   |
 
 "codes" are the configured quantizer's codes (quantize.quantizer: RQ-Kmeans or RQ-VAE levels, or the VQ
 top-k bag) of the frozen or the aligned embedding, fed as the configured tokenisation. The controls keep the
@@ -69,6 +70,8 @@ VARIANTS: dict[str, Variant] = {
                 control="shuffled"),
         Variant("metadata", True, None, None, None, "item id + the dataset's categorical item fields",
                 metadata=True),
+        Variant("metadata_aligned_codes", True, "aligned", None, None, "the metadata features + the aligned codes "
+                "(QARM on top of what a peer library sees)", metadata=True),
     )
 }
 ALL_VARIANTS: tuple[str, ...] = tuple(VARIANTS)

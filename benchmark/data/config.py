@@ -190,6 +190,10 @@ class FashionMnistConfig:
 class DataConfig:
     """Which dataset, how it is labelled, filtered, split and cached.
 
+    history_source: what a row's history holds — "positives": the user's latest history_len positives strictly
+    before the impression (QARM §3, the default); "all_rows": the user's history_len rows just before it of ANY
+    label, ties at one timestamp in item order (RecBole 1.2.1's sequential history, for peer parity).
+
     `root` empty = the dataset's default (ML-100K: the installed recbole wheel; fashion-mnist-rec: Debian's
     /usr/share/datasets/fashion-mnist; others: datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
     in file order) unless on_duplicate = "error"; interactions naming unknown items raise unless
@@ -201,6 +205,7 @@ class DataConfig:
     label_threshold: float = 4.0
     kcore: int = 0
     history_len: int = 50
+    history_source: Literal["positives", "all_rows"] = "positives"
     verify_sha256: bool = True
     on_duplicate: Literal["error", "drop"] = "drop"
     on_unknown_item: Literal["error", "drop"] = "error"

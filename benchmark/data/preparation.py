@@ -22,7 +22,7 @@ import polars as pl
 from benchmark.cache import StageCache
 from benchmark.data import registry, splits, synthetic
 from benchmark.data.config import DataConfig
-from benchmark.data.history import build_history
+from benchmark.data.history import build_history, build_history_recbole
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
 from benchmark.data.schema import RawData, validate
 
@@ -129,8 +129,12 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     is_cold = pl.Series(cold).gather(log["item_idx"])
     dropped = int((is_cold & (log["split"] != splits.TEST)).sum())
     log = log.filter(~is_cold | (log["split"] == splits.TEST))  # cold rows leave train/val, stay in test
-    hist = build_history(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(),
-                         log["label"].to_numpy(), cfg.history_len)
+    if cfg.history_source == "all_rows":  # RecBole's sequential history (any label), for peer parity
+        hist = build_history_recbole(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(),
+                                     cfg.history_len)
+    else:
+        hist = build_history(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(),
+                             log["label"].to_numpy(), cfg.history_len)
     log = log.with_columns(hist)
     cols = ["user_idx", "item_idx", "ts", "label", "hist_item_idx", *(["rating"] if "rating" in log.columns else [])]
     parts = {name: log.filter(pl.col("split") == code).select(cols)

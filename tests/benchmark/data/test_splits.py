@@ -173,3 +173,18 @@ def test_edge_cases_prepare_quietly(recwarn) -> None:
     p = build_prepared(raw, cfg(), "fp")
     assert p.items["text"].to_list() == ["", "", ""] and p.stats["positives"] == 0
     assert p.train.height == 3 and not recwarn.list
+
+
+def test_history_of_all_rows_is_recboles() -> None:
+    """data.history_source = "all_rows": a row's history is the user's earlier rows of any label, ties at one
+    timestamp in item order (RecBole's sequential history), against the per-row reference."""
+    from benchmark.data.history import build_history_recbole_slow
+
+    rows = [("1", "3", 10, 1), ("1", "1", 10, 0), ("1", "2", 11, 0), ("1", "0", 12, 1), ("2", "1", 5, 0),
+            ("2", "2", 6, 1)]
+    c = dataclasses.replace(cfg(T=2), history_source="all_rows")
+    p = build_prepared(raw_from(rows), c, "fp")
+    log = pl.concat([p.train, p.val, p.test]).sort("user_idx", "ts", "item_idx")
+    want = build_history_recbole_slow(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(), 2)
+    assert log["hist_item_idx"].to_list() == want
+    assert want[1] == [1]  # user 1's item 3 at ts 10 sees item 1 of the same second (a negative): any label
