@@ -188,14 +188,14 @@ class SuiteRun:
         return out
 
     def _log_item_side(self, parent: Any, replicates: tuple[ItemSideRecord, ...]) -> None:
-        """Data stats once; pair, alignment and code statistics per replicate (metric names carry `_r<seed>`
-        when the suite has several item-side replicates)."""
+        """Data stats once; pair, alignment and code statistics of the first replicate under the plain names
+        (`pairs_n_pairs`, `align_aligned_recall`, ...), and of every replicate with the suffix `_r<seed>` when
+        the suite has several item-side replicates."""
         prepared = self.sides[replicates[0].seed]["data"]
         parent.log_dict(prepared.stats, "stats/data.json")
         numeric = {f"data_{k}": v for k, v in prepared.stats.items() if isinstance(v, int | float)}
-        several = len(replicates) > 1
-        for rep in replicates:
-            sfx = f"_r{rep.seed}" if several else ""
+        suffixes = [(replicates[0], "")] + ([(r, f"_r{r.seed}") for r in replicates] if len(replicates) > 1 else [])
+        for rep, sfx in suffixes:
             parent.log_dict(to_json(rep), f"stats/item_side{sfx}.json")
             numeric |= {f"pairs_{k}{sfx}": v for k, v in to_plain(rep.pair_stats).items() if _is_number(v)}
             for cs in rep.code_sets:

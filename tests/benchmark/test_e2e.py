@@ -49,6 +49,7 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
     assert [m.value for m in logged] == pytest.approx(series["val_recall"])
     assert all(0.0 <= v <= 1.0 for v in series["val_recall"])
     assert parent.data.metrics["align_aligned_recall_r0"] == pytest.approx(summary.aligned_recall)
+    assert parent.data.metrics["align_aligned_recall"] == pytest.approx(summary.aligned_recall)  # first replicate
     assert parent.data.metrics["pairs_n_pairs_r1"] == results.item_side[1].pair_stats.n_pairs
     sims = [c for c in results.cells if c.model == "sim"]
     assert {(c.sim_search, c.sim_search_codes) for c in sims} == {("hard", "frozen_rq_kmeans")}  # one search unit
