@@ -33,6 +33,7 @@ from benchmark.configlib import (
     stable_hash,
 )
 from benchmark.data.config import DataConfig
+from benchmark.device import check_device_name
 from benchmark.errors import ConfigError, require
 from benchmark.variants import ALL_VARIANTS, VariantName
 from qarm.alignment.config import AlignConfig
@@ -49,7 +50,9 @@ class SuiteSection:
     """name: the suite (its MLflow experiment and runs/<name>/ folder); seeds; models; variants; runs_dir;
     tracking_uri ("" = $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db); description; sweep_key and
     sweep_values: an ablation sweep (the suite runs once per value with `--set <sweep_key>=<value>`, every
-    value sharing one stage cache); threads: torch intra-op threads (0 = half the cores, at most 8)."""
+    value sharing one stage cache); threads: torch intra-op threads (0 = half the cores, at most 8); device: where
+    every stage computes, "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N" (benchmark.device; the
+    machine is checked at run start, not here: configs load without torch)."""
 
     name: str = DEFAULT_SUITE
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -62,6 +65,7 @@ class SuiteSection:
     sweep_values: tuple[str, ...] = ()
     # OpenMP spin-waiting collapses when threads outnumber idle cores: on a shared 2-core machine one is fast.
     threads: int = 0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         require(self, "name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'")
@@ -74,6 +78,7 @@ class SuiteSection:
         require(self, "sweep_values", bool(self.sweep_key) == bool(self.sweep_values),
                 "sweep_key and sweep_values set together")
         require(self, "threads", self.threads >= 0, "an integer >= 0 (0 = auto)")
+        require(self, "device", check_device_name(self.device), "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 @dataclass(frozen=True)
@@ -126,9 +131,6 @@ def _check_suite(cfg: SuiteConfig) -> None:
             if getattr(sim, name) > cfg.data.history_len:
                 raise ConfigError(f"rank.sim.{name}: expected at most data.history_len ({cfg.data.history_len}), "
                                   f"got {getattr(sim, name)}")
-    if cfg.rank.sharded and set(cfg.suite.models) - {"dlrm"}:
-        raise ConfigError(f"rank.sharded: only the DLRM is sharded in one process; suite.models has "
-                          f"{sorted(set(cfg.suite.models) - {'dlrm'})} (use models = [\"dlrm\"] or sharded = false)")
     if "image" in cfg.encoder.modalities and cfg.align.layers != 0:
         raise ConfigError("align.trainable_layers: fine-tuning trains the text tower only; with the image "
                           "modality use 0 (head only)")

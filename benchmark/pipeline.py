@@ -7,7 +7,9 @@
     codes   CodeSet           qarm.quantize: one code set (source x quantizer) + its diagnostics
 
 Each compute function receives a StageContext (the suite config, the replicate seed, the upstream artifacts,
-the entry folder being written); library code never logs, the suite logs what these return.
+the entry folder being written); library code never logs, the suite logs what these return. Each computes on
+`suite.device` (`_device`); faiss k-means and top-k search use the GPU when faiss sees one, unless the suite
+says "cpu".
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ class StageContext:
     workdir: Path
     final_dir: Path
     progress: bool = True
+
+
+def _device(ctx: StageContext) -> Any:
+    """The torch.device of `suite.device` (this rank's GPU under torchrun)."""
+    from benchmark.device import resolve_device
+
+    return resolve_device(ctx.cfg.suite.device)
+
+
+def _faiss_gpu(ctx: StageContext) -> bool | str:
+    """faiss's GPU choice: "auto" (its GPU when it sees one) unless the suite runs on the CPU."""
+    return False if _device(ctx).type == "cpu" else "auto"
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -75,7 +89,8 @@ def compute_pairs(ctx: StageContext) -> Any:
     from qarm.pairs import mine_pairs
 
     prepared = ctx.inputs["data"]
-    return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed)
+    return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed,
+                      device=str(_device(ctx)))
 
 
 def save_pairs(mined: Any, out: Path) -> None:
@@ -104,7 +119,7 @@ def compute_frozen(ctx: StageContext) -> Any:
     """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
     from qarm.encoders import TextEncoder, item_features
 
-    e, prepared = ctx.cfg.encoder, ctx.inputs["data"]
+    e, prepared, device = ctx.cfg.encoder, ctx.inputs["data"], str(_device(ctx))
     texts = prepared.items["text"].to_list() if "text" in e.modalities else None
     paths, img = None, None
     if "image" in e.modalities:
@@ -114,8 +129,9 @@ def compute_frozen(ctx: StageContext) -> Any:
         if not paths or not any(paths):
             raise ConfigError(f"encoder.modalities includes 'image' but dataset {ctx.cfg.data.dataset!r} has no "
                               "image paths (items.image_path is empty)")
-        img = ImageEncoder(e.image_model or None)
-    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size) if texts else None
+        img = ImageEncoder(e.image_model or None, device=device)
+    enc = (TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size, device=device)
+           if texts else None)
     return item_features(texts, paths, text_encoder=enc, image_encoder=img, progress=ctx.progress)
 
 
@@ -151,16 +167,20 @@ class Aligned:
 def compute_align(ctx: StageContext) -> Any:
     """trainable_layers 0 trains the fusion/projection head over the cached frozen features; k > 0 or "all"
     re-encodes the texts and fine-tunes the top transformer blocks too."""
+    from benchmark import distributed
     from qarm.alignment import align
     from qarm.encoders import TextEncoder
 
     a, pairs = ctx.cfg.align, ctx.inputs["pairs"].pairs
+    run = {"config": a, "seed": ctx.seed, "progress": ctx.progress, "device": _device(ctx),
+           "distributed": distributed.active()}  # under torchrun every rank trains (DDP)
     if a.layers == 0:
-        return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress)
+        return align(pairs, features=ctx.inputs["frozen"], **run)
     e = ctx.cfg.encoder
-    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+    enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size,
+                      device=str(run["device"]))
     texts = ctx.inputs["data"].items["text"].to_list()
-    return align(pairs, texts=texts, text_encoder=enc, config=a, seed=ctx.seed, progress=ctx.progress)
+    return align(pairs, texts=texts, text_encoder=enc, **run)
 
 
 def save_align(result: Any, out: Path) -> None:
@@ -234,15 +254,15 @@ def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     x = ctx.inputs["frozen"].frozen_embeddings() if source == "frozen" else ctx.inputs["align"].embeddings
     q, n = ctx.cfg.quantize, x.shape[0]
     if quantizer == "vq":
-        c = vq_codes(x, k=min(q.vq_k, n - 1)).astype(np.int64)
+        c = vq_codes(x, k=min(q.vq_k, n - 1), gpu=_faiss_gpu(ctx)).astype(np.int64)
         return CodeSet(name, "vq", c, n, {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size)})
     k = min(q.codebook_size, n)
     books = None
     if quantizer == "rq_kmeans":
-        model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed).fit(x)
+        model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed, gpu=_faiss_gpu(ctx)).fit(x)
         c, books = model.encode(x), model.codebooks
     else:
-        c = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed).encode(x)
+        c = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed, device=_device(ctx)).encode(x)
     if q.dedup:
         c, books = add_dedup_level(c), None
     c = c.astype(np.int64)

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from benchmark import __version__
+from benchmark import __version__, distributed
 from benchmark.cache import StageCache, read_json, write_json
 from benchmark.config import SuiteConfig, sweep_configs
 from benchmark.configlib import canonical_json, flatten, stable_hash, to_plain
@@ -74,6 +74,7 @@ class SuiteRun:
         self.cache = cache or StageCache(cfg.suite_dir / "artifacts", force=downstream_closure(force))
         self.config_hash = stable_hash(cfg)
         self.keys: dict[int, ItemSideKeys] = {}
+        self.device: Any = None  # torch.device of suite.device, resolved when the run starts
         self.sides: dict[int, dict[str, Any]] = {}
 
     # -- item side -------------------------------------------------------------------------------
@@ -96,18 +97,23 @@ class SuiteRun:
 
         rseed = replicate_seed(self.cfg, seed)
         plan = plan_cell(self.cfg, variant, model, seed, self.keys[rseed])
-        if self.cache.done("rank", plan.key):
+        if distributed.cell_cached(self.cache, plan.key):  # rank 0's view: all ranks train a cell, or none
             path = self.cache.path("rank", plan.key) / "result.json"
             return from_json(CellRecord, read_json(path), path), True
         from benchmark.train import train_cell
 
+        distributed.set_where(f"cell {model}/{variant}/seed{seed}")
+        distributed.check_fault_injection(f"cell {model}/{variant}/seed{seed}")
         inputs = cell_inputs(plan, self.sides[rseed], self.cfg.rank.embedding_dim)
         # per-epoch bar (running loss, samples/s) only on a terminal: in a log file it would be noise
         res = train_cell(model, inputs, rank_config(self.cfg.rank, plan), seed, on_epoch=on_epoch,
-                         progress=self.progress and sys.stderr.isatty())
+                         progress=self.progress and sys.stderr.isatty(), device=self.device,
+                         world=distributed.current())
         record = CellRecord(model=model, variant=variant, seed=seed, key=plan.key, best_epoch=res.best_epoch,
                             val_best=res.val_best, test=res.test, history=res.history, sim_search=plan.sim_search,
                             sim_search_codes=plan.sim_search_codes, n_parameters=res.n_parameters)
+        if not distributed.is_main():  # every rank trained the cell; rank 0 writes it
+            return record, False
         with self.cache.writing("rank", plan.key, {"variant": variant, "model": model, "seed": seed}) as d:
             (d / "result.json").write_text(json.dumps(to_json(record), default=float))
             res.test_predictions.write_parquet(d / "test_predictions.parquet")
@@ -118,21 +124,28 @@ class SuiteRun:
     def run(self) -> SuiteResults:
         import torch
 
+        from benchmark.device import resolve_device
         from benchmark.tracking import Tracker
 
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
-        tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir)
+        self.device = resolve_device(cfg.suite.device)  # a CUDA device on a machine without one fails here
+        main = distributed.is_main()  # other ranks train with rank 0 but log and write nothing
+        tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir) if main \
+            else distributed.NullTracker()
         tracker.check()  # an unreachable store is reported before any training
         self.suite_dir.mkdir(parents=True, exist_ok=True)
-        removed = self.cache.clean_partial()
+        removed = self.cache.clean_partial() if main else 0
+        distributed.barrier()
         if removed:
             _say(f"[resume] removed {removed} partial stage folder(s) left by an interrupted run")
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         run_name = f"{cfg.suite.name} {self.label} {started}" if self.label else f"{cfg.suite.name} {started}"
         with tracker.parent_run(run_name, params=flatten(cfg), tags={"config_hash": self.config_hash,
                                                                     "suite": cfg.suite.name,
-                                                                    "sweep": self.label}) as parent:
+                                                                    "sweep": self.label,
+                                                                    "device": str(self.device),
+                                                                    "world_size": distributed.current().size}) as parent:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
             self.item_side()
             first = self.keys[replicate_seeds(cfg)[0]]
@@ -141,6 +154,8 @@ class SuiteRun:
             self._log_item_side(parent, replicates)
             cells = self._run_cells(tracker)
             results = self._results(replicates, cells, started)
+            if not main:
+                return results
             md = self._report(results, parent)
         print(md)
         _say(f"Done. Report: {self.suite_dir / 'report.md'}  Plots: {self.suite_dir / 'plots'}\n"

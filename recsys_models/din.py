@@ -53,10 +53,12 @@ class DIN(nn.Module):
         return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 
-def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN) -> DIN:
-    """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None."""
-    items = SequenceItemEncoder(spec, content)
-    context = ContextEncoder(spec)
+def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN, *,
+              device: torch.device | None = None) -> DIN:
+    """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None. device: where the
+    embedding tables are allocated (`torch.device("meta")` defers them to DMP sharding)."""
+    items = SequenceItemEncoder(spec, content, device=device)
+    context = ContextEncoder(spec, device=device)
     head = mlp(context.dim + 2 * items.dim + spec.dense_in_features, cfg.mlp)
     attention = DinAttention(items.dim, cfg.attention_hidden, cfg.attention_softmax)
     return DIN(items, context, attention, head, cfg.max_len)

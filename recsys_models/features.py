@@ -207,10 +207,17 @@ class RankBatch:
     hist: torch.Tensor
     hist_len: torch.Tensor
 
+    def to(self, device: torch.device) -> RankBatch:
+        """The same batch on `device` (a no-op when it is already there)."""
+        if self.labels.device == device:
+            return self
+        return RankBatch(self.sparse.to(device), self.dense.to(device), self.labels.to(device),
+                         self.item_idx.to(device), self.hist.to(device), self.hist_len.to(device))
+
 
 def history_mask(hist_len: torch.Tensor, t: int) -> torch.Tensor:
     """hist_len: (B,) lengths -> (B, T) bool, True at valid (left-aligned) positions."""
-    return torch.arange(t)[None, :] < hist_len[:, None]
+    return torch.arange(t, device=hist_len.device)[None, :] < hist_len[:, None]
 
 
 def build_kjt(

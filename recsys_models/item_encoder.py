@@ -15,12 +15,14 @@ from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, 
 
 
 class SequenceItemEncoder(nn.Module):
-    """EmbeddingCollection (unpooled) over the item-side tables + optional projected frozen content (N, d)."""
+    """EmbeddingCollection (unpooled) over the item-side tables + optional projected frozen content (N, d).
+    device: where the tables are allocated (meta: deferred to DistributedModelParallel)."""
 
-    def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None) -> None:
+    def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None,
+                 device: torch.device | None = None) -> None:
         super().__init__()
         self.pairs = [(tk, hk) for _, tk, hk, _ in spec.sequence_pairs()]
-        self.collection = EmbeddingCollection(tables=sequence_configs(spec))
+        self.collection = EmbeddingCollection(tables=sequence_configs(spec), device=device)
         self.content: torch.Tensor | None
         self.register_buffer("content", content, persistent=False)
         self.project = nn.Linear(spec.dense_dim, spec.embedding_dim) if content is not None else None
@@ -49,11 +51,11 @@ class SequenceItemEncoder(nn.Module):
 
 
 class ContextEncoder(nn.Module):
-    """Pooled user id, user features and VQ bag -> (B, F_c * D)."""
+    """Pooled user id, user features and VQ bag -> (B, F_c * D). device: where the tables are allocated."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, device: torch.device | None = None) -> None:
         super().__init__()
-        self.collection = EmbeddingBagCollection(tables=context_bag_configs(spec))
+        self.collection = EmbeddingBagCollection(tables=context_bag_configs(spec), device=device)
         self.dim = spec.embedding_dim * len(spec.context_tables())
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
@@ -62,7 +64,7 @@ class ContextEncoder(nn.Module):
 
 def latest_positions(hist_len: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     """hist_len: (B,) -> positions of the latest r history items: (B, r) int64 and a (B, r) bool mask."""
-    idx = hist_len[:, None] - r + torch.arange(r)[None, :]
+    idx = hist_len[:, None] - r + torch.arange(r, device=hist_len.device)[None, :]
     mask = idx >= 0
     return idx.clamp(min=0), mask
 

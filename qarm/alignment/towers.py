@@ -42,7 +42,7 @@ class TextTower(nn.Module):
 
     def __init__(self, encoder: TextEncoder, texts: list[str], trainable: int | str, progress: bool = False) -> None:
         super().__init__()
-        self.model = copy.deepcopy(encoder.model).cpu().eval()  # never change the caller's encoder; train on CPU
+        self.model = copy.deepcopy(encoder.model).eval()  # never change the caller's encoder; moves with the tower
         n_layers = encoder.num_layers
         self.full = trainable == "all"
         if not self.full and not (isinstance(trainable, int) and 1 <= trainable <= n_layers):
@@ -84,7 +84,7 @@ class TextTower(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The weights training changes (for saving): the top blocks, or the whole model."""
         mod = self.model if self.full else self.top
-        return {k: v.detach().clone() for k, v in mod.state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in mod.state_dict().items()}
 
 
 class AlignModel(nn.Module):
@@ -115,14 +115,14 @@ class AlignModel(nn.Module):
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The weights alignment trained: the fusion head, and the text tower's trained blocks if any."""
-        state = {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
+        state = {f"head.{k}": v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
         if self.text_tower is not None:
             state |= {f"text_tower.{k}": v for k, v in self.text_tower.trainable_state().items()}
         return state
 
     @torch.no_grad()
     def embed_all(self, n_items: int, batch_size: int = 1024) -> torch.Tensor:
-        """(N, d) float32 embeddings of every item, eval mode."""
-        return torch.cat(
-            [self(torch.arange(s, min(s + batch_size, n_items))) for s in range(0, n_items, batch_size)]
-        ).float()
+        """(N, d) float32 CPU embeddings of every item (computed on the model's device)."""
+        from qarm.alignment.distributed import embed_items
+
+        return embed_items(self, n_items, batch_size)

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from torch import nn
 
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
+from qarm.alignment.distributed import embed_items, pair_embeddings, wrap_ddp
 from qarm.alignment.towers import AlignModel, TextTower
 from qarm.artifacts import save_artifact
 from qarm.encoders.fusion import ItemEncoder, ItemFeatures, item_features
@@ -93,20 +95,20 @@ def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: in
 
 def _build_model(
     feats: ItemFeatures, config: AlignConfig, texts: Sequence[str] | None, text_encoder: TextEncoder | None,
-    progress: bool, seed: int,
+    progress: bool, seed: int, device: torch.device,
 ) -> tuple[AlignModel, list[dict[str, object]]]:
     torch.manual_seed(seed)
-    ft = {m: torch.from_numpy(v) for m, v in feats.features.items()}
-    pr = {m: torch.from_numpy(v) for m, v in feats.present.items()}
+    ft = {m: torch.from_numpy(v).to(device) for m, v in feats.features.items()}
+    pr = {m: torch.from_numpy(v).to(device) for m, v in feats.present.items()}
     head = ItemEncoder(feats.dims, d=config.dim, hidden=config.hidden)
     tower = None
     if config.layers != 0:
         if texts is None or text_encoder is None:
             raise QarmError("align: trainable_layers != 0 needs texts (and a text encoder), not precomputed features")
-        tower = TextTower(text_encoder, list(texts), config.layers, progress=progress)
+        tower = TextTower(text_encoder, list(texts), config.layers, progress=progress).to(device)
         _check_tower(tower, ft["text"], pr["text"])
         del ft["text"]
-    model = AlignModel(ft, pr, head, tower)
+    model = AlignModel(ft, pr, head, tower).to(device)
     groups: list[dict[str, object]] = [{"params": list(head.parameters()), "lr": config.lr}]
     if tower is not None:
         groups.append({"params": [p for p in tower.parameters() if p.requires_grad], "lr": config.encoder_lr})
@@ -127,19 +129,19 @@ def _check_tower(tower: TextTower, frozen: torch.Tensor, present: torch.Tensor) 
         )
 
 
-def _epoch(model: AlignModel, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-           train: np.ndarray, config: AlignConfig, rng: np.random.Generator) -> float:
+def _epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+           train: np.ndarray, config: AlignConfig, rng: np.random.Generator, device: torch.device,
+           distributed: bool) -> float:
     perm = rng.permutation(len(train))
     total, steps = 0.0, 0
     for s in range(0, len(perm), config.batch_size):
-        ab = torch.from_numpy(train[perm[s : s + config.batch_size]])
+        ab = torch.from_numpy(train[perm[s : s + config.batch_size]]).to(device)
         if len(ab) < 2:
             continue
         a, b = ab[:, 0], ab[:, 1]
-        uniq, inv = torch.unique(torch.cat([a, b]), return_inverse=True)  # embed each item once
-        z = model(uniq)[inv]
+        za, zb = pair_embeddings(model, a, b, distributed=distributed)  # the global batch on every rank
         ids = {"anchor_ids": a, "positive_ids": b} if config.mask_duplicates else {}
-        loss = info_nce(z[: len(a)], z[len(a) :], temperature=config.temperature, **ids)
+        loss = info_nce(za, zb, temperature=config.temperature, **ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -172,13 +174,18 @@ def align(
     config: AlignConfig = DEFAULT_ALIGN,
     seed: int = 0,
     progress: bool = False,
+    device: str | torch.device = "cpu",
+    distributed: bool = False,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
 
     pairs: (trigger_idx, target_idx, ...) from `qarm.pairs.mine_pairs`. Items come either as
     precomputed frozen `features` (then only the head trains) or as `texts` (N,) / `image_paths` (N,)
     of ALL items, encoded by `text_encoder` (default MiniLM) / `image_encoder` (default Lite0).
-    seed: the replicate seed (held-out pair draw, head initialisation, batch order).
+    seed: the replicate seed (held-out pair draw, head initialisation, batch order). device: where the model
+    trains. distributed: every rank of the default process group calls `align` with the same arguments; they
+    train one model under DDP, each embedding its part of every batch, with the in-batch negatives gathered
+    across ranks (qarm.alignment.distributed); every rank returns the same result.
     """
     if config.layers != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
@@ -187,7 +194,9 @@ def align(
     train, val = split_pairs(pairs, n, config, seed)
     frozen = feats.frozen_embeddings()
     frozen_recall = recall_at_k(frozen, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    model, groups = _build_model(feats, config, texts, text_encoder, progress, seed)
+    device = torch.device(device)
+    model, groups = _build_model(feats, config, texts, text_encoder, progress, seed, device)
+    trainer = wrap_ddp(model, device) if distributed else model
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
     planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
     warm = max(1, round(config.warmup_frac * planned))
@@ -202,8 +211,9 @@ def align(
 
         epochs = tqdm(epochs, desc="align", unit="epoch")
     for epoch in epochs:
-        loss = _epoch(model, opt, sched, train, config, rng)
-        rec = recall_at_k(model.embed_all(n).numpy(), val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
+        loss = _epoch(trainer, opt, sched, train, config, rng, device, distributed)
+        emb = embed_items(model, n, distributed=distributed).numpy()
+        rec = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
         history.append(AlignEpoch(epoch, loss, rec if len(val) else None))
         if rec > best[1] or not len(val):
             best = ([p.detach().clone() for p in params], rec, epoch)
@@ -212,7 +222,7 @@ def align(
     with torch.no_grad():
         for p, saved in zip(params, best[0]):
             p.copy_(saved)
-    emb = model.embed_all(n).numpy().astype(np.float32)
+    emb = embed_items(model, n, distributed=distributed).numpy().astype(np.float32)
     aligned_recall = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
     trained = describe_trained(config)
     summary = AlignSummary(k=config.recall_k, frozen_recall=frozen_recall, aligned_recall=aligned_recall,
