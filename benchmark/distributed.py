@@ -223,6 +223,42 @@ class NullTracker:
         yield _NullRun()
 
 
+# ---- spawned worlds (tests, perf) -----------------------------------------------------------------
+
+
+def spawn(fn: Callable[..., Any], nprocs: int, *args: Any) -> None:
+    """Run fn(world, *args) on `nprocs` fresh CPU processes joined in one gloo world (a FileStore in a temporary
+    folder: no port). fn must be importable (module level). Raises if any process fails."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="qarm-spawn-") as tmp:
+        mp.spawn(_spawned, args=(nprocs, str(Path(tmp) / "store"), fn, args), nprocs=nprocs, join=True)
+
+
+def _spawned(rank: int, nprocs: int, store_path: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    world = init_world(torch.device("cpu"), rank=rank, size=nprocs, local_rank=rank,
+                       store=dist.FileStore(store_path, nprocs))
+    try:
+        fn(world, *args)
+    finally:
+        shutdown()
+
+
+def call_file(world: World, path: str, name: str, *args: Any) -> Any:
+    """fn(world, *args) for fn = `name` of the Python file `path` (test workers that are not importable)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_qarm_worker_{Path(path).stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)(world, *args)
+
+
 # ---- launching -----------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -41,7 +41,8 @@ from recsys_models.features import FeatureSet, RankBatch
 class TrainedCell:
     """What training one cell gives: per-epoch history, the best validation epoch and its metrics, test metrics
     per slice (all, cold, warm, pop_bucket_<b>) at that epoch, the test predictions (user_idx, item_idx, label,
-    pred) and the parameter count."""
+    pred), the parameter count (of the unsharded model) and, when sharded, the plan: {table: "<sharding type>
+    ranks [..]"}."""
 
     history: tuple[EpochRecord, ...]
     best_epoch: int
@@ -49,6 +50,7 @@ class TrainedCell:
     test: dict[str, dict[str, float]]
     test_predictions: pl.DataFrame
     n_parameters: int
+    sharding_plan: dict[str, str] = field(default_factory=dict)
 
 
 def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -186,7 +188,7 @@ def train_cell(
     preds = inputs.test.select("user_idx", "item_idx", "label").with_columns(pred=pl.Series(test_pred))
     return TrainedCell(history=tuple(history), best_epoch=best_epoch, val_best=best_val,
                        test=slice_metrics(preds, inputs.items), test_predictions=preds,
-                       n_parameters=n_parameters)
+                       n_parameters=n_parameters, sharding_plan=getattr(model, "plan_summary", {}))
 
 
 def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig, search_codes: torch.Tensor | None,

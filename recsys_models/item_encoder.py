@@ -56,10 +56,14 @@ class ContextEncoder(nn.Module):
     def __init__(self, spec: FeatureSpec, device: torch.device | None = None) -> None:
         super().__init__()
         self.collection = EmbeddingBagCollection(tables=context_bag_configs(spec), device=device)
-        self.dim = spec.embedding_dim * len(spec.context_tables())
+        self.keys = [key for _, key, _ in spec.context_tables()]
+        self.dim = spec.embedding_dim * len(self.keys)
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
-        return self.collection(batch.sparse).values()
+        # By key, in the spec's order: a sharded collection returns its keys grouped by rank, so `.values()`
+        # would permute the columns with the world size.
+        pooled = self.collection(batch.sparse)
+        return torch.cat([pooled[k] for k in self.keys], dim=1)
 
 
 def latest_positions(hist_len: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
