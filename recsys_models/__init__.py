@@ -11,7 +11,9 @@ loads nothing; import the modules you need:
                  and a multi-head target-attention ESU; hard_search, soft_search.
 - `attention`    DinAttention, MultiHeadTargetAttention, masked_softmax.
 - `item_encoder` SequenceItemEncoder (EmbeddingCollection, target + history), ContextEncoder.
-- `sharding`     shard_dlrm: single-process DistributedModelParallel with fused TBE tables.
+- `batching`     SplitArrays, split_arrays, iter_batches; batch_rows / rank_rows / batch_of (a rank's part).
+- `sharding`     shard_model: DistributedModelParallel over every table of DLRM, DIN and SIM (planner:
+                 auto, table-wise, row-wise or column-wise; fused optimiser; dense parts data-parallel).
 
 Glossary:
     B   batch size (impressions)

@@ -58,11 +58,6 @@ def ensure_process_group(device: torch.device | None = None) -> dist.ProcessGrou
     return pg
 
 
-def ensure_single_process_group() -> None:
-    """A world of one gloo rank unless a process group exists (kept for `perf rank` and older callers)."""
-    ensure_process_group(torch.device("cpu"))
-
-
 def table_modules(model: nn.Module) -> list[EmbeddingBagCollection | EmbeddingCollection]:
     """The TorchRec table collections of a ranker, in module order."""
     return [m for m in model.modules() if isinstance(m, EmbeddingBagCollection | EmbeddingCollection)]
@@ -188,27 +183,3 @@ def global_mean_bce(logits: torch.Tensor, labels: torch.Tensor, global_rows: int
     weight = None if real is None else real.to(logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, labels, weight=weight, reduction="sum")
     return bce * (world / max(global_rows, 1))
-
-
-def shard_dlrm(
-    ranker: nn.Module,
-    *,
-    emb_optimizer: Literal["adagrad", "adam"] = "adagrad",
-    emb_lr: float = 0.05,
-    dense_lr: float = 1e-3,
-    weight_decay: float = 0.0,
-) -> tuple[DistributedModelParallel, CombinedOptimizer]:
-    """Table-wise fused DLRM on CPU with the tables' initial weights as the sharder draws them (`perf rank`).
-    Build `ranker` with `device=torch.device("meta")` so tables are allocated once, by the sharder."""
-    pg = ensure_process_group(torch.device("cpu"))
-    ebc = ranker.dlrm.sparse_arch.embedding_bag_collection
-    opt_cls = torch.optim.Adagrad if emb_optimizer == "adagrad" else torch.optim.Adam
-    apply_optimizer_in_backward(opt_cls, ebc.parameters(), {"lr": emb_lr})
-    plan = plan_sharding(ranker, "table_wise", torch.device("cpu"), pg)
-    dmp = DistributedModelParallel(module=ranker, device=torch.device("cpu"), plan=plan, sharders=sharders(),
-                                   env=ShardingEnv.from_process_group(pg))
-    dense = KeyedOptimizerWrapper(
-        dict(in_backward_optimizer_filter(dmp.named_parameters())),
-        lambda params: torch.optim.Adam(params, lr=dense_lr, weight_decay=weight_decay),
-    )
-    return dmp, CombinedOptimizer([dmp.fused_optimizer, dense])
