@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 
 from recsys_models.errors import RecsysModelError
 from recsys_models.features import FeatureSet, RankBatch, build_batch
+
+if TYPE_CHECKING:  # frames arrive built; batching itself needs no polars (scripts/gpu_check.py runs without it)
+    import polars as pl
 
 
 @dataclass(frozen=True, eq=False)
