@@ -65,7 +65,7 @@ def pair_embeddings(model: nn.Module, a: torch.Tensor, b: torch.Tensor, *,
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around the trainable alignment model (parameters broadcast from rank 0)."""
-    ids = [device.index] if device.type == "cuda" else None
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
