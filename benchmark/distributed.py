@@ -301,8 +301,9 @@ def strip_launch_flags(argv: Sequence[str]) -> list[str]:
 
 
 def launch_command(argv: Sequence[str], args: Any) -> list[str]:
-    """`python -m torch.distributed.run <options> -m benchmark <argv without launch flags>`. Only local rank 0's
-    output reaches the console (each node's); a failing rank's message comes back through the error folder."""
+    """`python -m torch.distributed.run <options> -m benchmark <argv without launch flags> --set rank.sharded=true`.
+    Only local rank 0's output reaches the console (each node's); a failing rank's message comes back through the
+    error folder."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc_per_node),
            "--local-ranks-filter", "0"]
     if args.nnodes == 1 and args.master_port is None:
@@ -310,7 +311,9 @@ def launch_command(argv: Sequence[str], args: Any) -> list[str]:
     else:
         cmd += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--master-addr",
                 args.master_addr, "--master-port", str(args.master_port or 29500)]
-    return [*cmd, "-m", "benchmark", *strip_launch_flags(argv)]
+    # Every ranker is sharded on several ranks; saying so in the workers' config keeps the record true and gives
+    # their cells the keys of a 1-process sharded run (the same computation, up to float summation order).
+    return [*cmd, "-m", "benchmark", *strip_launch_flags(argv), "--set", "rank.sharded=true"]
 
 
 def launch(argv: Sequence[str], args: Any) -> int:

@@ -85,7 +85,7 @@ class TrainConfig:
     parameters; emb_lr, emb_optimizer: the embedding tables' optimiser; embedding_dim: D of every table;
     patience: epochs without a better validation AUC before stopping; max_hist: history items kept per row;
     sharded: the tables in a TorchRec DistributedModelParallel (fused TBE kernels + the table optimiser fused in
-    backward) even in one process (under --nproc-per-node > 1 every ranker is sharded whatever this says);
+    backward) even in one process (`--nproc-per-node N > 1` sets it: every ranker is sharded on several ranks);
     sharding: how the planner places each table, "auto" (its own choice) or every table "table_wise",
     "row_wise" or "column_wise" (recsys_models.sharding)."""
 

@@ -96,13 +96,13 @@ def plan_sharding(model: nn.Module, sharding: ShardingName, device: torch.device
         raise RecsysModelError(f"sharding: expected one of {', '.join(SHARDINGS)}, got {sharding!r}")
     world = dist.get_world_size(pg)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    topology = Topology(world_size=world, compute_device=device.type, local_world_size=local)
     types = None if sharding == "auto" else [sharding]
     constraints = {t: ParameterConstraints(sharding_types=types, compute_kernels=["fused"]) for t in table_names(model)}
     planner_log = logging.getLogger("torchrec.distributed.planner")
     level = planner_log.level
     planner_log.setLevel(logging.ERROR)  # it warns about every filtered kernel and the hand-built topology
     try:
+        topology = Topology(world_size=world, compute_device=device.type, local_world_size=local)
         return EmbeddingShardingPlanner(topology=topology, constraints=constraints).collective_plan(
             model, sharders(), pg)
     finally:

@@ -114,7 +114,7 @@ def test_launch_command_and_flags() -> None:
     args = SimpleNamespace(nproc_per_node=2, nnodes=1, node_rank=0, master_addr="127.0.0.1", master_port=None)
     cmd = distributed.launch_command(argv, args)
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in cmd
-    assert cmd[-5:] == ["benchmark", "run", "synthetic-tiny", "--set", "rank.epochs=1"]
+    assert cmd[-7:] == ["benchmark", "run", "synthetic-tiny", "--set", "rank.epochs=1", "--set", "rank.sharded=true"]
     multi = distributed.launch_command(argv, SimpleNamespace(**{**vars(args), "nnodes": 2, "node_rank": 1}))
     assert "--standalone" not in multi and multi[multi.index("--node-rank") + 1] == "1"
     assert multi[multi.index("--master-port") + 1] == "29500"
