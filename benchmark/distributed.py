@@ -27,11 +27,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import QarmBenchError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ERROR_DIR_ENV = "QARM_DIST_ERROR_DIR"  # set by `launch`: where a failing rank leaves its message
 FAIL_RANK_ENV = "QARM_DIST_FAIL_RANK"  # fault injection for tests: that rank raises at its first cell
@@ -143,6 +144,8 @@ def gather_objects(obj: Any) -> list[Any]:
 def gather_rows(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """This rank's values (n_r,) of rows (n_r,) int64 -> every rank's, in row order, (n,), on every rank:
     exactly what one process would hold (benchmark.metrics.reassemble_rows checks each row comes once)."""
+    import numpy as np
+
     from benchmark.metrics import reassemble_rows
 
     return reassemble_rows(gather_objects((np.asarray(rows), np.asarray(values))), n)
