@@ -7,6 +7,7 @@ Subcommands import their heavy dependencies (torch, torchrec, mlflow) only when 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -23,6 +24,7 @@ examples:
   qarm-bench run benchmark/configs/movielens-100k-global-temporal.toml
   qarm-bench run --set quantize.levels=4 --set quantize.codebook_size=128
   qarm-bench run --force codes                     rerun the codes stage and everything after it
+  qarm-bench run synthetic-tiny --nproc-per-node 2 the rank stage and alignment on 2 ranks (torchrun)
   qarm-bench plan benchmark/configs/movielens-100k.toml
   qarm-bench report movielens-100k --json
   qarm-bench report movielens-100k --html          also runs/movielens-100k/report.html (self-contained)
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="rerun STAGE and every stage after it even if cached (repeatable)")
+    importlib.import_module("benchmark.distributed").add_launch_arguments(p)
 
     p = sub.add_parser("plan", help="show the stages and (variant, model, seed) cells, and which are cached")
     _add_run_args(p)
@@ -100,9 +103,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         # Every setting (of every sweep value) is checked before anything heavy is imported or run.
         runs = sweep_configs(args.config, args.overrides, args.quick)
-        from benchmark import suite
+        from benchmark import distributed, suite
 
-        return suite.main_run(args, runs) if args.command == "run" else suite.main_plan(args, runs)
+        if args.command == "plan":
+            return suite.main_plan(args, runs)
+        if distributed.wants_launch(args):  # --nproc-per-node N: the same command on N ranks, under torchrun
+            from benchmark.runlock import suite_lock
+
+            # the launcher holds the suite's lock for its ranks (on node 0: the node whose rank 0 writes)
+            with suite_lock(runs[0][1].suite_dir) if args.node_rank == 0 else contextlib.nullcontext():
+                return distributed.launch(args.argv, args)
+        if distributed.in_worker():
+            return distributed.worker_main(runs[0][1].suite.device, lambda: suite.main_run(args, runs))
+        return suite.main_run(args, runs)
     if args.command == "report":
         from benchmark import report
 
@@ -137,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    args.argv = argv
     try:
         return _dispatch(args)
     except QarmBenchError as e:

@@ -33,6 +33,7 @@ from benchmark.configlib import (
     stable_hash,
 )
 from benchmark.data.config import DataConfig
+from benchmark.device import check_device_name
 from benchmark.errors import ConfigError, require
 from benchmark.variants import ALL_VARIANTS, VariantName
 from qarm.alignment.config import AlignConfig
@@ -54,7 +55,9 @@ class SuiteSection:
     the cores allow, at most 4; results are identical for any number of workers);
     replicate: what a seed replicates — "full": the whole pipeline (pair sampling, U2I, alignment, quantizers
     and rankers each take the seed; the split and the cold-item draw stay fixed by data.split.seed), "ranker":
-    the rankers only (one item side for the suite, seeded by data.split.seed)."""
+    the rankers only (one item side for the suite, seeded by data.split.seed); device: where every stage
+    computes, "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N" (benchmark.device; the machine is
+    checked at run start, not here: configs load without torch)."""
 
     name: str = DEFAULT_SUITE
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -69,6 +72,7 @@ class SuiteSection:
     threads: int = 0
     workers: int = 0
     replicate: Literal["full", "ranker"] = "full"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         require(self, "name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'")
@@ -82,6 +86,7 @@ class SuiteSection:
                 "sweep_key and sweep_values set together")
         require(self, "threads", self.threads >= 0, "an integer >= 0 (0 = auto)")
         require(self, "workers", self.workers >= 0, "an integer >= 0 (0 = auto)")
+        require(self, "device", check_device_name(self.device), "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,6 @@ def _check_suite(cfg: SuiteConfig) -> None:
             if getattr(sim, name) > cfg.data.history_len:
                 raise ConfigError(f"rank.sim.{name}: expected at most data.history_len ({cfg.data.history_len}), "
                                   f"got {getattr(sim, name)}")
-    if cfg.rank.sharded and set(cfg.suite.models) - {"dlrm"}:
-        raise ConfigError(f"rank.sharded: only the DLRM is sharded in one process; suite.models has "
-                          f"{sorted(set(cfg.suite.models) - {'dlrm'})} (use models = [\"dlrm\"] or sharded = false)")
 
 
 def default_config_path() -> Path:

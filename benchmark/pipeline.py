@@ -7,7 +7,9 @@
     codes   CodeSet           qarm.quantize: one code set (source x quantizer) + its diagnostics
 
 Each compute function receives a StageContext (the suite config, the replicate seed, the upstream artifacts,
-the entry folder being written); library code never logs, the suite logs what these return.
+the entry folder being written); library code never logs, the suite logs what these return. Each computes on
+`suite.device` (`_device`); faiss k-means and top-k search use the GPU when faiss sees one, unless the suite
+says "cpu".
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ class StageContext:
     workdir: Path
     final_dir: Path
     progress: bool = True
+
+
+def _device(ctx: StageContext) -> Any:
+    """The torch.device of `suite.device` (this rank's GPU under torchrun)."""
+    from benchmark.device import resolve_device
+
+    return resolve_device(ctx.cfg.suite.device)
+
+
+def _faiss_gpu(ctx: StageContext) -> bool | str:
+    """faiss's GPU choice: "auto" (its GPU when it sees one) unless the suite runs on the CPU."""
+    return False if _device(ctx).type == "cpu" else "auto"
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -75,7 +89,8 @@ def compute_pairs(ctx: StageContext) -> Any:
     from qarm.pairs import mine_pairs
 
     prepared = ctx.inputs["data"]
-    return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed)
+    return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed,
+                      device=str(_device(ctx)))
 
 
 def save_pairs(mined: Any, out: Path) -> None:
@@ -100,18 +115,19 @@ def describe_pairs(mined: Any) -> str:
 # ---- frozen embeddings ---------------------------------------------------------------------------
 
 
-def text_encoder_of(e: Any) -> Any:
-    """The TextEncoder an EncoderConfig names."""
+def text_encoder_of(e: Any, device: Any = "cpu") -> Any:
+    """The TextEncoder an EncoderConfig names, computing on `device`."""
     from qarm.encoders import TextEncoder
 
-    return TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+    return TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size, device=device)
 
 
-def image_encoder_of(e: Any) -> Any:
-    """The ImageEncoder an EncoderConfig names (Lite0 at e.image_size, or a local HF vision model)."""
+def image_encoder_of(e: Any, device: Any = "cpu") -> Any:
+    """The ImageEncoder an EncoderConfig names (Lite0 at e.image_size, or a local HF vision model), computing on
+    `device`."""
     from qarm.encoders import ImageEncoder
 
-    return ImageEncoder(e.image_model or None, image_size=e.image_size, batch_size=e.batch_size)
+    return ImageEncoder(e.image_model or None, image_size=e.image_size, batch_size=e.batch_size, device=device)
 
 
 def _image_paths(ctx: StageContext) -> list[str | None]:
@@ -127,11 +143,11 @@ def compute_frozen(ctx: StageContext) -> Any:
     """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
     from qarm.encoders import item_features
 
-    e, prepared = ctx.cfg.encoder, ctx.inputs["data"]
+    e, prepared, device = ctx.cfg.encoder, ctx.inputs["data"], str(_device(ctx))
     texts = prepared.items["text"].to_list() if "text" in e.modalities else None
     paths = _image_paths(ctx) if "image" in e.modalities else None
-    return item_features(texts, paths, text_encoder=text_encoder_of(e) if texts else None,
-                         image_encoder=image_encoder_of(e) if paths else None, progress=ctx.progress)
+    return item_features(texts, paths, text_encoder=text_encoder_of(e, device) if texts else None,
+                         image_encoder=image_encoder_of(e, device) if paths else None, progress=ctx.progress)
 
 
 def save_frozen(feats: Any, out: Path) -> None:
@@ -165,16 +181,19 @@ class Aligned:
 
 def compute_align(ctx: StageContext) -> Any:
     """The fusion head trains over the cached frozen features; a modality whose align.trainable_layers entry is
-    not 0 also gets a tower (its encoder's top blocks, or all of it) fed by the raw item texts / images."""
+    not 0 also gets a tower (its encoder's top blocks, or all of it) fed by the raw item texts / images. Under
+    torchrun every rank trains the one model (DDP, qarm.alignment.distributed)."""
+    from benchmark import distributed
     from qarm.alignment import align
 
-    a, e, pairs = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs
+    a, e, pairs, device = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs, _device(ctx)
     raw: dict[str, Any] = {}
     if "text" in e.modalities and a.towers.of("text") != 0:
-        raw |= {"texts": ctx.inputs["data"].items["text"].to_list(), "text_encoder": text_encoder_of(e)}
+        raw |= {"texts": ctx.inputs["data"].items["text"].to_list(), "text_encoder": text_encoder_of(e, device)}
     if "image" in e.modalities and a.towers.of("image") != 0:
-        raw |= {"image_paths": _image_paths(ctx), "image_encoder": image_encoder_of(e)}
-    return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress, **raw)
+        raw |= {"image_paths": _image_paths(ctx), "image_encoder": image_encoder_of(e, device)}
+    return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress,
+                 device=device, distributed=distributed.active(), **raw)
 
 
 def save_align(result: Any, out: Path) -> None:
@@ -278,16 +297,17 @@ def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     if quantizer == "vq":
         # neighbours among the items with a training impression (their id rows are trained), never the item itself
         warm = np.flatnonzero(~ctx.inputs["data"].items["is_cold"].to_numpy())
-        c = vq_codes(x, k=min(q.vq_k, warm.size - 1), candidates=warm).astype(np.int64)
+        c = vq_codes(x, k=min(q.vq_k, warm.size - 1), candidates=warm, gpu=_faiss_gpu(ctx)).astype(np.int64)
         return CodeSet(name, "vq", c, (n,), {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size),
                                              "candidates": int(warm.size)})
     k = min(q.codebook_size, n)
     if quantizer == "rq_kmeans":
         model: Any = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed, last_level=q.last_level,
-                              fsq_levels=q.fsq_levels, balanced=q.balanced, balanced_iters=q.balanced_iters).fit(x)
+                              fsq_levels=q.fsq_levels, balanced=q.balanced, balanced_iters=q.balanced_iters,
+                              gpu=_faiss_gpu(ctx)).fit(x)
         sizes = list(model.vocab_sizes)
     else:
-        model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed)
+        model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed, device=_device(ctx))
         sizes = [k] * q.levels
     c = model.encode(x).astype(np.int64)
     if q.dedup:  # TIGER's suffix after whichever last level ran

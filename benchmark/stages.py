@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark import __version__
+from benchmark import __version__, distributed
 from benchmark import pipeline as P
 from benchmark.cache import StageCache
 from benchmark.config import SuiteConfig, slice_hash
@@ -194,6 +194,8 @@ def run_item_side(cfg: SuiteConfig, cache: StageCache, seed: int, keys: ItemSide
 def _run_entry(cfg: SuiteConfig, cache: StageCache, seed: int, stage: Stage, inst: str, key: str,
                done: dict[str, Any], progress: bool) -> tuple[Any, bool]:
     assert stage.compute is not None and stage.save is not None and stage.load is not None
+    if distributed.active():  # several ranks: rank 0 computes and writes; alignment runs on all of them
+        return distributed.run_entry(cfg, cache, seed, stage, inst, key, done, progress)
     if cache.done(stage.name, key):
         return stage.load(cache.path(stage.name, key)), True
     inputs = {u: done[u] for u in stage.upstream if u in done}

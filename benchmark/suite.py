@@ -8,12 +8,14 @@ complete. The manifest `runs/<suite>/results.json` (benchmark.records.SuiteResul
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from benchmark import __version__
+from benchmark import __version__, distributed
 from benchmark.cache import StageCache, read_json, write_json
 from benchmark.config import SuiteConfig, sweep_configs
 from benchmark.configlib import canonical_json, flatten, stable_hash, to_plain
@@ -74,6 +76,7 @@ class SuiteRun:
         self.cache = cache or StageCache(cfg.suite_dir / "artifacts", force=downstream_closure(force))
         self.config_hash = stable_hash(cfg)
         self.keys: dict[int, ItemSideKeys] = {}
+        self.device: Any = None  # torch.device of suite.device, resolved when the run starts
         self.sides: dict[int, dict[str, Any]] = {}
 
     # -- item side -------------------------------------------------------------------------------
@@ -96,20 +99,25 @@ class SuiteRun:
 
         rseed = replicate_seed(self.cfg, seed)
         plan = plan_cell(self.cfg, variant, model, seed, self.keys[rseed])
-        if self.cache.done("rank", plan.key):
+        if distributed.cell_cached(self.cache, plan.key):  # rank 0's view: all ranks train a cell, or none
             path = self.cache.path("rank", plan.key) / "result.json"
             return from_json(CellRecord, read_json(path), path), True
         from benchmark.train import train_cell
 
+        distributed.set_where(f"cell {model}/{variant}/seed{seed}")
+        distributed.check_fault_injection(f"cell {model}/{variant}/seed{seed}")
         inputs = cell_inputs(plan, self.sides[rseed], self.cfg.rank.embedding_dim, self.cfg.quantize.tokens)
         # per-epoch bar (running loss, samples/s) only on a terminal: in a log file it would be noise
         res = train_cell(model, inputs, rank_config(self.cfg.rank, plan), seed, on_epoch=on_epoch,
-                         progress=self.progress and sys.stderr.isatty())
+                         progress=self.progress and sys.stderr.isatty(), device=self.device,
+                         world=distributed.current())
         record = CellRecord(model=model, variant=variant, seed=seed, key=plan.key, best_epoch=res.best_epoch,
                             val_best=res.val_best, test=res.test, history=res.history, sim_search=plan.sim_search,
                             sim_search_codes=plan.sim_search_codes, test_bootstrap=res.test_bootstrap,
                             n_embedding_parameters=res.n_embedding_parameters,
                             n_dense_parameters=res.n_dense_parameters, replicate_seed=plan.replicate_seed)
+        if not distributed.is_main():  # every rank trained the cell; rank 0 writes it
+            return record, False
         with self.cache.writing("rank", plan.key, {"variant": variant, "model": model, "seed": seed}) as d:
             (d / "result.json").write_text(json.dumps(to_json(record), default=float))
             res.test_predictions.write_parquet(d / "test_predictions.parquet")
@@ -119,31 +127,36 @@ class SuiteRun:
 
     def run(self) -> SuiteResults:
         """Take the suite's lock (one process per suite; before anything is written), then run."""
-        from benchmark.runlock import suite_lock
-
-        with suite_lock(self.cfg.suite_dir):
+        with _suite_lock(self.cfg.suite_dir):
             return self._run()
 
     def _run(self) -> SuiteResults:
         import torch
 
+        from benchmark.device import resolve_device
         from benchmark.tracking import Tracker, describe_reaped
 
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
-        tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir)
+        self.device = resolve_device(cfg.suite.device)  # a CUDA device on a machine without one fails here
+        main = distributed.is_main()  # other ranks train with rank 0 but log and write nothing
+        tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir) if main \
+            else distributed.NullTracker()
         tracker.check()  # an unreachable store is reported before any training
         for line in describe_reaped(tracker.reap_dead_runs()):  # runs of dead processes -> KILLED
             _say(f"[reap]   {line}")
         self.suite_dir.mkdir(parents=True, exist_ok=True)
-        removed = self.cache.clean_partial()
+        removed = self.cache.clean_partial() if main else 0
+        distributed.barrier()
         if removed:
             _say(f"[resume] removed {removed} partial stage folder(s) left by an interrupted run")
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         run_name = f"{cfg.suite.name} {self.label} {started}" if self.label else f"{cfg.suite.name} {started}"
         with tracker.parent_run(run_name, params=flatten(cfg), tags={"config_hash": self.config_hash,
                                                                     "suite": cfg.suite.name,
-                                                                    "sweep": self.label}) as parent:
+                                                                    "sweep": self.label,
+                                                                    "device": str(self.device),
+                                                                    "world_size": distributed.current().size}) as parent:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
             self.item_side()
             first = self.keys[replicate_seeds(cfg)[0]]
@@ -152,6 +165,8 @@ class SuiteRun:
             self._log_item_side(parent, replicates)
             cells = self._run_cells(tracker)
             results = self._results(replicates, cells, started)
+            if not main:
+                return results
             md = self._report(results, parent)
         print(md)
         _say(f"Done. Report: {self.suite_dir / 'report.md'}  Plots: {self.suite_dir / 'plots'}\n"
@@ -218,16 +233,18 @@ class SuiteRun:
         processes when there are several (benchmark.workers), else here with live per-epoch metrics."""
         import contextlib
 
-
         pending = self._pending()
         pool_cm: Any = contextlib.nullcontext()
         futures: dict[tuple[str, str, int], Any] = {}
-        if self.cfg.workers > 1 and len(pending) > 1:
+        # worker processes are a CPU engine: under torchrun every rank trains every cell with the others, and a
+        # GPU is shared by one process
+        workers = self.cfg.workers if not distributed.active() and self.device.type == "cpu" else 1
+        if workers > 1 and len(pending) > 1:
             from benchmark.workers import CellPool
 
-            _say(f"[cells]  {len(pending)} to train in {min(self.cfg.workers, len(pending))} worker processes "
+            _say(f"[cells]  {len(pending)} to train in {min(workers, len(pending))} worker processes "
                  f"x {self.cfg.threads} thread(s)")
-            pool_cm = CellPool(min(self.cfg.workers, len(pending)), self.cfg.threads)
+            pool_cm = CellPool(min(workers, len(pending)), self.cfg.threads)
         with pool_cm as pool:
             if pool is not None:
                 cfg_json = canonical_json(self.cfg)
@@ -314,12 +331,17 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
+def _suite_lock(folder: Path) -> contextlib.AbstractContextManager[Any]:
+    """The suite's lock (benchmark.runlock); a torchrun worker takes none: its launcher holds it for the world."""
     from benchmark.runlock import suite_lock
 
+    return contextlib.nullcontext() if distributed.in_worker() else suite_lock(folder)
+
+
+def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
     runs = runs or sweep_configs(args.config, args.overrides, args.quick)
     check_force(args.force)
-    with suite_lock(runs[0][1].suite_dir):  # held across the sweep (SuiteRun.run re-enters it)
+    with _suite_lock(runs[0][1].suite_dir):  # held across the sweep (SuiteRun.run re-enters it)
         cache = StageCache(runs[0][1].suite_dir / "artifacts", force=downstream_closure(args.force))
         for i, (label, cfg) in enumerate(runs):
             if label:

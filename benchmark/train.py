@@ -1,7 +1,11 @@
 """Training loop of one benchmark cell (model, variant, seed): `train_cell(...) -> CellResult`.
 
 Adam for dense parameters; Adagrad or Adam for embedding tables (plain torch optimizers over the
-unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`, DLRM only).
+unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`).
+On `device` (benchmark.device); in a world of several ranks (benchmark.distributed) every ranker is sharded
+(recsys_models.sharding), each rank trains on its part of every global batch (the same shuffled batches on
+every rank, so the global batch is the one-process batch) and the split's predictions are gathered in row
+order before the metrics are computed once.
 Early stopping on validation AUC (BARS/FuxiCTR: `monitor: AUC`, patience 2); the test split is
 scored whenever validation AUC improves, so the reported test metrics are those of the best epoch.
 Deterministic on CPU under a seed (init and shuffling draw from seeded generators). Never logs to
@@ -13,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -22,11 +26,12 @@ from torch import nn
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.cell import CellInputs
-from benchmark.errors import ConfigError
+from benchmark.distributed import World
 from benchmark.metrics import all_metrics, slice_bootstrap, slice_metrics
 from benchmark.records import EpochRecord
-from recsys_models.batching import SplitArrays, iter_batches, split_arrays
+from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
 from recsys_models.factory import batch_layout, build_model
 from recsys_models.features import FeatureSet, Layout, RankBatch
@@ -36,7 +41,8 @@ from recsys_models.features import FeatureSet, Layout, RankBatch
 class TrainedCell:
     """What training one cell gives: per-epoch history, the best validation epoch and its metrics, test metrics
     per slice (all, cold, warm, pop_bucket_<b>) at that epoch, the test predictions (user_idx, item_idx, label,
-    pred) and the parameter count."""
+    pred), the parameter count (of the unsharded model) and, when sharded, the plan: {table: "<sharding type>
+    ranks [..]"}."""
 
     history: tuple[EpochRecord, ...]
     best_epoch: int
@@ -46,6 +52,7 @@ class TrainedCell:
     n_embedding_parameters: int
     n_dense_parameters: int
     test_bootstrap: dict[str, tuple[float, float] | None]
+    sharding_plan: dict[str, str] = field(default_factory=dict)
 
 
 def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -64,11 +71,24 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opti
 
 @torch.no_grad()
 def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: int,
-            layout: Layout = "pooled") -> np.ndarray:
-    """Click probabilities (n,) float64 of a split, in row order."""
+            layout: Layout = "pooled", device: torch.device | None = None,
+            world: World = distributed.SINGLE) -> np.ndarray:
+    """Click probabilities (n,) float64 of a split, in row order. Several ranks: each scores its part of every
+    batch, and the parts are gathered (every rank returns the whole split)."""
     model.eval()
-    out = [torch.sigmoid(model(b)).double() for b in iter_batches(fs, arrays, batch_size, layout=layout)]
-    return torch.cat(out).numpy() if out else np.zeros(0)
+    device = device or torch.device("cpu")
+    if world.size == 1:
+        out = [torch.sigmoid(model(b.to(device))).double().cpu()
+               for b in iter_batches(fs, arrays, batch_size, layout=layout)]
+        return torch.cat(out).numpy() if out else np.zeros(0)
+    rows, preds = [], []
+    for idx in batch_rows(len(arrays), batch_size):
+        batch, part, real = rank_batch(fs, arrays, idx, layout, world.rank, world.size)
+        p = torch.sigmoid(model(batch.to(device))).double().cpu()
+        rows.append(part[real])
+        preds.append(p[real])
+    cat = (lambda xs, dt: torch.cat(xs).numpy() if xs else np.zeros(0, dt))  # noqa: E731
+    return distributed.gather_rows(cat(rows, np.int64), cat(preds, np.float64), len(arrays))
 
 
 def train_step(model: Callable[[RankBatch], torch.Tensor], optimizers: list[torch.optim.Optimizer],
@@ -83,23 +103,44 @@ def train_step(model: Callable[[RankBatch], torch.Tensor], optimizers: list[torc
     return loss.detach()
 
 
+class _ShareOfGlobalMean(nn.Module):
+    """A rank's loss on its part of a global batch of `rows` (recsys_models.sharding.global_mean_bce); real
+    (B_r,) bool masks out its padding rows."""
+
+    def __init__(self, rows: int, world: int, real: torch.Tensor) -> None:
+        super().__init__()
+        self.rows, self.world, self.real = rows, world, real
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        from recsys_models.sharding import global_mean_bce
+
+        return global_mean_bce(logits, labels, self.rows, self.world, self.real.to(logits.device))
+
+
 def _train_epoch(
     model: nn.Module, fs: FeatureSet, arrays: SplitArrays, cfg: TrainConfig,
     optimizers: list[torch.optim.Optimizer], generator: torch.Generator, desc: str, progress: bool,
-    layout: Layout,
+    layout: Layout, device: torch.device, world: World | None,
 ) -> tuple[float, float]:
-    """One pass over the training split -> (mean loss, seconds)."""
+    """One pass over the training split -> (mean loss, seconds). world: None for an unsharded model (mean BCE
+    per batch); else each rank takes its part of every global batch and its share of the global mean loss."""
     model.train()
-    loss_fn = nn.BCEWithLogitsLoss()
     total, seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=len(arrays), desc=desc, unit="row", disable=not progress, leave=False)
-    for batch in iter_batches(fs, arrays, cfg.batch_size, generator, layout):
-        loss = train_step(model, optimizers, batch, loss_fn)
-        b = int(batch.labels.shape[0])
-        total, seen = total + float(loss.detach()) * b, seen + b
+    for idx in batch_rows(len(arrays), cfg.batch_size, generator):
+        if world is None:
+            batch, loss_fn = batch_of(fs, arrays, idx, layout), nn.BCEWithLogitsLoss()
+        else:
+            batch, _, real = rank_batch(fs, arrays, idx, layout, world.rank, world.size)
+            loss_fn = _ShareOfGlobalMean(len(idx), world.size, real)
+        loss = float(train_step(model, optimizers, batch.to(device), loss_fn))
+        b = len(idx)
+        total, seen = total + (loss * b if world is None else loss * b / world.size), seen + b
         bar.update(b)
         bar.set_postfix(loss=f"{total / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
     bar.close()
+    if world is not None and world.size > 1:  # the epoch's mean over all ranks' rows
+        total = float(sum(distributed.gather_objects(total)))
     return total / max(seen, 1), time.perf_counter() - start
 
 
@@ -111,28 +152,32 @@ def train_cell(
     *,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
+    device: torch.device | None = None,
+    world: World = distributed.SINGLE,
 ) -> TrainedCell:
     """Train `model_name` on the cell's features; early-stop on val AUC; test metrics at the best epoch.
 
     on_epoch(epoch, {"train_loss", "val_auc", "val_gauc", "val_logloss", "epoch_seconds"}) after each epoch.
+    device: where the model trains (default CPU). world: this rank's place when several ranks train the cell
+    together (all of them call train_cell with the same arguments); every rank returns the same result.
     """
-    if cfg.sharded and model_name != "dlrm":
-        raise ConfigError(f"rank.sharded: only the DLRM is sharded (EmbeddingBagCollection), not {model_name!r}")
+    device = device or torch.device("cpu")
     fs = inputs.features
     n_items, n_users = fs.spec.n_items, fs.spec.n_users
     splits = {name: split_arrays(getattr(inputs, name), max_hist=cfg.max_hist, n_items=n_items, n_users=n_users,
                                  name=name) for name in ("train", "val", "test")}
     torch.manual_seed(seed)
-    model, optimizers = _model_and_optimizers(model_name, fs, cfg, inputs.search_codes)
+    model, optimizers, sharded = _model_and_optimizers(model_name, fs, cfg, inputs.search_codes, device, world)
     layout = batch_layout(model_name)
+    part_of = world if sharded else None
     generator = torch.Generator().manual_seed(seed)
     history: list[EpochRecord] = []
     best_auc, best_epoch, best_val, test_pred = -math.inf, 0, {}, np.zeros(0)
     for epoch in range(1, cfg.epochs + 1):
         loss, secs = _train_epoch(model, fs, splits["train"], cfg, optimizers, generator,
-                                  f"{model_name} epoch {epoch}", progress, layout)
+                                  f"{model_name} epoch {epoch}", progress, layout, device, part_of)
         val = splits["val"]
-        val_pred = predict(model, fs, val, cfg.eval_batch_size, layout)
+        val_pred = predict(model, fs, val, cfg.eval_batch_size, layout, device, world)
         val_m = all_metrics(val.user_idx.numpy(), val.labels.numpy(), val_pred)
         history.append(EpochRecord(epoch, loss, val_m, secs, len(splits["train"]) / max(secs, 1e-9)))
         if on_epoch is not None:
@@ -141,7 +186,7 @@ def train_cell(
         score = val_m["auc"] if not math.isnan(val_m["auc"]) else -val_m["logloss"]
         if score > best_auc:
             best_auc, best_epoch, best_val = score, epoch, val_m
-            test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout)
+            test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout, device, world)
         elif epoch - best_epoch >= max(cfg.patience, 1):
             break
     preds = inputs.test.select("user_idx", "item_idx", "label").with_columns(pred=pl.Series(test_pred))
@@ -149,20 +194,27 @@ def train_cell(
                        test=slice_metrics(preds, inputs.items), test_predictions=preds,
                        test_bootstrap=slice_bootstrap(preds, inputs.items, seed=seed),
                        n_embedding_parameters=fs.spec.embedding_parameters(),
-                       n_dense_parameters=_dense_parameters(model))
+                       n_dense_parameters=_dense_parameters(model),
+                       sharding_plan=getattr(model, "plan_summary", {}))
 
 
-def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig,
-                          search_codes: torch.Tensor | None) -> tuple[nn.Module, list]:
-    if cfg.sharded:
-        from recsys_models.sharding import shard_dlrm
-
-        ranker = build_model(model_name, fs, cfg, meta=True)
-        dmp, opt = shard_dlrm(ranker, emb_optimizer=cfg.emb_optimizer, emb_lr=cfg.emb_lr, dense_lr=cfg.lr,
-                              weight_decay=cfg.weight_decay)
-        return dmp, [opt]
+def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig, search_codes: torch.Tensor | None,
+                          device: torch.device, world: World) -> tuple[nn.Module, list, bool]:
+    """(model, optimisers, sharded?). Sharded when `rank.sharded` or several ranks: the unsharded model is built
+    from the caller's seed and its state copied into the shards, so the initial weights are the same whatever
+    the world size."""
     model = build_model(model_name, fs, cfg, search_codes=search_codes)
-    return model, make_optimizers(model, cfg)
+    if not (cfg.sharded or world.size > 1):
+        model = model.to(device)
+        return model, make_optimizers(model, cfg), False
+    from recsys_models.sharding import shard_model
+
+    state = model.state_dict()
+    del model
+    local = build_model(model_name, fs, cfg, search_codes=search_codes, meta=True)
+    dmp, opt = shard_model(local, state, device=device, sharding=cfg.sharding, emb_optimizer=cfg.emb_optimizer,
+                           emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return dmp, [opt], True
 
 
 def _dense_parameters(model: nn.Module) -> int:

@@ -10,8 +10,10 @@ loads nothing; import the modules you need:
 - `sim`          build_sim: SIM with a code-prefix hard-search or inner-product soft-search GSU
                  and a multi-head target-attention ESU; hard_search, soft_search.
 - `attention`    DinAttention, MultiHeadTargetAttention, masked_softmax.
-- `item_encoder` SequenceItemEncoder (EmbeddingCollection, target + history), ContextEncoder.
-- `sharding`     shard_dlrm: single-process DistributedModelParallel with fused TBE tables.
+- `item_encoder` SequenceItemEncoder (EmbeddingBagCollection over the distinct items, target + history), ContextEncoder.
+- `batching`     SplitArrays, split_arrays, iter_batches; batch_rows / rank_rows / rank_batch (a rank's part).
+- `sharding`     shard_model: DistributedModelParallel over every table of DLRM, DIN and SIM (planner:
+                 auto, table-wise, row-wise or column-wise; fused optimiser; dense parts data-parallel).
 
 Glossary:
     B   batch size (impressions)

@@ -4,19 +4,24 @@
       -> split_arrays -> SplitArrays (n rows; hist (n, T) left-aligned, 0 beyond hist_len)
       -> iter_batches -> RankBatch per B rows (recsys_models.features.build_batch), history cut to the
          batch's own longest row
+    distributed: batch_rows (the global batch, same generator on every rank) -> rank_batch (this rank's
+         contiguous part, the same shape on every rank) -> RankBatch
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 
 from recsys_models.errors import RecsysModelError
 from recsys_models.features import FeatureSet, Layout, RankBatch, build_batch
+
+if TYPE_CHECKING:  # frames arrive built; batching itself needs no polars (scripts/gpu_check.py runs without it)
+    import polars as pl
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,18 +81,54 @@ def split_arrays(frame: pl.DataFrame, *, max_hist: int, n_items: int, n_users: i
     )
 
 
+def batch_rows(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Row indices (B,) int64 of each batch of a split of n rows, shuffled by `generator` (None: in order)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def rank_rows(idx: torch.Tensor, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's contiguous part of a global batch's rows idx (B,), padded to ceil(B / world) rows, and a
+    mask (ceil(B / world),) bool of its real rows. The real rows of ranks 0..world-1 concatenated are the global
+    batch (`torch.tensor_split`: part sizes differ by at most one). Padding rows (copies of idx[0], to weigh
+    zero) keep every rank's batch the same size, as TorchRec's row-wise sharding needs, and never empty: every
+    rank runs every step (the sharded tables' collectives) and sequence tables cannot take an empty batch."""
+    part = idx.tensor_split(world)[rank]
+    width = -(-len(idx) // world)
+    real = torch.arange(width) < len(part)
+    return torch.cat([part, idx[:1].expand(width - len(part))]), real
+
+
+def batch_of(fs: FeatureSet, arrays: SplitArrays, idx: torch.Tensor, layout: Layout = "pooled",
+             width: int | None = None, dedup: bool = True) -> RankBatch:
+    """The RankBatch of rows idx (B,) of a split in `layout`, its history cut to `width` positions (default: the
+    batch's own longest row, at least 1). dedup=False (sequence layout): one item bag per position instead of per
+    distinct item, so the per-item KJT's size depends only on B and the width (equal on every rank of a sharded
+    model when they pass the global batch's width)."""
+    hist_len = arrays.hist_len[idx]
+    t = width if width is not None else (max(1, int(hist_len.max())) if len(idx) else 1)
+    return build_batch(fs, arrays.user_idx[idx], arrays.item_idx[idx], arrays.hist[idx, :t], hist_len.clamp(max=t),
+                       arrays.labels[idx], layout, dedup=dedup)
+
+
+def rank_batch(fs: FeatureSet, arrays: SplitArrays, idx: torch.Tensor, layout: Layout, rank: int,
+               world: int) -> tuple[RankBatch, torch.Tensor, torch.Tensor]:
+    """This rank's part of the global batch idx (B,) for a sharded ranker: (batch, its rows (B_r,) padded as in
+    `rank_rows`, their real-row mask (B_r,) bool). Every rank's batch has the same shape: B_r rows, and in the
+    sequence layout the global batch's history width with one item bag per position (dedup=False), so the
+    per-item KJT is B_r (1 + T) bags on every rank."""
+    part, real = rank_rows(idx, rank, world)
+    if layout == "pooled":
+        return batch_of(fs, arrays, part, layout), part, real
+    width = max(1, int(arrays.hist_len[idx].max())) if len(idx) else 1
+    return batch_of(fs, arrays, part, layout, width=width, dedup=False), part, real
+
+
 def iter_batches(
     fs: FeatureSet, arrays: SplitArrays, batch_size: int, generator: torch.Generator | None = None,
     layout: Layout = "pooled",
 ) -> Iterator[RankBatch]:
     """RankBatches of `batch_size` rows in `layout` (pooled: DLRM; sequence: DIN, SIM), shuffled by `generator`
     (None: in order). Each batch's history is cut to its own longest row, so short-history batches cost less."""
-    n = len(arrays)
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        hist_len = arrays.hist_len[idx]
-        t = max(1, int(hist_len.max()))
-        yield build_batch(
-            fs, arrays.user_idx[idx], arrays.item_idx[idx], arrays.hist[idx, :t], hist_len, arrays.labels[idx], layout
-        )
+    for idx in batch_rows(len(arrays), batch_size, generator):
+        yield batch_of(fs, arrays, idx, layout)

@@ -16,6 +16,8 @@ from recsys_models.errors import require
 
 ModelName = Literal["dlrm", "din", "sim"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
+ShardingName = Literal["auto", "table_wise", "row_wise", "column_wise"]
+SHARDINGS: tuple[ShardingName, ...] = get_args(ShardingName)
 
 
 def _widths(owner: object, name: str) -> None:
@@ -85,7 +87,10 @@ class TrainConfig:
     """epochs: at most; batch_size / eval_batch_size: impressions per step; lr, weight_decay: Adam on the dense
     parameters; emb_lr, emb_optimizer: the embedding tables' optimiser; embedding_dim: D of every table;
     patience: epochs without a better validation AUC before stopping; max_hist: history items kept per row;
-    sharded: DLRM tables in a single-process TorchRec DistributedModelParallel (fused TBE + fused optimiser)."""
+    sharded: the tables in a TorchRec DistributedModelParallel (fused TBE kernels + the table optimiser fused in
+    backward) even in one process (`--nproc-per-node N > 1` sets it: every ranker is sharded on several ranks);
+    sharding: how the planner places each table, "auto" (its own choice) or every table "table_wise",
+    "row_wise" or "column_wise" (recsys_models.sharding)."""
 
     epochs: int = 10
     batch_size: int = 1024
@@ -98,6 +103,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_hist: int = 50
     sharded: bool = False
+    sharding: ShardingName = "auto"
     dlrm: DlrmConfig = field(default_factory=DlrmConfig)
     din: DinConfig = field(default_factory=DinConfig)
     sim: SimConfig = field(default_factory=SimConfig)

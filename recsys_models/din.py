@@ -1,6 +1,7 @@
 """DIN (Zhou et al., KDD 2018): DIN target attention over the latest T history items, then an MLP.
 
-Item representations come from an EmbeddingCollection (unpooled) shared by target and history;
+Item representations come from an EmbeddingBagCollection over the batch's distinct items (one pooled row per
+item field), shared by target and history;
 user-side features and the VQ bag are pooled (features.context_bag_configs).
 """
 
@@ -53,10 +54,12 @@ class DIN(nn.Module):
         return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 
-def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN) -> DIN:
-    """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None."""
-    items = SequenceItemEncoder(spec, content)
-    context = ContextEncoder(spec)
+def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN, *,
+              device: torch.device | None = None) -> DIN:
+    """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None. device: where the
+    embedding tables are allocated (`torch.device("meta")` defers them to DMP sharding)."""
+    items = SequenceItemEncoder(spec, content, device=device)
+    context = ContextEncoder(spec, device=device)
     head = mlp(context.dim + 2 * items.dim + spec.dense_in_features, cfg.mlp)
     attention = DinAttention(items.dim, cfg.attention_hidden, cfg.attention_softmax)
     return DIN(items, context, attention, head, cfg.max_len)

@@ -28,12 +28,13 @@ def batch_layout(model_name: str) -> Layout:
 
 def build_model(model_name: str, fs: FeatureSet, cfg: TrainConfig, *, search_codes: torch.Tensor | None = None,
                 meta: bool = False) -> nn.Module:
-    """The ranker `model_name` for feature set `fs`. meta=True: DLRM tables on the meta device (for DMP).
-    search_codes: (N, L_s) int64, used by SIM's hard search only."""
+    """The ranker `model_name` for feature set `fs`. meta=True: every embedding table on the meta device (for
+    DMP sharding, recsys_models.sharding). search_codes: (N, L_s) int64, used by SIM's hard search only."""
+    device = torch.device("meta") if meta else None
     if model_name == "dlrm":
-        return build_dlrm(fs.spec, cfg.dlrm, device=torch.device("meta") if meta else None)
+        return build_dlrm(fs.spec, cfg.dlrm, device=device)
     if model_name == "din":
-        return build_din(fs.spec, fs.content, cfg.din)
+        return build_din(fs.spec, fs.content, cfg.din, device=device)
     if model_name == "sim":
-        return build_sim(fs.spec, fs.content, cfg.sim, search_codes=search_codes)
+        return build_sim(fs.spec, fs.content, cfg.sim, search_codes=search_codes, device=device)
     raise RecsysModelError(f"model: unknown {model_name!r}; expected one of {', '.join(MODELS)}")

@@ -237,6 +237,13 @@ class RankBatch:
     target_pos: torch.Tensor | None = None
     hist_pos: torch.Tensor | None = None
 
+    def to(self, device: torch.device) -> RankBatch:
+        """The same batch on `device` (a no-op when it is already there)."""
+        if self.labels.device == device:
+            return self
+        return RankBatch(self.sparse.to(device), self.dense.to(device), self.labels.to(device),
+                         self.item_idx.to(device), self.hist.to(device), self.hist_len.to(device))
+
 
 def history_mask(hist_len: torch.Tensor, t: int) -> torch.Tensor:
     """hist_len: (B,) lengths -> (B, T) bool, True at valid (left-aligned) positions."""
@@ -279,13 +286,15 @@ def build_kjt(fs: FeatureSet, user_idx: torch.Tensor, item_idx: torch.Tensor, hi
     return KeyedJaggedTensor(keys=fs.spec.kjt_keys(layout), values=torch.cat(values), lengths=torch.cat(lengths))
 
 
-def build_item_kjt(fs: FeatureSet, items: torch.Tensor) -> KeyedJaggedTensor:
-    """KJT of the bags of items (U,) int64, one key per item field (sequence layout)."""
+def build_item_kjt(fs: FeatureSet, items: torch.Tensor, valid: torch.Tensor | None = None) -> KeyedJaggedTensor:
+    """KJT of the bags of items (U,) int64, one key per item field (sequence layout); valid (U,) bool: False
+    gives an empty bag (a padding slot)."""
     values, lengths = [], []
     for f in fs.spec.item_fields:
-        v, n = _bags(fs.item_tokens[f.name], items)
-        values.append(v)
-        lengths.append(n)
+        tok = fs.item_tokens[f.name][items]
+        keep = tok >= 0 if valid is None else (tok >= 0) & valid[:, None]
+        values.append(tok[keep])
+        lengths.append(keep.sum(1))
     return KeyedJaggedTensor(keys=fs.spec.item_keys(), values=torch.cat(values), lengths=torch.cat(lengths))
 
 
@@ -333,9 +342,13 @@ def build_batch(
     hist_len: torch.Tensor,
     labels: torch.Tensor,
     layout: Layout = "pooled",
+    *,
+    dedup: bool = True,
 ) -> RankBatch:
     """Everything a ranker needs for B rows: user_idx, item_idx, hist_len, labels (B,); hist (B, T) int64
-    left-aligned (shapes as in `RankBatch`); layout "pooled" (DLRM) or "sequence" (DIN, SIM)."""
+    left-aligned (shapes as in `RankBatch`); layout "pooled" (DLRM) or "sequence" (DIN, SIM). Sequence layout:
+    dedup pools each distinct item of the batch once; dedup=False gives every position (B targets, then B x T
+    history slots, padding slots as empty bags) its own bag, a per-item KJT of fixed size B (1 + T)."""
     batch = RankBatch(
         sparse=build_kjt(fs, user_idx, item_idx, hist, hist_len, layout),
         dense=build_dense(fs, item_idx, hist, hist_len),
@@ -346,10 +359,17 @@ def build_batch(
     )
     if layout == "sequence":
         mask = history_mask(hist_len, hist.shape[1])
-        unique, inverse = torch.unique(torch.cat([item_idx, hist[mask]]), return_inverse=True)
         b = item_idx.shape[0]
-        hist_pos = torch.zeros_like(hist)
-        hist_pos[mask] = inverse[b:]
-        batch.items, batch.unique_items = build_item_kjt(fs, unique), unique
-        batch.target_pos, batch.hist_pos = inverse[:b], hist_pos
+        if dedup:
+            unique, inverse = torch.unique(torch.cat([item_idx, hist[mask]]), return_inverse=True)
+            hist_pos = torch.zeros_like(hist)
+            hist_pos[mask] = inverse[b:]
+            batch.items, batch.unique_items = build_item_kjt(fs, unique), unique
+            batch.target_pos, batch.hist_pos = inverse[:b], hist_pos
+        else:
+            slots = torch.cat([item_idx, hist.reshape(-1)])
+            valid = torch.cat([torch.ones_like(item_idx, dtype=torch.bool), mask.reshape(-1)])
+            batch.items, batch.unique_items = build_item_kjt(fs, slots, valid), slots
+            batch.target_pos = torch.arange(b, device=item_idx.device)
+            batch.hist_pos = b + torch.arange(hist.numel(), device=item_idx.device).view_as(hist)
     return batch

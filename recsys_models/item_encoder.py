@@ -18,12 +18,14 @@ from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, 
 class SequenceItemEncoder(nn.Module):
     """Item representations for DIN and SIM: each of the batch's U distinct items is pooled once per item field
     (an EmbeddingBagCollection over `batch.items`, mean of the field's bag), optionally joined by its projected
-    frozen content (N, d); the target (B, D_i) and history (B, T, D_i) rows are gathered from those U."""
+    frozen content (N, d); the target (B, D_i) and history (B, T, D_i) rows are gathered from those U.
+    device: where the tables are allocated (meta: deferred to DistributedModelParallel)."""
 
-    def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None) -> None:
+    def __init__(self, spec: FeatureSpec, content: torch.Tensor | None = None,
+                 device: torch.device | None = None) -> None:
         super().__init__()
         self.keys = spec.item_keys()
-        self.collection = EmbeddingBagCollection(tables=item_bag_configs(spec, "sequence"))
+        self.collection = EmbeddingBagCollection(tables=item_bag_configs(spec, "sequence"), device=device)
         self.content: torch.Tensor | None
         self.register_buffer("content", content, persistent=False)
         self.project = nn.Linear(spec.dense_dim, spec.embedding_dim) if content is not None else None
@@ -52,21 +54,25 @@ class SequenceItemEncoder(nn.Module):
 
 
 class ContextEncoder(nn.Module):
-    """Pooled user id and user features -> (B, F_c * D)."""
+    """Pooled user id and user features -> (B, F_c * D). device: where the tables are allocated."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, device: torch.device | None = None) -> None:
         super().__init__()
-        self.collection = EmbeddingBagCollection(tables=context_bag_configs(spec))
-        self.dim = spec.embedding_dim * len(spec.context_tables())
+        self.collection = EmbeddingBagCollection(tables=context_bag_configs(spec), device=device)
+        self.keys = [key for _, key, _ in spec.context_tables()]
+        self.dim = spec.embedding_dim * len(self.keys)
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
-        """-> (B, F_c * D): the user-side features of every row."""
-        return self.collection(batch.sparse).values()
+        """-> (B, F_c * D): the user-side features of every row, by key in the spec's order (a sharded
+        collection returns its keys grouped by rank, so `.values()` would permute the columns with the world
+        size)."""
+        pooled = self.collection(batch.sparse)
+        return torch.cat([pooled[k] for k in self.keys], dim=1)
 
 
 def latest_positions(hist_len: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     """hist_len: (B,) -> positions of the latest r history items: (B, r) int64 and a (B, r) bool mask."""
-    idx = hist_len[:, None] - r + torch.arange(r)[None, :]
+    idx = hist_len[:, None] - r + torch.arange(r, device=hist_len.device)[None, :]
     mask = idx >= 0
     return idx.clamp(min=0), mask
 

@@ -43,7 +43,7 @@ def hard_search(
     K' = min(k, T). Order of the output: matches (most recent first), then non-matches (most recent first).
     """
     t = hist_prefix.shape[1]
-    pos = torch.arange(t)[None, :]
+    pos = torch.arange(t, device=hist_len.device)[None, :]
     valid = history_mask(hist_len, t)
     match = (hist_prefix == target_prefix[:, None, :]).all(-1) & valid
     # One distinct integer key per valid position: matches rank above all non-matches, recency breaks ties.
@@ -121,9 +121,10 @@ class SIM(nn.Module):
 
 
 def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimConfig = DEFAULT_SIM, *,
-              search_codes: torch.Tensor | None = None) -> SIM:
+              search_codes: torch.Tensor | None = None, device: torch.device | None = None) -> SIM:
     """SIM of the given spec. content: (N, d) float32 or None; search_codes: (N, L_s) int64 codes the hard
-    search matches on (their first `cfg.prefix_depth` levels), needed when cfg.search == "hard".
+    search matches on (their first `cfg.prefix_depth` levels), needed when cfg.search == "hard". device: where
+    the embedding tables are allocated (`torch.device("meta")` defers them to DMP sharding).
 
     The caller decides the GSU (which search, over which code set) and records it; nothing falls back
     silently: hard search without search_codes is an error.
@@ -139,8 +140,8 @@ def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimCo
             raise RecsysModelError(f"SimConfig.prefix_depth: expected 1..{search_codes.shape[1]} (levels of the "
                                    f"search codes), got {cfg.prefix_depth}")
         prefix = search_codes[:, : cfg.prefix_depth].to(torch.int64).contiguous()
-    items = SequenceItemEncoder(spec, content)
-    context = ContextEncoder(spec)
+    items = SequenceItemEncoder(spec, content, device=device)
+    context = ContextEncoder(spec, device=device)
     head = mlp(context.dim + 3 * items.dim + spec.dense_in_features, cfg.mlp)
     esu, short = MultiHeadTargetAttention(items.dim, cfg.heads), MultiHeadTargetAttention(items.dim, cfg.heads)
     return SIM(items, context, esu, short, head, search=GsuConfig(cfg.search, cfg.top_k, cfg.recent), prefix_codes=prefix)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one install recipe (see ../shared/reference/deps.md for why each step is as it is).
 #   bash scripts/setup.sh          CPU stack into .venv (idempotent: a second run is quick, changes nothing)
-#   QARM_GPU=1 bash scripts/setup.sh   also swaps faiss-cpu for faiss-gpu (CUDA machines; see README)
+#   QARM_GPU=1 bash scripts/setup.sh   CUDA machines: then swaps in the CUDA fbgemm-gpu and faiss-gpu (README, GPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -33,9 +33,18 @@ quiet "${PIP[@]}" install --no-deps torchrec==1.8.0 || fail "pip install --no-de
 # recbole ships MovieLens-100K as RecBole atomic files; only its data files are read, never imported.
 quiet "${PIP[@]}" install --no-deps recbole==1.2.1 || fail "pip install --no-deps recbole==1.2.1 failed"
 if [ -n "${QARM_GPU:-}" ]; then
+  # Not yet run on a GPU machine (README, "What has been seen working where").
+  "$VENV/bin/python" -c 'import sys, torch; sys.exit(0 if torch.version.cuda else 1)' \
+    || fail "QARM_GPU=1: the installed torch is a CPU build; install the CUDA one first, e.g. $VENV/bin/python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130, then rerun"
+  # fbgemm-gpu-cpu and fbgemm-gpu install the same module `fbgemm_gpu`: swap in the CUDA build of the same version.
+  "${PIP[@]}" uninstall -y fbgemm-gpu-cpu || true
+  # --force-reinstall: on a rerun the uninstall above also removed files fbgemm-gpu shares with it
+  quiet "${PIP[@]}" install --no-deps --force-reinstall fbgemm-gpu==1.8.0 \
+    || fail "pip install --no-deps fbgemm-gpu==1.8.0 failed"
   # faiss-cpu and faiss-gpu install the same module `faiss`: never both.
   "${PIP[@]}" uninstall -y faiss-cpu || true
   quiet "${PIP[@]}" install faiss-gpu==1.15.1 || fail "faiss-gpu install failed"
+  quiet "${PIP[@]}" install --no-deps --force-reinstall faiss-gpu==1.15.1 || fail "faiss-gpu reinstall failed"
 fi
 
 "$VENV/bin/python" - <<'PY' || fail "the installed stack does not import (see the line above)"

@@ -14,6 +14,6 @@ BENCHMARKS: dict[str, str] = {
     "quantize": "RQ-Kmeans fit/encode vs bare faiss k-means, and RQ-Kmeans vs RQ-VAE (issue 4)",
     "codes": "RQ-Kmeans vs +dedup, +FSQ last level, balanced k-means; token coverage per tokenisation (issue 15)",
     "encode": "item-embedding throughput vs sentence-transformers encode (issue 4)",
-    "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost (issue 5)",
+    "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost; --nproc-per-node N: 1 vs N processes",
     "data": "synthetic data preparation at scale: wall time and peak memory (issue 3)",
 }

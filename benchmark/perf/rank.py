@@ -7,9 +7,13 @@ item id + history ids, L RQ levels + history codes; every table `--dim` wide):
 - torchrec_ebc: the same DLRM unsharded (EmbeddingBagCollection, dense gradients, torch Adagrad);
 - plain_dense / plain_sparse: a plain-PyTorch DLRM of the same shape, nn.EmbeddingBag(mode="mean")
   per table with dense / sparse gradients and torch Adagrad;
-- din, sim_hard, sim_soft: the sequence rankers (unsharded EmbeddingCollection, torch Adagrad).
+- din, sim_hard, sim_soft: the sequence rankers (unsharded EmbeddingBagCollections, torch Adagrad).
 Timing: median wall time of `--steps` training steps after `--warmup`, one process, `--threads`;
 the models take turns step by step so that load from other processes falls on all alike.
+
+`--nproc-per-node N` (N > 1) instead times the sharded rankers (recsys_models.sharding, `--sharding`) in one
+process and in a spawned world of N gloo processes on the same global batches (each rank takes its part, as in
+training), and prints samples/s of both side by side. One thread per process.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from benchmark.train import make_optimizers, train_step
+from recsys_models.batching import SplitArrays, batch_of
 from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
 from recsys_models.factory import batch_layout, build_model
-from recsys_models.features import FeatureSet, RankBatch, build_batch
+from recsys_models.features import FeatureSet, RankBatch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--skip-fused", action="store_true", help="skip the DistributedModelParallel path")
+    parser.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                        help="N > 1: sharded DLRM/DIN/SIM samples/s in 1 process vs N processes (gloo)")
+    parser.add_argument("--sharding", default="auto", choices=["auto", "table_wise", "row_wise", "column_wise"],
+                        help="table placement of the sharded rankers (default: the planner's choice)")
 
 
 def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
@@ -52,18 +62,22 @@ def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
                           codes=codes, vocab_sizes=(args.codebook,) * args.levels)
 
 
-def _batches(fs: FeatureSet, args: argparse.Namespace, g: torch.Generator, n: int = 4) -> dict[str, list[RankBatch]]:
-    """The same n batches in both layouts: "pooled" (DLRM) and "sequence" (DIN, SIM)."""
+def _raw_batches(args: argparse.Namespace, g: torch.Generator, n: int = 4) -> list[SplitArrays]:
+    """n random global batches of `--batch-size` rows (users, items, left-aligned histories, labels)."""
     b, t = args.batch_size, args.hist
-    out: dict[str, list[RankBatch]] = {"pooled": [], "sequence": []}
+    out = []
     for _ in range(n):
         hist_len = torch.randint(0, t + 1, (b,), generator=g)
         hist = torch.randint(0, args.rows, (b, t), generator=g) * (torch.arange(t)[None] < hist_len[:, None])
         items = torch.randint(0, args.rows, (b,), generator=g)
         users = torch.randint(0, args.users, (b,), generator=g)
-        for layout in out:
-            out[layout].append(build_batch(fs, users, items, hist, hist_len, (items % 2).float(), layout))
+        out.append(SplitArrays(users, items, (items % 2).float(), hist, hist_len))
     return out
+
+
+def _batches(fs: FeatureSet, raw: list[SplitArrays]) -> dict[str, list[RankBatch]]:
+    """The same batches in both layouts: "pooled" (DLRM) and "sequence" (DIN, SIM)."""
+    return {layout: [batch_of(fs, r, torch.arange(len(r)), layout) for r in raw] for layout in ("pooled", "sequence")}
 
 
 class PlainDLRM(nn.Module):
@@ -143,17 +157,15 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     fs = _feature_set(args, g)
-    batches = _batches(fs, args, g)
-    codes = torch.cat([fs.item_tokens[f"unigram_{j + 1}"] for j in range(args.levels)], dim=1)
+    batches = _batches(fs, _raw_batches(args, g))
+    codes = _codes(fs, args)
     cfg = TrainConfig(embedding_dim=args.dim, dlrm=DlrmConfig(), din=DinConfig(max_len=args.hist),
                       sim=SimConfig(top_k=min(20, args.hist), recent=min(10, args.hist)))
     steps: dict[str, tuple[Callable[[RankBatch], None], list[RankBatch]]] = {}
     notes: dict[str, str] = {}
     if not args.skip_fused:
         try:
-            from recsys_models.sharding import shard_dlrm
-
-            dmp, opt = shard_dlrm(build_model("dlrm", fs, cfg, meta=True), emb_lr=cfg.emb_lr, dense_lr=cfg.lr)
+            dmp, opt = _sharded("dlrm", fs, cfg, "table_wise", codes)
             steps["torchrec_fused"] = (_step_fn(dmp, [opt], dmp), batches["pooled"])
         except Exception as e:  # report why the fused path is unavailable rather than failing the benchmark
             notes["torchrec_fused"] = f"unavailable: {type(e).__name__}: {e}"
@@ -190,7 +202,105 @@ def _report(args: argparse.Namespace, ms: dict[str, float], notes: dict[str, str
     }
 
 
+def _codes(fs: FeatureSet, args: argparse.Namespace) -> torch.Tensor:
+    """(N, L) the RQ codes SIM's hard search matches on."""
+    return torch.cat([fs.item_tokens[f"unigram_{j + 1}"] for j in range(args.levels)], dim=1)
+
+
+def _sharded(model_name: str, fs: FeatureSet, cfg: TrainConfig, sharding: str,
+             codes: torch.Tensor) -> tuple[nn.Module, object]:
+    """A ranker in DistributedModelParallel (fused tables) over the current world, initialised from seed 0."""
+    from recsys_models.sharding import shard_model
+
+    torch.manual_seed(0)
+    state = build_model(model_name, fs, cfg, search_codes=codes).state_dict()
+    local = build_model(model_name, fs, cfg, search_codes=codes, meta=True)
+    return shard_model(local, state, device=torch.device("cpu"), sharding=sharding, emb_lr=cfg.emb_lr,  # type: ignore[arg-type]
+                       dense_lr=cfg.lr)
+
+
+WORLD_MODELS = ("dlrm", "din", "sim")
+
+
+def _world_steps(world: object, args: argparse.Namespace, out: str | None) -> dict[str, float]:
+    """Median seconds per global step of each sharded ranker, this process being one rank of `world` (rank 0
+    writes them to `out`). Every rank builds the same data and takes its part of every batch."""
+    rank, size = getattr(world, "rank", 0), getattr(world, "size", 1)
+    g = torch.Generator().manual_seed(0)
+    fs = _feature_set(args, g)
+    raw = _raw_batches(args, g)
+    cfg = TrainConfig(embedding_dim=args.dim, din=DinConfig(max_len=args.hist),
+                      sim=SimConfig(top_k=min(20, args.hist), recent=min(10, args.hist)))
+    times = {name: _time_sharded(name, fs, cfg, raw, rank, size, args) for name in WORLD_MODELS}
+    if out is not None and rank == 0:
+        Path(out).write_text(json.dumps(times))
+    return times
+
+
+def _time_sharded(name: str, fs: FeatureSet, cfg: TrainConfig, raw: list[SplitArrays], rank: int, size: int,
+                  args: argparse.Namespace) -> float:
+    """Median seconds of one training step of the sharded `name` on this rank's part of each global batch."""
+    from recsys_models.batching import rank_batch
+    from recsys_models.sharding import global_mean_bce
+
+    dmp, opt = _sharded(name, fs, cfg, args.sharding, _codes(fs, args))
+    parts = []
+    for r in raw:  # this rank's part of each global batch, built outside the timed step
+        batch, _, real = rank_batch(fs, r, torch.arange(len(r)), batch_layout(name), rank, size)
+        parts.append((batch, real))
+    durations = []
+    for i in range(args.warmup + args.steps):
+        batch, real = parts[i % len(parts)]
+        start = time.perf_counter()
+        loss = global_mean_bce(dmp(batch), batch.labels, args.batch_size, size, real)
+        opt.zero_grad()  # type: ignore[attr-defined]
+        loss.backward()
+        opt.step()  # type: ignore[attr-defined]
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations[args.warmup:])
+
+
+def _world_worker(world: object, args: argparse.Namespace, out: str) -> None:
+    _world_steps(world, args, out)
+
+
+def measure_world(args: argparse.Namespace) -> dict[str, object]:
+    """Sharded rankers: samples/s in this process (a world of one) and in a spawned world of N processes."""
+    import tempfile
+
+    from benchmark import distributed
+
+    torch.set_num_threads(1)
+    one = _world_steps(distributed.SINGLE, args, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "times.json"
+        plain = argparse.Namespace(**{k: v for k, v in vars(args).items() if isinstance(v, int | float | str)})
+        distributed.spawn(_world_worker, args.nproc_per_node, plain, str(out))
+        many = json.loads(out.read_text())
+    n = args.nproc_per_node
+    sps = {m: {"1": round(args.batch_size / one[m], 1), str(n): round(args.batch_size / many[m], 1)}
+           for m in WORLD_MODELS}
+    return {"batch_size": args.batch_size, "rows": args.rows, "hist": args.hist, "dim": args.dim,
+            "steps": args.steps, "sharding": args.sharding, "nproc_per_node": n,
+            "ms_per_step": {m: {"1": round(one[m] * 1e3, 2), str(n): round(many[m] * 1e3, 2)} for m in WORLD_MODELS},
+            "samples_per_s": sps,
+            "speedup": {m: round(sps[m][str(n)] / sps[m]["1"], 3) for m in WORLD_MODELS}}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.nproc_per_node > 1:
+        result = measure_world(args)
+        if args.json:
+            print(json.dumps(result))
+            return 0
+        n = args.nproc_per_node
+        print(f"rank perf, sharded ({args.sharding}): global batch {args.batch_size}, N={args.rows}, T={args.hist}, "
+              f"dim {args.dim}, 1 thread per process, median of {args.steps} steps")
+        print(f"{'model':<8}{'samples/s (1 proc)':>20}{f'samples/s ({n} procs)':>22}{'speed-up':>10}")
+        for m in WORLD_MODELS:
+            sps = result["samples_per_s"][m]  # type: ignore[index]
+            print(f"{m:<8}{sps['1']:>20,.0f}{sps[str(n)]:>22,.0f}{result['speedup'][m]:>10.2f}")  # type: ignore[index]
+        return 0
     result = measure(args)
     if args.json:
         print(json.dumps(result))

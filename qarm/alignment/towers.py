@@ -94,7 +94,7 @@ class TextTower(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The weights training changes (for saving): the top blocks, or the whole model."""
         mod = self.model if self.full else self.top
-        return {k: v.detach().clone() for k, v in mod.state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in mod.state_dict().items()}
 
 
 class ImageTower(nn.Module):
@@ -158,7 +158,7 @@ class ImageTower(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The weights training changes (for saving): the top blocks and the layers above, or the whole backbone."""
         mod = self.backbone if self.full else self.top
-        return {k: v.detach().clone() for k, v in mod.state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in mod.state_dict().items()}
 
 
 class AlignModel(nn.Module):
@@ -192,17 +192,17 @@ class AlignModel(nn.Module):
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The weights alignment trained: the fusion head, and each tower's trained blocks
         ("text_tower.*", "image_tower.*")."""
-        state = {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
+        state = {f"head.{k}": v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
         for m, tower in self.towers.items():
             state |= {f"{m}_tower.{k}": v for k, v in tower.trainable_state().items()}
         return state
 
     @torch.no_grad()
     def embed_all(self, n_items: int, batch_size: int = 1024) -> torch.Tensor:
-        """(N, d) float32 embeddings of every item, eval mode."""
-        return torch.cat(
-            [self(torch.arange(s, min(s + batch_size, n_items))) for s in range(0, n_items, batch_size)]
-        ).float()
+        """(N, d) float32 CPU embeddings of every item (computed on the model's device)."""
+        from qarm.alignment.distributed import embed_items
+
+        return embed_items(self, n_items, batch_size)
 
 
 def check_tower(modality: str, tower: nn.Module, frozen: torch.Tensor, present: torch.Tensor) -> None:
@@ -237,8 +237,9 @@ def build_align_model(
     for name, raw in (("texts", texts), ("image_paths", image_paths)):
         if raw is not None and len(raw) != feats.n_items:
             raise QarmError(f"align: {len(raw)} {name} for {feats.n_items} items (one per item_idx, ALL items)")
-    ft = {m: torch.from_numpy(v) for m, v in feats.features.items()}
-    pr = {m: torch.from_numpy(v) for m, v in feats.present.items()}
+    dev = torch.device(device or "cpu")
+    ft = {m: torch.from_numpy(v).to(dev) for m, v in feats.features.items()}
+    pr = {m: torch.from_numpy(v).to(dev) for m, v in feats.present.items()}
     head = ItemEncoder(feats.dims, d=config.dim, hidden=config.hidden, fusion=config.fusion)
     towers = nn.ModuleDict()
     for m in sorted(feats.features):
@@ -256,7 +257,7 @@ def build_align_model(
                                 "only precomputed features")
             towers[m] = ImageTower(image_encoder, list(image_paths), layers, progress=progress, device=device)
         check_tower(m, towers[m], ft[m], pr[m])
-    model = AlignModel(ft, pr, head, towers)
+    model = AlignModel(ft, pr, head, towers).to(dev)  # one device throughout (DistributedDataParallel needs it)
     groups: list[dict[str, object]] = [{"params": list(head.parameters()), "lr": config.lr}]
     tower_params = [p for p in towers.parameters() if p.requires_grad]
     if tower_params:

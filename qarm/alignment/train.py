@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from torch import nn
 
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
+from qarm.alignment.distributed import embed_items, pair_embeddings, wrap_ddp
 from qarm.alignment.towers import AlignModel, build_align_model
 from qarm.artifacts import save_artifact
 from qarm.encoders.fusion import ItemFeatures, item_features
@@ -97,19 +99,19 @@ def _build_model(
                              image_encoder=image_encoder, device=device, progress=progress)
 
 
-def _epoch(model: AlignModel, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-           train: np.ndarray, config: AlignConfig, rng: np.random.Generator) -> float:
+def _epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+           train: np.ndarray, config: AlignConfig, rng: np.random.Generator, device: torch.device,
+           distributed: bool) -> float:
     perm = rng.permutation(len(train))
     total, steps = 0.0, 0
     for s in range(0, len(perm), config.batch_size):
-        ab = torch.from_numpy(train[perm[s : s + config.batch_size]])
+        ab = torch.from_numpy(train[perm[s : s + config.batch_size]]).to(device)
         if len(ab) < 2:
             continue
         a, b = ab[:, 0], ab[:, 1]
-        uniq, inv = torch.unique(torch.cat([a, b]), return_inverse=True)  # embed each item once
-        z = model(uniq)[inv]
+        za, zb = pair_embeddings(model, a, b, distributed=distributed)  # the global batch on every rank
         ids = {"anchor_ids": a, "positive_ids": b} if config.mask_duplicates else {}
-        loss = info_nce(z[: len(a)], z[len(a) :], temperature=config.temperature, **ids)
+        loss = info_nce(za, zb, temperature=config.temperature, **ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -141,6 +143,7 @@ def align(
     seed: int = 0,
     progress: bool = False,
     device: str | torch.device | None = None,
+    distributed: bool = False,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
 
@@ -149,7 +152,10 @@ def align(
     MiniLM) / `image_encoder` (default Lite0). With features only the fusion head trains; a tower
     (config.trainable_layers per modality) needs its modality's raw items; given both, features are the frozen
     baseline and the raw items feed the towers. seed: the replicate seed (held-out pair draw, head
-    initialisation, batch order). device: where the towers compute (default the CPU).
+    initialisation, batch order). device: where the model trains (default the CPU). distributed: every rank of
+    the default process group calls `align` with the same arguments; they train one model under DDP, each
+    embedding its part of every batch, with the in-batch negatives gathered across ranks
+    (qarm.alignment.distributed); every rank returns the same result.
     """
     if config.towers.of("text") != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
@@ -160,7 +166,9 @@ def align(
     train, val = split_pairs(pairs, n, config, seed)
     frozen = feats.frozen_embeddings()
     frozen_recall = recall_at_k(frozen, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
+    device = torch.device(device or "cpu")
     model, groups = _build_model(feats, config, texts, text_encoder, progress, seed, image_paths, image_encoder, device)
+    trainer = wrap_ddp(model, device) if distributed else model
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
     planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
     warm = max(1, round(config.warmup_frac * planned))
@@ -175,8 +183,9 @@ def align(
 
         epochs = tqdm(epochs, desc="align", unit="epoch")
     for epoch in epochs:
-        loss = _epoch(model, opt, sched, train, config, rng)
-        rec = recall_at_k(model.embed_all(n).numpy(), val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
+        loss = _epoch(trainer, opt, sched, train, config, rng, device, distributed)
+        emb = embed_items(model, n, distributed=distributed).numpy()
+        rec = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
         history.append(AlignEpoch(epoch, loss, rec if len(val) else None))
         if rec > best[1] or not len(val):
             best = ([p.detach().clone() for p in params], rec, epoch)
@@ -185,7 +194,7 @@ def align(
     with torch.no_grad():
         for p, saved in zip(params, best[0]):
             p.copy_(saved)
-    emb = model.embed_all(n).numpy().astype(np.float32)
+    emb = embed_items(model, n, distributed=distributed).numpy().astype(np.float32)
     aligned_recall = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
     trained = describe_trained(config, sorted(feats.dims))
     summary = AlignSummary(k=config.recall_k, frozen_recall=frozen_recall, aligned_recall=aligned_recall,

@@ -58,11 +58,12 @@ def canonical_pairs(a: np.ndarray, b: np.ndarray, weight: np.ndarray, source: st
 
 
 def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFAULT_PAIRS, *,
-               seed: int = 0) -> MinedPairs:
+               seed: int = 0, device: str = "cpu") -> MinedPairs:
     """Mine alignment pairs from TRAIN positives only.
 
     train_pos: (user_idx Int32, item_idx Int32, ts Int64), one row per positive of the TRAIN split.
-    config: which sources and their models; seed: the replicate seed (U2I init and shuffling, Swing sampling).
+    config: which sources and their models; seed: the replicate seed (U2I init and shuffling, Swing sampling);
+    device: where the U2I two towers train.
     """
     _check_train_pos(train_pos, n_items)
     per_source: dict[str, pl.DataFrame] = {}
@@ -71,7 +72,7 @@ def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFA
     u2i_emb = None
     for src in config.sources:
         if src == "u2i":
-            trig, info = mine_u2i(train_pos, n_items, config.u2i, seed=seed)
+            trig, info = mine_u2i(train_pos, n_items, config.u2i, seed=seed, device=device)
             raw["u2i"] = len(trig)
             losses = tuple(float(x) for x in info["u2i_loss_per_epoch"])  # type: ignore[union-attr]
             u2i_emb = info["u2i_item_embeddings"]

@@ -5,9 +5,10 @@ positives before the target that is most similar to the target in the U2I item-e
 History convention (shared with the benchmark): the positives of the user with ts strictly before the
 target's ts, ordered by (ts, item_idx), the latest `window` of them. Trigger ties go to the most recent.
 
-Two-tower model: the user tower mean-pools a user-side embedding of the history item ids and applies a
-linear layer; the item tower is an item-id embedding; both L2-normalised; trained with an in-batch
-sampled softmax (other targets of the batch are the negatives, duplicates of the target masked).
+Two-tower model (qarm.pairs.two_tower, torch only): the user tower mean-pools a user-side embedding of the
+history item ids and applies a linear layer; the item tower is an item-id embedding; both L2-normalised;
+trained with an in-batch sampled softmax (other targets of the batch are the negatives, duplicates of the
+target masked).
 
 Shapes: P positives, T = window, B batch, d = U2IConfig.dim, N items.
 """
@@ -16,17 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from qarm.errors import QarmError
-from qarm.losses import info_nce
 from qarm.pairs.config import U2IConfig
+from qarm.pairs.two_tower import PAD, TwoTower, train_two_tower
+
+__all__ = ["PAD", "TwoTower", "mine_u2i", "positive_histories", "sorted_positives", "train_two_tower",
+           "u2i_triggers"]
 
 DEFAULT_U2I = U2IConfig()
-
-PAD = -1
 
 
 def sorted_positives(train_pos: pl.DataFrame) -> pl.DataFrame:
@@ -63,60 +62,6 @@ def histories_reference(pos: pl.DataFrame, window: int) -> list[list[int]]:
         before = sorted((tt, ii) for uu, ii, tt in rows if uu == u and tt < t)
         out.append([i for _, i in before[-window:]])
     return out
-
-
-class TwoTower(nn.Module):
-    """User tower: mean of history item embeddings -> linear; item tower: item embedding. Both (B, d)."""
-
-    def __init__(self, n_items: int, dim: int) -> None:
-        super().__init__()
-        self.n_items = n_items
-        self.item = nn.Embedding(n_items, dim)
-        self.hist = nn.EmbeddingBag(n_items + 1, dim, mode="mean", padding_idx=n_items)
-        self.user_proj = nn.Linear(dim, dim)
-        nn.init.normal_(self.item.weight, std=0.1)
-        nn.init.normal_(self.hist.weight, std=0.1)
-
-    def user(self, hist: torch.Tensor) -> torch.Tensor:
-        """hist: (B, T) int64 item_idx, PAD = -1 -> (B, d) normalised."""
-        return F.normalize(self.user_proj(self.hist(torch.where(hist < 0, self.n_items, hist))), dim=-1)
-
-    def items(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids: (B,) int64 item_idx -> (B, d) normalised item-tower embeddings."""
-        return F.normalize(self.item(ids), dim=-1)
-
-
-def train_two_tower(
-    hist: np.ndarray, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0
-) -> tuple[np.ndarray, list[float]]:
-    """Fit the two towers on rows with a non-empty history: hist (P, T) int64 item_idx (PAD -1), targets (P,).
-
-    Returns (item embeddings (N, d) float32, L2-normalised; mean loss per epoch)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = TwoTower(n_items, config.dim)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    h_all, t_all = torch.from_numpy(hist), torch.from_numpy(targets)
-    no_anchor = torch.full((config.batch_size,), PAD, dtype=torch.long)
-    losses: list[float] = []
-    for _ in range(config.epochs):
-        order = torch.from_numpy(rng.permutation(len(targets)))
-        total, steps = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            b = order[start : start + config.batch_size]
-            if len(b) < 2:
-                continue
-            loss = info_nce(
-                model.user(h_all[b]), model.items(t_all[b]), temperature=config.temperature,
-                anchor_ids=no_anchor[: len(b)], positive_ids=t_all[b], symmetric=False, normalize=False,
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, steps = total + loss.item(), steps + 1
-        losses.append(total / max(steps, 1))
-    with torch.no_grad():
-        return model.items(torch.arange(n_items)).numpy().astype(np.float32), losses
 
 
 def u2i_triggers(pos: pl.DataFrame, hist: np.ndarray, item_emb: np.ndarray, chunk: int = 4096) -> pl.DataFrame:
@@ -159,14 +104,15 @@ def u2i_triggers_reference(pos: pl.DataFrame, window: int, item_emb: np.ndarray)
 
 
 def mine_u2i(
-    train_pos: pl.DataFrame, n_items: int, config: U2IConfig = DEFAULT_U2I, *, seed: int = 0
+    train_pos: pl.DataFrame, n_items: int, config: U2IConfig = DEFAULT_U2I, *, seed: int = 0, device: str = "cpu"
 ) -> tuple[pl.DataFrame, dict[str, object]]:
-    """Train the two towers and mine U2I triggers: (frame of `u2i_triggers`, info with losses)."""
+    """Train the two towers (on `device`) and mine U2I triggers: (frame of `u2i_triggers`, info with losses)."""
     pos = sorted_positives(train_pos)
     if len(pos) and (pos["item_idx"].min() < 0 or pos["item_idx"].max() >= n_items):
         raise QarmError(f"train_pos.item_idx must lie in [0, {n_items}); n_items={n_items}")
     hist = positive_histories(pos, config.window)
     has = (hist >= 0).any(axis=1)
-    emb, losses = train_two_tower(hist[has], pos["item_idx"].to_numpy()[has], n_items, config, seed=seed)
+    emb, losses = train_two_tower(hist[has], pos["item_idx"].to_numpy()[has], n_items, config, seed=seed,
+                                  device=device)
     triggers = u2i_triggers(pos, hist, emb)
     return triggers, {"u2i_train_rows": int(has.sum()), "u2i_loss_per_epoch": losses, "u2i_item_embeddings": emb}

@@ -1,25 +1,40 @@
 """faiss helpers: GPU detection, seeded k-means and flat indexes that move to the GPU when faiss sees one.
 
 faiss-cpu and faiss-gpu install the same module `faiss`; `faiss.get_num_gpus()` is 0 on faiss-cpu and on
-faiss-gpu without a device (reference/deps.md §4), so `gpu="auto"` is safe everywhere.
+faiss-gpu without a device (reference/deps.md §4), so `gpu="auto"` is safe everywhere. faiss is imported on
+first use, so the numpy helpers (and the RQ-VAE, which needs faiss only for its k-means initialisation) load
+on a machine without it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import faiss
 import numpy as np
 
 from qarm.errors import QarmError
 
+if TYPE_CHECKING:
+    import faiss
+
 GpuChoice = bool | Literal["auto"]
+
+
+def _faiss() -> Any:
+    """The faiss module, or a QarmError naming the package to install."""
+    try:
+        import faiss
+    except ImportError as e:
+        raise QarmError("faiss is not installed: pip install faiss-cpu==1.15.1 (or faiss-gpu on a CUDA machine; "
+                        "README, GPU)") from e
+    return faiss
 
 
 def num_gpus() -> int:
     """Number of GPUs faiss can use (0 on faiss-cpu)."""
+    faiss = _faiss()
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
@@ -57,7 +72,7 @@ def faiss_kmeans(
     """
     n = x.shape[0]
     mppc = -(-n // k) if max_points_per_centroid is None else max_points_per_centroid
-    km = faiss.Kmeans(
+    km = _faiss().Kmeans(
         x.shape[1], k, niter=niter, seed=seed, gpu=use_gpu, verbose=False,
         max_points_per_centroid=mppc, min_points_per_centroid=1,
     )
@@ -71,6 +86,7 @@ def faiss_kmeans(
 
 def flat_index(d: int, metric: Literal["l2", "ip"], *, use_gpu: bool) -> faiss.Index:
     """An exact (flat) faiss index, on all GPUs when asked."""
+    faiss = _faiss()
     index: faiss.Index = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
     if use_gpu:
         index = faiss.index_cpu_to_all_gpus(index)

@@ -100,18 +100,20 @@ class RQVAE(nn.Module):
         if x.shape[0] < self.codebook_size:
             raise QarmError(f"k-means initialisation needs a first batch of >= codebook_size={self.codebook_size} "
                             f"items, got {x.shape[0]}: raise batch_size or lower codebook_size")
-        residual = self.encoder((x - self.x_mean) / self.x_std).numpy().astype(np.float32)
+        residual = self.encoder((x - self.x_mean) / self.x_std).cpu().numpy().astype(np.float32)
         for level in range(self.levels):
             km = faiss_utils.faiss_kmeans(np.ascontiguousarray(residual), self.codebook_size,
                                           niter=self.cfg.kmeans_niter, seed=seed + level,
                                           max_points_per_centroid=None, use_gpu=False)
-            self.codebooks[level] = torch.from_numpy(km.centroids)
-            code = torch.cdist(torch.from_numpy(residual), self.codebooks[level]).argmin(1)
+            self.codebooks[level] = torch.from_numpy(km.centroids).to(self.codebooks.device)
+            code = torch.cdist(torch.from_numpy(residual), torch.from_numpy(km.centroids)).argmin(1)
             residual = residual - km.centroids[code.numpy()]
 
-    def fit(self, x: np.ndarray, seed: int = 0) -> RQVAE:
-        """Train in place on `x: (N, d) float32` (AdamW, shuffled mini-batches, seeded); see fit_rq_vae."""
-        xt = torch.from_numpy(faiss_utils.as_float32_matrix(x))
+    def fit(self, x: np.ndarray, seed: int = 0, device: str | torch.device = "cpu") -> RQVAE:
+        """Train in place on `x: (N, d) float32` (AdamW, shuffled mini-batches, seeded) on `device`, where the
+        model then stays; see fit_rq_vae."""
+        self.to(device)
+        xt = torch.from_numpy(faiss_utils.as_float32_matrix(x)).to(device)
         if xt.shape[1] != self.input_dim:
             raise QarmError(f"x must have d={self.input_dim} columns, got {xt.shape[1]}")
         rng = np.random.default_rng(seed)
@@ -121,7 +123,7 @@ class RQVAE(nn.Module):
         opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         bs = self.cfg.batch_size
         for epoch in range(self.cfg.epochs):
-            perm = torch.from_numpy(rng.permutation(xt.shape[0]))
+            perm = torch.from_numpy(rng.permutation(xt.shape[0])).to(xt.device)
             if epoch == 0 and self.cfg.kmeans_init:
                 self.init_codebooks(xt[perm[:bs]], seed)
             self.train()
@@ -142,11 +144,11 @@ class RQVAE(nn.Module):
     @torch.no_grad()
     def encode(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """`x: (N, d)` -> `codes: (N, L) int64`."""
-        xt = torch.from_numpy(faiss_utils.as_float32_matrix(x))
+        xt = torch.from_numpy(faiss_utils.as_float32_matrix(x)).to(self.x_mean.device)
         self.eval()
         parts = [self.quantize(self.encoder((xt[s:s + batch_size] - self.x_mean) / self.x_std))[1]
                  for s in range(0, xt.shape[0], batch_size)]
-        return torch.cat(parts).numpy().astype(np.int64)
+        return torch.cat(parts).cpu().numpy().astype(np.int64)
 
     @torch.no_grad()
     def decode(self, codes: np.ndarray, batch_size: int = 65536) -> np.ndarray:
@@ -157,13 +159,13 @@ class RQVAE(nn.Module):
         if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
             raise QarmError(f"codes must lie in [0, K={self.codebook_size}), got [{codes.min()}, {codes.max()}]")
         self.eval()
-        ct = torch.from_numpy(codes.astype(np.int64))
+        ct = torch.from_numpy(codes.astype(np.int64)).to(self.x_mean.device)
         parts = []
         for s in range(0, ct.shape[0], batch_size):
             c = ct[s:s + batch_size]
             z_q = sum(self.codebooks[lv][c[:, lv]] for lv in range(c.shape[1]))
             parts.append(self.decoder(z_q) * self.x_std + self.x_mean)
-        return torch.cat(parts).numpy().astype(np.float32)
+        return torch.cat(parts).cpu().numpy().astype(np.float32)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """`<path>/rq_vae.safetensors` (state dict) + `<path>/rq_vae.json` (input_dim, config, history)."""
@@ -188,12 +190,13 @@ class RQVAE(nn.Module):
 
 
 def fit_rq_vae(x: np.ndarray, levels: int = 3, codebook_size: int = 256, cfg: RQVAEConfig | None = None,
-               seed: int = 0) -> RQVAE:
-    """Build and train an RQ-VAE of L = `levels` codebooks of K = `codebook_size` codes on `x: (N, d) float32`;
-    weights are initialised from `seed` without touching torch's global RNG. Per-epoch losses are in `.history`."""
+               seed: int = 0, device: str | torch.device = "cpu") -> RQVAE:
+    """Build and train an RQ-VAE of L = `levels` codebooks of K = `codebook_size` codes on `x: (N, d) float32`
+    on `device`; weights are initialised (on CPU) from `seed` without touching torch's global RNG. Per-epoch
+    losses are in `.history`."""
     cfg = cfg or RQVAEConfig()
     x = faiss_utils.as_float32_matrix(x)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = RQVAE(x.shape[1], levels, codebook_size, cfg)
-    return model.fit(x, seed=seed)
+    return model.fit(x, seed=seed, device=device)

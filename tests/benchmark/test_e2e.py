@@ -86,7 +86,8 @@ def _test_metrics(results) -> dict:
 
 @pytest.mark.slow
 def test_interrupted_after_codes_resumes_with_identical_metrics(tmp_path: Path, monkeypatch) -> None:
-    extra = ("suite.models=dlrm", "suite.seeds=0")
+    # one worker: the kill is injected into this process's train_cell, which spawned workers would not see
+    extra = ("suite.models=dlrm", "suite.seeds=0", "suite.workers=1")
     clean = SuiteRun(_cfg(tmp_path / "clean", *extra), progress=False).run()
 
     import benchmark.train as train_mod

@@ -29,3 +29,12 @@ def test_perf_runs_and_prints_json(name: str, capsys: pytest.CaptureFixture[str]
     assert main(["perf", name, "--json", *TINY[name]]) == 0
     out = json.loads(capsys.readouterr().out)
     assert isinstance(out, dict) and out
+
+
+@pytest.mark.slow
+def test_perf_rank_world_prints_one_and_n_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["perf", "rank", "--json", *TINY["rank"], "--nproc-per-node", "2", "--sharding", "row_wise"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["nproc_per_node"] == 2 and out["sharding"] == "row_wise"
+    assert set(out["samples_per_s"]) == {"dlrm", "din", "sim"}
+    assert all(set(v) == {"1", "2"} and min(v.values()) > 0 for v in out["samples_per_s"].values())

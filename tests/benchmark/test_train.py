@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from benchmark.cell import CellInputs, build_features
-from benchmark.errors import ConfigError
 from benchmark.train import train_cell
 from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 from recsys_models.errors import RankConfigError, RecsysModelError
@@ -101,8 +100,8 @@ def test_config_errors(data: Data) -> None:
         train_cell("xgboost", data.inputs("id_only"), CFG, seed=0)
     with pytest.raises(RankConfigError, match="TrainConfig.batch_size: expected an integer >= 1, got 0"):
         dataclasses.replace(CFG, batch_size=0)
-    with pytest.raises(ConfigError, match="rank.sharded"):
-        train_cell("din", data.inputs("id_only"), dataclasses.replace(CFG, sharded=True), seed=0)
+    with pytest.raises(RecsysModelError, match="rank.emb_optimizer: 'adam' has no fused CPU kernel"):
+        train_cell("din", data.inputs("id_only"), dataclasses.replace(CFG, sharded=True, emb_optimizer="adam"), seed=0)
 
 
 def test_train_config_defaults_are_complete() -> None:
@@ -114,14 +113,20 @@ def test_train_config_defaults_are_complete() -> None:
         cfg.epochs = 3  # type: ignore[misc]
 
 
-def test_sharded_dlrm_trains(data: Data) -> None:
+@pytest.mark.parametrize("model", ["dlrm", "sim"])
+def test_sharded_ranker_trains(data: Data, model: str) -> None:
     import torch.distributed as dist
 
     created = not dist.is_initialized()
+    cfg = dataclasses.replace(CFG, sharded=True, epochs=2)
     try:
-        r = train_cell("dlrm", data.inputs("aligned_codes"), dataclasses.replace(CFG, sharded=True, epochs=2), seed=0)
+        r = train_cell(model, data.inputs("aligned_codes", search=True), cfg, seed=0)
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
     assert len(r.history) == 2 and r.test["all"]["n"] == data.test.height
     assert r.history[-1].train_loss < r.history[0].train_loss or r.best_epoch == 1
+    plain = train_cell(model, data.inputs("aligned_codes", search=True), dataclasses.replace(cfg, sharded=False), 0)
+    # counted on the feature spec and the dense layers, whatever the sharding
+    assert (r.n_embedding_parameters, r.n_dense_parameters) == (plain.n_embedding_parameters, plain.n_dense_parameters)
+    assert r.sharding_plan and not plain.sharding_plan

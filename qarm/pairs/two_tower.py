@@ -1,0 +1,76 @@
+"""The U2I two-tower retrieval model and its training (QARM §3's User2Item source), torch + numpy only.
+
+The user tower mean-pools a user-side embedding of the history item ids and applies a linear layer; the item
+tower is an item-id embedding; both L2-normalised; trained with an in-batch sampled softmax (the other targets
+of the batch are the negatives, duplicates of the target masked). Mining the triggers (polars) is
+qarm.pairs.u2i. Shapes: P training rows, T history window, B batch, d = U2IConfig.dim, N items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qarm.losses import info_nce
+from qarm.pairs.config import U2IConfig
+
+PAD = -1
+
+
+class TwoTower(nn.Module):
+    """User tower: mean of history item embeddings -> linear; item tower: item embedding. Both (B, d)."""
+
+    def __init__(self, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.item = nn.Embedding(n_items, dim)
+        self.hist = nn.EmbeddingBag(n_items + 1, dim, mode="mean", padding_idx=n_items)
+        self.user_proj = nn.Linear(dim, dim)
+        nn.init.normal_(self.item.weight, std=0.1)
+        nn.init.normal_(self.hist.weight, std=0.1)
+
+    def user(self, hist: torch.Tensor) -> torch.Tensor:
+        """hist: (B, T) int64 item_idx, PAD = -1 -> (B, d) normalised."""
+        return F.normalize(self.user_proj(self.hist(torch.where(hist < 0, self.n_items, hist))), dim=-1)
+
+    def items(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids: (B,) int64 item_idx -> (B, d) normalised item-tower embeddings."""
+        return F.normalize(self.item(ids), dim=-1)
+
+
+def train_two_tower(
+    hist: np.ndarray, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, list[float]]:
+    """Fit the two towers on rows with a non-empty history: hist (P, T) int64 item_idx (PAD -1), targets (P,),
+    on `device` (initialisation and batch order depend on `seed` only, not on the device).
+
+    Returns (item embeddings (N, d) float32, L2-normalised; mean loss per epoch)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device(device)
+    model = TwoTower(n_items, config.dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    h_all, t_all = torch.from_numpy(hist).to(device), torch.from_numpy(targets).to(device)
+    no_anchor = torch.full((config.batch_size,), PAD, dtype=torch.long, device=device)
+    losses: list[float] = []
+    for _ in range(config.epochs):
+        order = torch.from_numpy(rng.permutation(len(targets))).to(device)
+        total, steps = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            b = order[start : start + config.batch_size]
+            if len(b) < 2:
+                continue
+            loss = info_nce(
+                model.user(h_all[b]), model.items(t_all[b]), temperature=config.temperature,
+                anchor_ids=no_anchor[: len(b)], positive_ids=t_all[b], symmetric=False, normalize=False,
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        losses.append(total / max(steps, 1))
+    with torch.no_grad():
+        return model.items(torch.arange(n_items, device=device)).cpu().numpy().astype(np.float32), losses
