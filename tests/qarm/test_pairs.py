@@ -57,6 +57,37 @@ def test_swing_on_hand_computed_graph(alpha: float) -> None:
     assert nb.filter(pl.col("item_idx") == 0)["neighbor_idx"].to_list() == [1, 2]
 
 
+def test_swing_skips_users_above_the_degree_cap() -> None:
+    """A heavy user u4 (5 positives) joins GRAPH: under max_user_degree = 3 it is skipped, whole (not
+    subsampled), so the scores are GRAPH's hand-computed ones; without the cap it changes them."""
+    heavy = GRAPH | {4: {0, 1, 2, 3, 4}}
+    capped = swing_topk(graph_frame(heavy), 5, SwingConfig(top_k=5, max_user_degree=3))
+    assert capped.equals(swing_topk(graph_frame(GRAPH), 5, SwingConfig(top_k=5)))
+    big = 1 / 4 + 2 / 3
+    assert {(i, j): s for i, j, s in capped.rows()}[(0, 1)] == pytest.approx(big)
+    uncapped = swing_topk(graph_frame(heavy), 5, SwingConfig(top_k=5, max_user_degree=5))  # 5 is not > 5: kept
+    assert {(i, j): s for i, j, s in uncapped.rows()}[(0, 1)] > big
+    with pytest.raises(QarmError, match=r"SwingConfig.max_user_degree: expected an integer >= 2"):
+        SwingConfig(max_user_degree=1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 7), st.sets(st.integers(0, 9), min_size=1, max_size=6), min_size=1, max_size=8),
+    st.integers(2, 6),
+    st.sampled_from([0.0, 0.5]),
+)
+def test_swing_degree_cap_equals_reference_without_heavy_users(graph: dict[int, set[int]], cap: int,
+                                                               power: float) -> None:
+    cfg = SwingConfig(top_k=10, min_support=2, max_users_per_item=100, user_weight_power=power, max_user_degree=cap)
+    got = {(i, j): s for i, j, s in swing_topk(graph_frame(graph), 10, cfg).rows()}
+    kept = {u: items for u, items in graph.items() if len(items) <= cap}
+    ref = {k: v for k, v in swing_reference(kept, 1.0, power).items() if v > 0}
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, rel=1e-5)
+
+
 def test_swing_min_support_and_top_k() -> None:
     nb = swing_topk(graph_frame(GRAPH), 4, SwingConfig(top_k=1, min_support=3))
     # support (common users): (0,1) 3 users, (1,2) 3 users, (0,2) 2 users -> dropped at min_support 3
