@@ -15,6 +15,7 @@ from qarm.pairs.swing import swing_reference
 from qarm.pairs.u2i import (
     histories_reference,
     positive_histories,
+    positive_windows,
     sorted_positives,
     train_two_tower,
     u2i_triggers,
@@ -125,6 +126,24 @@ def test_histories_equal_reference(rows: list[tuple[int, int, int]], window: int
     pos = sorted_positives(positives(rows))
     fast = [[int(i) for i in h if i >= 0] for h in positive_histories(pos, window)]
     assert fast == histories_reference(pos, window)
+
+
+def test_windows_are_the_dense_histories_on_demand() -> None:
+    """positive_windows (O(P) memory, padded per batch) gives the dense histories, and training and trigger
+    mining read them identically (same embeddings, same triggers)."""
+    pos = sorted_positives(synthetic_positives(n_users=12, per_user=6))
+    dense, windows = positive_histories(pos, 4), positive_windows(pos, 4)
+    assert windows.items.dtype == np.int32 and windows.start.shape == (len(pos),)
+    rows = np.array([5, 0, 17, 3])
+    assert (windows.take(rows) == dense[rows]).all()
+    assert (windows.nonempty() == (dense >= 0).any(axis=1)).all()
+    has = windows.nonempty()
+    cfg = U2IConfig(dim=4, epochs=1, batch_size=8)
+    targets = pos["item_idx"].to_numpy()[has]
+    a, _ = train_two_tower(dense[has], targets, 40, cfg, seed=1)
+    b, _ = train_two_tower(windows.select(has), targets, 40, cfg, seed=1)
+    assert np.array_equal(a, b)
+    assert u2i_triggers(pos, dense, a, chunk=5).equals(u2i_triggers(pos, windows, a, chunk=5))
 
 
 def test_trigger_on_hand_built_example() -> None:
