@@ -128,6 +128,13 @@ def compute_frozen(ctx: StageContext) -> Any:
     from qarm.encoders import item_features
 
     e, prepared = ctx.cfg.encoder, ctx.inputs["data"]
+    if e.kind == "synthetic":  # no encoder: vectors from each item's category (docs/scale.md)
+        from qarm.encoders.synthetic import synthetic_item_features
+
+        if prepared.items["category"].null_count() == prepared.items.height:
+            raise ConfigError(f"encoder.kind = 'synthetic' derives vectors from item categories, but dataset "
+                              f"{ctx.cfg.data.dataset!r} has none (items.category is empty)")
+        return synthetic_item_features(prepared.items["category"].to_list(), e.synthetic)
     texts = prepared.items["text"].to_list() if "text" in e.modalities else None
     paths = _image_paths(ctx) if "image" in e.modalities else None
     return item_features(texts, paths, text_encoder=text_encoder_of(e) if texts else None,
@@ -169,6 +176,9 @@ def compute_align(ctx: StageContext) -> Any:
     from qarm.alignment import align
 
     a, e, pairs = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs
+    if e.kind == "synthetic" and a.trains_encoder(e.modalities):
+        raise ConfigError("align.trainable_layers: encoder.kind = 'synthetic' has no encoder to fine-tune; "
+                          "expected 0 (projection head only)")
     raw: dict[str, Any] = {}
     if "text" in e.modalities and a.towers.of("text") != 0:
         raw |= {"texts": ctx.inputs["data"].items["text"].to_list(), "text_encoder": text_encoder_of(e)}
