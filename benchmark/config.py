@@ -139,6 +139,9 @@ class SuiteConfig:
 
 def _check_suite(cfg: SuiteConfig) -> None:
     """Rules across sections, each reported with the dotted path of the field to change."""
+    if cfg.encoder.kind == "synthetic" and cfg.align.trains_encoder(cfg.encoder.modalities):
+        raise ConfigError("align.trainable_layers: encoder.kind = 'synthetic' has no encoder to fine-tune; "
+                          "expected 0 (projection head only)")
     sim = cfg.rank.sim
     if "sim" in cfg.suite.models:
         if sim.prefix_depth > cfg.quantize.levels:

@@ -144,6 +144,13 @@ def compute_frozen(ctx: StageContext) -> Any:
     from qarm.encoders import item_features
 
     e, prepared, device = ctx.cfg.encoder, ctx.inputs["data"], str(_device(ctx))
+    if e.kind == "synthetic":  # no encoder: vectors from each item's category (docs/scale.md)
+        from qarm.encoders.synthetic import synthetic_item_features
+
+        if prepared.items["category"].null_count() == prepared.items.height:
+            raise ConfigError(f"encoder.kind = 'synthetic' derives vectors from item categories, but dataset "
+                              f"{ctx.cfg.data.dataset!r} has none (items.category is empty)")
+        return synthetic_item_features(prepared.items["category"].to_list(), e.synthetic)
     texts = prepared.items["text"].to_list() if "text" in e.modalities else None
     paths = _image_paths(ctx) if "image" in e.modalities else None
     return item_features(texts, paths, text_encoder=text_encoder_of(e, device) if texts else None,

@@ -414,7 +414,8 @@ def dmp_worker(args: argparse.Namespace) -> None:
     items = torch.randint(0, n_items, (n,), generator=g)
     hist_len = torch.randint(0, 21, (n,), generator=g)
     hist = torch.randint(0, n_items, (n, 20), generator=g) * (torch.arange(20)[None] < hist_len[:, None])
-    arrays = SplitArrays(torch.randint(0, n_users, (n,), generator=g), items, (items % 3 == 0).float(), hist, hist_len)
+    arrays = SplitArrays.from_padded(torch.randint(0, n_users, (n,), generator=g), items, (items % 3 == 0).float(),
+                                     hist, hist_len)
     cfg = TrainConfig(embedding_dim=16, sim=SimConfig(top_k=8, recent=4))
     result = {}
     for name in ("dlrm", "din", "sim"):

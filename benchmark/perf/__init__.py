@@ -16,4 +16,5 @@ BENCHMARKS: dict[str, str] = {
     "encode": "item-embedding throughput vs sentence-transformers encode (issue 4)",
     "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost; --nproc-per-node N: 1 vs N processes",
     "data": "synthetic data preparation at scale: wall time and peak memory (issue 3)",
+    "scale": "the synthetic-scale suite at 1M/3M/10M interactions: wall time and peak memory per stage (issue 12)",
 }

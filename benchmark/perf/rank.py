@@ -71,7 +71,7 @@ def _raw_batches(args: argparse.Namespace, g: torch.Generator, n: int = 4) -> li
         hist = torch.randint(0, args.rows, (b, t), generator=g) * (torch.arange(t)[None] < hist_len[:, None])
         items = torch.randint(0, args.rows, (b,), generator=g)
         users = torch.randint(0, args.users, (b,), generator=g)
-        out.append(SplitArrays(users, items, (items % 2).float(), hist, hist_len))
+        out.append(SplitArrays.from_padded(users, items, (items % 2).float(), hist, hist_len))
     return out
 
 

@@ -6,6 +6,15 @@ in E-commerce", 2020), the I2I model QARM mines its second pair source from (anc
 with w_u = |I_u| ** -user_weight_power (0 = plain Swing, 0.5 = the paper's user weighting).
 Two users who share few items besides i and j are strong evidence that i and j are related.
 
+Two caps bound the cost at scale (the 10M-interaction check, docs/scale.md):
+- user degree: users with more than `max_user_degree` distinct positives are skipped (their rows leave the
+  user x item matrix before anything else; `swing_user_filter`). Alibaba's open Swing implementations do the
+  same (Flink ML's Swing `maxUserBehavior`, default 1000, "filters out active users"; PAI's swing_rec_ext
+  `maxClickPerUser`): a very active account is more often a crawler or bulk buyer than a taste, and a user of
+  degree D enters D^2 co-occurrences. Skipping, not subsampling, keeps every remaining user's overlap counts
+  |I_u ∩ I_v| exact. The weights w_u use the degree of the kept users, unchanged.
+- users per item: `max_users_per_item`, a seeded sample of U_i (below).
+
 Fast path: for each item i, the users U_i (capped at `max_users_per_item`, a seeded sample) give a
 dense 0/1 matrix R_i over the items they touched; then |I_u ∩ I_v| = (R_i R_i^T)[u, v] and
 s(i, :) = sum_{u<v} W[u, v] R_i[u, :] R_i[v, :] = column sums of (triu(W) R_i) * R_i: two BLAS
@@ -27,6 +36,17 @@ def _user_item_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_item
     r = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
     r.data[:] = 1.0  # repeated positives count once
     return r
+
+
+def swing_user_filter(r: sp.csr_matrix, max_user_degree: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """r: (users x items) 0/1 CSR -> (r with the rows of users of degree > max_user_degree emptied, the
+    skipped user_idx (S,) int64)."""
+    deg = np.diff(r.indptr)
+    skipped = np.flatnonzero(deg > max_user_degree)
+    if skipped.size:
+        r = (sp.diags((deg <= max_user_degree).astype(r.dtype)) @ r).tocsr()
+        r.eliminate_zeros()
+    return r, skipped
 
 
 def swing_scores_for_item(
@@ -53,13 +73,14 @@ def swing_topk(
 ) -> pl.DataFrame:
     """Top-k Swing neighbours of every item: frame (item_idx Int32, neighbor_idx Int32, score Float32).
 
-    train_pos: TRAIN positives (user_idx, item_idx). Pairs need at least `min_support` common users
-    and a positive score; per item, neighbours are ordered by score desc, ties by neighbor_idx.
+    train_pos: TRAIN positives (user_idx, item_idx). Users with more than `max_user_degree` distinct positives
+    are skipped. Pairs need at least `min_support` common users and a positive score; per item, neighbours
+    are ordered by score desc, ties by neighbor_idx.
     """
     users = train_pos["user_idx"].to_numpy().astype(np.int64)
     items = train_pos["item_idx"].to_numpy().astype(np.int64)
     n_users = int(users.max()) + 1 if len(users) else 0
-    r = _user_item_matrix(users, items, n_users, n_items)
+    r, _ = swing_user_filter(_user_item_matrix(users, items, n_users, n_items), config.max_user_degree)
     r_t = r.T.tocsr()
     deg = np.asarray(r.sum(axis=1)).ravel()
     uw = np.power(np.maximum(deg, 1.0), -config.user_weight_power)

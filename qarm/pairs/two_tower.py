@@ -15,8 +15,7 @@ from torch import nn
 
 from qarm.losses import info_nce
 from qarm.pairs.config import U2IConfig
-
-PAD = -1
+from qarm.pairs.history import PAD, HistoryWindows, history_rows
 
 
 class TwoTower(nn.Module):
@@ -41,11 +40,12 @@ class TwoTower(nn.Module):
 
 
 def train_two_tower(
-    hist: np.ndarray, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0,
+    hist: np.ndarray | HistoryWindows, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, list[float]]:
-    """Fit the two towers on rows with a non-empty history: hist (P, T) int64 item_idx (PAD -1), targets (P,),
-    on `device` (initialisation and batch order depend on `seed` only, not on the device).
+    """Fit the two towers on rows with a non-empty history: hist (P, T) int64 item_idx (PAD -1) or the
+    `HistoryWindows` of those rows (padded per batch), targets (P,), on `device` (initialisation and batch order
+    depend on `seed` only, not on the device).
 
     Returns (item embeddings (N, d) float32, L2-normalised; mean loss per epoch)."""
     torch.manual_seed(seed)
@@ -53,18 +53,20 @@ def train_two_tower(
     device = torch.device(device)
     model = TwoTower(n_items, config.dim).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    h_all, t_all = torch.from_numpy(hist).to(device), torch.from_numpy(targets).to(device)
+    t_all = torch.from_numpy(targets).to(device)
     no_anchor = torch.full((config.batch_size,), PAD, dtype=torch.long, device=device)
     losses: list[float] = []
     for _ in range(config.epochs):
-        order = torch.from_numpy(rng.permutation(len(targets))).to(device)
+        order = rng.permutation(len(targets))
         total, steps = 0.0, 0
         for start in range(0, len(order), config.batch_size):
-            b = order[start : start + config.batch_size]
-            if len(b) < 2:
+            rows = order[start : start + config.batch_size]
+            if len(rows) < 2:
                 continue
+            b = torch.from_numpy(rows).to(device)
+            h = torch.from_numpy(history_rows(hist, rows)).to(device)
             loss = info_nce(
-                model.user(h_all[b]), model.items(t_all[b]), temperature=config.temperature,
+                model.user(h), model.items(t_all[b]), temperature=config.temperature,
                 anchor_ids=no_anchor[: len(b)], positive_ids=t_all[b], symmetric=False, normalize=False,
             )
             opt.zero_grad()

@@ -15,6 +15,7 @@ from qarm.pairs.swing import swing_reference
 from qarm.pairs.u2i import (
     histories_reference,
     positive_histories,
+    positive_windows,
     sorted_positives,
     train_two_tower,
     u2i_triggers,
@@ -57,6 +58,37 @@ def test_swing_on_hand_computed_graph(alpha: float) -> None:
     assert nb.filter(pl.col("item_idx") == 0)["neighbor_idx"].to_list() == [1, 2]
 
 
+def test_swing_skips_users_above_the_degree_cap() -> None:
+    """A heavy user u4 (5 positives) joins GRAPH: under max_user_degree = 3 it is skipped, whole (not
+    subsampled), so the scores are GRAPH's hand-computed ones; without the cap it changes them."""
+    heavy = GRAPH | {4: {0, 1, 2, 3, 4}}
+    capped = swing_topk(graph_frame(heavy), 5, SwingConfig(top_k=5, max_user_degree=3))
+    assert capped.equals(swing_topk(graph_frame(GRAPH), 5, SwingConfig(top_k=5)))
+    big = 1 / 4 + 2 / 3
+    assert {(i, j): s for i, j, s in capped.rows()}[(0, 1)] == pytest.approx(big)
+    uncapped = swing_topk(graph_frame(heavy), 5, SwingConfig(top_k=5, max_user_degree=5))  # 5 is not > 5: kept
+    assert {(i, j): s for i, j, s in uncapped.rows()}[(0, 1)] > big
+    with pytest.raises(QarmError, match=r"SwingConfig.max_user_degree: expected an integer >= 2"):
+        SwingConfig(max_user_degree=1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 7), st.sets(st.integers(0, 9), min_size=1, max_size=6), min_size=1, max_size=8),
+    st.integers(2, 6),
+    st.sampled_from([0.0, 0.5]),
+)
+def test_swing_degree_cap_equals_reference_without_heavy_users(graph: dict[int, set[int]], cap: int,
+                                                               power: float) -> None:
+    cfg = SwingConfig(top_k=10, min_support=2, max_users_per_item=100, user_weight_power=power, max_user_degree=cap)
+    got = {(i, j): s for i, j, s in swing_topk(graph_frame(graph), 10, cfg).rows()}
+    kept = {u: items for u, items in graph.items() if len(items) <= cap}
+    ref = {k: v for k, v in swing_reference(kept, 1.0, power).items() if v > 0}
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, rel=1e-5)
+
+
 def test_swing_min_support_and_top_k() -> None:
     nb = swing_topk(graph_frame(GRAPH), 4, SwingConfig(top_k=1, min_support=3))
     # support (common users): (0,1) 3 users, (1,2) 3 users, (0,2) 2 users -> dropped at min_support 3
@@ -94,6 +126,24 @@ def test_histories_equal_reference(rows: list[tuple[int, int, int]], window: int
     pos = sorted_positives(positives(rows))
     fast = [[int(i) for i in h if i >= 0] for h in positive_histories(pos, window)]
     assert fast == histories_reference(pos, window)
+
+
+def test_windows_are_the_dense_histories_on_demand() -> None:
+    """positive_windows (O(P) memory, padded per batch) gives the dense histories, and training and trigger
+    mining read them identically (same embeddings, same triggers)."""
+    pos = sorted_positives(synthetic_positives(n_users=12, per_user=6))
+    dense, windows = positive_histories(pos, 4), positive_windows(pos, 4)
+    assert windows.items.dtype == np.int32 and windows.start.shape == (len(pos),)
+    rows = np.array([5, 0, 17, 3])
+    assert (windows.take(rows) == dense[rows]).all()
+    assert (windows.nonempty() == (dense >= 0).any(axis=1)).all()
+    has = windows.nonempty()
+    cfg = U2IConfig(dim=4, epochs=1, batch_size=8)
+    targets = pos["item_idx"].to_numpy()[has]
+    a, _ = train_two_tower(dense[has], targets, 40, cfg, seed=1)
+    b, _ = train_two_tower(windows.select(has), targets, 40, cfg, seed=1)
+    assert np.array_equal(a, b)
+    assert u2i_triggers(pos, dense, a, chunk=5).equals(u2i_triggers(pos, windows, a, chunk=5))
 
 
 def test_trigger_on_hand_built_example() -> None:
