@@ -1,7 +1,8 @@
 """Alignment: fine-tune the item encoder on mined (trigger, target) pairs with the symmetric in-batch
-InfoNCE (QARM §3 "Batch-Contrastive", anchors §1.3), AdamW with linear warm-up, early stopping on
-held-out pair recall@k. Returns the aligned embeddings of ALL items (cold ones included) next to the
-frozen encoder's, and the trained weights.
+InfoNCE (QARM §3 "Batch-Contrastive", anchors §1.3) with a sampling-bias (popularity) correction, AdamW with
+linear warm-up, early stopping on validation pair recall@k, figures on test pairs never used for a choice
+(qarm.alignment.heldout: split by item by default). Returns the aligned embeddings of ALL items (cold ones
+included) next to the frozen encoder's, and the trained weights.
 
 Shapes: N items, P pairs, B batch of pairs, D frozen width, d aligned dim (QARM: 64).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import polars as pl
 import torch
 
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
+from qarm.alignment.heldout import PairSplit, pair_counts, recall_at_k, references, split_pairs
 from qarm.alignment.towers import AlignModel, TextTower
 from qarm.artifacts import save_artifact
 from qarm.encoders.fusion import ItemEncoder, ItemFeatures, item_features
@@ -50,45 +52,29 @@ class AlignResult:
         return save_artifact(out_dir, tensors=self.state_dict, config=cfg, arrays=arrays)
 
 
-def describe_trained(config: AlignConfig) -> str:
-    """What alignment trains, in words (the report and the variant descriptions say it)."""
+def describe_trained(config: AlignConfig, short: bool = False) -> str:
+    """What alignment trains, in words: the one source of that wording (summary, report, variant descriptions).
+
+    short: "aligned head" (the encoder stays frozen) or "aligned encoder (...)"; otherwise a full sentence."""
+    head = "linear projection head" if config.hidden == 0 else f"MLP head (hidden {config.hidden})"
     if config.layers == 0:
-        return "projection head over frozen encoder features"
+        return "aligned head" if short else (
+            f"aligned head: a {head} over frozen text-encoder features (the encoder is not fine-tuned)")
     if config.layers == "all":
-        return "projection head + the whole text encoder (fine-tuned end to end)"
-    return f"projection head + the top {config.layers} text encoder block(s) (fine-tuned)"
+        return "aligned encoder (end to end)" if short else (
+            f"aligned encoder: the whole text encoder fine-tuned end to end, with a {head}")
+    k = config.layers
+    return f"aligned encoder (top {k} block{'s' if k != 1 else ''})" if short else (
+        f"aligned encoder: the top {k} text-encoder block(s) fine-tuned over cached lower layers, with a {head}")
 
 
-def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048) -> float:
-    """Held-out pair recall@k, both directions: share of (query, answer) in (a->b, b->a) whose answer
-    is among the k items with the highest inner product to the query, the query itself excluded.
-    emb: (N, D) float32; a, b: (P,) item_idx."""
-    q, t = np.concatenate([a, b]), np.concatenate([b, a])
-    if len(q) == 0:
-        return float("nan")
-    e = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
-    hits = 0
-    for s in range(0, len(q), chunk):
-        qq, tt = torch.from_numpy(q[s : s + chunk]), torch.from_numpy(t[s : s + chunk])
-        scores = e[qq] @ e.T
-        scores[torch.arange(len(qq)), qq] = -torch.inf
-        target = scores[torch.arange(len(qq)), tt]
-        # rank = items strictly better than the answer (ties count in the answer's favour)
-        hits += int(((scores > target[:, None]).sum(1) < k).sum())
-    return hits / len(q)
-
-
-def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train (P_t, 2), val (P_v, 2)) int64 arrays of (trigger_idx, target_idx), a seeded split."""
-    for col in ("trigger_idx", "target_idx"):
-        if col not in pairs.columns:
-            raise QarmError(f"align: pairs frame lacks column {col!r} (expected trigger_idx, target_idx)")
-    ab = pairs.select("trigger_idx", "target_idx").to_numpy().astype(np.int64)
-    if len(ab) < 2 or ab.min() < 0 or ab.max() >= n_items:
-        raise QarmError(f"align: need >= 2 pairs with item_idx in [0, {n_items}); got {len(ab)} pairs")
-    perm = np.random.default_rng(seed).permutation(len(ab))
-    n_val = min(round(config.val_frac * len(ab)), config.max_val_pairs, len(ab) - 1)
-    return ab[perm[n_val:]], ab[perm[:n_val]]
+def probe_config(config: AlignConfig, epochs: int = 3) -> AlignConfig:
+    """The content probe's settings: `config` with the whole text encoder trainable (all layers, end to end), a
+    fixed budget of `epochs` epochs without early stopping (the best validation epoch is still kept) and an
+    encoder learning rate of 5e-5. Same split, loss and head as alignment: only the trainable part differs."""
+    if epochs < 1:
+        raise QarmError(f"probe: epochs must be >= 1, got {epochs}")
+    return replace(config, trainable_layers="all", epochs=epochs, patience=epochs, encoder_lr=5e-5)
 
 
 def _build_model(
@@ -127,8 +113,20 @@ def _check_tower(tower: TextTower, frozen: torch.Tensor, present: torch.Tensor) 
         )
 
 
+def _forward(model: AlignModel, rows: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """model(rows) (B, d); with a text tower, in length-sorted chunks so each pads only to its own longest text
+    (mean pooling is per item, so the result is the same; the transformer cost falls about twofold)."""
+    tower = model.text_tower
+    if tower is None or len(rows) <= chunk:
+        return model(rows)
+    order = torch.argsort(tower.mask[rows].sum(1), stable=True)
+    out = torch.cat([model(rows[order[s : s + chunk]]) for s in range(0, len(rows), chunk)])
+    return out[torch.argsort(order)]
+
+
 def _epoch(model: AlignModel, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-           train: np.ndarray, config: AlignConfig, rng: np.random.Generator) -> float:
+           train: np.ndarray, config: AlignConfig, rng: np.random.Generator, log_q: torch.Tensor | None) -> float:
+    """One pass over the training pairs (P, 2); log_q: (N,) log sampling probability of each item, or None."""
     perm = rng.permutation(len(train))
     total, steps = 0.0, 0
     for s in range(0, len(perm), config.batch_size):
@@ -137,15 +135,25 @@ def _epoch(model: AlignModel, opt: torch.optim.Optimizer, sched: torch.optim.lr_
             continue
         a, b = ab[:, 0], ab[:, 1]
         uniq, inv = torch.unique(torch.cat([a, b]), return_inverse=True)  # embed each item once
-        z = model(uniq)[inv]
-        ids = {"anchor_ids": a, "positive_ids": b} if config.mask_duplicates else {}
-        loss = info_nce(z[: len(a)], z[len(a) :], temperature=config.temperature, **ids)
+        z = _forward(model, uniq)[inv]
+        kw: dict[str, torch.Tensor] = {"anchor_ids": a, "positive_ids": b} if config.mask_duplicates else {}
+        if log_q is not None:
+            kw |= {"anchor_log_q": config.popularity_correction * log_q[a],
+                   "positive_log_q": config.popularity_correction * log_q[b]}
+        loss = info_nce(z[: len(a)], z[len(a) :], temperature=config.temperature, **kw)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         total, steps = total + loss.item(), steps + 1
     return total / max(steps, 1)
+
+
+def sampling_log_q(train: np.ndarray, n_items: int) -> np.ndarray:
+    """(N,) float32 log probability that an item fills a given in-batch slot: its share of the training pairs'
+    endpoints, add-one smoothed (train: (P, 2) item_idx)."""
+    counts = pair_counts(train, n_items).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum()).astype(np.float32)
 
 
 def _frozen_features(
@@ -172,26 +180,31 @@ def align(
     config: AlignConfig = DEFAULT_ALIGN,
     seed: int = 0,
     progress: bool = False,
+    reference: np.ndarray | None = None,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
 
-    pairs: (trigger_idx, target_idx, ...) from `qarm.pairs.mine_pairs`. Items come either as
+    pairs: (trigger_idx, target_idx[, source], ...) from `qarm.pairs.mine_pairs`. Items come either as
     precomputed frozen `features` (then only the head trains) or as `texts` (N,) / `image_paths` (N,)
     of ALL items, encoded by `text_encoder` (default MiniLM) / `image_encoder` (default Lite0).
-    seed: the replicate seed (held-out pair draw, head initialisation, batch order).
+    seed: the replicate seed (held-out split, head initialisation, batch order).
+    reference: (N, D') collaborative item embeddings (MinedPairs.u2i_item_embeddings) or None; its test
+    recall joins summary.references.
     """
     if config.layers != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
     feats = _frozen_features(features, texts, image_paths, text_encoder, image_encoder, progress)
     n = feats.n_items
-    train, val = split_pairs(pairs, n, config, seed)
-    frozen = feats.frozen_embeddings()
-    frozen_recall = recall_at_k(frozen, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
+    if reference is not None and reference.shape[0] != n:
+        raise QarmError(f"align: reference embeddings have {reference.shape[0]} rows, expected one per item ({n})")
+    split = split_pairs(pairs, n, config, seed)
+    train, val = split.train, split.val
     model, groups = _build_model(feats, config, texts, text_encoder, progress, seed)
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
     planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
     warm = max(1, round(config.warmup_frac * planned))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+    log_q = torch.from_numpy(sampling_log_q(train, n)) if config.popularity_correction > 0 else None
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     best = ([p.detach().clone() for p in params], -1.0, 0)
@@ -202,21 +215,38 @@ def align(
 
         epochs = tqdm(epochs, desc="align", unit="epoch")
     for epoch in epochs:
-        loss = _epoch(model, opt, sched, train, config, rng)
+        loss = _epoch(model, opt, sched, train, config, rng, log_q)
         rec = recall_at_k(model.embed_all(n).numpy(), val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
         history.append(AlignEpoch(epoch, loss, rec if len(val) else None))
         if rec > best[1] or not len(val):
             best = ([p.detach().clone() for p in params], rec, epoch)
         elif epoch - best[2] >= config.patience:
-            break  # early stopping on held-out recall@k
+            break  # early stopping on validation recall@k
     with torch.no_grad():
         for p, saved in zip(params, best[0]):
             p.copy_(saved)
     emb = model.embed_all(n).numpy().astype(np.float32)
-    aligned_recall = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    trained = describe_trained(config)
-    summary = AlignSummary(k=config.recall_k, frozen_recall=frozen_recall, aligned_recall=aligned_recall,
-                           best_epoch=best[2], history=tuple(history), n_train_pairs=len(train),
-                           n_val_pairs=len(val), trained=trained)
+    frozen = feats.frozen_embeddings()
+    summary = _summary(config, split, frozen, emb, reference, best[1] if len(val) else None, best[2], history)
     meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None)}
     return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)
+
+
+def _summary(config: AlignConfig, split: PairSplit, frozen: np.ndarray, emb: np.ndarray,
+             reference: np.ndarray | None, val_recall: float | None, best_epoch: int,
+             history: list[AlignEpoch]) -> AlignSummary:
+    """Test figures (frozen, aligned, U2I reference, popularity; never used for a choice) into the summary."""
+    refs = None
+    if len(split.test):
+        embs = {"frozen": frozen, "aligned": emb} | ({"u2i": reference} if reference is not None else {})
+        refs = references(split.test, split.test_source, embs, k=config.recall_k, split=split.how,
+                          popularity=pair_counts(split.train, emb.shape[0]),
+                          what={"aligned": describe_trained(config)})
+    def overall(name: str) -> float | None:
+        row = refs.row(name) if refs is not None else None
+        return row.recall.overall if row is not None else None
+
+    return AlignSummary(k=config.recall_k, frozen_recall=overall("frozen"), aligned_recall=overall("aligned"),
+                        best_epoch=best_epoch, history=tuple(history), n_train_pairs=len(split.train),
+                        n_val_pairs=len(split.val), trained=describe_trained(config), split=split.how,
+                        val_recall=val_recall, n_test_pairs=len(split.test), references=refs)

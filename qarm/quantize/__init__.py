@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 _LAZY = {"add_dedup_level": "dedup", "dedup_vocab_size": "dedup", "RQKmeans": "rq_kmeans",
          "rq_decode": "rq_kmeans", "rq_encode": "rq_kmeans", "RQVAE": "rq_vae", "fit_rq_vae": "rq_vae",
-         "vq_codes": "vq"}
+         "vq_codes": "vq", "fallback_to_seen_prefix": "fallback", "seen_mask": "fallback", "code_coverage": "fallback",
+         "CodeCoverage": "fallback"}
 
 
 def __getattr__(name: str) -> Any:
