@@ -32,6 +32,7 @@ examples:
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
   qarm-bench perf quantize --json
+  qarm-bench align-refs --probe-epochs 3           alignment vs frozen / U2I / content probe on held-out pairs
 """
 
 
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="describe or export a dataset")
     importlib.import_module("benchmark.data.cli").add_arguments(p)
 
+    p = sub.add_parser("align-refs", help="alignment's held-out pair recall beside frozen, U2I and probe references",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=importlib.import_module("benchmark.alignrefs").EXAMPLES)
+    importlib.import_module("benchmark.alignrefs").add_arguments(p)
+
     p = sub.add_parser("perf", help="micro-benchmarks, each side by side with its alternative")
     perf_sub = p.add_subparsers(dest="perf_name", metavar="NAME", required=True)
     from benchmark.perf import BENCHMARKS
@@ -128,6 +134,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return importlib.import_module("benchmark.data.cli").run(args)
     if args.command == "perf":
         return importlib.import_module(args.perf_module).run(args)
+    if args.command == "align-refs":
+        return importlib.import_module("benchmark.alignrefs").run(args)
     raise AssertionError(args.command)
 
 

@@ -200,7 +200,8 @@ def compute_align(ctx: StageContext) -> Any:
     if "image" in e.modalities and a.towers.of("image") != 0:
         raw |= {"image_paths": _image_paths(ctx), "image_encoder": image_encoder_of(e, device)}
     return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress,
-                 device=device, distributed=distributed.active(), **raw)
+                 device=device, distributed=distributed.active(),
+                 reference=ctx.inputs["pairs"].u2i_item_embeddings, **raw)  # U2I: the collaborative reference
 
 
 def save_align(result: Any, out: Path) -> None:

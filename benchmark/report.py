@@ -324,9 +324,16 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
         out += ["", "## Alignment", ""]
         for rep in results.item_side:
             a, ps = rep.alignment, rep.pair_stats
-            out.append(f"- replicate seed {rep.seed}: held-out pair recall@{a.k}: frozen {_fmt(a.frozen_recall, 3)} "
-                       f"→ aligned {_fmt(a.aligned_recall, 3)} ({ps.n_pairs} pairs; {', '.join(ps.sources)}; "
-                       f"trained: {a.trained}; modalities: {' + '.join(a.modalities) or '–'}).")
+            out.append(f"- replicate seed {rep.seed}: held-out test pair recall@{a.k} (split by {a.split}, "
+                       f"{a.n_test_pairs} test pairs, never used for a choice): frozen {_fmt(a.frozen_recall, 3)} "
+                       f"→ aligned {_fmt(a.aligned_recall, 3)} (kept epoch {a.best_epoch}; {ps.n_pairs} pairs; "
+                       f"{', '.join(ps.sources)}; trained: {a.trained}; modalities: "
+                       f"{' + '.join(a.modalities) or '–'}).")
+        first = results.item_side[0].alignment.references
+        if first is not None:
+            from qarm.alignment.records import render_references
+
+            out += ["", render_references(first, f"replicate seed {results.item_side[0].seed}").rstrip()]
     if results.plots:
         out += ["", "## Plots", ""] + [f"- `{p}`" for p in results.plots]
     return "\n".join(out) + "\n"

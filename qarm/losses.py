@@ -7,6 +7,12 @@ temperature tau. The paper does not say whether it is symmetric nor how in-batch
 mask a column out of a row's negatives when it holds the row's own positive item or its anchor item,
 so a popular item appearing twice in a batch is never pushed away from itself.
 
+Popularity (sampling-bias) correction, Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large Corpus
+Item Recommendations" (RecSys 2019): in-batch negatives are drawn in proportion to how often an item occurs
+in the pairs, so the plain loss learns s(i, j) ~ log p(j | i) - log q(j) (a PMI) and under-ranks popular
+items against the full item set that held-out recall@k ranks over. Subtracting log q(j) from every logit of
+column j (the positive's too) makes the in-batch softmax estimate the full softmax again.
+
 Shapes: B batch of pairs, d embedding dim.
 """
 
@@ -40,6 +46,8 @@ def info_nce(
     positive_ids: torch.Tensor | None = None,
     symmetric: bool = True,
     normalize: bool = True,
+    anchor_log_q: torch.Tensor | None = None,
+    positive_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """In-batch InfoNCE over B (anchor, positive) pairs; returns a scalar (mean over rows).
 
@@ -47,6 +55,9 @@ def info_nce(
     row i: loss_i = -log exp(s_ii / tau) / sum_j exp(s_ij / tau), j over unmasked columns.
     anchor_ids, positive_ids: optional (B,) item_idx; when given, in-batch duplicates are masked
     (see `duplicate_mask`). `symmetric` averages the anchor->positive and positive->anchor losses.
+    anchor_log_q, positive_log_q: optional (B,) log sampling probability of each row's anchor / positive item
+    (times a correction strength); subtracted from the logits of the column that item fills (positives are
+    the columns of anchor->positive, anchors those of positive->anchor), see the module docstring.
     """
     if anchors.ndim != 2 or anchors.shape != positives.shape:
         raise QarmError(
@@ -58,15 +69,19 @@ def info_nce(
     if normalize:
         anchors = F.normalize(anchors, dim=-1)
         positives = F.normalize(positives, dim=-1)
+    for name, q in (("anchor_log_q", anchor_log_q), ("positive_log_q", positive_log_q)):
+        if q is not None and q.shape != (len(anchors),):
+            raise QarmError(f"info_nce: {name} must be (B,) = ({len(anchors)},), got {tuple(q.shape)}")
     logits = anchors @ positives.T / temperature  # (B, B): row = anchor, column = positive
+    fwd, bwd = logits, logits.T
+    if positive_log_q is not None:
+        fwd = fwd - positive_log_q.to(logits.dtype)[None, :]
+    if anchor_log_q is not None:
+        bwd = bwd - anchor_log_q.to(logits.dtype)[None, :]
     target = torch.arange(len(logits), device=logits.device)
-    if anchor_ids is None or positive_ids is None:
-        loss = F.cross_entropy(logits, target)
-        return (loss + F.cross_entropy(logits.T, target)) / 2 if symmetric else loss
-    neg_inf = torch.finfo(logits.dtype).min
-    fwd = logits.masked_fill(duplicate_mask(anchor_ids, positive_ids), neg_inf)
+    if anchor_ids is not None and positive_ids is not None:
+        neg_inf = torch.finfo(logits.dtype).min
+        fwd = fwd.masked_fill(duplicate_mask(anchor_ids, positive_ids), neg_inf)
+        bwd = bwd.masked_fill(duplicate_mask(positive_ids, anchor_ids), neg_inf)
     loss = F.cross_entropy(fwd, target)
-    if not symmetric:
-        return loss
-    bwd = logits.T.masked_fill(duplicate_mask(positive_ids, anchor_ids), neg_inf)
-    return (loss + F.cross_entropy(bwd, target)) / 2
+    return (loss + F.cross_entropy(bwd, target)) / 2 if symmetric else loss

@@ -1,4 +1,5 @@
-"""Item alignment: symmetric in-batch InfoNCE over mined (trigger, target) pairs (QARM §3).
+"""Item alignment: symmetric in-batch InfoNCE over mined (trigger, target) pairs (QARM §3), and its held-out
+references (frozen, aligned, U2I item-ID, popularity, content probe) on the same test pairs.
 
 The config and records import no torch; the trainer loads on first use."""
 
@@ -8,11 +9,14 @@ import importlib
 from typing import Any
 
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
+from qarm.alignment.records import AlignReferences, PairRecall, ReferenceRow, render_references
 
-_LAZY = {"AlignResult": "train", "align": "train", "recall_at_k": "train", "split_pairs": "train",
-         "describe_trained": "train"}
+_LAZY = {"AlignResult": "train", "align": "train", "describe_trained": "train", "probe_config": "train",
+         "recall_at_k": "heldout", "split_pairs": "heldout", "PairSplit": "heldout", "pair_recall": "heldout",
+         "references": "heldout"}
 
-__all__ = ["AlignConfig", "AlignEpoch", "AlignSummary", *_LAZY]
+__all__ = ["AlignConfig", "AlignEpoch", "AlignReferences", "AlignSummary", "PairRecall", "ReferenceRow",
+           "render_references", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from qarm.alignment.records import AlignReferences
 from qarm.errors import require
 
 Layers = int | Literal["all"]
@@ -48,26 +49,37 @@ class AlignConfig:
     `{text = k, image = k}` (TrainableLayers); hidden: 0 = linear head, > 0 = an MLP of that width;
     fusion: how the head combines modalities, "concat" (one projection of the concatenated features) or
     "gated" (softmax-gated sum of per-modality projections), both with learned missing-modality vectors;
-    val_frac: held-out share of pairs for early stopping and the recall figures (0 = none); recall_k,
-    patience: early stopping on held-out pair recall@k; mask_duplicates: mask in-batch duplicate items out of
-    the negatives; max_val_pairs: cap on the held-out pairs."""
+    val_frac: share held out for early stopping (0 = none: the last epoch is kept); recall_k, patience: early
+    stopping on validation pair recall@k; mask_duplicates: mask in-batch duplicate items out of the negatives;
+    max_val_pairs: cap on the validation pairs and on the test pairs (a seeded sample);
+    split: how held-out pairs are drawn: "item" holds out a seeded share of the items in pairs, with every
+    pair that touches one (those items never reach training, as cold items never do), "pair" a share of the
+    pairs (both items usually seen in training: interpolation only); test_frac: share held out for the
+    reported recall figures (never used for any choice; 0 = none); popularity_correction: strength a of the
+    sampling-bias correction, logits - a * log q(item) (0 = plain in-batch InfoNCE; see qarm.losses).
+
+    Defaults come from docs/alignment.md: a linear head with the correction generalises to held-out items,
+    an MLP head or the plain loss memorises the training items (validation recall peaks at epoch 1-2)."""
 
     dim: int = 64
     temperature: float = 0.07
     batch_size: int = 256
     epochs: int = 20
-    lr: float = 5e-3
+    lr: float = 2e-3
     encoder_lr: float = 2e-5
     weight_decay: float = 0.01
     warmup_frac: float = 0.1
     trainable_layers: int | Literal["all"] | TrainableLayers = 0
-    hidden: int = 256
+    hidden: int = 0
     fusion: Fusion = "concat"
     val_frac: float = 0.1
     recall_k: int = 10
     patience: int = 5
     mask_duplicates: bool = True
-    max_val_pairs: int = 5000
+    max_val_pairs: int = 10000
+    split: Literal["item", "pair"] = "item"
+    test_frac: float = 0.1
+    popularity_correction: float = 1.0
 
     def __post_init__(self) -> None:
         require(self, "dim", self.dim >= 1, "an integer >= 1")
@@ -87,6 +99,10 @@ class AlignConfig:
         require(self, "recall_k", self.recall_k >= 1, "an integer >= 1")
         require(self, "patience", self.patience >= 1, "an integer >= 1 (epochs without a better held-out recall)")
         require(self, "max_val_pairs", self.max_val_pairs >= 1, "an integer >= 1")
+        require(self, "split", self.split in ("item", "pair"), "one of 'item', 'pair'")
+        require(self, "test_frac", 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
+                "a fraction in [0, 1) with val_frac + test_frac < 1")
+        require(self, "popularity_correction", self.popularity_correction >= 0, "a number >= 0 (0 = none)")
 
     @property
     def towers(self) -> TrainableLayers:
@@ -131,10 +147,15 @@ class AlignEpoch:
 
 @dataclass(frozen=True)
 class AlignSummary:
-    """What the alignment stage reports: held-out pair recall@k of the frozen and the aligned embedding (None
-    without held-out pairs), the epoch whose weights were kept, the per-epoch history, pair counts and what
-    was trained ("head", or "head + top k text blocks", ...) and the item modalities that fed the aligned
-    embedding (and so the codes quantized from it)."""
+    """What the alignment stage reports: TEST pair recall@k of the frozen and the aligned embedding (None
+    without test pairs; never used for a choice), the epoch whose weights were kept (by validation recall),
+    the per-epoch history (validation recall), pair counts, what was trained ("projection head over frozen
+    encoder features", ... : AlignConfig.describe) and the item modalities that fed the aligned embedding (and
+    so the codes quantized from it).
+
+    split: how held-out pairs were drawn ("item" | "pair"); val_recall: the kept epoch's validation recall;
+    n_test_pairs: test pairs evaluated; references: frozen / aligned / U2I / popularity recall on the test
+    pairs, overall and per source (None without test pairs)."""
 
     k: int
     frozen_recall: float | None
@@ -145,3 +166,7 @@ class AlignSummary:
     n_val_pairs: int
     trained: str
     modalities: tuple[str, ...] = ()
+    split: str = "pair"
+    val_recall: float | None = None
+    n_test_pairs: int = 0
+    references: AlignReferences | None = None

@@ -1,7 +1,8 @@
 """Alignment: fine-tune the item encoder on mined (trigger, target) pairs with the symmetric in-batch
-InfoNCE (QARM §3 "Batch-Contrastive", anchors §1.3), AdamW with linear warm-up, early stopping on
-held-out pair recall@k. Returns the aligned embeddings of ALL items (cold ones included) next to the
-frozen encoder's, and the trained weights.
+InfoNCE (QARM §3 "Batch-Contrastive", anchors §1.3) with a sampling-bias (popularity) correction, AdamW with
+linear warm-up, early stopping on validation pair recall@k, figures on test pairs never used for a choice
+(qarm.alignment.heldout: split by item by default). Returns the aligned embeddings of ALL items (cold ones
+included) next to the frozen encoder's, and the trained weights.
 
 Shapes: N items, P pairs, B batch of pairs, D frozen width, d aligned dim (QARM: 64).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch import nn
 
 from qarm.alignment.config import AlignConfig, AlignEpoch, AlignSummary
 from qarm.alignment.distributed import embed_items, pair_embeddings, wrap_ddp
+from qarm.alignment.heldout import PairSplit, pair_counts, recall_at_k, references, split_pairs
 from qarm.alignment.towers import AlignModel, build_align_model
 from qarm.artifacts import save_artifact
 from qarm.encoders.fusion import ItemFeatures, item_features
@@ -52,41 +54,30 @@ class AlignResult:
         return save_artifact(out_dir, tensors=self.state_dict, config=cfg, arrays=arrays)
 
 
-def describe_trained(config: AlignConfig, modalities: Sequence[str] = ("text",)) -> str:
-    """What alignment trains, in words (the report and the variant descriptions say it)."""
-    return config.describe(tuple(modalities))
+def describe_trained(config: AlignConfig, modalities: Sequence[str] = ("text",), short: bool = False) -> str:
+    """What alignment trains, in words: the one source of that wording (summary, report, variant descriptions).
+
+    short: "aligned head" (every encoder stays frozen) or "aligned encoder (...)"; otherwise the full phrase
+    (AlignConfig.describe) for these item modalities."""
+    if not short:
+        return config.describe(tuple(modalities))
+    layers = [config.towers.of(m) for m in modalities]
+    if all(v == 0 for v in layers):
+        return "aligned head"
+    if "all" in layers:
+        return "aligned encoder (end to end)"
+    k = max(v for v in layers if v != "all")
+    return f"aligned encoder (top {k} block{'s' if k != 1 else ''})"
 
 
-def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048) -> float:
-    """Held-out pair recall@k, both directions: share of (query, answer) in (a->b, b->a) whose answer
-    is among the k items with the highest inner product to the query, the query itself excluded.
-    emb: (N, D) float32; a, b: (P,) item_idx."""
-    q, t = np.concatenate([a, b]), np.concatenate([b, a])
-    if len(q) == 0:
-        return float("nan")
-    e = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
-    hits = 0
-    for s in range(0, len(q), chunk):
-        qq, tt = torch.from_numpy(q[s : s + chunk]), torch.from_numpy(t[s : s + chunk])
-        scores = e[qq] @ e.T
-        scores[torch.arange(len(qq)), qq] = -torch.inf
-        target = scores[torch.arange(len(qq)), tt]
-        # rank = items strictly better than the answer (ties count in the answer's favour)
-        hits += int(((scores > target[:, None]).sum(1) < k).sum())
-    return hits / len(q)
 
-
-def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train (P_t, 2), val (P_v, 2)) int64 arrays of (trigger_idx, target_idx), a seeded split."""
-    for col in ("trigger_idx", "target_idx"):
-        if col not in pairs.columns:
-            raise QarmError(f"align: pairs frame lacks column {col!r} (expected trigger_idx, target_idx)")
-    ab = pairs.select("trigger_idx", "target_idx").to_numpy().astype(np.int64)
-    if len(ab) < 2 or ab.min() < 0 or ab.max() >= n_items:
-        raise QarmError(f"align: need >= 2 pairs with item_idx in [0, {n_items}); got {len(ab)} pairs")
-    perm = np.random.default_rng(seed).permutation(len(ab))
-    n_val = min(round(config.val_frac * len(ab)), config.max_val_pairs, len(ab) - 1)
-    return ab[perm[n_val:]], ab[perm[:n_val]]
+def probe_config(config: AlignConfig, epochs: int = 3) -> AlignConfig:
+    """The content probe's settings: `config` with the whole text encoder trainable (all layers, end to end), a
+    fixed budget of `epochs` epochs without early stopping (the best validation epoch is still kept) and an
+    encoder learning rate of 5e-5. Same split, loss and head as alignment: only the trainable part differs."""
+    if epochs < 1:
+        raise QarmError(f"probe: epochs must be >= 1, got {epochs}")
+    return replace(config, trainable_layers="all", epochs=epochs, patience=epochs, encoder_lr=5e-5)
 
 
 def _build_model(
@@ -101,7 +92,8 @@ def _build_model(
 
 def _epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
            train: np.ndarray, config: AlignConfig, rng: np.random.Generator, device: torch.device,
-           distributed: bool) -> float:
+           distributed: bool, log_q: torch.Tensor | None) -> float:
+    """One pass over the training pairs (P, 2); log_q: (N,) log sampling probability of each item, or None."""
     perm = rng.permutation(len(train))
     total, steps = 0.0, 0
     for s in range(0, len(perm), config.batch_size):
@@ -110,14 +102,24 @@ def _epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_s
             continue
         a, b = ab[:, 0], ab[:, 1]
         za, zb = pair_embeddings(model, a, b, distributed=distributed)  # the global batch on every rank
-        ids = {"anchor_ids": a, "positive_ids": b} if config.mask_duplicates else {}
-        loss = info_nce(za, zb, temperature=config.temperature, **ids)
+        kw: dict[str, torch.Tensor] = {"anchor_ids": a, "positive_ids": b} if config.mask_duplicates else {}
+        if log_q is not None:
+            kw |= {"anchor_log_q": config.popularity_correction * log_q[a],
+                   "positive_log_q": config.popularity_correction * log_q[b]}
+        loss = info_nce(za, zb, temperature=config.temperature, **kw)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         total, steps = total + loss.item(), steps + 1
     return total / max(steps, 1)
+
+
+def sampling_log_q(train: np.ndarray, n_items: int) -> np.ndarray:
+    """(N,) float32 log probability that an item fills a given in-batch slot: its share of the training pairs'
+    endpoints, add-one smoothed (train: (P, 2) item_idx)."""
+    counts = pair_counts(train, n_items).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum()).astype(np.float32)
 
 
 def _frozen_features(
@@ -144,18 +146,20 @@ def align(
     progress: bool = False,
     device: str | torch.device | None = None,
     distributed: bool = False,
+    reference: np.ndarray | None = None,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
 
-    pairs: (trigger_idx, target_idx, ...) from `qarm.pairs.mine_pairs`. Items come as precomputed frozen
-    `features` and/or as `texts` (N,) / `image_paths` (N,) of ALL items, encoded by `text_encoder` (default
-    MiniLM) / `image_encoder` (default Lite0). With features only the fusion head trains; a tower
+    pairs: (trigger_idx, target_idx[, source], ...) from `qarm.pairs.mine_pairs`. Items come as precomputed
+    frozen `features` and/or as `texts` (N,) / `image_paths` (N,) of ALL items, encoded by `text_encoder`
+    (default MiniLM) / `image_encoder` (default Lite0). With features only the fusion head trains; a tower
     (config.trainable_layers per modality) needs its modality's raw items; given both, features are the frozen
-    baseline and the raw items feed the towers. seed: the replicate seed (held-out pair draw, head
-    initialisation, batch order). device: where the model trains (default the CPU). distributed: every rank of
-    the default process group calls `align` with the same arguments; they train one model under DDP, each
-    embedding its part of every batch, with the in-batch negatives gathered across ranks
-    (qarm.alignment.distributed); every rank returns the same result.
+    baseline and the raw items feed the towers. seed: the replicate seed (held-out split, head initialisation,
+    batch order). device: where the model trains (default the CPU). distributed: every rank of the default
+    process group calls `align` with the same arguments; they train one model under DDP, each embedding its
+    part of every batch, with the in-batch negatives gathered across ranks (qarm.alignment.distributed); every
+    rank returns the same result. reference: (N, D') collaborative item embeddings
+    (MinedPairs.u2i_item_embeddings) or None; its test recall joins summary.references.
     """
     if config.towers.of("text") != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
@@ -163,9 +167,10 @@ def align(
         image_encoder = ImageEncoder()
     feats = _frozen_features(features, texts, image_paths, text_encoder, image_encoder, progress)
     n = feats.n_items
-    train, val = split_pairs(pairs, n, config, seed)
-    frozen = feats.frozen_embeddings()
-    frozen_recall = recall_at_k(frozen, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
+    if reference is not None and reference.shape[0] != n:
+        raise QarmError(f"align: reference embeddings have {reference.shape[0]} rows, expected one per item ({n})")
+    split = split_pairs(pairs, n, config, seed)
+    train, val = split.train, split.val
     device = torch.device(device or "cpu")
     model, groups = _build_model(feats, config, texts, text_encoder, progress, seed, image_paths, image_encoder, device)
     trainer = wrap_ddp(model, device) if distributed else model
@@ -173,6 +178,7 @@ def align(
     planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
     warm = max(1, round(config.warmup_frac * planned))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+    log_q = torch.from_numpy(sampling_log_q(train, n)).to(device) if config.popularity_correction > 0 else None
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     best = ([p.detach().clone() for p in params], -1.0, 0)
@@ -183,23 +189,42 @@ def align(
 
         epochs = tqdm(epochs, desc="align", unit="epoch")
     for epoch in epochs:
-        loss = _epoch(trainer, opt, sched, train, config, rng, device, distributed)
+        loss = _epoch(trainer, opt, sched, train, config, rng, device, distributed, log_q)
         emb = embed_items(model, n, distributed=distributed).numpy()
         rec = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
         history.append(AlignEpoch(epoch, loss, rec if len(val) else None))
         if rec > best[1] or not len(val):
             best = ([p.detach().clone() for p in params], rec, epoch)
         elif epoch - best[2] >= config.patience:
-            break  # early stopping on held-out recall@k
+            break  # early stopping on validation recall@k
     with torch.no_grad():
         for p, saved in zip(params, best[0]):
             p.copy_(saved)
     emb = embed_items(model, n, distributed=distributed).numpy().astype(np.float32)
-    aligned_recall = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else None
-    trained = describe_trained(config, sorted(feats.dims))
-    summary = AlignSummary(k=config.recall_k, frozen_recall=frozen_recall, aligned_recall=aligned_recall,
-                           best_epoch=best[2], history=tuple(history), n_train_pairs=len(train),
-                           n_val_pairs=len(val), trained=trained, modalities=tuple(sorted(feats.dims)))
+    frozen = feats.frozen_embeddings()
+    modalities = tuple(sorted(feats.dims))
+    summary = _summary(config, split, frozen, emb, reference, best[1] if len(val) else None, best[2], history,
+                       modalities)
     meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None),
             "image_model": getattr(image_encoder, "model_name", None)}
     return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)
+
+
+def _summary(config: AlignConfig, split: PairSplit, frozen: np.ndarray, emb: np.ndarray,
+             reference: np.ndarray | None, val_recall: float | None, best_epoch: int,
+             history: list[AlignEpoch], modalities: tuple[str, ...]) -> AlignSummary:
+    """Test figures (frozen, aligned, U2I reference, popularity; never used for a choice) into the summary."""
+    refs = None
+    if len(split.test):
+        embs = {"frozen": frozen, "aligned": emb} | ({"u2i": reference} if reference is not None else {})
+        refs = references(split.test, split.test_source, embs, k=config.recall_k, split=split.how,
+                          popularity=pair_counts(split.train, emb.shape[0]),
+                          what={"aligned": describe_trained(config, modalities)})
+    def overall(name: str) -> float | None:
+        row = refs.row(name) if refs is not None else None
+        return row.recall.overall if row is not None else None
+
+    return AlignSummary(k=config.recall_k, frozen_recall=overall("frozen"), aligned_recall=overall("aligned"),
+                        best_epoch=best_epoch, history=tuple(history), n_train_pairs=len(split.train),
+                        n_val_pairs=len(split.val), trained=describe_trained(config, modalities), split=split.how,
+                        val_recall=val_recall, n_test_pairs=len(split.test), references=refs, modalities=modalities)

@@ -28,7 +28,9 @@ _LAZY = {"add_dedup_level": "dedup", "dedup_vocab_size": "dedup", "RQKmeans": "r
          "rq_decode": "rq_kmeans", "rq_encode": "rq_kmeans", "RQVAE": "rq_vae", "fit_rq_vae": "rq_vae",
          "vq_codes": "vq", "FSQ": "fsq", "balanced_assign": "balanced", "balanced_kmeans": "balanced",
          "TokenTable": "tokenize", "TokenTables": "tokenize", "TokenCoverage": "tokenize",
-         "tokenize_codes": "tokenize", "token_coverage": "tokenize"}
+         "tokenize_codes": "tokenize", "token_coverage": "tokenize",
+         "fallback_to_seen_prefix": "fallback", "seen_mask": "fallback", "code_coverage": "fallback",
+         "CodeCoverage": "fallback"}
 
 
 def __getattr__(name: str) -> Any:

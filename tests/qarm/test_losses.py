@@ -66,3 +66,30 @@ def test_bad_inputs_raise() -> None:
         info_nce(torch.zeros(3, 4), torch.zeros(3, 5))
     with pytest.raises(QarmError, match="temperature"):
         info_nce(torch.zeros(3, 4), torch.zeros(3, 4), temperature=0.0)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_constant_log_q_changes_nothing(symmetric: bool) -> None:
+    # a softmax is shift-invariant: the same correction on every column leaves every row's loss unchanged
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 4), torch.randn(5, 4)
+    c = torch.full((5,), -3.0)
+    plain = info_nce(a, b, temperature=0.2, symmetric=symmetric)
+    corrected = info_nce(a, b, temperature=0.2, symmetric=symmetric, anchor_log_q=c, positive_log_q=c)
+    assert float(corrected) == pytest.approx(float(plain), rel=1e-6)
+
+
+def test_log_q_correction_by_hand() -> None:
+    # a_i = b_i = e_i (B = 2): logits [[1/t, 0], [0, 1/t]]. Column 1's item is popular: log q = [0, c].
+    # row 0: [1/t, -c] -> log(1 + exp(-c - 1/t)); row 1: [0, 1/t - c] -> log(1 + exp(c - 1/t))
+    t, c = 0.5, 1.5
+    e = torch.eye(2, dtype=torch.float64)
+    got = info_nce(e, e.clone(), temperature=t, symmetric=False, positive_log_q=torch.tensor([0.0, c]))
+    expected = (math.log(1 + math.exp(-c - 1 / t)) + math.log(1 + math.exp(c - 1 / t))) / 2
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    # the backward direction's columns are the anchors: the same correction given as anchor_log_q
+    both = info_nce(e, e.clone(), temperature=t, anchor_log_q=torch.tensor([0.0, c]),
+                    positive_log_q=torch.tensor([0.0, c]))
+    assert float(both) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(QarmError, match="positive_log_q"):
+        info_nce(e, e.clone(), positive_log_q=torch.zeros(3))
