@@ -66,7 +66,9 @@ def gauc(users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> float:
     per_user = _auc_from_ranks(frame, by="u").filter(pl.col("auc").is_not_nan())
     if per_user.height == 0:
         return math.nan
-    return float((per_user["auc"] * per_user["n"]).sum() / per_user["n"].sum())
+    # math.fsum: exactly rounded, so the figure does not depend on the (unordered) group-by's row order
+    weighted = (per_user["auc"] * per_user["n"]).to_numpy()
+    return math.fsum(weighted.tolist()) / math.fsum(per_user["n"].to_numpy().astype(np.float64).tolist())
 
 
 def logloss(labels: np.ndarray, preds: np.ndarray, eps: float = EPS) -> float:

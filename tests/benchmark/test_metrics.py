@@ -102,3 +102,13 @@ def test_bootstrap_interval_brackets_the_auc_and_shrinks_with_data() -> None:
     assert hi2 - lo2 < hi - lo  # ten times the users: a narrower test-set interval
     assert bootstrap_auc(*small, seed=1) == (lo, hi)  # seeded
     assert bootstrap_auc(np.arange(4), np.ones(4), np.random.default_rng(0).random(4)) is None  # one class
+
+
+def test_gauc_is_bit_for_bit_the_same_in_any_row_order() -> None:
+    """The per-user sums are exactly rounded (math.fsum): the unordered group-by cannot move the last bits."""
+    rng = np.random.default_rng(0)
+    u, y, p = rng.integers(0, 300, 6000), rng.integers(0, 2, 6000), rng.random(6000)
+    first = gauc(u, y, p)
+    for _ in range(3):
+        perm = rng.permutation(6000)
+        assert gauc(u[perm], y[perm], p[perm]) == first
