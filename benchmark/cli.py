@@ -127,9 +127,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return report.main_report(args)
     if args.command == "ui":
-        from benchmark import tracking
+        from benchmark import ui
 
-        return tracking.main_ui(args)
+        return ui.main_ui(args)
     if args.command == "data":
         return importlib.import_module("benchmark.data.cli").run(args)
     if args.command == "perf":

@@ -27,10 +27,7 @@ import json
 import math
 import os
 import random
-import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -41,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmark.dashboard import dress_experiment, set_run_description
 from benchmark.errors import TrackingError
 from benchmark.runlock import HEARTBEAT_TIMEOUT_S, ProcessIdentity, RecordedRun, dead_runs
 
@@ -426,157 +424,3 @@ def _init_lock(db: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-# ---- qarm-bench ui ---------------------------------------------------------------------------
-
-
-def ui_command(tracking_uri: str, port: int, artifacts: Path | None) -> list[str]:
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1"]
-    if artifacts is not None:
-        cmd += ["--default-artifact-root", artifacts.resolve().as_uri()]
-    return cmd
-
-
-def main_ui(args: Any) -> int:
-    """`qarm-bench ui`: serve the suite's store on 127.0.0.1 until interrupted."""
-    uri = args.tracking_uri or resolve_tracking_uri("", args.runs_dir)
-    db = _sqlite_path(uri)
-    if db is not None and not db.exists():
-        raise TrackingError(f"no tracking store at {db}: run `qarm-bench run` first (or pass --tracking-uri)")
-    if shutil.which("mlflow") is None and not _has_module("mlflow"):
-        raise TrackingError("mlflow is not installed in this environment; run `make run` or scripts/setup.sh")
-    cmd = ui_command(uri, args.port, db.parent / "mlartifacts" if db is not None else None)
-    # mlflow ui runs its server and workers in a process group of their own; Ctrl-C or a SIGTERM to this
-    # process (`kill <pid>`) stops the whole group, so no server outlives the command.
-    proc = subprocess.Popen(cmd, start_new_session=True)
-
-    def stop(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; pid {os.getpid()}; Ctrl-C stops it)", flush=True)
-    try:
-        # while the server starts (tens of seconds), dress the experiments and print their runs views
-        for name, url in runs_views(uri, args.suite, f"http://127.0.0.1:{args.port}"):
-            print(f"  runs of {name}: {url}", flush=True)
-        return proc.wait()
-    except KeyboardInterrupt:
-        _stop_server(proc)
-        return 0
-    except BaseException:
-        _stop_server(proc)  # e.g. an unknown suite: no server outlives the error
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _stop_server(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
-# ---- dashboards: experiment kind, the saved runs view, run descriptions (issue 14) -------------------------
-#
-# What MLflow 3.17.2's UI reads (from its bundle, mlflow/server/js/build/static/js):
-# - The experiment tag `mlflow.experimentKind` (values genai_development, custom_model_development, ...) is what
-#   the UI's experiment-kind selector writes. With the GenAI / Model-training toggle of 3.17 (enabled in this
-#   build) the page's mode comes from the `workflowType` URL parameter (genai | machine_learning), else from the
-#   browser's localStorage, default genai: the tag alone does not switch a fresh browser to the training-runs
-#   table, so every URL printed here carries `workflowType=machine_learning` too.
-# - Routes are hash routes: `#/experiments/<id>/runs` is the runs table. `orderByKey` (`metrics.`<name>``) and
-#   `orderByAsc` sort it, but a metric column shows only when it is among the view's selected columns.
-# - A saved view is the experiment tag `mlflow.sharedViewState.<id>` holding {"name", "createdAt", "updatedAt",
-#   "state"} (state: JSON of search facets and UI state such as `selectedColumns`); `?viewStateShareKey=<id>`
-#   opens it, and it is listed under the page's "Views" menu. The QARM-Bench view below shows the contract
-#   metrics (README "Metric names (a contract)") as columns, sorted by test AUC.
-
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"
-WORKFLOW_TYPE = "machine_learning"
-DESCRIPTION_TAG = "mlflow.note.content"
-DESCRIPTION_MAX = 8000  # MLflow's limit on a run tag's value
-RUNS_VIEW_ID = "qarm-bench-runs"
-RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_ID}"
-RUNS_VIEW_NAME = "QARM-Bench: test metrics"
-RUNS_VIEW_METRICS = ("test_all_auc", "test_all_gauc", "test_all_logloss", "test_cold_auc", "test_warm_auc")
-RUNS_VIEW_TAGS = ("model", "variant", "seed")
-RUNS_VIEW_SORT = "test_all_auc"
-
-
-def runs_view_state() -> dict[str, Any]:
-    """The saved view's state: default search facets, sorted by test AUC, the contract metrics as columns."""
-    return {
-        "searchFilter": "", "orderByKey": f"metrics.`{RUNS_VIEW_SORT}`", "orderByAsc": False, "startTime": "ALL",
-        "lifecycleFilter": "Active", "modelVersionFilter": "All Runs", "datasetsFilter": [],
-        "selectedColumns": [f"metrics.`{m}`" for m in RUNS_VIEW_METRICS] + [f"tags.`{t}`" for t in RUNS_VIEW_TAGS],
-    }
-
-
-def dress_experiment(client: Any, experiment_id: str) -> None:
-    """Tag an experiment as model development and (re)write the QARM-Bench saved runs view; idempotent.
-
-    The view is owned by QARM-Bench (rewritten when its state differs); a user's own views keep other names.
-    """
-    tags = client.get_experiment(experiment_id).tags
-    if tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    state = json.dumps(runs_view_state(), sort_keys=True)
-    try:
-        old = json.loads(tags.get(RUNS_VIEW_TAG, ""))
-        created = int(old["createdAt"])
-        current = old.get("state") == state and old.get("name") == RUNS_VIEW_NAME
-    except (ValueError, TypeError, KeyError):
-        created, current = int(time.time() * 1000), False
-    if not current:
-        envelope = {"name": RUNS_VIEW_NAME, "createdAt": created, "updatedAt": int(time.time() * 1000),
-                    "state": state}
-        client.set_experiment_tag(experiment_id, RUNS_VIEW_TAG, json.dumps(envelope))
-
-
-def runs_view_url(base_url: str, experiment_id: str) -> str:
-    """Direct URL of the experiment's training-runs table with the QARM-Bench view (metric columns, AUC order)."""
-    return (f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType={WORKFLOW_TYPE}"
-            f"&viewStateShareKey={RUNS_VIEW_ID}")
-
-
-def set_run_description(client: Any, run_id: str, text: str) -> None:
-    if len(text) > DESCRIPTION_MAX:
-        text = text[:DESCRIPTION_MAX - 1] + "…"
-    client.set_tag(run_id, DESCRIPTION_TAG, text)
-
-
-def runs_views(tracking_uri: str, suite: str | None, base_url: str) -> list[tuple[str, str]]:
-    """(experiment name, runs-view URL) for `suite`, or for every experiment with runs but MLflow's Default.
-
-    Dresses each experiment first, so stores written before the tags existed open the same way.
-    """
-    tracker = Tracker(tracking_uri, suite or "")
-    client = tracker.client
-    if suite:
-        exp = client.get_experiment_by_name(suite)
-        if exp is None:
-            known = ", ".join(e.name for e in client.search_experiments() if e.name != "Default") or "none"
-            raise TrackingError(f"no experiment '{suite}' in the store {tracking_uri} (experiments: {known}); "
-                                f"run `qarm-bench run` for that suite first")
-        exps = [exp]
-    else:
-        exps = [e for e in client.search_experiments() if e.name != "Default" and
-                client.search_runs([e.experiment_id], max_results=1)]
-    out = []
-    for exp in sorted(exps, key=lambda e: e.name):
-        dress_experiment(client, exp.experiment_id)
-        out.append((exp.name, runs_view_url(base_url, exp.experiment_id)))
-    return out
