@@ -84,14 +84,16 @@ def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict
                      version=__version__)
     path = cache.path("probe", key)
     if not cache.done("probe", key):
+        from benchmark.device import resolve_device
+        from benchmark.pipeline import text_encoder_of
         from qarm.alignment import align
-        from qarm.encoders import TextEncoder
 
-        e = cfg.encoder
-        enc = TextEncoder(e.text_model or None, max_length=e.max_length, batch_size=e.batch_size)
+        device = resolve_device(cfg.suite.device)  # suite.device, as the alignment stage uses it
+        enc = text_encoder_of(cfg.encoder, device)
         texts = side["data"].items["text"].to_list()
         t0 = time.monotonic()
-        res = align(side["pairs"].pairs, texts=texts, text_encoder=enc, config=pcfg, seed=seed, progress=True)
+        res = align(side["pairs"].pairs, texts=texts, text_encoder=enc, config=pcfg, seed=seed, progress=True,
+                    device=device)
         with cache.writing("probe", key, {"instance": "", "seed": seed}) as tmp:
             np.save(tmp / "embeddings.npy", res.embeddings.astype(np.float32))
             (tmp / "summary.json").write_text(json.dumps(to_json(res.summary)))
@@ -123,7 +125,7 @@ def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: 
     mined, n = side["pairs"], side["data"].n_items
     split = split_pairs(mined.pairs, n, cfg.align, rseed)  # the very split alignment drew (same seed)
     embs = {"frozen": side["frozen"].frozen_embeddings(), "aligned": side["align"].embeddings}
-    what = {"aligned": describe_trained(cfg.align)}
+    what = {"aligned": describe_trained(cfg.align, sorted(cfg.encoder.modalities))}
     if mined.u2i_item_embeddings is not None:
         embs["u2i"] = mined.u2i_item_embeddings
     if probe_epochs:
@@ -148,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     import torch
 
+    from benchmark.runlock import suite_lock
+
     torch.set_num_threads(cfg.threads)  # as `run` does: results repeat for a given thread count
-    refs = compute_references(cfg, args.seed, args.probe_epochs)
+    with suite_lock(cfg.suite_dir):  # it writes the suite's stage cache: one process at a time, as `run`
+        refs = compute_references(cfg, args.seed, args.probe_epochs)
     title = f"{cfg.suite.name} ({cfg.data.dataset}, {cfg.data.split.kind} split)"
     md = write_references(cfg.suite_dir, refs, title)
     print(json.dumps(to_json(refs), indent=1) if args.json else md)

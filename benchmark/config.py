@@ -164,7 +164,7 @@ def packaged_configs() -> list[Path]:
 
 
 def resolve_config_path(name_or_path: str | None) -> Path:
-    """A path, or the name of a packaged suite ("movielens-100k", "quick", ...)."""
+    """A path, or the name of a packaged suite ("movielens-100k", "synthetic-tiny", ...)."""
     if name_or_path is None:
         return default_config_path()
     p = Path(name_or_path)

@@ -321,7 +321,7 @@ def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     if q.dedup:  # TIGER's suffix after whichever last level ran
         c = add_dedup_level(c)
         sizes.append(dedup_vocab_size(c))
-    diag = code_diagnostics(x, c, codebook_size=sizes, decoder=None if q.dedup else model.decode)
+    diag = code_diagnostics(x, c, codebook_size=sizes, decoder=None if q.dedup else model.decode, gpu=_faiss_gpu(ctx))
     return CodeSet(name, "rq", c, tuple(sizes), diag)
 
 

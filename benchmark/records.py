@@ -31,6 +31,12 @@ class EpochRecord:
     samples_per_s: float
 
 
+def epoch_metrics(h: EpochRecord) -> dict[str, float | None]:
+    """The per-epoch metrics of a child run (train_loss, val_<metric>, epoch_seconds): the same names whether
+    the cell trains live, in a worker or is replayed from the cache."""
+    return {"train_loss": h.train_loss, **{f"val_{k}": v for k, v in h.val.items()}, "epoch_seconds": h.seconds}
+
+
 @dataclass(frozen=True)
 class CellRecord:
     """The result of one (variant, model, seed) cell: test metrics per slice at the best validation epoch.

@@ -25,6 +25,7 @@ from benchmark.records import (
     ItemSideRecord,
     Provenance,
     SuiteResults,
+    epoch_metrics,
     from_json,
     to_json,
 )
@@ -279,8 +280,7 @@ class SuiteRun:
                     replay = cached
                 if replay:  # so every invocation's child runs carry the per-epoch curves
                     for h in record.history:
-                        child.log_metrics({"train_loss": h.train_loss, **{f"val_{k}": v for k, v in h.val.items()},
-                                           "epoch_seconds": h.seconds}, step=h.epoch)
+                        child.log_metrics(epoch_metrics(h), step=h.epoch)
                 child.set_tags({"cached": str(cached).lower()})
                 final = {f"test_{s}_{m}": v for s, ms in record.test.items() for m, v in ms.items()}
                 final |= {f"best_val_{m}": v for m, v in record.val_best.items()}

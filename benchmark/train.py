@@ -30,7 +30,7 @@ from benchmark import distributed
 from benchmark.cell import CellInputs
 from benchmark.distributed import World
 from benchmark.metrics import all_metrics, slice_bootstrap, slice_metrics
-from benchmark.records import EpochRecord
+from benchmark.records import EpochRecord, epoch_metrics
 from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
 from recsys_models.factory import batch_layout, build_model
@@ -157,7 +157,7 @@ def train_cell(
 ) -> TrainedCell:
     """Train `model_name` on the cell's features; early-stop on val AUC; test metrics at the best epoch.
 
-    on_epoch(epoch, {"train_loss", "val_auc", "val_gauc", "val_logloss", "epoch_seconds"}) after each epoch.
+    on_epoch(epoch, epoch_metrics(record)) after each epoch (train_loss, val_<metric>, epoch_seconds).
     device: where the model trains (default CPU). world: this rank's place when several ranks train the cell
     together (all of them call train_cell with the same arguments); every rank returns the same result.
     """
@@ -181,8 +181,7 @@ def train_cell(
         val_m = all_metrics(val.user_idx.numpy(), val.labels.numpy(), val_pred)
         history.append(EpochRecord(epoch, loss, val_m, secs, len(splits["train"]) / max(secs, 1e-9)))
         if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": loss, "val_auc": val_m["auc"], "val_gauc": val_m["gauc"],
-                             "val_logloss": val_m["logloss"], "epoch_seconds": secs})
+            on_epoch(epoch, epoch_metrics(history[-1]))
         score = val_m["auc"] if not math.isnan(val_m["auc"]) else -val_m["logloss"]
         if score > best_auc:
             best_auc, best_epoch, best_val = score, epoch, val_m

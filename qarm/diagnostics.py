@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qarm.errors import QarmError
-from qarm.quantize.faiss_utils import as_float32_matrix
+from qarm.quantize.faiss_utils import GpuChoice, as_float32_matrix
 from qarm.quantize.hashing import hash_rows
 from qarm.quantize.rq_kmeans import mean_square
 from qarm.quantize.vq import topk_neighbours
@@ -63,14 +63,14 @@ def _level_usage(codes: np.ndarray, sizes: list[int]) -> tuple[list[float], list
 
 
 def _neighbour_preservation(x: np.ndarray, groups: list[np.ndarray], k: int, queries: int | None,
-                            seed: int) -> tuple[list[float], int]:
+                            seed: int, gpu: GpuChoice = "auto") -> tuple[list[float], int]:
     """Per depth: mean over query items of the share of their true top-k IP neighbours (all items, self
     excluded, exact: qarm.quantize.vq rule) that share the query's code prefix of that depth."""
     n = x.shape[0]
     rows = np.arange(n)
     if queries is not None and queries < n:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=queries, replace=False))
-    nbrs = topk_neighbours(x, k, rows=rows, exclude_self=True, metric="ip")
+    nbrs = topk_neighbours(x, k, rows=rows, exclude_self=True, metric="ip", gpu=gpu)
     return [float((g[nbrs] == g[rows][:, None]).mean()) for g in groups], int(rows.size)
 
 
@@ -120,7 +120,8 @@ class CodeDiagnostics:
 def code_diagnostics(x: np.ndarray, codes: np.ndarray, *, codebook_size: int | Sequence[int] | None,
                      codebooks: np.ndarray | None = None, neighbours_k: int = 10,
                      neighbour_queries: int | None = 10_000, seed: int = 0,
-                     decoder: Callable[[np.ndarray], np.ndarray] | None = None) -> CodeDiagnostics:
+                     decoder: Callable[[np.ndarray], np.ndarray] | None = None,
+                     gpu: GpuChoice = "auto") -> CodeDiagnostics:
     """Quality of `codes: (N, L) int64` for embeddings `x: (N, d) float32`.
 
     codebook_size: K for every level, a list of K per level (e.g. [256, 256, 256, dedup_vocab_size]), or
@@ -129,7 +130,8 @@ def code_diagnostics(x: np.ndarray, codes: np.ndarray, *, codebook_size: int | S
     quantizer's decode, mapping a code prefix (N, l) to its reconstruction (N, d) (RQKmeans.decode with an FSQ
     last level, RQVAE.decode), for the same errors (give one of the two). Neighbours:
     k = min(neighbours_k, N - 1) exact inner-product neighbours of a seeded sample of `neighbour_queries`
-    items (all when None or N is smaller); none when N == 1. Returns a CodeDiagnostics.
+    items (all when None or N is smaller); none when N == 1; gpu: faiss's GPU choice for that search
+    (qarm.quantize.faiss_utils; "auto": its GPU when it sees one). Returns a CodeDiagnostics.
     """
     x, codes, sizes = _check(x, codes, codebook_size, codebooks)
     n, n_levels = codes.shape
@@ -155,7 +157,7 @@ def code_diagnostics(x: np.ndarray, codes: np.ndarray, *, codebook_size: int | S
     k = min(neighbours_k, n - 1)
     hr, used = (None, None)
     if k >= 1:
-        hr_list, used = _neighbour_preservation(x, groups, k, neighbour_queries, seed)
+        hr_list, used = _neighbour_preservation(x, groups, k, neighbour_queries, seed, gpu)
         hr = tuple(hr_list)
     return CodeDiagnostics(
         n_items=n, n_levels=n_levels, n_unique_codes=unique_by_depth[-1],

@@ -23,7 +23,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help=f"dataset: one of {', '.join(sorted(DATASETS))}")
     p.add_argument("--root", default="", help="folder of the raw files (default: the dataset's default)")
     p.add_argument("--split", choices=SPLITS, default=None, help="split protocol (default: the dataset's default)")
-    p.add_argument("--cache-dir", default="", help="prepared-data cache (default: runs/cache/data)")
+    p.add_argument("--cache-dir", default="", help="prepared-data cache root (default: runs/cache; entries go in <root>/data/)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

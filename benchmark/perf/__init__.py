@@ -11,10 +11,10 @@ and is listed in BENCHMARKS below. Modules are imported only when their benchmar
 from __future__ import annotations
 
 BENCHMARKS: dict[str, str] = {
-    "quantize": "RQ-Kmeans fit/encode vs bare faiss k-means, and RQ-Kmeans vs RQ-VAE (issue 4)",
-    "codes": "RQ-Kmeans vs +dedup, +FSQ last level, balanced k-means; token coverage per tokenisation (issue 15)",
-    "encode": "item-embedding throughput vs sentence-transformers encode (issue 4)",
+    "quantize": "RQ-Kmeans fit/encode vs bare faiss k-means, and RQ-Kmeans vs RQ-VAE",
+    "codes": "RQ-Kmeans vs +dedup, +FSQ last level, balanced k-means; token coverage per tokenisation",
+    "encode": "item-embedding throughput vs sentence-transformers encode",
     "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost; --nproc-per-node N: 1 vs N processes",
-    "data": "synthetic data preparation at scale: wall time and peak memory (issue 3)",
-    "scale": "the synthetic-scale suite at 1M/3M/10M interactions: wall time and peak memory per stage (issue 12)",
+    "data": "synthetic data preparation at scale: wall time and peak memory",
+    "scale": "the synthetic-scale suite at 1M/3M/10M interactions: wall time and peak memory per stage",
 }
