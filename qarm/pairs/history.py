@@ -88,7 +88,7 @@ def positive_histories(pos: pl.DataFrame, window: int) -> np.ndarray:
 
 
 def history_rows(hist: np.ndarray | HistoryWindows, rows: np.ndarray) -> np.ndarray:
-    """(B, T) int64 histories of `rows` from a dense (P, T) array or from windows."""
+    """The (B, T) int64 histories of `rows: (B,)` from hist: a dense (P, T) int64 array or `HistoryWindows`."""
     return hist.take(rows) if isinstance(hist, HistoryWindows) else hist[rows]
 
 
