@@ -290,6 +290,7 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
                    f"{_fmt(stats.get('cold_user_share_test'), 3)}.")
     fams = sorted({r["holm_family_size"] for r in rows if r["holm_family_size"]})
     sim = sim_statement(results.cells)
+    out += ["", "## Variants", "", *variant_legend(results)]
     out += ["", "## Ranking metrics (test, at the best validation epoch)", "",
             f"mean ± std [{int(100 * results.confidence)}% CI] over seeds. AUC test-set CI: the user-level "
             "bootstrap interval of each cell's test AUC, averaged over seeds. Δ: paired over seeds against "
@@ -337,6 +338,24 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
     if results.plots:
         out += ["", "## Plots", ""] + [f"- `{p}`" for p in results.plots]
     return "\n".join(out) + "\n"
+
+
+def variant_legend(results: SuiteResults) -> list[str]:
+    """One line per variant of the suite: what it feeds the ranker, and for the aligned ones what alignment
+    trained ("aligned head": a head over the frozen encoder, or "aligned encoder (...)": blocks fine-tuned)."""
+    names = list(dict.fromkeys(c.variant for c in results.cells))
+    a = results.item_side[0].alignment if results.item_side else None
+    trained = f"{a.trained_short}: {a.trained}" if a is not None and a.trained_short else (a.trained if a else "")
+    out = []
+    for name in names:
+        v = VARIANTS.get(name)
+        if v is None:
+            continue
+        line = f"- `{name}`: {v.description}"
+        if v.content_source == "aligned" and trained:
+            line += f" (aligned = {trained})"
+        out.append(line + ".")
+    return out
 
 
 def write_report(suite_dir: Path, results: SuiteResults) -> tuple[str, list[dict[str, Any]]]:

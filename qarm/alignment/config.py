@@ -153,7 +153,8 @@ class AlignSummary:
     encoder features", ... : AlignConfig.describe) and the item modalities that fed the aligned embedding (and
     so the codes quantized from it).
 
-    split: how held-out pairs were drawn ("item" | "pair"); val_recall: the kept epoch's validation recall;
+    trained_short: "aligned head" or "aligned encoder (...)" (describe_trained's short form; "" in records
+    written before it existed); split: how held-out pairs were drawn ("item" | "pair"); val_recall: the kept epoch's validation recall;
     n_test_pairs: test pairs evaluated; references: frozen / aligned / U2I / popularity recall on the test
     pairs, overall and per source (None without test pairs)."""
 
@@ -166,6 +167,7 @@ class AlignSummary:
     n_val_pairs: int
     trained: str
     modalities: tuple[str, ...] = ()
+    trained_short: str = ""
     split: str = "pair"
     val_recall: float | None = None
     n_test_pairs: int = 0

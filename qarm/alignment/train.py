@@ -227,4 +227,5 @@ def _summary(config: AlignConfig, split: PairSplit, frozen: np.ndarray, emb: np.
     return AlignSummary(k=config.recall_k, frozen_recall=overall("frozen"), aligned_recall=overall("aligned"),
                         best_epoch=best_epoch, history=tuple(history), n_train_pairs=len(split.train),
                         n_val_pairs=len(split.val), trained=describe_trained(config, modalities), split=split.how,
-                        val_recall=val_recall, n_test_pairs=len(split.test), references=refs, modalities=modalities)
+                        val_recall=val_recall, n_test_pairs=len(split.test), references=refs, modalities=modalities,
+                        trained_short=describe_trained(config, modalities, short=True))
