@@ -19,6 +19,7 @@ QuantizerName = Literal["rq_kmeans", "rq_vae", "vq"]
 LastLevel = Literal["kmeans", "fsq"]
 TokenScheme = Literal["unigram", "prefix_ngram", "bigram", "spm"]
 TOKEN_SCHEMES: tuple[str, ...] = ("unigram", "prefix_ngram", "bigram", "spm")
+Unseen = Literal["keep", "shared"]
 
 
 @dataclass(frozen=True)
@@ -53,18 +54,27 @@ class TokenizeConfig:
     length j + 1), "bigram" (a table per adjacent level pair), "spm" (one bag table of SentencePiece pieces
     learned on the training items' code sequences); table_size: rows of an n-gram table whose exact vocabulary
     is larger (hashed, seeded); spm_vocab_size: requested SentencePiece vocabulary (capped by what the
-    training sequences support); seed: the hash salt and SentencePiece's seed."""
+    training sequences support); seed: the hash salt and SentencePiece's seed; unseen: what happens to a code
+    whose prefix fewer than unseen_min_count training items share (rows the ranker trains little or never):
+    "keep" it, or "shared": from that level on the item gets one extra id per level, shared by every such item,
+    training items with rare prefixes included, so the shared rows are trained (qarm.quantize.fallback: the
+    code is cut where it leaves the training distribution; min count 2: a prefix only its own item has is
+    rare)."""
 
     scheme: TokenScheme = "unigram"
     table_size: int = 4096
     spm_vocab_size: int = 1024
     seed: int = 0
+    unseen: Unseen = "keep"
+    unseen_min_count: int = 2
 
     def __post_init__(self) -> None:
         require(self, "scheme", self.scheme in TOKEN_SCHEMES, "one of " + ", ".join(TOKEN_SCHEMES))
         require(self, "table_size", self.table_size >= 1, "an integer >= 1")
         require(self, "spm_vocab_size", self.spm_vocab_size >= 2, "an integer >= 2")
         require(self, "seed", self.seed >= 0, "an integer >= 0")
+        require(self, "unseen", self.unseen in ("keep", "shared"), "one of 'keep', 'shared'")
+        require(self, "unseen_min_count", self.unseen_min_count >= 1, "an integer >= 1")
 
 
 @dataclass(frozen=True)

@@ -155,12 +155,27 @@ def _ngram_table(name: str, cols: np.ndarray, sizes: Sequence[int], table_size: 
     return _single(name, ids, table_size, True)
 
 
+def shared_unseen(codes: np.ndarray, sizes: Sequence[int], train_items: np.ndarray,
+                  min_count: int = 2) -> tuple[np.ndarray, list[int]]:
+    """Codes cut at their seen prefix: from the first level whose prefix fewer than `min_count` training items
+    share, every level gets the extra id K_l (vocab K_l + 1), shared by all such items, training items included
+    (qarm.quantize.fallback.seen_mask, "prefix"). codes: (N, L) int64 in [0, K_l); train_items: (N,) bool.
+    Returns (codes (N, L), vocab sizes K_l + 1)."""
+    from qarm.quantize.fallback import seen_mask
+
+    ok = np.logical_and.accumulate(seen_mask(codes, train_items, "prefix", min_count), axis=1)
+    k = np.asarray(sizes, dtype=np.int64)
+    return np.where(ok, codes, k[None, :]), [int(v) + 1 for v in sizes]
+
+
 def tokenize_codes(codes: np.ndarray, vocab_sizes: Sequence[int], train_items: np.ndarray,
                    cfg: TokenizeConfig) -> TokenTables:
     """Token tables of `codes: (N, L) int64` (level l in [0, vocab_sizes[l])) under `cfg.scheme`;
     `train_items: (N,) bool` marks the items with a training impression (only "spm" reads it: it trains on
-    their code sequences)."""
+    their code sequences, and cfg.unseen = "shared" cuts the codes at their seen prefix: `shared_unseen`)."""
     codes, sizes, train = _check(codes, vocab_sizes, train_items)
+    if cfg.unseen == "shared":
+        codes, sizes = shared_unseen(codes, sizes, train, cfg.unseen_min_count)
     n_levels, seed = codes.shape[1], cfg.seed << 8
     spm_model, requested, trained = None, None, None
     if cfg.scheme == "unigram":

@@ -115,3 +115,19 @@ def test_plan_decides_sim_search_once_for_every_variant() -> None:
     assert plans["aligned_codes"].sim_search_codes == "aligned_rq_kmeans"
     assert plans["random_codes"].sim_search == "soft"  # a control's codes are not a search key
     assert plan_cell(cfg, "id_only", "dlrm", 0, keys).sim_search is None
+
+
+def test_shared_unseen_ids_reach_the_code_tables() -> None:
+    from qarm.quantize.config import TokenizeConfig
+
+    train = np.arange(N) < 4
+    keep = build_features("aligned_codes", n_items=N, n_users=U, codes=CODES, vocab_sizes=(3, 3), train_items=train)
+    shared = build_features("aligned_codes", n_items=N, n_users=U, codes=CODES, vocab_sizes=(3, 3), train_items=train,
+                            tokenization=TokenizeConfig(unseen="shared"))
+    assert [f.rows for f in keep.spec.item_fields] == [N, 3, 3]
+    assert [f.rows for f in shared.spec.item_fields] == [N, 4, 4]  # one shared id per level
+    from qarm.quantize.tokenize import shared_unseen
+
+    want, _ = shared_unseen(CODES, [3, 3], train)
+    got = np.concatenate([shared.item_tokens[f"unigram_{j}"].numpy() for j in (1, 2)], 1)
+    assert got.tolist() == want.tolist()

@@ -162,3 +162,22 @@ def test_bad_inputs_and_settings_raise() -> None:
         TokenizeConfig(table_size=0)
     with pytest.raises(QarmError, match="at least one training item"):
         tokenize_codes(CODES, VOCAB, np.zeros(4, dtype=bool), TokenizeConfig(scheme="spm"))
+
+
+def test_unseen_shared_cuts_codes_at_their_seen_prefix() -> None:
+    # training items 0-2: prefix (0,) is shared by two of them, (1,) and every full code by one only;
+    # cold item 3 shares (0,), cold item 4 shares nothing
+    codes = np.array([[0, 1], [0, 2], [1, 0], [0, 3], [2, 2]])
+    train = np.array([True, True, True, False, False])
+    keep = tokenize_codes(codes, [3, 4], train, TokenizeConfig())
+    shared = tokenize_codes(codes, [3, 4], train, TokenizeConfig(unseen="shared"))  # min count 2
+    assert [t.rows for t in shared.tables] == [4, 5]  # one extra id per level
+    got = np.stack([t.tokens[:, 0] for t in shared.tables], 1)
+    assert got.tolist() == [[0, 4], [0, 4], [3, 4], [0, 4], [3, 4]]  # rare prefixes of training items cut too
+    cold = ~train
+    assert token_coverage(shared, train, cold).overall == pytest.approx(1.0)  # every cold token is trained
+    assert token_coverage(keep, train, cold).overall == pytest.approx(0.5)  # rows 0 (level 1), 2 (level 2)
+    once = tokenize_codes(codes, [3, 4], train, TokenizeConfig(unseen="shared", unseen_min_count=1))
+    assert np.stack([t.tokens[:, 0] for t in once.tables], 1).tolist() == [[0, 1], [0, 2], [1, 0], [0, 4], [3, 4]]
+    with pytest.raises(QarmConfigError, match="unseen"):
+        TokenizeConfig(unseen="drop")
