@@ -71,7 +71,7 @@ def test_result_contents_and_callback(data: Data) -> None:
     seen: list[tuple[int, dict[str, float]]] = []
     r = train_cell("dlrm", data.inputs("codes_only"), CFG, seed=0, on_epoch=lambda e, m: seen.append((e, m)))
     assert [e for e, _ in seen] == [rec.epoch for rec in r.history]
-    assert set(seen[0][1]) == {"train_loss", "val_auc", "val_gauc", "val_logloss", "epoch_seconds"}
+    assert set(seen[0][1]) == {"train_loss", "val_auc", "val_gauc", "val_logloss", "val_n", "val_n_pos", "epoch_seconds"}
     assert 1 <= r.best_epoch <= len(r.history)
     assert r.val_best["auc"] == max(rec.val["auc"] for rec in r.history)
     assert set(r.test) == {"all", "cold", "warm", "pop_bucket_0", "pop_bucket_1"}
