@@ -17,7 +17,8 @@ def test_default_suite_is_the_issue_s_suite() -> None:
     cfg = load_config()
     assert cfg.suite.name == "movielens-100k" and cfg.data.dataset == "movielens-100k"
     assert set(cfg.suite.variants) == set(ALL_VARIANTS) - {"metadata_aligned_codes"}  # every variant but one
-    assert cfg.suite.models == ("dlrm", "din", "sim") and cfg.suite.replicate == "full"
+    assert cfg.suite.models == ("dlrm", "sim") and cfg.suite.replicate == "full"
+    assert load_config("movielens-100k-all-rankers").suite.models == ("dlrm", "din", "sim")
     assert len(cfg.suite.seeds) == 3 and cfg.data.split.kind == "per_user_temporal"
     assert cfg.data.split.cold_item_frac == 0.1
 
