@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from benchmark.core import __version__  # noqa: F401  (re-exported)

@@ -14,8 +14,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from benchmark import __version__
-from benchmark.errors import QarmBenchError
+from benchmark.core import __version__
+from benchmark.core.errors import QarmBenchError
 
 EXAMPLES = """\
 examples:
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="rerun STAGE and every stage after it even if cached (repeatable)")
-    importlib.import_module("benchmark.distributed").add_launch_arguments(p)
+    importlib.import_module("benchmark.dist.world").add_launch_arguments(p)
 
     p = sub.add_parser("plan", help="show the stages and (variant, model, seed) cells, and which are cached")
     _add_run_args(p)
@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("align-refs", help="alignment's held-out pair recall beside frozen, U2I and probe references",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=importlib.import_module("benchmark.alignrefs").EXAMPLES)
-    importlib.import_module("benchmark.alignrefs").add_arguments(p)
+                       epilog=importlib.import_module("benchmark.run.alignrefs").EXAMPLES)
+    importlib.import_module("benchmark.run.alignrefs").add_arguments(p)
 
     p = sub.add_parser("perf", help="micro-benchmarks, each side by side with its alternative")
     perf_sub = p.add_subparsers(dest="perf_name", metavar="NAME", required=True)
@@ -105,16 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("run", "plan"):
-        from benchmark.config import sweep_configs
+        from benchmark.config.suite import sweep_configs
 
         # Every setting (of every sweep value) is checked before anything heavy is imported or run.
         runs = sweep_configs(args.config, args.overrides, args.quick)
-        from benchmark import distributed, suite
+        from benchmark.dist import world as distributed
+        from benchmark.run import suite
 
         if args.command == "plan":
             return suite.main_plan(args, runs)
         if distributed.wants_launch(args):  # --nproc-per-node N: the same command on N ranks, under torchrun
-            from benchmark.runlock import suite_lock
+            from benchmark.core.runlock import suite_lock
 
             # the launcher holds the suite's lock for its ranks (on node 0: the node whose rank 0 writes)
             with suite_lock(runs[0][1].suite_dir) if args.node_rank == 0 else contextlib.nullcontext():
@@ -123,11 +124,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             return distributed.worker_main(runs[0][1].suite.device, lambda: suite.main_run(args, runs))
         return suite.main_run(args, runs)
     if args.command == "report":
-        from benchmark import report
+        from benchmark.report import tables as report
 
         return report.main_report(args)
     if args.command == "ui":
-        from benchmark import ui
+        from benchmark.tracking import ui
 
         return ui.main_ui(args)
     if args.command == "data":
@@ -135,7 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "perf":
         return importlib.import_module(args.perf_module).run(args)
     if args.command == "align-refs":
-        return importlib.import_module("benchmark.alignrefs").run(args)
+        return importlib.import_module("benchmark.run.alignrefs").run(args)
     raise AssertionError(args.command)
 
 

@@ -9,7 +9,7 @@ CUDA machine with nothing but torch + transformers still checks the torch-only p
     u2i         qarm.pairs.two_tower.train_two_tower
     rqvae       qarm.quantize.rq_vae.fit_rq_vae (k-means initialisation only with faiss)
     dense       the dense parts of DIN and SIM (DinAttention, multi-head target attention, MLP head)
-    metrics     benchmark.metrics on predictions made on the GPU vs on the CPU (polars)
+    metrics     benchmark.cells.metrics on predictions made on the GPU vs on the CPU (polars)
     faiss       faiss GPU k-means vs CPU (reconstruction error within 1%) and flat top-k search (faiss-gpu)
     dmp         sharded DLRM/DIN/SIM in DistributedModelParallel on all visible GPUs (nccl, torchrun) vs one GPU
                 (torchrec + the CUDA fbgemm-gpu)
@@ -318,7 +318,7 @@ def step_dense(dev: torch.device, quick: bool) -> tuple[bool, str]:
 
 def step_metrics(dev: torch.device, quick: bool) -> tuple[bool, str]:
     need("polars")
-    from benchmark.metrics import all_metrics
+    from benchmark.cells.metrics import all_metrics
 
     b, t, d = 4096, 50, 48
     g = torch.Generator().manual_seed(1)
@@ -395,7 +395,7 @@ def dmp_worker(args: argparse.Namespace) -> None:
     """One torchrun rank: sharded DLRM/DIN/SIM trained on the same global batches, predictions gathered."""
     import torch.distributed as dist
 
-    from benchmark.cell import build_features
+    from benchmark.cells.inputs import build_features
     from recsys_models.batching import SplitArrays, batch_rows, rank_batch
     from recsys_models.config import SimConfig, TrainConfig
     from recsys_models.factory import batch_layout, build_model

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.core.errors import DataError
 from benchmark.data import cards
 from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, label_from_rating, read_text
-from benchmark.errors import DataError
 
 CARD = "amazon-reviews-2023"
 

@@ -12,7 +12,7 @@ import codecs
 import tomllib
 from pathlib import Path
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 

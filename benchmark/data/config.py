@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from benchmark.errors import require
+from benchmark.core.errors import require
 
 SplitKind = Literal["per_user_temporal", "global_temporal", "leave_last_out"]
 # The datasets benchmark.data.registry has a loader for (a test checks the two agree).

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.core.errors import ConfigError, DataError
 from benchmark.data.history import build_history_recbole
 from benchmark.data.prepared import PreparedData
-from benchmark.errors import ConfigError, DataError
 
 
 def _with_ids(data: PreparedData, df: pl.DataFrame) -> pl.DataFrame:

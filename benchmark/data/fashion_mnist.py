@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmark.core.errors import DataError
 from benchmark.data.config import DataConfig, FashionMnistConfig
 from benchmark.data.schema import RawData, label_from_rating, require_path
-from benchmark.errors import DataError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 HINT = (f"Fashion-MNIST is not there: on Debian/Ubuntu `apt-get install dataset-fashion-mnist` installs it in "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.core.errors import DataError
 from benchmark.data import cards
 from benchmark.data.config import DataConfig, GenericConfig
 from benchmark.data.schema import (
@@ -19,7 +20,6 @@ from benchmark.data.schema import (
     require_columns,
     require_path,
 )
-from benchmark.errors import DataError
 
 CARD = "generic"
 HINT = "see datasets/generic/README.md and data.generic in the config"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.core.errors import DataError
 from benchmark.data import cards
 from benchmark.data.config import DataConfig
 from benchmark.data.schema import (
@@ -33,7 +34,6 @@ from benchmark.data.schema import (
     require_columns,
     require_path,
 )
-from benchmark.errors import DataError
 
 CARD_100K, CARD_1M, CARD_LATEST = "movielens-100k", "movielens-1m", "movielens-latest"
 RECBOLE_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")

@@ -1,7 +1,7 @@
 """`prepare(cfg) -> PreparedData`: load -> validate -> k-core -> index -> split -> cold items ->
 history -> popularity, cached as parquet under a fingerprint of the raw files and the config.
 
-The cache is the suite's stage cache (benchmark.cache.StageCache, stage "data", key `data_key(cfg)`);
+The cache is the suite's stage cache (benchmark.core.cache.StageCache, stage "data", key `data_key(cfg)`);
 `qarm-bench data` commands use one rooted at runs/cache (or --cache-dir).
 
 Item metadata: the prepared items always carry `year` (Utf8) and `genres` (List(Utf8)), so one
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmark.cache import StageCache
+from benchmark.core.cache import StageCache
 from benchmark.data import registry, splits, synthetic
 from benchmark.data.config import DataConfig
 from benchmark.data.history import build_history, build_history_recbole

@@ -12,7 +12,7 @@
             train_count Int32, pop_bucket Int8 (0 = long tail .. B-1 = head; items without train rows get 0)
     users   one row per user_idx: user_idx Int32, user_id Utf8 [, feature columns Utf8]
 
-Cache entry (benchmark.cache.StageCache, stage "data"): <cache root>/data/<name>-<fingerprint[:16]>/
+Cache entry (benchmark.core.cache.StageCache, stage "data"): <cache root>/data/<name>-<fingerprint[:16]>/
 {train,val,test,items,users}.parquet, meta.json [, images/], sealed by a _SUCCESS content manifest; written
 in a temp folder and renamed, so a reader never sees a partial entry.
 """

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 
 class DataWarning(UserWarning):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import QarmBenchError
+from benchmark.core.errors import QarmBenchError
 
 SETS = ("rq_kmeans", "rq_kmeans+dedup", "rq_kmeans+fsq", "balanced", "balanced+fsq")
 
@@ -100,7 +100,7 @@ def _row(name: str, x: np.ndarray, args: argparse.Namespace, fsq: tuple[int, ...
 
 def _suite_inputs(suite_dir: Path) -> dict[str, Any]:
     """Aligned + frozen embeddings and (train items, cold test items) masks from a finished suite's cache."""
-    from benchmark.pipeline import load_align, load_data, load_frozen
+    from benchmark.itemside.compute import load_align, load_data, load_frozen
 
     def one(stage: str) -> Path:
         entries = sorted(p for p in (suite_dir / "artifacts" / stage).glob("*") if (p / "_SUCCESS").is_file())

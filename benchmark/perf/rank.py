@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.train import make_optimizers, train_step
+from benchmark.cells.train import make_optimizers, train_step
 from recsys_models.batching import SplitArrays, batch_of
 from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
 from recsys_models.factory import batch_layout, build_model
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
     """aligned_codes' features: item id + one unigram field per code level."""
-    from benchmark.cell import build_features
+    from benchmark.cells.inputs import build_features
 
     codes = torch.randint(0, args.codebook, (args.rows, args.levels), generator=g)
     return build_features("aligned_codes", n_items=args.rows, n_users=args.users, embedding_dim=args.dim,
@@ -268,7 +268,7 @@ def measure_world(args: argparse.Namespace) -> dict[str, object]:
     """Sharded rankers: samples/s in this process (a world of one) and in a spawned world of N processes."""
     import tempfile
 
-    from benchmark import distributed
+    from benchmark.dist import world as distributed
 
     torch.set_num_threads(1)
     one = _world_steps(distributed.SINGLE, args, None)

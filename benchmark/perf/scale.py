@@ -41,8 +41,8 @@ from typing import Any
 CHILD = "import sys; from benchmark.perf.scale import child_main; sys.exit(child_main(sys.argv[1]))"
 # Imported by every child before its clock starts, so compute times hold no import cost.
 PRELOAD = ("torch", "torchrec", "faiss", "scipy.sparse", "qarm.pairs.mining", "qarm.alignment.train",
-           "qarm.quantize.rq_kmeans", "qarm.quantize.rq_vae", "qarm.diagnostics", "benchmark.train",
-           "benchmark.suite", "benchmark.stages")
+           "qarm.quantize.rq_kmeans", "qarm.quantize.rq_vae", "qarm.diagnostics", "benchmark.cells.train",
+           "benchmark.run.suite", "benchmark.itemside.stages")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +72,7 @@ def parse_sizes(text: str) -> list[int]:
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
-        from benchmark.errors import ConfigError
+        from benchmark.core.errors import ConfigError
 
         raise ConfigError(f"--interactions {text!r}: expected comma-separated positive sizes, e.g. 1e6,3e6,1e7")
     return sorted(set(sizes))
@@ -108,8 +108,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         return {"compute_s": 0.0, "load_s": 0.0, "detail": "imports only (python, torch, torchrec, faiss, qarm)"}
     import torch
 
-    from benchmark.cache import StageCache
-    from benchmark.config import load_config
+    from benchmark.config.suite import load_config
+    from benchmark.core.cache import StageCache
 
     cfg = load_config(task["config"], task["overrides"])
     torch.set_num_threads(cfg.threads)
@@ -118,9 +118,9 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _item(cfg: Any, cache: Any, task: dict[str, Any]) -> dict[str, Any]:
-    from benchmark import stages
     from benchmark.data.preparation import data_key
-    from benchmark.suite import replicate_seeds
+    from benchmark.itemside import stages
+    from benchmark.run.suite import replicate_seeds
 
     rseed = replicate_seeds(cfg)[0]
     keys = stages.item_side_keys(cfg, data_key(cfg.data), rseed)
@@ -152,7 +152,7 @@ def _item_facts(stage: str, artifact: Any, cfg: Any) -> dict[str, Any]:
 
 
 def _cell(cfg: Any, cache: Any, task: dict[str, Any]) -> dict[str, Any]:
-    from benchmark.suite import SuiteRun
+    from benchmark.run.suite import SuiteRun
 
     run = SuiteRun(cfg, progress=False, cache=cache)
     t0 = time.perf_counter()
@@ -221,8 +221,8 @@ def _in_process(task: dict[str, Any]) -> dict[str, Any]:
 
 def tasks_of(cfg: Any, args: argparse.Namespace, n: int) -> list[tuple[str, dict[str, Any]]]:
     """(label, task) for every entry of the suite of size n, in run order."""
-    from benchmark.stages import ITEM_SIDE
-    from benchmark.suite import cells_of
+    from benchmark.itemside.stages import ITEM_SIDE
+    from benchmark.run.suite import cells_of
 
     out: list[tuple[str, dict[str, Any]]] = [("baseline", {"kind": "baseline"})]
     for stage in ITEM_SIDE:
@@ -238,7 +238,7 @@ def tasks_of(cfg: Any, args: argparse.Namespace, n: int) -> list[tuple[str, dict
 
 def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> list[dict[str, Any]]:
     """Every entry of size n, one after another; returns one row per entry."""
-    from benchmark.config import load_config
+    from benchmark.config.suite import load_config
 
     overrides = size_overrides(args, n, workdir)
     cfg = load_config(args.config, overrides)

@@ -1,6 +1,6 @@
 """What each rank of the 2-process test world runs (tests/benchmark/test_distributed.py spawns it once).
 
-Not a test module: `benchmark.distributed.spawn(call_file, 2, <this file>, "main", out_dir)` runs `main` on two
+Not a test module: `benchmark.dist.world.spawn(call_file, 2, <this file>, "main", out_dir)` runs `main` on two
 gloo ranks. Every case of the 2-rank world is here, so the processes start once: the rankers (DLRM, DIN, SIM x
 table-wise, row-wise), the cross-rank metric reduction on uneven shards, and alignment (one step's loss and
 gradients, and a whole `align` run). Rank 0 saves what it saw to out_dir/rank<r>.pt for the parent to compare
@@ -16,10 +16,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from benchmark.cell import CellInputs, build_features
-from benchmark.distributed import World, gather_rows
-from benchmark.metrics import all_metrics
-from benchmark.train import train_cell
+from benchmark.cells.inputs import CellInputs, build_features
+from benchmark.cells.metrics import all_metrics
+from benchmark.cells.train import train_cell
+from benchmark.dist.world import World, gather_rows
 from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 
 N, U = 30, 12

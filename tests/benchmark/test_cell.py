@@ -1,4 +1,4 @@
-"""Variants -> feature sets (benchmark.cell.build_features), the controls, item metadata, the cell plan."""
+"""Variants -> feature sets (benchmark.cells.inputs.build_features), the controls, item metadata, the cell plan."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from benchmark.cell import build_features, control_codes, encode_item_fields, encode_user_features
-from benchmark.config import load_config
-from benchmark.errors import ConfigError, DataError
-from benchmark.stages import item_side_keys, plan_cell
-from benchmark.variants import VARIANTS
+from benchmark.cells.inputs import build_features, control_codes, encode_item_fields, encode_user_features
+from benchmark.config.suite import load_config
+from benchmark.config.variants import VARIANTS
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.itemside.stages import item_side_keys, plan_cell
 from recsys_models.dlrm import build_dlrm
 from recsys_models.features import embedding_bag_configs
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import ALL_VARIANTS, load_config, slice_hash, sweep_configs
-from benchmark.errors import ConfigError
+from benchmark.config.suite import ALL_VARIANTS, load_config, slice_hash, sweep_configs
+from benchmark.core.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "benchmark" / "configs").glob("*.toml"))
 
@@ -95,9 +95,9 @@ def test_loading_every_packaged_config_and_walking_every_key_imports_no_torch() 
 
     code = """
 import sys
-from benchmark.config import packaged_configs, sweep_configs
-from benchmark.stages import item_side_keys, plan_cell
-from benchmark.suite import cells_of, replicate_seed, replicate_seeds
+from benchmark.config.suite import packaged_configs, sweep_configs
+from benchmark.itemside.stages import item_side_keys, plan_cell
+from benchmark.run.suite import cells_of, replicate_seed, replicate_seeds
 n = 0
 for path in packaged_configs():
     for _, cfg in sweep_configs(path):

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from benchmark.configlib import (
+from benchmark.core.configlib import (
     apply_overrides,
     canonical_json,
     flatten,
@@ -16,7 +16,7 @@ from benchmark.configlib import (
     read_toml,
     stable_hash,
 )
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

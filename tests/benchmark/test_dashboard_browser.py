@@ -138,8 +138,8 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
     _require_browser()
     from mlflow.tracking import MlflowClient
 
-    from benchmark.config import load_config
-    from benchmark.suite import SuiteRun
+    from benchmark.config.suite import load_config
+    from benchmark.run.suite import SuiteRun
 
     out = _output_dir()
     t0 = time.monotonic()

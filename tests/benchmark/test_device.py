@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.device import check_device_name, resolve_device
-from benchmark.errors import ConfigError
+from benchmark.config.suite import load_config
+from benchmark.core.device import check_device_name, resolve_device
+from benchmark.core.errors import ConfigError
 
 
 def test_spelling_checked_at_load() -> None:

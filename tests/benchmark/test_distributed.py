@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import distributed
-from benchmark.metrics import all_metrics, auc, reassemble_rows
-from benchmark.train import train_cell
+from benchmark.cells.metrics import all_metrics, auc, reassemble_rows
+from benchmark.cells.train import train_cell
+from benchmark.dist import world as distributed
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 
@@ -123,7 +123,7 @@ def test_launch_command_and_flags() -> None:
 
 
 def test_failure_report_names_the_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmark.errors import ConfigError
+    from benchmark.core.errors import ConfigError
 
     monkeypatch.setenv(distributed.ERROR_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("RANK", "1")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import load_config
-from benchmark.suite import SuiteRun, cells_of
+from benchmark.config.suite import load_config
+from benchmark.run.suite import SuiteRun, cells_of
 
 
 def _cfg(tmp: Path, *extra: str):
@@ -39,7 +39,7 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
         assert "test_all_auc" in child.data.metrics and "best_epoch" in child.data.metrics
         assert client.get_metric_history(child.info.run_id, "val_auc")  # per-epoch metrics with steps
     # the alignment curve reaches the parent run and the plot: the same finite values, epoch by epoch
-    from benchmark.plots import alignment_series
+    from benchmark.report.plots import alignment_series
 
     assert [r.seed for r in results.item_side] == [0, 1]  # full replicates: one item side per seed
     summary = results.item_side[0].alignment
@@ -90,7 +90,7 @@ def test_interrupted_after_codes_resumes_with_identical_metrics(tmp_path: Path, 
     extra = ("suite.models=dlrm", "suite.seeds=0", "suite.workers=1")
     clean = SuiteRun(_cfg(tmp_path / "clean", *extra), progress=False).run()
 
-    import benchmark.train as train_mod
+    import benchmark.cells.train as train_mod
 
     real_train = train_mod.train_cell
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.distributed import FAIL_RANK_ENV
+from benchmark.dist.world import FAIL_RANK_ENV
 
 SMALL = ["suite.seeds=[0]", "suite.models=[\"dlrm\", \"sim\"]", "suite.variants=[\"id_only\", \"aligned_codes\"]",
          "rank.sharded=true", "rank.epochs=1"]
@@ -42,8 +42,8 @@ def _cells(tmp: Path) -> dict[tuple[str, str, int], float]:
 def test_two_processes_end_to_end_beside_one(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from benchmark.config import load_config
-    from benchmark.suite import SuiteRun
+    from benchmark.config.suite import load_config
+    from benchmark.run.suite import SuiteRun
 
     SuiteRun(load_config("synthetic-tiny", _sets(tmp_path)), progress=False).run()  # one process, in this one
     auc_one = _cells(tmp_path)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from benchmark.errors import DataError
-from benchmark.metrics import auc, gauc, logloss, slice_metrics
+from benchmark.cells.metrics import auc, gauc, logloss, slice_metrics
+from benchmark.core.errors import DataError
 
 
 def test_auc_by_hand() -> None:
@@ -73,7 +73,7 @@ def test_slice_metrics_slices() -> None:
 
 
 def test_weighted_auc_is_the_auc_of_repeated_rows() -> None:
-    from benchmark.metrics import auc, weighted_auc
+    from benchmark.cells.metrics import auc, weighted_auc
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 40)
@@ -86,7 +86,7 @@ def test_weighted_auc_is_the_auc_of_repeated_rows() -> None:
 
 
 def test_bootstrap_interval_brackets_the_auc_and_shrinks_with_data() -> None:
-    from benchmark.metrics import auc, bootstrap_auc
+    from benchmark.cells.metrics import auc, bootstrap_auc
 
     rng = np.random.default_rng(0)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from benchmark.perf.scale import parse_sizes
 from benchmark.perf.scale_report import exponent, groups, markdown
 

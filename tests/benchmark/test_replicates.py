@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.cache import StageCache
-from benchmark.config import load_config
-from benchmark.stages import item_side_keys, run_item_side
+from benchmark.config.suite import load_config
+from benchmark.core.cache import StageCache
+from benchmark.itemside.stages import item_side_keys, run_item_side
 
 
 def _side(tmp: Path, seed: int):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.headline import headline_deltas, parent_run_description, significance_key, verdict
-from benchmark.records import CellRecord, Provenance, SuiteResults, to_json
-from benchmark.report import ROW_KEYS, aggregate, write_report
-from benchmark.stats import paired_delta
+from benchmark.core.records import CellRecord, Provenance, SuiteResults, to_json
+from benchmark.report.headline import headline_deltas, parent_run_description, significance_key, verdict
+from benchmark.report.stats import paired_delta
+from benchmark.report.tables import ROW_KEYS, aggregate, write_report
 
 
 def _cells() -> list[CellRecord]:
@@ -72,7 +72,7 @@ def test_report_of_unknown_suite_is_a_user_error(tmp_path: Path, capsys: pytest.
 def test_holm_families_and_frozen_counterparts() -> None:
     """Three variants against id_only in one family (model x slice x metric) -> Holm over three; aligned_codes
     also against frozen_codes, in a family of its own."""
-    from benchmark.stats import holm
+    from benchmark.report.stats import holm
 
     gains = {"id_only": (0.0, 0.0, 0.0), "frozen_codes": (0.01, 0.012, 0.011), "aligned_codes": (0.03, 0.02, 0.025),
              "random_codes": (0.001, -0.002, 0.0)}

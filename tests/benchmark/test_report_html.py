@@ -11,10 +11,17 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.plots import forest_plot, make_all
-from benchmark.records import CellRecord, CodeSetRecord, ItemSideRecord, Provenance, SuiteResults, to_json
-from benchmark.report import aggregate
-from benchmark.report_html import render_html, write_html
+from benchmark.core.records import (
+    CellRecord,
+    CodeSetRecord,
+    ItemSideRecord,
+    Provenance,
+    SuiteResults,
+    to_json,
+)
+from benchmark.report.html import render_html, write_html
+from benchmark.report.plots import forest_plot, make_all
+from benchmark.report.tables import aggregate
 from qarm.alignment.config import AlignSummary
 from qarm.pairs.records import PairStats
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from benchmark import tracking
-from benchmark.errors import TrackingError
-from benchmark.runlock import INFO_NAME, ProcessIdentity
-from benchmark.tracking import (
+from benchmark.core.errors import TrackingError
+from benchmark.core.runlock import INFO_NAME, ProcessIdentity
+from benchmark.tracking import store as tracking
+from benchmark.tracking.store import (
     HEARTBEAT_TAG,
     KILLED_REASON_TAG,
     OWNER_TAGS,
@@ -170,8 +170,8 @@ def _runs(uri: str, experiment: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """runs/ of one finished synthetic-tiny run (dlrm, seed 0): its stage cache seeds the later runs."""
-    from benchmark.config import load_config
-    from benchmark.suite import SuiteRun
+    from benchmark.config.suite import load_config
+    from benchmark.run.suite import SuiteRun
 
     runs = tmp_path_factory.mktemp("warm") / "runs"
     SuiteRun(load_config("synthetic-tiny", [f"suite.runs_dir={runs}", *FAST,

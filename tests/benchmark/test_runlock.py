@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.runlock import (
+from benchmark.core.runlock import (
     HEARTBEAT_TIMEOUT_S,
     INFO_NAME,
     ProcessIdentity,
@@ -83,7 +83,7 @@ def test_dead_runs_rules() -> None:
 def _holder(folder: Path, seconds: float) -> subprocess.Popen[str]:
     code = textwrap.dedent(f"""
         import sys, time
-        from benchmark.runlock import suite_lock
+        from benchmark.core.runlock import suite_lock
         with suite_lock({str(folder)!r}, command="qarm-bench run holder"):
             print("locked", flush=True)
             time.sleep({seconds})

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import load_config
-from benchmark.suite import SuiteRun
+from benchmark.config.suite import load_config
+from benchmark.run.suite import SuiteRun
 
 SEED = 0
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cache import SUCCESS, StageCache
-from benchmark.config import load_config, sweep_configs
-from benchmark.stages import (
+from benchmark.config.suite import load_config, sweep_configs
+from benchmark.core.cache import SUCCESS, StageCache
+from benchmark.itemside.stages import (
     ITEM_SIDE,
     STAGE_NAMES,
     STAGES,

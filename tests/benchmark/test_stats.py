@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmark.stats import family_size, holm, mean_ci, paired_delta
+from benchmark.report.stats import family_size, holm, mean_ci, paired_delta
 
 
 def test_mean_ci_by_formula() -> None:

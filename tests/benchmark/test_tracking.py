@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import TrackingError
-from benchmark.tracking import Tracker, resolve_tracking_uri
-from benchmark.ui import ui_command
+from benchmark.core.errors import TrackingError
+from benchmark.tracking.store import Tracker, resolve_tracking_uri
+from benchmark.tracking.ui import ui_command
 
 
 def test_uri_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,7 +157,7 @@ def test_experiments_are_dressed_for_the_training_runs_view(dashboard_store: tup
 
     from mlflow.tracking import MlflowClient
 
-    from benchmark.dashboard import (
+    from benchmark.tracking.dashboard import (
         EXPERIMENT_KIND,
         EXPERIMENT_KIND_TAG,
         RUNS_VIEW_ID,
@@ -188,8 +188,8 @@ def test_experiments_are_dressed_for_the_training_runs_view(dashboard_store: tup
 def test_parent_description_and_runs_views(dashboard_store: tuple[str, Path]) -> None:
     from mlflow.tracking import MlflowClient
 
-    from benchmark.dashboard import runs_view_url
-    from benchmark.ui import runs_views
+    from benchmark.tracking.dashboard import runs_view_url
+    from benchmark.tracking.ui import runs_views
 
     uri, _ = dashboard_store
     client = MlflowClient(tracking_uri=uri)
@@ -219,7 +219,7 @@ def test_ui_of_an_unknown_suite_is_a_user_error(dashboard_store: tuple[str, Path
 
 def test_readme_lists_the_metric_name_contract() -> None:
     """README "Metric names (a contract)" names every metric the saved runs view and the browser test rely on."""
-    from benchmark.dashboard import RUNS_VIEW_METRICS
+    from benchmark.tracking.dashboard import RUNS_VIEW_METRICS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Metric names (a contract)", 1)[1].split("\n## ", 1)[0]

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import torch
 
-from benchmark.cell import CellInputs, build_features
-from benchmark.train import train_cell
+from benchmark.cells.inputs import CellInputs, build_features
+from benchmark.cells.train import train_cell
 from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 from recsys_models.errors import RankConfigError, RecsysModelError
 

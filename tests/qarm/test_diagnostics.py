@@ -40,7 +40,7 @@ def test_hand_computed_example() -> None:
 
 
 def test_json_round_trip_and_mlflow_safe_keys() -> None:
-    from benchmark.records import from_json, to_json
+    from benchmark.core.records import from_json, to_json
 
     d = code_diagnostics(X, CODES, codebook_size=4, codebooks=BOOKS)
     plain = to_json(d)
@@ -95,7 +95,7 @@ def test_group_size_duplicate_floor_and_decoder_by_hand() -> None:
 
 
 def test_records_without_the_new_fields_still_load() -> None:
-    from benchmark.records import from_json, to_json
+    from benchmark.core.records import from_json, to_json
 
     plain = to_json(code_diagnostics(X, CODES, codebook_size=4))
     del plain["mean_code_group_size"], plain["duplicate_rate"]

@@ -26,10 +26,10 @@ import polars as pl
 import pytest
 
 from benchmark.cli import main
+from benchmark.core.errors import ConfigError, DataError
 from benchmark.data import DataConfig, GenericConfig, movielens, prepare
 from benchmark.data import cli as data_cli
 from benchmark.data.cards import encoding
-from benchmark.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.core.errors import DataError
 from benchmark.data import DataConfig, DataWarning, GenericConfig, prepare
-from benchmark.errors import DataError
 
 
 def gen_cfg(root: Path, **kw) -> DataConfig:

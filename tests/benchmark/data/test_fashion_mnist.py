@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmark.core.errors import ConfigError, DataError
 from benchmark.data.config import DataConfig, FashionMnistConfig
 from benchmark.data.fashion_mnist import CLASSES, NOUNS, kmeans, latent_styles, read_idx
-from benchmark.errors import ConfigError, DataError
 
 
 def idx_bytes(arr: np.ndarray, code: int = 0x08) -> bytes:
@@ -153,7 +153,7 @@ def test_same_seed_same_data_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_settings_are_checked_at_load() -> None:
-    from benchmark.config import load_config
+    from benchmark.config.suite import load_config
 
     with pytest.raises(ConfigError, match=r"data\.fashion_mnist\.styles_per_class: expected an integer in \[1, 5\]"):
         load_config("fashion-mnist-rec", ["data.fashion_mnist.styles_per_class=9"])

@@ -1,5 +1,5 @@
 """Item-side feature variants, chosen per benchmark cell by name: the one table of what each variant reads.
-Imports no torch (the suite config validates variant names against it); `benchmark.cell` builds the features.
+Imports no torch (the suite config validates variant names against it); `benchmark.cells.inputs` builds the features.
 
 | variant          | item id | codes          | VQ bag  | content vector | other                                  |
 |------------------|---------|----------------|---------|----------------|----------------------------------------|
@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 Source = Literal["frozen", "aligned"]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmark.configlib import from_mapping, to_plain
-from benchmark.errors import QarmBenchError
+from benchmark.core.configlib import from_mapping, to_plain
+from benchmark.core.errors import QarmBenchError
 from qarm.alignment.config import AlignSummary
 from qarm.pairs.records import PairStats
 
@@ -44,7 +44,7 @@ class CellRecord:
     sim_search: the GSU a SIM cell used ("hard" or "soft"; None for other models); sim_search_codes: the code
     set the hard search matched on (None otherwise); n_embedding_parameters / n_dense_parameters: the ranker's
     table rows x D, and everything else; test_bootstrap: per slice, the user-level bootstrap interval of the
-    test AUC (test-set uncertainty, see benchmark.metrics.bootstrap_auc); replicate_seed: the item side's seed."""
+    test AUC (test-set uncertainty, see benchmark.cells.metrics.bootstrap_auc); replicate_seed: the item side's seed."""
 
     model: str
     variant: str

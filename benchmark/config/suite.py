@@ -24,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.configlib import (
+from benchmark.config.variants import ALL_VARIANTS, VariantName
+from benchmark.core.configlib import (
     apply_overrides,
     canonicalize,
     field_type,
@@ -32,10 +33,9 @@ from benchmark.configlib import (
     read_toml,
     stable_hash,
 )
+from benchmark.core.device import check_device_name
+from benchmark.core.errors import ConfigError, require
 from benchmark.data.config import DataConfig
-from benchmark.device import check_device_name
-from benchmark.errors import ConfigError, require
-from benchmark.variants import ALL_VARIANTS, VariantName
 from qarm.alignment.config import AlignConfig
 from qarm.encoders.config import EncoderConfig
 from qarm.pairs.config import PairsConfig
@@ -56,7 +56,7 @@ class SuiteSection:
     replicate: what a seed replicates — "full": the whole pipeline (pair sampling, U2I, alignment, quantizers
     and rankers each take the seed; the split and the cold-item draw stay fixed by data.split.seed), "ranker":
     the rankers only (one item side for the suite, seeded by data.split.seed); device: where every stage
-    computes, "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N" (benchmark.device; the machine is
+    computes, "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N" (benchmark.core.device; the machine is
     checked at run start, not here: configs load without torch)."""
 
     name: str = DEFAULT_SUITE
@@ -124,7 +124,7 @@ class SuiteConfig:
         """Worker processes for the cells: suite.workers, or as many as the cores allow at `threads` each."""
         if self.suite.workers:
             return self.suite.workers
-        from benchmark.workers import default_workers
+        from benchmark.run.pool import default_workers
 
         return default_workers(self.threads)
 

@@ -6,7 +6,7 @@
 - LogLoss: mean binary cross-entropy with predictions clipped to [eps, 1 - eps].
 Undefined values (a slice with one class, no user with both labels) are NaN.
 
-Across ranks (benchmark.distributed): each rank predicts a part of a split; `reassemble_rows` puts every
+Across ranks (benchmark.dist.world): each rank predicts a part of a split; `reassemble_rows` puts every
 rank's predictions back in row order, and the metrics are computed once over all of them, never averaged over
 per-rank figures (an average of per-rank AUCs is not the AUC: the ranking pairs across ranks are missing).
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 EPS = 1e-7
 

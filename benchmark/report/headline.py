@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.report import BASELINE, _fmt, _signed, model_order
-from benchmark.stats import ALPHA
+from benchmark.report.stats import ALPHA
+from benchmark.report.tables import BASELINE, _fmt, _signed, model_order
 
 HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
 HEADLINE_SLICES = ("all", "cold")

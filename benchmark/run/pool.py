@@ -35,13 +35,13 @@ def train_cell_task(cfg_json: str, cache_root: str, forced: list[str], variant: 
     (a forced rank stage retrains even where an entry exists)."""
     import json
 
-    from benchmark.cache import StageCache
-    from benchmark.config import SuiteConfig
-    from benchmark.configlib import from_mapping
+    from benchmark.config.suite import SuiteConfig
+    from benchmark.core.cache import StageCache
+    from benchmark.core.configlib import from_mapping
+    from benchmark.core.records import to_json
     from benchmark.data.preparation import data_key
-    from benchmark.records import to_json
-    from benchmark.stages import item_side_keys, run_item_side
-    from benchmark.suite import SuiteRun, replicate_seed
+    from benchmark.itemside.stages import item_side_keys, run_item_side
+    from benchmark.run.suite import SuiteRun, replicate_seed
 
     cfg = from_mapping(SuiteConfig, json.loads(cfg_json))
     cache = StageCache(Path(cache_root), force=[f for f in forced if f == "rank"])

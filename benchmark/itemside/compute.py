@@ -1,4 +1,4 @@
-"""What each item-side stage computes, saves and loads: the functions the stage table (benchmark.stages) names.
+"""What each item-side stage computes, saves and loads: the functions the stage table (benchmark.itemside.stages) names.
 
     data    PreparedData      benchmark.data: load, validate, split, histories
     pairs   MinedPairs        qarm.pairs.mine_pairs on the TRAIN positives (U2I + Swing)
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmark.config import SuiteConfig
-from benchmark.errors import ConfigError
-from benchmark.records import from_json, to_json
+from benchmark.config.suite import SuiteConfig
+from benchmark.core.errors import ConfigError
+from benchmark.core.records import from_json, to_json
 
 CODE_SOURCES = ("frozen", "aligned")
 QUANTIZERS = ("rq_kmeans", "rq_vae", "vq")
@@ -45,7 +45,7 @@ class StageContext:
 
 def _device(ctx: StageContext) -> Any:
     """The torch.device of `suite.device` (this rank's GPU under torchrun)."""
-    from benchmark.device import resolve_device
+    from benchmark.core.device import resolve_device
 
     return resolve_device(ctx.cfg.suite.device)
 
@@ -190,7 +190,7 @@ def compute_align(ctx: StageContext) -> Any:
     """The fusion head trains over the cached frozen features; a modality whose align.trainable_layers entry is
     not 0 also gets a tower (its encoder's top blocks, or all of it) fed by the raw item texts / images. Under
     torchrun every rank trains the one model (DDP, qarm.alignment.distributed)."""
-    from benchmark import distributed
+    from benchmark.dist import world as distributed
     from qarm.alignment import align
 
     a, e, pairs, device = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs, _device(ctx)

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING

@@ -1,6 +1,6 @@
 """One benchmark cell's inputs: the variant's feature set and everything train_cell reads.
 
-    benchmark.stages.plan_cell(...) -> CellPlan      decided before anything runs (no torch)
+    benchmark.itemside.stages.plan_cell(...) -> CellPlan      decided before anything runs (no torch)
     cell_inputs(plan, item side) -> CellInputs       split frames + recsys_models FeatureSet + SIM search codes
 
 Item fields a variant may read (recsys_models.features.ItemField): the item id (t_item, N rows); the codes
@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from benchmark.errors import DataError
-from benchmark.stages import CellPlan
-from benchmark.variants import get_variant
+from benchmark.config.variants import get_variant
+from benchmark.core.errors import DataError
+from benchmark.itemside.stages import CellPlan
 from qarm.quantize.config import TokenizeConfig
 from recsys_models.config import TrainConfig
 from recsys_models.features import ITEM, FeatureSet, FeatureSpec, ItemField

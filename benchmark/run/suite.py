@@ -1,9 +1,9 @@
-"""`qarm-bench run` and `qarm-bench plan`: the item side (benchmark.stages), the (variant, model, seed) cells,
+"""`qarm-bench run` and `qarm-bench plan`: the item side (benchmark.itemside.stages), the (variant, model, seed) cells,
 MLflow, the report.
 
 A rerun skips finished stages and cells (StageCache); the MLflow parent run of every invocation still gets a
 child run per cell (tagged cached=true when its result came from the cache), so each invocation's run tree is
-complete. The manifest `runs/<suite>/results.json` (benchmark.records.SuiteResults) feeds `qarm-bench report`.
+complete. The manifest `runs/<suite>/results.json` (benchmark.core.records.SuiteResults) feeds `qarm-bench report`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmark import __version__, distributed
-from benchmark.cache import StageCache, read_json, write_json
-from benchmark.config import SuiteConfig, sweep_configs
-from benchmark.configlib import canonical_json, flatten, stable_hash, to_plain
-from benchmark.records import (
+from benchmark.config.suite import SuiteConfig, sweep_configs
+from benchmark.core import __version__
+from benchmark.core.cache import StageCache, read_json, write_json
+from benchmark.core.configlib import canonical_json, flatten, stable_hash, to_plain
+from benchmark.core.records import (
     CellRecord,
     CodeSetRecord,
     ItemSideRecord,
@@ -29,7 +29,8 @@ from benchmark.records import (
     from_json,
     to_json,
 )
-from benchmark.stages import (
+from benchmark.dist import world as distributed
+from benchmark.itemside.stages import (
     STAGE_NAMES,
     ItemSideKeys,
     check_force,
@@ -96,14 +97,14 @@ class SuiteRun:
 
     def train_or_load(self, variant: str, model: str, seed: int, on_epoch: Any = None) -> tuple[CellRecord, bool]:
         """A cell's result; trains it unless cached."""
-        from benchmark.cell import cell_inputs, rank_config
+        from benchmark.cells.inputs import cell_inputs, rank_config
 
         rseed = replicate_seed(self.cfg, seed)
         plan = plan_cell(self.cfg, variant, model, seed, self.keys[rseed])
         if distributed.cell_cached(self.cache, plan.key):  # rank 0's view: all ranks train a cell, or none
             path = self.cache.path("rank", plan.key) / "result.json"
             return from_json(CellRecord, read_json(path), path), True
-        from benchmark.train import train_cell
+        from benchmark.cells.train import train_cell
 
         distributed.set_where(f"cell {model}/{variant}/seed{seed}")
         distributed.check_fault_injection(f"cell {model}/{variant}/seed{seed}")
@@ -134,8 +135,8 @@ class SuiteRun:
     def _run(self) -> SuiteResults:
         import torch
 
-        from benchmark.device import resolve_device
-        from benchmark.tracking import Tracker, describe_reaped
+        from benchmark.core.device import resolve_device
+        from benchmark.tracking.store import Tracker, describe_reaped
 
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
@@ -187,7 +188,7 @@ class SuiteRun:
         also has (a token no training item has is an embedding row the ranker never trained)."""
         import numpy as np
 
-        from benchmark.variants import get_variant
+        from benchmark.config.variants import get_variant
         from qarm.quantize.tokenize import token_coverage, tokenize_codes
 
         items = side["data"].items
@@ -231,7 +232,7 @@ class SuiteRun:
 
     def _run_cells(self, tracker: Any) -> list[CellRecord]:
         """Every cell, in order, each in its MLflow child run; uncached cells train in `cfg.workers` worker
-        processes when there are several (benchmark.workers), else here with live per-epoch metrics."""
+        processes when there are several (benchmark.run.pool), else here with live per-epoch metrics."""
         import contextlib
 
         pending = self._pending()
@@ -241,7 +242,7 @@ class SuiteRun:
         # GPU is shared by one process
         workers = self.cfg.workers if not distributed.active() and self.device.type == "cpu" else 1
         if workers > 1 and len(pending) > 1:
-            from benchmark.workers import CellPool
+            from benchmark.run.pool import CellPool
 
             _say(f"[cells]  {len(pending)} to train in {min(workers, len(pending))} worker processes "
                  f"x {self.cfg.threads} thread(s)")
@@ -292,7 +293,7 @@ class SuiteRun:
 
     def _results(self, replicates: tuple[ItemSideRecord, ...], cells: list[CellRecord],
                  started: str) -> SuiteResults:
-        from benchmark.tracking import git_sha
+        from benchmark.tracking.store import git_sha
 
         cfg = self.cfg
         prepared = self.sides[replicates[0].seed]["data"]
@@ -307,10 +308,10 @@ class SuiteRun:
     def _report(self, results: SuiteResults, parent: Any) -> str:
         import dataclasses
 
-        from benchmark import plots
-        from benchmark.headline import parent_run_description
-        from benchmark.report import write_report
-        from benchmark.report_html import write_html
+        from benchmark.report import plots
+        from benchmark.report.headline import parent_run_description
+        from benchmark.report.html import write_html
+        from benchmark.report.tables import write_report
 
         paths = plots.make_all(results, self.suite_dir / "plots")
         results = dataclasses.replace(results, plots=tuple(str(p.relative_to(self.suite_dir)) for p in paths))
@@ -332,8 +333,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _suite_lock(folder: Path) -> contextlib.AbstractContextManager[Any]:
-    """The suite's lock (benchmark.runlock); a torchrun worker takes none: its launcher holds it for the world."""
-    from benchmark.runlock import suite_lock
+    """The suite's lock (benchmark.core.runlock); a torchrun worker takes none: its launcher holds it for the world."""
+    from benchmark.core.runlock import suite_lock
 
     return contextlib.nullcontext() if distributed.in_worker() else suite_lock(folder)
 
@@ -353,7 +354,7 @@ def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> in
 def main_plan(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
     """List the stages and cells with their keys and cache state; computes nothing but the data fingerprint."""
     from benchmark.data.preparation import data_key
-    from benchmark.stages import ITEM_SIDE
+    from benchmark.itemside.stages import ITEM_SIDE
 
     for label, cfg in runs or sweep_configs(args.config, args.overrides, args.quick):
         cache = StageCache(cfg.suite_dir / "artifacts")

@@ -1,5 +1,5 @@
 """MLflow dashboards (issue 14): the experiment kind, the saved QARM-Bench runs view and run descriptions,
-written through an MlflowClient that benchmark.tracking hands in (this module imports no mlflow).
+written through an MlflowClient that benchmark.tracking.store hands in (this module imports no mlflow).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The suite report: mean ± std and CI over seeds; deltas vs id_only and aligned vs frozen with paired t-tests
 and Holm-adjusted p-values; test-set bootstrap intervals; parameter counts; code quality; provenance.
 
-Input is the suite's manifest `runs/<suite>/results.json` (benchmark.records.SuiteResults), written by
+Input is the suite's manifest `runs/<suite>/results.json` (benchmark.core.records.SuiteResults), written by
 `qarm-bench run`: provenance, data statistics, each replicate's item side (pair stats, alignment summary,
 code-set diagnostics) and one CellRecord per (variant, model, seed) with test metrics per slice.
 
@@ -31,11 +31,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.cache import read_json, write_json
-from benchmark.errors import QarmBenchError
-from benchmark.records import CellRecord, SuiteResults, from_json
-from benchmark.stats import ALPHA, family_size, holm, mean_ci, paired_delta
-from benchmark.variants import VARIANTS
+from benchmark.config.variants import VARIANTS
+from benchmark.core.cache import read_json, write_json
+from benchmark.core.errors import QarmBenchError
+from benchmark.core.records import CellRecord, SuiteResults, from_json
+from benchmark.report.stats import ALPHA, family_size, holm, mean_ci, paired_delta
 
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
@@ -389,7 +389,7 @@ def main_report(args: Any) -> int:
     if args.html:  # redraw the plots, so a suite run before a plot existed gets it in its page too
         import dataclasses
 
-        from benchmark import plots
+        from benchmark.report import plots
 
         drawn = plots.make_all(manifest, suite_dir / "plots")
         manifest = dataclasses.replace(manifest, plots=tuple(str(p.relative_to(suite_dir)) for p in drawn))
@@ -399,7 +399,7 @@ def main_report(args: Any) -> int:
     else:
         print(md)
     if args.html:
-        from benchmark.report_html import write_html
+        from benchmark.report.html import write_html
 
         path = write_html(suite_dir, manifest, rows)
         # stdout stays pure JSON under --json

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark.errors import QarmBenchError
+from benchmark.core.errors import QarmBenchError
 
 LOCK_NAME = ".lock"
 INFO_NAME = ".lock.json"

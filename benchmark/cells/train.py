@@ -2,7 +2,7 @@
 
 Adam for dense parameters; Adagrad or Adam for embedding tables (plain torch optimizers over the
 unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`).
-On `device` (benchmark.device); in a world of several ranks (benchmark.distributed) every ranker is sharded
+On `device` (benchmark.core.device); in a world of several ranks (benchmark.dist.world) every ranker is sharded
 (recsys_models.sharding), each rank trains on its part of every global batch (the same shuffled batches on
 every rank, so the global batch is the one-process batch) and the split's predictions are gathered in row
 order before the metrics are computed once.
@@ -26,11 +26,11 @@ from torch import nn
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 from tqdm import tqdm
 
-from benchmark import distributed
-from benchmark.cell import CellInputs
-from benchmark.distributed import World
-from benchmark.metrics import all_metrics, slice_bootstrap, slice_metrics
-from benchmark.records import EpochRecord, epoch_metrics
+from benchmark.cells.inputs import CellInputs
+from benchmark.cells.metrics import all_metrics, slice_bootstrap, slice_metrics
+from benchmark.core.records import EpochRecord, epoch_metrics
+from benchmark.dist import world as distributed
+from benchmark.dist.world import World
 from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
 from recsys_models.factory import batch_layout, build_model

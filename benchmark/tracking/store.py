@@ -38,9 +38,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmark.dashboard import dress_experiment, set_run_description
-from benchmark.errors import TrackingError
-from benchmark.runlock import HEARTBEAT_TIMEOUT_S, ProcessIdentity, RecordedRun, dead_runs
+from benchmark.core.errors import TrackingError
+from benchmark.core.runlock import HEARTBEAT_TIMEOUT_S, ProcessIdentity, RecordedRun, dead_runs
+from benchmark.tracking.dashboard import dress_experiment, set_run_description
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")

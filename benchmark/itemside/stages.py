@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark import __version__, distributed
-from benchmark import pipeline as P
-from benchmark.cache import StageCache
-from benchmark.config import SuiteConfig, slice_hash
-from benchmark.errors import ConfigError
-from benchmark.variants import get_variant
+from benchmark.config.suite import SuiteConfig, slice_hash
+from benchmark.config.variants import get_variant
+from benchmark.core import __version__
+from benchmark.core.cache import StageCache
+from benchmark.core.errors import ConfigError
+from benchmark.dist import world as distributed
+from benchmark.itemside import compute as P
 from qarm.quantize.config import TokenizeConfig
 
 

@@ -5,7 +5,7 @@
            each worker: `worker_main` -> init_world (gloo on CPU, nccl on CUDA) -> the suite, where
              - rank 0 computes every item-side entry but alignment and writes it; the others wait at a barrier
                and load it (`run_entry`); alignment runs on all ranks together (DDP, qarm.alignment.distributed)
-             - every cell trains on all ranks (benchmark.train: sharded rankers, one part of each batch per rank,
+             - every cell trains on all ranks (benchmark.cells.train: sharded rankers, one part of each batch per rank,
                predictions gathered exactly); only rank 0 writes cache entries, MLflow runs and the report
              - a rank that raises writes its rank and message to the launcher's error folder; torchrun stops the
                others, so the cell being trained leaves no `_SUCCESS`, and `launch` prints which rank failed.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmark.errors import QarmBenchError
+from benchmark.core.errors import QarmBenchError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,10 +143,10 @@ def gather_objects(obj: Any) -> list[Any]:
 
 def gather_rows(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """This rank's values (n_r,) of rows (n_r,) int64 -> every rank's, in row order, (n,), on every rank:
-    exactly what one process would hold (benchmark.metrics.reassemble_rows checks each row comes once)."""
+    exactly what one process would hold (benchmark.cells.metrics.reassemble_rows checks each row comes once)."""
     import numpy as np
 
-    from benchmark.metrics import reassemble_rows
+    from benchmark.cells.metrics import reassemble_rows
 
     return reassemble_rows(gather_objects((np.asarray(rows), np.asarray(values))), n)
 
@@ -158,14 +158,14 @@ COLLECTIVE_STAGES = frozenset({"align"})  # computed by every rank together; the
 
 def run_entry(cfg: Any, cache: Any, seed: int, stage: Any, inst: str, key: str, done: dict[str, Any],
               progress: bool) -> tuple[Any, bool]:
-    """One item-side entry in a world of several ranks (benchmark.stages._run_entry's twin, which calls it):
+    """One item-side entry in a world of several ranks (benchmark.itemside.stages._run_entry's twin, which calls it):
     (artifact, cached).
 
     Cached (as rank 0 sees it): every rank loads it. Otherwise alignment (COLLECTIVE_STAGES) is computed by all
     ranks together, rank 0 writing the entry and the others computing in a scratch folder; any other stage is
     computed and written by rank 0 while the others wait at a barrier, then load it.
     """
-    from benchmark.pipeline import StageContext
+    from benchmark.itemside.compute import StageContext
 
     final = cache.path(stage.name, key)
     if agree(cache.done(stage.name, key) if is_main() else None):
@@ -347,7 +347,7 @@ def launch(argv: Sequence[str], args: Any) -> int:
 def worker_main(device_name: str, body: Callable[[], int]) -> int:
     """A torchrun worker: join the world on `suite.device`, run `body`, and leave. An exception is recorded in
     the launcher's error folder (rank, where, message) and re-raised for the CLI to report."""
-    from benchmark.device import resolve_device
+    from benchmark.core.device import resolve_device
 
     world = SINGLE
     try:

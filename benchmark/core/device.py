@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

@@ -4,7 +4,7 @@
 
 PNG plots are embedded as base64 `data:` URIs, styles are inline, there is no script: the file can be mailed,
 opened from disk, or viewed in MLflow's artifact viewer (it is logged to the suite's parent run).
-Input: the manifest (benchmark.records.SuiteResults, with `plots` relative to the suite folder) and the
+Input: the manifest (benchmark.core.records.SuiteResults, with `plots` relative to the suite folder) and the
 `report.aggregate` rows.
 """
 
@@ -16,10 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.headline import headline_items, significance_key, significance_label
-from benchmark.records import SuiteResults
-from benchmark.report import BASELINE, MAIN_SLICES, METRICS, code_quality, replicate_statement, sim_statement
-from benchmark.stats import ALPHA
+from benchmark.core.records import SuiteResults
+from benchmark.report.headline import headline_items, significance_key, significance_label
+from benchmark.report.stats import ALPHA
+from benchmark.report.tables import (
+    BASELINE,
+    MAIN_SLICES,
+    METRICS,
+    code_quality,
+    replicate_statement,
+    sim_statement,
+)
 
 FOREST_FIRST = "plots/forest_auc.png"  # the picture a reader looks at first
 STYLE = """

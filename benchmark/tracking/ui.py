@@ -1,5 +1,5 @@
 """`qarm-bench ui`: serve a suite's MLflow store on 127.0.0.1 and print the direct URL of each suite's runs view
-(benchmark.dashboard); the server runs as `python -m mlflow ui` in its own process group.
+(benchmark.tracking.dashboard); the server runs as `python -m mlflow ui` in its own process group.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmark.dashboard import dress_experiment, runs_view_url
-from benchmark.errors import TrackingError
-from benchmark.tracking import Tracker, _sqlite_path, resolve_tracking_uri
+from benchmark.core.errors import TrackingError
+from benchmark.tracking.dashboard import dress_experiment, runs_view_url
+from benchmark.tracking.store import Tracker, _sqlite_path, resolve_tracking_uri
 
 
 def ui_command(tracking_uri: str, port: int, artifacts: Path | None) -> list[str]:

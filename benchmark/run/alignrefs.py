@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmark import __version__
-from benchmark.cache import StageCache
-from benchmark.config import SuiteConfig, load_config, slice_hash
-from benchmark.errors import ConfigError
-from benchmark.records import from_json, to_json
+from benchmark.config.suite import SuiteConfig, load_config, slice_hash
+from benchmark.core import __version__
+from benchmark.core.cache import StageCache
+from benchmark.core.errors import ConfigError
+from benchmark.core.records import from_json, to_json
 
 STAGES_USED = ("data", "pairs", "frozen", "align")
 
@@ -55,8 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _entry(cfg: SuiteConfig, cache: StageCache, seed: int, name: str, key: str, done: dict[str, Any]) -> Any:
     """Load stage `name` from the cache, or compute and store it (as the suite would)."""
-    from benchmark import pipeline as P
-    from benchmark.stages import BY_NAME
+    from benchmark.itemside import compute as P
+    from benchmark.itemside.stages import BY_NAME
 
     stage = BY_NAME[name]
     assert stage.compute is not None and stage.save is not None and stage.load is not None
@@ -84,8 +84,8 @@ def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict
                      version=__version__)
     path = cache.path("probe", key)
     if not cache.done("probe", key):
-        from benchmark.device import resolve_device
-        from benchmark.pipeline import text_encoder_of
+        from benchmark.core.device import resolve_device
+        from benchmark.itemside.compute import text_encoder_of
         from qarm.alignment import align
 
         device = resolve_device(cfg.suite.device)  # suite.device, as the alignment stage uses it
@@ -109,8 +109,8 @@ def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict
 def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: int = 0) -> Any:
     """The suite's AlignReferences on its alignment test pairs (see the module docstring)."""
     from benchmark.data.preparation import data_key
-    from benchmark.stages import item_side_keys
-    from benchmark.suite import replicate_seeds
+    from benchmark.itemside.stages import item_side_keys
+    from benchmark.run.suite import replicate_seeds
     from qarm.alignment import describe_trained, references, split_pairs
     from qarm.alignment.heldout import pair_counts
 
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     import torch
 
-    from benchmark.runlock import suite_lock
+    from benchmark.core.runlock import suite_lock
 
     torch.set_num_threads(cfg.threads)  # as `run` does: results repeat for a given thread count
     with suite_lock(cfg.suite_dir):  # it writes the suite's stage cache: one process at a time, as `run`

@@ -21,10 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.headline import significance_key  # noqa: E402
-from benchmark.records import CellRecord, SuiteResults  # noqa: E402
-from benchmark.report import BASELINE, aggregate, code_quality  # noqa: E402
-from benchmark.stats import ALPHA  # noqa: E402
+from benchmark.core.records import CellRecord, SuiteResults  # noqa: E402
+from benchmark.report.headline import significance_key  # noqa: E402
+from benchmark.report.stats import ALPHA  # noqa: E402
+from benchmark.report.tables import BASELINE, aggregate, code_quality  # noqa: E402
 from qarm.alignment.config import AlignSummary  # noqa: E402
 
 SLICES = ("all", "cold", "warm")

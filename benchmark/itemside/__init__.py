@@ -1,0 +1,1 @@
+"""Layer 3: the item side — the stage table (stages), what each stage computes (compute), the runner."""
