@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="rerun STAGE and every stage after it even if cached (repeatable)")
-    importlib.import_module("benchmark.dist.world").add_launch_arguments(p)
+    importlib.import_module("benchmark.dist.launch").add_launch_arguments(p)
 
     p = sub.add_parser("plan", help="show the stages and (variant, model, seed) cells, and which are cached")
     _add_run_args(p)
@@ -109,11 +109,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         # Every setting (of every sweep value) is checked before anything heavy is imported or run.
         runs = sweep_configs(args.config, args.overrides, args.quick)
-        from benchmark.dist import world as distributed
+        from benchmark.dist import launch as distributed
         from benchmark.run import suite
 
         if args.command == "plan":
-            return suite.main_plan(args, runs)
+            from benchmark.run.plan import main_plan
+
+            return main_plan(args, runs)
         if distributed.wants_launch(args):  # --nproc-per-node N: the same command on N ranks, under torchrun
             from benchmark.core.runlock import suite_lock
 
@@ -121,12 +123,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             with suite_lock(runs[0][1].suite_dir) if args.node_rank == 0 else contextlib.nullcontext():
                 return distributed.launch(args.argv, args)
         if distributed.in_worker():
-            return distributed.worker_main(runs[0][1].suite.device, lambda: suite.main_run(args, runs))
+            return distributed.worker_main(runs[0][1].suite.device,
+                                           lambda world, device: suite.main_run(args, runs, world, device))
         return suite.main_run(args, runs)
     if args.command == "report":
-        from benchmark.report import tables as report
+        from benchmark.report.write import main_report
 
-        return report.main_report(args)
+        return main_report(args)
     if args.command == "ui":
         from benchmark.tracking import ui
 

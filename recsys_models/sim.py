@@ -121,16 +121,19 @@ class SIM(nn.Module):
 
 
 def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimConfig = DEFAULT_SIM, *,
-              search_codes: torch.Tensor | None = None, device: torch.device | None = None) -> SIM:
-    """SIM of the given spec. content: (N, d) float32 or None; search_codes: (N, L_s) int64 codes the hard
-    search matches on (their first `cfg.prefix_depth` levels), needed when cfg.search == "hard". device: where
-    the embedding tables are allocated (`torch.device("meta")` defers them to DMP sharding).
+              search: Literal["hard", "soft"] | None = None, search_codes: torch.Tensor | None = None,
+              device: torch.device | None = None) -> SIM:
+    """SIM of the given spec. content: (N, d) float32 or None; search: the GSU, "hard" or "soft" (None:
+    cfg.search); search_codes: (N, L_s) int64 codes the hard search matches on (their first `cfg.prefix_depth`
+    levels), needed for hard search. device: where the embedding tables are allocated (`torch.device("meta")`
+    defers them to DMP sharding).
 
     The caller decides the GSU (which search, over which code set) and records it; nothing falls back
     silently: hard search without search_codes is an error.
     """
     prefix = None
-    if cfg.search == "hard":
+    mode = search or cfg.search
+    if mode == "hard":
         if search_codes is None:
             raise RecsysModelError("build_sim: search='hard' needs search_codes (N, L) int64 to match prefixes on")
         if search_codes.ndim != 2 or search_codes.shape[0] != spec.n_items:
@@ -144,4 +147,4 @@ def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimCo
     context = ContextEncoder(spec, device=device)
     head = mlp(context.dim + 3 * items.dim + spec.dense_in_features, cfg.mlp)
     esu, short = MultiHeadTargetAttention(items.dim, cfg.heads), MultiHeadTargetAttention(items.dim, cfg.heads)
-    return SIM(items, context, esu, short, head, search=GsuConfig(cfg.search, cfg.top_k, cfg.recent), prefix_codes=prefix)
+    return SIM(items, context, esu, short, head, search=GsuConfig(mode, cfg.top_k, cfg.recent), prefix_codes=prefix)

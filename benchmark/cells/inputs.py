@@ -1,7 +1,7 @@
 """One benchmark cell's inputs: the variant's feature set and everything train_cell reads.
 
-    benchmark.itemside.stages.plan_cell(...) -> CellPlan      decided before anything runs (no torch)
-    cell_inputs(plan, item side) -> CellInputs       split frames + recsys_models FeatureSet + SIM search codes
+    benchmark.cells.plan.plan_cell(...) -> CellPlan   decided before anything runs (no torch)
+    cell_inputs(plan, item side) -> CellInputs     split frames + recsys_models FeatureSet + SIM's search unit
 
 Item fields a variant may read (recsys_models.features.ItemField): the item id (t_item, N rows); the codes
 (one field per RQ level, t_rq_<l> with the code set's vocabulary, or the VQ top-k bag); the VQ bag (its tokens
@@ -11,7 +11,6 @@ per categorical item column: a single value, or a bag for list columns such as M
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +19,11 @@ import numpy as np
 import polars as pl
 import torch
 
+from benchmark.cells.plan import CellPlan
 from benchmark.config.variants import get_variant
 from benchmark.core.errors import DataError
-from benchmark.itemside.stages import CellPlan
+from benchmark.itemside.runner import ItemSide
 from qarm.quantize.config import TokenizeConfig
-from recsys_models.config import TrainConfig
 from recsys_models.features import ITEM, FeatureSet, FeatureSpec, ItemField
 
 METADATA_COLUMNS = ("category", "year", "genres")  # categorical item columns a `metadata` variant reads
@@ -172,8 +171,9 @@ def build_features(
 
 @dataclass(frozen=True, eq=False)
 class CellInputs:
-    """Everything train_cell needs: the split frames, the items frame (is_cold, pop_bucket), the feature set
-    and, for SIM's hard search, the codes it matches on ((N, L_s) int64)."""
+    """Everything train_cell needs: the split frames, the items frame (is_cold, pop_bucket), the feature set,
+    SIM's search unit as the plan decided it ("hard" / "soft"; None for other models) and, for hard search, the
+    codes it matches on ((N, L_s) int64)."""
 
     train: pl.DataFrame
     val: pl.DataFrame
@@ -181,6 +181,7 @@ class CellInputs:
     items: pl.DataFrame
     features: FeatureSet
     search_codes: torch.Tensor | None
+    sim_search: str | None = None
 
 
 def control_codes(codes: np.ndarray, vocab_sizes: Sequence[int], control: str, seed: int) -> np.ndarray:
@@ -196,21 +197,21 @@ def control_codes(codes: np.ndarray, vocab_sizes: Sequence[int], control: str, s
     raise ValueError(f"unknown codes control {control!r}")
 
 
-def cell_inputs(plan: CellPlan, side: dict[str, Any], embedding_dim: int,
+def cell_inputs(plan: CellPlan, side: ItemSide, embedding_dim: int,
                 tokens: TokenizeConfig | None = None) -> CellInputs:
-    """Assemble a planned cell's inputs from one replicate's item side (run_item_side's artifacts); `tokens`:
-    how RQ codes become token tables (quantize.tokens)."""
-    prepared = side["data"]
-    code_sets = side["codes"]
+    """Assemble a planned cell's inputs from one replicate's item side; `tokens`: how RQ codes become token
+    tables (quantize.tokens)."""
+    prepared = side.data
+    code_sets = side.codes
     cs = code_sets[plan.code_set] if plan.code_set else None
     codes = None if cs is None else cs.codes
     if cs is not None and plan.control:
         codes = control_codes(cs.codes, cs.vocab_sizes, plan.control, plan.replicate_seed)
     dense = None
     if plan.dense_source == "frozen":
-        dense = side["frozen"].frozen_embeddings()
+        dense = side.frozen.frozen_embeddings()
     elif plan.dense_source == "aligned":
-        dense = side["align"].embeddings
+        dense = side.align.embeddings
     fs = build_features(plan.variant, n_items=prepared.items.height, n_users=n_users_of(prepared),
                         embedding_dim=embedding_dim, users=prepared.users, codes=codes,
                         vocab_sizes=None if cs is None else cs.vocab_sizes, code_kind="rq" if cs is None else cs.kind,
@@ -218,7 +219,7 @@ def cell_inputs(plan: CellPlan, side: dict[str, Any], embedding_dim: int,
                         vq_codes=code_sets[plan.vq_set].codes if plan.vq_set else None, dense=dense,
                         item_fields=encode_item_fields(prepared.items) if plan.metadata else None)
     search = torch.from_numpy(code_sets[plan.sim_search_codes].codes) if plan.sim_search_codes else None
-    return CellInputs(prepared.train, prepared.val, prepared.test, prepared.items, fs, search)
+    return CellInputs(prepared.train, prepared.val, prepared.test, prepared.items, fs, search, plan.sim_search)
 
 
 def n_users_of(prepared: Any) -> int:
@@ -228,10 +229,3 @@ def n_users_of(prepared: Any) -> int:
     if prepared.users is not None and prepared.users.height:
         mx = max(mx, int(prepared.users["user_idx"].max()))
     return mx + 1
-
-
-def rank_config(cfg: TrainConfig, plan: CellPlan) -> TrainConfig:
-    """The [rank] settings a planned cell trains with: SIM's search mode as the plan decided it."""
-    if plan.sim_search is None or plan.sim_search == cfg.sim.search:
-        return cfg
-    return dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, search=plan.sim_search))

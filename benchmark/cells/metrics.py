@@ -6,7 +6,7 @@
 - LogLoss: mean binary cross-entropy with predictions clipped to [eps, 1 - eps].
 Undefined values (a slice with one class, no user with both labels) are NaN.
 
-Across ranks (benchmark.dist.world): each rank predicts a part of a split; `reassemble_rows` puts every
+Across ranks (benchmark.core.world): each rank predicts a part of a split; `World.gather_rows` puts every
 rank's predictions back in row order, and the metrics are computed once over all of them, never averaged over
 per-rank figures (an average of per-rank AUCs is not the AUC: the ranking pairs across ranks are missing).
 """
@@ -14,7 +14,6 @@ per-rank figures (an average of per-rank AUCs is not the AUC: the ranking pairs 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -90,22 +89,6 @@ def all_metrics(users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> dic
         "n": float(y.size),
         "n_pos": float(np.asarray(y, dtype=np.float64).sum()),
     }
-
-
-def reassemble_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
-    """Per-rank (rows (n_r,) int64, values (n_r,)) -> values (n,) in row order. The parts must cover rows 0..n-1
-    exactly once (uneven part sizes are fine); the result equals what one process would hold, bit for bit."""
-    rows = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r, _ in parts]) if parts else np.zeros(0, np.int64)
-    values = np.concatenate([np.asarray(v).ravel() for _, v in parts]) if parts else np.zeros(0)
-    if rows.shape != values.shape:
-        raise DataError(f"reassemble_rows: {rows.size} rows but {values.size} values")
-    seen = np.bincount(rows, minlength=n) if rows.size and rows.min() >= 0 else np.zeros(n, np.int64)
-    if rows.size != n or seen.size != n or (seen != 1).any():
-        raise DataError(f"reassemble_rows: the parts must hold each of the {n} rows exactly once; got {rows.size} "
-                        f"rows ({int((seen == 0).sum())} missing, {int((seen > 1).sum())} repeated)")
-    out = np.empty(n, dtype=values.dtype)
-    out[rows] = values
-    return out
 
 
 def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict[str, float]]:

@@ -2,7 +2,7 @@
 
 Adam for dense parameters; Adagrad or Adam for embedding tables (plain torch optimizers over the
 unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`).
-On `device` (benchmark.core.device); in a world of several ranks (benchmark.dist.world) every ranker is sharded
+On `device` (benchmark.core.device); in a world of several ranks (benchmark.core.world) every ranker is sharded
 (recsys_models.sharding), each rank trains on its part of every global batch (the same shuffled batches on
 every rank, so the global batch is the one-process batch) and the split's predictions are gathered in row
 order before the metrics are computed once.
@@ -29,8 +29,7 @@ from tqdm import tqdm
 from benchmark.cells.inputs import CellInputs
 from benchmark.cells.metrics import all_metrics, slice_bootstrap, slice_metrics
 from benchmark.core.records import EpochRecord, epoch_metrics
-from benchmark.dist import world as distributed
-from benchmark.dist.world import World
+from benchmark.core.world import World
 from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
 from recsys_models.factory import batch_layout, build_model
@@ -72,11 +71,12 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opti
 @torch.no_grad()
 def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: int,
             layout: Layout = "pooled", device: torch.device | None = None,
-            world: World = distributed.SINGLE) -> np.ndarray:
+            world: World | None = None) -> np.ndarray:
     """Click probabilities (n,) float64 of a split, in row order. Several ranks: each scores its part of every
     batch, and the parts are gathered (every rank returns the whole split)."""
     model.eval()
     device = device or torch.device("cpu")
+    world = world or World()
     if world.size == 1:
         out = [torch.sigmoid(model(b.to(device))).double().cpu()
                for b in iter_batches(fs, arrays, batch_size, layout=layout)]
@@ -88,7 +88,7 @@ def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: i
         rows.append(part[real])
         preds.append(p[real])
     cat = (lambda xs, dt: torch.cat(xs).numpy() if xs else np.zeros(0, dt))  # noqa: E731
-    return distributed.gather_rows(cat(rows, np.int64), cat(preds, np.float64), len(arrays))
+    return world.gather_rows(cat(rows, np.int64), cat(preds, np.float64), len(arrays))
 
 
 def train_step(model: Callable[[RankBatch], torch.Tensor], optimizers: list[torch.optim.Optimizer],
@@ -140,7 +140,7 @@ def _train_epoch(
         bar.set_postfix(loss=f"{total / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
     bar.close()
     if world is not None and world.size > 1:  # the epoch's mean over all ranks' rows
-        total = float(sum(distributed.gather_objects(total)))
+        total = float(sum(world.gather_objects(total)))
     return total / max(seen, 1), time.perf_counter() - start
 
 
@@ -153,7 +153,7 @@ def train_cell(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
     device: torch.device | None = None,
-    world: World = distributed.SINGLE,
+    world: World | None = None,
 ) -> TrainedCell:
     """Train `model_name` on the cell's features; early-stop on val AUC; test metrics at the best epoch.
 
@@ -162,12 +162,13 @@ def train_cell(
     together (all of them call train_cell with the same arguments); every rank returns the same result.
     """
     device = device or torch.device("cpu")
+    world = world or World()
     fs = inputs.features
     n_items, n_users = fs.spec.n_items, fs.spec.n_users
     splits = {name: split_arrays(getattr(inputs, name), max_hist=cfg.max_hist, n_items=n_items, n_users=n_users,
                                  name=name) for name in ("train", "val", "test")}
     torch.manual_seed(seed)
-    model, optimizers, sharded = _model_and_optimizers(model_name, fs, cfg, inputs.search_codes, device, world)
+    model, optimizers, sharded = _model_and_optimizers(model_name, inputs, cfg, device, world)
     layout = batch_layout(model_name)
     part_of = world if sharded else None
     generator = torch.Generator().manual_seed(seed)
@@ -197,12 +198,13 @@ def train_cell(
                        sharding_plan=getattr(model, "plan_summary", {}))
 
 
-def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig, search_codes: torch.Tensor | None,
-                          device: torch.device, world: World) -> tuple[nn.Module, list, bool]:
+def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig, device: torch.device,
+                          world: World) -> tuple[nn.Module, list, bool]:
     """(model, optimisers, sharded?). Sharded when `rank.sharded` or several ranks: the unsharded model is built
     from the caller's seed and its state copied into the shards, so the initial weights are the same whatever
-    the world size."""
-    model = build_model(model_name, fs, cfg, search_codes=search_codes)
+    the world size. SIM's search unit is the one the cell's plan decided (inputs.sim_search)."""
+    fs, search_codes, search = inputs.features, inputs.search_codes, inputs.sim_search
+    model = build_model(model_name, fs, cfg, search=search, search_codes=search_codes)
     if not (cfg.sharded or world.size > 1):
         model = model.to(device)
         return model, make_optimizers(model, cfg), False
@@ -210,7 +212,7 @@ def _model_and_optimizers(model_name: str, fs: FeatureSet, cfg: TrainConfig, sea
 
     state = model.state_dict()
     del model
-    local = build_model(model_name, fs, cfg, search_codes=search_codes, meta=True)
+    local = build_model(model_name, fs, cfg, search=search, search_codes=search_codes, meta=True)
     dmp, opt = shard_model(local, state, device=device, sharding=cfg.sharding, emb_optimizer=cfg.emb_optimizer,
                            emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay)
     return dmp, [opt], True

@@ -1,7 +1,7 @@
 """The suite config: one table per stage, each the config dataclass of the library that runs it.
 
     [suite]     SuiteSection: name, seeds, models, variants, runs_dir, tracking_uri, threads, sweep
-    [data]      benchmark.data.config.DataConfig: dataset, root, split, history ...
+    [data]      benchmark.config.data.DataConfig: dataset, root, split, history ...
     [pairs]     qarm.pairs.PairsConfig: sources, [pairs.u2i] U2IConfig, [pairs.swing] SwingConfig
     [encoder]   qarm.encoders.EncoderConfig: frozen item content encoders (text, image)
     [align]     qarm.alignment.AlignConfig: contrastive alignment of the encoder (QARM §3)
@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmark.config.data import DataConfig
 from benchmark.config.variants import ALL_VARIANTS, VariantName
 from benchmark.core.configlib import (
     apply_overrides,
@@ -35,7 +36,6 @@ from benchmark.core.configlib import (
 )
 from benchmark.core.device import check_device_name
 from benchmark.core.errors import ConfigError, require
-from benchmark.data.config import DataConfig
 from qarm.alignment.config import AlignConfig
 from qarm.encoders.config import EncoderConfig
 from qarm.pairs.config import PairsConfig
@@ -124,9 +124,7 @@ class SuiteConfig:
         """Worker processes for the cells: suite.workers, or as many as the cores allow at `threads` each."""
         if self.suite.workers:
             return self.suite.workers
-        from benchmark.run.pool import default_workers
-
-        return default_workers(self.threads)
+        return max(1, min(4, (os.cpu_count() or 1) // max(self.threads, 1)))  # auto: at most 4
 
     @property
     def runs_dir(self) -> Path:

@@ -17,10 +17,12 @@ import hashlib
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmark.core.world import World
 from qarm.artifacts import atomic_directory, remove_partial
 
 SUCCESS = "_SUCCESS"
@@ -111,6 +113,31 @@ class StageCache:
                                                sort_keys=True, default=str))
             (tmp / SUCCESS).write_text(json.dumps(content_manifest(tmp), indent=1, sort_keys=True))
         self._written.add((stage, key))
+
+    def load_or_compute(self, stage: str, key: str, compute: Callable[[Path], Any], save: Callable[[Any, Path], None],
+                        load: Callable[[Path], Any], *, meta: dict[str, Any] | None = None, world: World | None = None,
+                        collective: bool = False) -> tuple[Any, bool]:
+        """The one "load from the cache or compute" path of the project: (artifact, cached).
+
+        Cached (as rank 0 sees it, so every rank agrees): `load(entry)`. Otherwise `compute(workdir)` runs and
+        `save(artifact, workdir)` fills the entry, sealed on success. In a world of several ranks rank 0 computes
+        and writes while the others wait at a barrier and load the entry; a `collective` stage (alignment under
+        DDP) is computed by every rank together, the others in a scratch folder, rank 0 writing the entry.
+        """
+        world = world or World()
+        final = self.path(stage, key)
+        if world.agree(self.done(stage, key) if world.is_main else None):
+            return load(final), True
+        artifact = None
+        if world.is_main:
+            with self.writing(stage, key, meta) as tmp:
+                artifact = compute(tmp)
+                save(artifact, tmp)
+        elif collective:
+            with tempfile.TemporaryDirectory(prefix=f"qarm-{stage}-rank{world.rank}-") as tmp:
+                artifact = compute(Path(tmp))
+        world.barrier()
+        return (artifact if artifact is not None else load(final)), False
 
     def clean_partial(self) -> int:
         """Remove temporary folders left by a killed run; returns how many were removed."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from benchmark.data.config import (
+from benchmark.config.data import (
     AmazonConfig,
     DataConfig,
     GenericConfig,

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmark.data.config import DATASETS, DataConfig, SplitConfig
+from benchmark.config.data import DATASETS, DataConfig, SplitConfig
 
 if TYPE_CHECKING:
 

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmark.config.data import DataConfig, FashionMnistConfig
 from benchmark.core.errors import DataError
-from benchmark.data.config import DataConfig, FashionMnistConfig
 from benchmark.data.schema import RawData, label_from_rating, require_path
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"

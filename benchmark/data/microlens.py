@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.config.data import DataConfig
 from benchmark.data import cards
-from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, parse_int, read_csv_strings, require_columns, require_path
 
 CARD = "microlens"

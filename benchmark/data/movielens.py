@@ -21,9 +21,9 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmark.config.data import DataConfig
 from benchmark.core.errors import DataError
 from benchmark.data import cards
-from benchmark.data.config import DataConfig
 from benchmark.data.schema import (
     RawData,
     label_from_rating,

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmark.config.data import DataConfig
 from benchmark.core.cache import StageCache
 from benchmark.data import registry, splits, synthetic
-from benchmark.data.config import DataConfig
 from benchmark.data.history import build_history, build_history_recbole
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
 from benchmark.data.schema import RawData, validate
@@ -73,11 +73,8 @@ def prepare(cfg: DataConfig, *, cache: StageCache | None = None, cache_dir: Path
     key = data_key(cfg)
     if cache is None:
         cache = StageCache(Path(cache_dir or cfg.cache_dir or DEFAULT_CACHE), force=[STAGE] if force else [])
-    if cache.done(STAGE, key):
-        return load_prepared(cache.path(STAGE, key))
-    with cache.writing(STAGE, key, {"dataset": cfg.dataset}) as tmp:
-        data = compute_prepared(cfg, tmp, cache.path(STAGE, key))
-        save_prepared(data, tmp)
+    data, _ = cache.load_or_compute(STAGE, key, lambda tmp: compute_prepared(cfg, tmp, cache.path(STAGE, key)),
+                                    save_prepared, load_prepared, meta={"dataset": cfg.dataset})
     return data
 
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.config.data import DataConfig
 from benchmark.core.errors import ConfigError, DataError
 from benchmark.data import amazon, cards, fashion_mnist, generic, microlens, movielens
 from benchmark.data.cards import DATASETS_DIR
-from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, open_bytes
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from benchmark.data.config import SplitConfig
+from benchmark.config.data import SplitConfig
 
 TRAIN, VAL, TEST = 0, 1, 2
 EPS = 1e-9  # n * 0.1 can land a hair under an integer in binary floating point

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmark.data.config import SYNTHETIC_PRESETS as PRESETS  # noqa: F401 (re-export)
-from benchmark.data.config import SyntheticConfig, synthetic_sizes
+from benchmark.config.data import SYNTHETIC_PRESETS as PRESETS  # noqa: F401 (re-export)
+from benchmark.config.data import SyntheticConfig, synthetic_sizes
 from benchmark.data.schema import RawData
 
 THEMES: tuple[tuple[str, ...], ...] = (

@@ -7,15 +7,15 @@
     codes   CodeSet           qarm.quantize: one code set (source x quantizer) + its diagnostics
 
 Each compute function receives a StageContext (the suite config, the replicate seed, the upstream artifacts,
-the entry folder being written); library code never logs, the suite logs what these return. Each computes on
-`suite.device` (`_device`); faiss k-means and top-k search use the GPU when faiss sees one, unless the suite
-says "cpu".
+the entry folder being written, the device and the World the run resolved once); library code never logs, the
+suite logs what these return. faiss k-means and top-k search use the GPU when faiss sees one, unless the run's
+device is the CPU.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import polars as pl
 from benchmark.config.suite import SuiteConfig
 from benchmark.core.errors import ConfigError
 from benchmark.core.records import from_json, to_json
+from benchmark.core.world import World
 
 CODE_SOURCES = ("frozen", "aligned")
 QUANTIZERS = ("rq_kmeans", "rq_vae", "vq")
@@ -41,18 +42,13 @@ class StageContext:
     workdir: Path
     final_dir: Path
     progress: bool = True
-
-
-def _device(ctx: StageContext) -> Any:
-    """The torch.device of `suite.device` (this rank's GPU under torchrun)."""
-    from benchmark.core.device import resolve_device
-
-    return resolve_device(ctx.cfg.suite.device)
+    device: Any = "cpu"
+    world: World = field(default_factory=World)
 
 
 def _faiss_gpu(ctx: StageContext) -> bool | str:
-    """faiss's GPU choice: "auto" (its GPU when it sees one) unless the suite runs on the CPU."""
-    return False if _device(ctx).type == "cpu" else "auto"
+    """faiss's GPU choice: "auto" (its GPU when it sees one) unless the run computes on the CPU."""
+    return False if str(ctx.device) == "cpu" else "auto"
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -90,7 +86,7 @@ def compute_pairs(ctx: StageContext) -> Any:
 
     prepared = ctx.inputs["data"]
     return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed,
-                      device=str(_device(ctx)))
+                      device=str(ctx.device))
 
 
 def save_pairs(mined: Any, out: Path) -> None:
@@ -143,7 +139,7 @@ def compute_frozen(ctx: StageContext) -> Any:
     """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
     from qarm.encoders import item_features
 
-    e, prepared, device = ctx.cfg.encoder, ctx.inputs["data"], str(_device(ctx))
+    e, prepared, device = ctx.cfg.encoder, ctx.inputs["data"], str(ctx.device)
     if e.kind == "synthetic":  # no encoder: vectors from each item's category (docs/scale.md)
         from qarm.encoders.synthetic import synthetic_item_features
 
@@ -190,17 +186,16 @@ def compute_align(ctx: StageContext) -> Any:
     """The fusion head trains over the cached frozen features; a modality whose align.trainable_layers entry is
     not 0 also gets a tower (its encoder's top blocks, or all of it) fed by the raw item texts / images. Under
     torchrun every rank trains the one model (DDP, qarm.alignment.distributed)."""
-    from benchmark.dist import world as distributed
     from qarm.alignment import align
 
-    a, e, pairs, device = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs, _device(ctx)
+    a, e, pairs, device = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs, ctx.device
     raw: dict[str, Any] = {}
     if "text" in e.modalities and a.towers.of("text") != 0:
         raw |= {"texts": ctx.inputs["data"].items["text"].to_list(), "text_encoder": text_encoder_of(e, device)}
     if "image" in e.modalities and a.towers.of("image") != 0:
         raw |= {"image_paths": _image_paths(ctx), "image_encoder": image_encoder_of(e, device)}
     return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress,
-                 device=device, distributed=distributed.active(),
+                 device=device, distributed=ctx.world.active,
                  reference=ctx.inputs["pairs"].u2i_item_embeddings, **raw)  # U2I: the collaborative reference
 
 
@@ -315,7 +310,7 @@ def compute_codes(ctx: StageContext, name: str) -> CodeSet:
                               gpu=_faiss_gpu(ctx)).fit(x)
         sizes = list(model.vocab_sizes)
     else:
-        model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed, device=_device(ctx))
+        model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed, device=ctx.device)
         sizes = [k] * q.levels
     c = model.encode(x).astype(np.int64)
     if q.dedup:  # TIGER's suffix after whichever last level ran

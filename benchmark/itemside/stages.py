@@ -13,8 +13,6 @@ the stages its field reaches, and a new replicate seed recomputes only the seede
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +20,8 @@ from typing import Any
 from benchmark.config.suite import SuiteConfig, slice_hash
 from benchmark.config.variants import get_variant
 from benchmark.core import __version__
-from benchmark.core.cache import StageCache
 from benchmark.core.errors import ConfigError
-from benchmark.dist import world as distributed
 from benchmark.itemside import compute as P
-from qarm.quantize.config import TokenizeConfig
 
 
 @dataclass(frozen=True)
@@ -150,112 +145,3 @@ def item_side_keys(cfg: SuiteConfig, data_key: str, seed: int) -> ItemSideKeys:
             else:
                 stages[stage.name] = key
     return ItemSideKeys(seed, stages, code_sets)
-
-
-# ---- running the item side -----------------------------------------------------------------------
-
-
-def _say(msg: str) -> None:
-    """A status line on stderr that does not tear an active progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(msg, file=sys.stderr)
-
-
-def run_item_side(cfg: SuiteConfig, cache: StageCache, seed: int, keys: ItemSideKeys, *,
-                  progress: bool = True, data: Any = None) -> dict[str, Any]:
-    """Compute or load every item-side entry of replicate `seed`, in table order. Returns the artifacts by
-    stage name ("codes" maps code set names to CodeSets). `data`: an already loaded data artifact."""
-    from tqdm import tqdm
-
-    entries = [(s, inst) for s in ITEM_SIDE for inst in s.instances(cfg)]
-    bar = tqdm(total=len(entries), desc=f"item side (seed {seed})", unit="stage", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, bar_format="{desc}: {n}/{total} {bar} [{elapsed}<{remaining}] {postfix}")
-    out: dict[str, Any] = {"codes": {}}
-    for stage, inst in entries:
-        if stage.name == "data" and data is not None:
-            out["data"] = data
-            bar.update(1)
-            continue
-        t0 = time.monotonic()
-        artifact, cached = _run_entry(cfg, cache, seed, stage, inst, keys.key(stage.name, inst), out, progress)
-        if stage.name == "codes":
-            out["codes"][inst] = artifact
-        else:
-            out[stage.name] = artifact
-        label = f"{stage.name}/{inst}" if inst else stage.name
-        assert stage.describe is not None
-        _say(f"[{label:<8}] {stage.describe(artifact)}  ({'cached' if cached else f'{time.monotonic() - t0:.1f}s'})")
-        bar.update(1)
-        bar.set_postfix_str(f"{label} done")
-    bar.close()
-    return out
-
-
-def _run_entry(cfg: SuiteConfig, cache: StageCache, seed: int, stage: Stage, inst: str, key: str,
-               done: dict[str, Any], progress: bool) -> tuple[Any, bool]:
-    assert stage.compute is not None and stage.save is not None and stage.load is not None
-    if distributed.active():  # several ranks: rank 0 computes and writes; alignment runs on all of them
-        return distributed.run_entry(cfg, cache, seed, stage, inst, key, done, progress)
-    if cache.done(stage.name, key):
-        return stage.load(cache.path(stage.name, key)), True
-    inputs = {u: done[u] for u in stage.upstream if u in done}
-    with cache.writing(stage.name, key, {"instance": inst, "seed": seed if stage.seeded else None}) as tmp:
-        ctx = P.StageContext(cfg, seed, inputs, tmp, cache.path(stage.name, key), progress)
-        artifact = stage.compute(ctx, inst) if inst else stage.compute(ctx)
-        stage.save(artifact, tmp)
-    return artifact, False
-
-
-# ---- cells ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CellPlan:
-    """One (variant, model, seed) cell, decided before it runs: the code set feeding its code features (and how
-    they are tokenised or controlled), its VQ bag, its content vector, whether it reads item metadata, SIM's
-    search unit (mode and the code set hard search matches on), the replicate seed of its item side, its key."""
-
-    variant: str
-    model: str
-    seed: int
-    replicate_seed: int
-    code_set: str | None
-    control: str | None
-    vq_set: str | None
-    dense_source: str | None
-    metadata: bool
-    sim_search: str | None
-    sim_search_codes: str | None
-    key: str
-
-
-def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemSideKeys) -> CellPlan:
-    """Decide what the cell reads. SIM with `rank.sim.search = "hard"` matches on the frozen RQ codes for every
-    variant (`search_codes = "frozen"`, one change at a time) or on the variant's own RQ codes ("own": a variant
-    without RQ codes then has no prefix to match and uses the soft, inner-product search)."""
-    v = get_variant(variant)
-    q = cfg.quantize.quantizer
-    code_set = P.code_set_name(v.codes, q) if v.codes else None
-    vq_set = P.code_set_name(v.vq, "vq") if v.vq and code_set != P.code_set_name(v.vq, "vq") else None
-    search, search_codes = None, None
-    if model == "sim":
-        sim = cfg.rank.sim
-        if sim.search == "hard" and sim.search_codes == "frozen":
-            search, search_codes = "hard", SIM_SEARCH_CODE_SET
-        elif sim.search == "hard" and code_set is not None and q != "vq" and v.control is None:
-            search, search_codes = "hard", code_set
-        else:
-            search = "soft"
-    upstream = [keys.key("data")]
-    if v.dense:
-        upstream.append(keys.key("frozen" if v.dense == "frozen" else "align"))
-    for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n):
-        upstream.append(keys.key("codes", name))
-    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
-              "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
-    if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
-        slice_["tokens"] = cfg.quantize.tokens
-    key = slice_hash(slice_, *upstream, version=__version__)
-    return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
-                    search_codes, key)

@@ -268,14 +268,15 @@ def measure_world(args: argparse.Namespace) -> dict[str, object]:
     """Sharded rankers: samples/s in this process (a world of one) and in a spawned world of N processes."""
     import tempfile
 
-    from benchmark.dist import world as distributed
+    from benchmark.core.world import World
+    from benchmark.dist.launch import spawn
 
     torch.set_num_threads(1)
-    one = _world_steps(distributed.SINGLE, args, None)
+    one = _world_steps(World(), args, None)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "times.json"
         plain = argparse.Namespace(**{k: v for k, v in vars(args).items() if isinstance(v, int | float | str)})
-        distributed.spawn(_world_worker, args.nproc_per_node, plain, str(out))
+        spawn(_world_worker, args.nproc_per_node, plain, str(out))
         many = json.loads(out.read_text())
     n = args.nproc_per_node
     sps = {m: {"1": round(args.batch_size / one[m], 1), str(n): round(args.batch_size / many[m], 1)}

@@ -110,17 +110,20 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
     from benchmark.config.suite import load_config
     from benchmark.core.cache import StageCache
+    from benchmark.core.device import resolve_device
 
     cfg = load_config(task["config"], task["overrides"])
     torch.set_num_threads(cfg.threads)
     cache = StageCache(cfg.suite_dir / "artifacts")
-    return _item(cfg, cache, task) if task["kind"] == "item" else _cell(cfg, cache, task)
+    device = resolve_device(cfg.suite.device)  # once per child process
+    return _item(cfg, cache, task, device) if task["kind"] == "item" else _cell(cfg, cache, task, device)
 
 
-def _item(cfg: Any, cache: Any, task: dict[str, Any]) -> dict[str, Any]:
+def _item(cfg: Any, cache: Any, task: dict[str, Any], device: Any) -> dict[str, Any]:
     from benchmark.data.preparation import data_key
     from benchmark.itemside import stages
-    from benchmark.run.suite import replicate_seeds
+    from benchmark.itemside.runner import run_entry
+    from benchmark.run.plan import replicate_seeds
 
     rseed = replicate_seeds(cfg)[0]
     keys = stages.item_side_keys(cfg, data_key(cfg.data), rseed)
@@ -132,7 +135,8 @@ def _item(cfg: Any, cache: Any, task: dict[str, Any]) -> dict[str, Any]:
         assert up_stage.load is not None
         done[up] = up_stage.load(cache.path(up, keys.key(up)))
     t1 = time.perf_counter()
-    artifact, cached = stages._run_entry(cfg, cache, rseed, stage, inst, keys.key(stage.name, inst), done, False)
+    artifact, cached = run_entry(cfg, cache, rseed, stage, inst, keys.key(stage.name, inst), done,
+                                 device=device, progress=False)
     t2 = time.perf_counter()
     assert stage.describe is not None
     return {"load_s": t1 - t0, "compute_s": t2 - t1, "cached": cached, "detail": stage.describe(artifact),
@@ -151,14 +155,17 @@ def _item_facts(stage: str, artifact: Any, cfg: Any) -> dict[str, Any]:
     return {}
 
 
-def _cell(cfg: Any, cache: Any, task: dict[str, Any]) -> dict[str, Any]:
+def _cell(cfg: Any, cache: Any, task: dict[str, Any], device: Any) -> dict[str, Any]:
+    from benchmark.run.cell import train_or_load
+    from benchmark.run.plan import replicate_seed
     from benchmark.run.suite import SuiteRun
 
-    run = SuiteRun(cfg, progress=False, cache=cache)
+    run = SuiteRun(cfg, progress=False, cache=cache, device=device)
     t0 = time.perf_counter()
     run.item_side()
     t1 = time.perf_counter()
-    record, cached = run.train_or_load(task["variant"], task["model"], task["seed"])
+    record, cached = train_or_load(cfg, cache, run.sides[replicate_seed(cfg, task["seed"])], task["variant"],
+                                   task["model"], task["seed"], device=run.device)
     t2 = time.perf_counter()
     h = record.history[0] if record.history else None
     return {"load_s": t1 - t0, "compute_s": t2 - t1, "cached": cached,
@@ -222,7 +229,7 @@ def _in_process(task: dict[str, Any]) -> dict[str, Any]:
 def tasks_of(cfg: Any, args: argparse.Namespace, n: int) -> list[tuple[str, dict[str, Any]]]:
     """(label, task) for every entry of the suite of size n, in run order."""
     from benchmark.itemside.stages import ITEM_SIDE
-    from benchmark.run.suite import cells_of
+    from benchmark.run.plan import cells_of
 
     out: list[tuple[str, dict[str, Any]]] = [("baseline", {"kind": "baseline"})]
     for stage in ITEM_SIDE:

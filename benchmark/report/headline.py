@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.report.stats import ALPHA
-from benchmark.report.tables import BASELINE, _fmt, _signed, model_order
+from benchmark.report.tables import BASELINE, fmt, model_order, signed
 
 HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
 HEADLINE_SLICES = ("all", "cold")
@@ -96,8 +96,8 @@ def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = ()
     lines = [f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
              f"{round(100 * confidence)}% CI, {significance_label(rows)}; significant when p < {ALPHA}):", ""]
     for h in headline_items(rows, variants, metric):
-        ci = "" if h.ci_low is None else f" [{_signed(h.ci_low)}, {_signed(h.ci_high)}]"
-        lines.append(f"- {h.model} · {h.variant} · {h.slice}: Δ {_signed(h.delta)}{ci}, p = {_fmt(h.p, 3)}: "
+        ci = "" if h.ci_low is None else f" [{signed(h.ci_low)}, {signed(h.ci_high)}]"
+        lines.append(f"- {h.model} · {h.variant} · {h.slice}: Δ {signed(h.delta)}{ci}, p = {fmt(h.p, 3)}: "
                      f"{h.verdict} ({h.n_seeds} seeds)")
     return "\n".join(lines)
 

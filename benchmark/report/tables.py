@@ -18,23 +18,18 @@ ROW_KEYS (a contract: extended, never renamed):
                                                    or SIM search codes ("text", "image", "image+text"; "" when
                                                    the cell reads none, e.g. a DLRM id_only)
 A delta is called significant only when its Holm-adjusted p-value is below 0.05.
-`--html` also writes the self-contained `report.html` (benchmark/report_html.py).
+benchmark.report.write.write_report writes every report file (report.md, report.json, report.html, plots).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from benchmark.config.variants import VARIANTS
-from benchmark.core.cache import read_json, write_json
-from benchmark.core.errors import QarmBenchError
-from benchmark.core.records import CellRecord, SuiteResults, from_json
+from benchmark.core.records import CellRecord, SuiteResults
 from benchmark.report.stats import ALPHA, family_size, holm, mean_ci, paired_delta
 
 METRICS = ("auc", "gauc", "logloss")
@@ -127,11 +122,11 @@ def significant(row: dict[str, Any], key: str = "p_value_holm") -> bool:
     return row.get(key) is not None and row[key] < ALPHA
 
 
-def _fmt(x: float | None, digits: int = 4) -> str:
+def fmt(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _signed(x: float | None) -> str:
+def signed(x: float | None) -> str:
     return "–" if x is None else f"{x:+.4f}"
 
 
@@ -171,7 +166,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                 boot = "–" if auc.get("bootstrap_ci_low") is None else \
                     f"[{auc['bootstrap_ci_low']:.4f}, {auc['bootstrap_ci_high']:.4f}]"
                 lines.append(f"| {model} | {variant} | {slice_name} | {parts[0]} | {boot} | {parts[1]} | {parts[2]} | "
-                             f"{_delta(auc)} | {_fmt(auc.get('p_value'), 3)} | {_fmt(auc.get('p_value_holm'), 3)} | "
+                             f"{_delta(auc)} | {fmt(auc.get('p_value'), 3)} | {fmt(auc.get('p_value_holm'), 3)} | "
                              f"{auc.get('n_seeds', 0)} | {auc.get('modalities') or '–'} |")
     return "\n".join(lines)
 
@@ -188,7 +183,7 @@ def frozen_table(rows: list[dict[str, Any]]) -> str:
                     continue
                 lines.append(f"| {model} | {slice_name} | {variant} vs {counterpart} | "
                              f"{_delta(r, 'delta_vs_frozen', 'p_value_vs_frozen_holm')} | "
-                             f"{_fmt(r['p_value_vs_frozen'], 3)} | {_fmt(r['p_value_vs_frozen_holm'], 3)} |")
+                             f"{fmt(r['p_value_vs_frozen'], 3)} | {fmt(r['p_value_vs_frozen_holm'], 3)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -241,8 +236,8 @@ def token_table(results: SuiteResults) -> str:
         return ""
     lines = ["| code set | tokenisation | coverage per table | overall | cold test items |", "|---|---|---|---|---|"]
     for name, c in sorted(results.item_side[0].token_coverage.items()):
-        per = ", ".join(f"{t} {_fmt(v, 3)}" for t, v in zip(c["tables"], c["coverage"]))
-        lines.append(f"| {name} | {c['scheme']} | {per} | {_fmt(c['overall'], 3)} | {c['n_query_items']} |")
+        per = ", ".join(f"{t} {fmt(v, 3)}" for t, v in zip(c["tables"], c["coverage"]))
+        lines.append(f"| {name} | {c['scheme']} | {per} | {fmt(c['overall'], 3)} | {c['n_query_items']} |")
     return "\n".join(lines)
 
 
@@ -257,10 +252,10 @@ def code_quality_table(code_quality: dict[str, dict[str, Any]]) -> str:
     for name, d in sorted(code_quality.items()):
         hr = d.get("neighbour_hr")
         hr = hr[0] if hr else None
-        lines.append(f"| {name} | {_fmt(d.get('collision_rate'), 3)} | {_fmt(d.get('duplicate_rate'), 3)} | "
-                     f"{_fmt(d.get('mean_items_per_code'), 2)} | "
+        lines.append(f"| {name} | {fmt(d.get('collision_rate'), 3)} | {fmt(d.get('duplicate_rate'), 3)} | "
+                     f"{fmt(d.get('mean_items_per_code'), 2)} | "
                      f"{d.get('n_unique_codes', '–')} | {lst(d.get('utilisation'))} | {lst(d.get('perplexity'))} | "
-                     f"{lst(d.get('reconstruction_mse'))} | {_fmt(hr, 3)} |")
+                     f"{lst(d.get('reconstruction_mse'))} | {fmt(hr, 3)} |")
     return "\n".join(lines)
 
 
@@ -287,7 +282,7 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
                    f"{stats.get('val', '?')}/{stats.get('test', '?')}; cold items (no training impression) "
                    f"{stats.get('cold_items', '?')} (of which the seeded cold draw {stats.get('cold_items_drawn', '?')}), "
                    f"warm items {stats.get('warm_items', '?')}; cold-user share of test rows "
-                   f"{_fmt(stats.get('cold_user_share_test'), 3)}.")
+                   f"{fmt(stats.get('cold_user_share_test'), 3)}.")
     fams = sorted({r["holm_family_size"] for r in rows if r["holm_family_size"]})
     sim = sim_statement(results.cells)
     out += ["", "## Variants", "", *variant_legend(results)]
@@ -326,8 +321,8 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
         for rep in results.item_side:
             a, ps = rep.alignment, rep.pair_stats
             out.append(f"- replicate seed {rep.seed}: held-out test pair recall@{a.k} (split by {a.split}, "
-                       f"{a.n_test_pairs} test pairs, never used for a choice): frozen {_fmt(a.frozen_recall, 3)} "
-                       f"→ aligned {_fmt(a.aligned_recall, 3)} (kept epoch {a.best_epoch}; {ps.n_pairs} pairs; "
+                       f"{a.n_test_pairs} test pairs, never used for a choice): frozen {fmt(a.frozen_recall, 3)} "
+                       f"→ aligned {fmt(a.aligned_recall, 3)} (kept epoch {a.best_epoch}; {ps.n_pairs} pairs; "
                        f"{', '.join(ps.sources)}; trained: {a.trained}; modalities: "
                        f"{' + '.join(a.modalities) or '–'}).")
         first = results.item_side[0].alignment.references
@@ -356,52 +351,3 @@ def variant_legend(results: SuiteResults) -> list[str]:
             line += f" (aligned = {trained})"
         out.append(line + ".")
     return out
-
-
-def write_report(suite_dir: Path, results: SuiteResults) -> tuple[str, list[dict[str, Any]]]:
-    """Aggregate, render and save report.md + report.json under suite_dir; returns (markdown, rows)."""
-    modalities = results.item_side[0].alignment.modalities if results.item_side else ()
-    rows = aggregate(results.cells, results.confidence, modalities)
-    md = render_markdown(results, rows)
-    suite_dir.mkdir(parents=True, exist_ok=True)
-    tmp = suite_dir / ".report.md.tmp"
-    tmp.write_text(md, encoding="utf-8")
-    tmp.replace(suite_dir / "report.md")
-    write_json(suite_dir / "report.json", rows)
-    return md, rows
-
-
-def load_manifest(suite_dir: Path) -> SuiteResults:
-    path = suite_dir / "results.json"
-    if not path.exists():
-        raise QarmBenchError(f"{path}: no results for suite '{suite_dir.name}' yet; run `qarm-bench run` first")
-    try:
-        manifest = read_json(path)
-    except (OSError, json.JSONDecodeError) as e:
-        raise QarmBenchError(f"{path}: unreadable results manifest ({e}); rerun `qarm-bench run`") from None
-    return from_json(SuiteResults, manifest, path)
-
-
-def main_report(args: Any) -> int:
-    """`qarm-bench report SUITE [--json] [--html]`: rewrite report.md/.json (and report.html) from the manifest."""
-    suite_dir = Path(args.runs_dir) / args.suite
-    manifest = load_manifest(suite_dir)
-    if args.html:  # redraw the plots, so a suite run before a plot existed gets it in its page too
-        import dataclasses
-
-        from benchmark.report import plots
-
-        drawn = plots.make_all(manifest, suite_dir / "plots")
-        manifest = dataclasses.replace(manifest, plots=tuple(str(p.relative_to(suite_dir)) for p in drawn))
-    md, rows = write_report(suite_dir, manifest)
-    if args.json:
-        print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in rows], indent=1))
-    else:
-        print(md)
-    if args.html:
-        from benchmark.report.html import write_html
-
-        path = write_html(suite_dir, manifest, rows)
-        # stdout stays pure JSON under --json
-        print(f"HTML report: {path}", file=sys.stderr if args.json else sys.stdout)
-    return 0

@@ -53,26 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the record as JSON instead of the table")
 
 
-def _entry(cfg: SuiteConfig, cache: StageCache, seed: int, name: str, key: str, done: dict[str, Any]) -> Any:
-    """Load stage `name` from the cache, or compute and store it (as the suite would)."""
-    from benchmark.itemside import compute as P
-    from benchmark.itemside.stages import BY_NAME
-
-    stage = BY_NAME[name]
-    assert stage.compute is not None and stage.save is not None and stage.load is not None
-    if cache.done(name, key):
-        return stage.load(cache.path(name, key))
-    t0 = time.monotonic()
-    with cache.writing(name, key, {"instance": "", "seed": seed if stage.seeded else None}) as tmp:
-        ctx = P.StageContext(cfg, seed, {u: done[u] for u in stage.upstream if u in done}, tmp,
-                             cache.path(name, key), progress=True)
-        artifact = stage.compute(ctx)
-        stage.save(artifact, tmp)
-    print(f"[{name}] computed in {time.monotonic() - t0:.0f}s", file=sys.stderr)
-    return artifact
-
-
-def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict[str, Any], epochs: int) -> tuple[np.ndarray, str]:
+def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict[str, Any], epochs: int,
+           device: Any) -> tuple[np.ndarray, str]:
     """The content probe's embeddings (N, H') and its description; cached as stage "probe"."""
     from qarm.alignment import AlignSummary, probe_config
 
@@ -84,11 +66,9 @@ def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict
                      version=__version__)
     path = cache.path("probe", key)
     if not cache.done("probe", key):
-        from benchmark.core.device import resolve_device
         from benchmark.itemside.compute import text_encoder_of
         from qarm.alignment import align
 
-        device = resolve_device(cfg.suite.device)  # suite.device, as the alignment stage uses it
         enc = text_encoder_of(cfg.encoder, device)
         texts = side["data"].items["text"].to_list()
         t0 = time.monotonic()
@@ -108,9 +88,11 @@ def _probe(cfg: SuiteConfig, cache: StageCache, seed: int, keys: Any, side: dict
 
 def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: int = 0) -> Any:
     """The suite's AlignReferences on its alignment test pairs (see the module docstring)."""
+    from benchmark.core.device import resolve_device
     from benchmark.data.preparation import data_key
-    from benchmark.itemside.stages import item_side_keys
-    from benchmark.run.suite import replicate_seeds
+    from benchmark.itemside.runner import run_entry
+    from benchmark.itemside.stages import BY_NAME, item_side_keys
+    from benchmark.run.plan import replicate_seeds
     from qarm.alignment import describe_trained, references, split_pairs
     from qarm.alignment.heldout import pair_counts
 
@@ -119,9 +101,13 @@ def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: 
     rseed = replicate_seeds(cfg)[0] if seed is None else seed
     cache = StageCache(cfg.suite_dir / "artifacts")
     keys = item_side_keys(cfg, data_key(cfg.data), rseed)
+    device = resolve_device(cfg.suite.device)  # the one place this command resolves suite.device
     side: dict[str, Any] = {}
     for name in STAGES_USED:
-        side[name] = _entry(cfg, cache, rseed, name, keys.key(name), side)
+        t0 = time.monotonic()
+        side[name], cached = run_entry(cfg, cache, rseed, BY_NAME[name], "", keys.key(name), side, device=device)
+        if not cached:
+            print(f"[{name}] computed in {time.monotonic() - t0:.0f}s", file=sys.stderr)
     mined, n = side["pairs"], side["data"].n_items
     split = split_pairs(mined.pairs, n, cfg.align, rseed)  # the very split alignment drew (same seed)
     embs = {"frozen": side["frozen"].frozen_embeddings(), "aligned": side["align"].embeddings}
@@ -129,7 +115,7 @@ def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: 
     if mined.u2i_item_embeddings is not None:
         embs["u2i"] = mined.u2i_item_embeddings
     if probe_epochs:
-        embs["probe"], what["probe"] = _probe(cfg, cache, rseed, keys, side, probe_epochs)
+        embs["probe"], what["probe"] = _probe(cfg, cache, rseed, keys, side, probe_epochs, device)
     return references(split.test, split.test_source, embs, k=cfg.align.recall_k, split=split.how,
                       popularity=pair_counts(split.train, n), what=what)
 

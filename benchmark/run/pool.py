@@ -10,17 +10,11 @@ replays each returned cell's history into its child run. Results are bit for bit
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-_SIDES: dict[tuple[str, int], dict[str, Any]] = {}  # per worker: replicate item sides already loaded
-
-
-def default_workers(threads: int) -> int:
-    """Auto: as many workers as the cores allow at `threads` threads each, at most 4."""
-    return max(1, min(4, (os.cpu_count() or 1) // max(threads, 1)))
+_SIDES: dict[tuple[str, int], Any] = {}  # per worker: replicate item sides already loaded (ItemSide)
 
 
 def _init(threads: int) -> None:
@@ -35,24 +29,25 @@ def train_cell_task(cfg_json: str, cache_root: str, forced: list[str], variant: 
     (a forced rank stage retrains even where an entry exists)."""
     import json
 
+    import torch
+
     from benchmark.config.suite import SuiteConfig
     from benchmark.core.cache import StageCache
     from benchmark.core.configlib import from_mapping
     from benchmark.core.records import to_json
     from benchmark.data.preparation import data_key
-    from benchmark.itemside.stages import item_side_keys, run_item_side
-    from benchmark.run.suite import SuiteRun, replicate_seed
+    from benchmark.itemside.runner import run_item_side
+    from benchmark.itemside.stages import item_side_keys
+    from benchmark.run.cell import train_or_load
+    from benchmark.run.plan import replicate_seed
 
     cfg = from_mapping(SuiteConfig, json.loads(cfg_json))
     cache = StageCache(Path(cache_root), force=[f for f in forced if f == "rank"])
-    run = SuiteRun(cfg, progress=False, cache=cache)
     rseed = replicate_seed(cfg, seed)
     memo = (cfg_json, rseed)
-    if memo not in _SIDES:
-        keys = item_side_keys(cfg, data_key(cfg.data), rseed)
-        _SIDES[memo] = {"keys": keys, "side": run_item_side(cfg, cache, rseed, keys, progress=False)}
-    run.keys[rseed], run.sides[rseed] = _SIDES[memo]["keys"], _SIDES[memo]["side"]
-    record, _ = run.train_or_load(variant, model, seed)
+    if memo not in _SIDES:  # loads what the parent computed: prints nothing
+        _SIDES[memo] = run_item_side(cfg, cache, item_side_keys(cfg, data_key(cfg.data), rseed), progress=False)
+    record, _ = train_or_load(cfg, cache, _SIDES[memo], variant, model, seed, device=torch.device("cpu"))
     return to_json(record)
 
 

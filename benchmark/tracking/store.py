@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -66,7 +66,7 @@ def resolve_tracking_uri(config_uri: str = "", runs_dir: str | Path = "runs") ->
     return f"sqlite:///{Path(runs_dir) / 'mlflow.db'}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///"):])
     return None
@@ -249,7 +249,7 @@ class Tracker:
     @classmethod
     def for_suite(cls, suite_name: str, config_uri: str = "", runs_dir: str | Path = "runs") -> Tracker:
         uri = resolve_tracking_uri(config_uri, runs_dir)
-        db = _sqlite_path(uri)
+        db = sqlite_path(uri)
         root = (db.parent / "mlartifacts").resolve() if db is not None else None
         return cls(uri, suite_name, root)
 
@@ -266,7 +266,7 @@ class Tracker:
             except (urllib.error.URLError, OSError, TimeoutError) as e:
                 raise TrackingError(f"tracking server {self.tracking_uri} is unreachable ({e}); start it, or unset "
                                     "MLFLOW_TRACKING_URI to use the local sqlite store runs/mlflow.db") from None
-        db = _sqlite_path(self.tracking_uri)
+        db = sqlite_path(self.tracking_uri)
         if db is not None:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
@@ -424,3 +424,33 @@ def _init_lock(db: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class _NullRun:
+    """The MLflow run of a rank that is not rank 0: accepts every call and logs nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+class NullTracker:
+    """Ranks other than 0 log nothing: the Tracker interface (check, reap_dead_runs, parent_run, child_run) doing nothing."""
+
+    tracking_uri = ""
+
+    def check(self) -> None:
+        return None
+
+    def reap_dead_runs(self) -> list[Any]:
+        return []
+
+    @contextlib.contextmanager
+    def parent_run(self, name: str, params: Mapping[str, Any] | None = None,
+                   tags: Mapping[str, Any] | None = None) -> Iterator[_NullRun]:
+        yield _NullRun()
+
+    @contextlib.contextmanager
+    def child_run(self, name: str, params: Mapping[str, Any] | None = None,
+                  tags: Mapping[str, Any] | None = None) -> Iterator[_NullRun]:
+        yield _NullRun()
+

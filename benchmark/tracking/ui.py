@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmark.core.errors import TrackingError
 from benchmark.tracking.dashboard import dress_experiment, runs_view_url
-from benchmark.tracking.store import Tracker, _sqlite_path, resolve_tracking_uri
+from benchmark.tracking.store import Tracker, resolve_tracking_uri, sqlite_path
 
 
 def ui_command(tracking_uri: str, port: int, artifacts: Path | None) -> list[str]:
@@ -29,7 +29,7 @@ def ui_command(tracking_uri: str, port: int, artifacts: Path | None) -> list[str
 def main_ui(args: Any) -> int:
     """`qarm-bench ui`: serve the suite's store on 127.0.0.1 until interrupted."""
     uri = args.tracking_uri or resolve_tracking_uri("", args.runs_dir)
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is not None and not db.exists():
         raise TrackingError(f"no tracking store at {db}: run `qarm-bench run` first (or pass --tracking-uri)")
     if shutil.which("mlflow") is None and not _has_module("mlflow"):

@@ -1,6 +1,6 @@
 """What each rank of the 2-process test world runs (tests/benchmark/test_distributed.py spawns it once).
 
-Not a test module: `benchmark.dist.world.spawn(call_file, 2, <this file>, "main", out_dir)` runs `main` on two
+Not a test module: `benchmark.dist.launch.spawn(call_file, 2, <this file>, "main", out_dir)` runs `main` on two
 gloo ranks. Every case of the 2-rank world is here, so the processes start once: the rankers (DLRM, DIN, SIM x
 table-wise, row-wise), the cross-rank metric reduction on uneven shards, and alignment (one step's loss and
 gradients, and a whole `align` run). Rank 0 saves what it saw to out_dir/rank<r>.pt for the parent to compare
@@ -19,7 +19,7 @@ import torch
 from benchmark.cells.inputs import CellInputs, build_features
 from benchmark.cells.metrics import all_metrics
 from benchmark.cells.train import train_cell
-from benchmark.dist.world import World, gather_rows
+from benchmark.core.world import World
 from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 
 N, U = 30, 12
@@ -77,7 +77,7 @@ def metric_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]
 def metrics(world: World) -> dict:
     users, labels, preds, parts = metric_data()
     mine = parts[world.rank]
-    gathered = gather_rows(mine, preds[mine], len(preds))
+    gathered = world.gather_rows(mine, preds[mine], len(preds))
     return {"gathered": all_metrics(users, labels, gathered), "exact_rows": bool((gathered == preds).all())}
 
 

@@ -7,10 +7,11 @@ import polars as pl
 import pytest
 
 from benchmark.cells.inputs import build_features, control_codes, encode_item_fields, encode_user_features
+from benchmark.cells.plan import plan_cell
 from benchmark.config.suite import load_config
 from benchmark.config.variants import VARIANTS
 from benchmark.core.errors import ConfigError, DataError
-from benchmark.itemside.stages import item_side_keys, plan_cell
+from benchmark.itemside.stages import item_side_keys
 from recsys_models.dlrm import build_dlrm
 from recsys_models.features import embedding_bag_configs
 

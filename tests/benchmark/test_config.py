@@ -96,8 +96,9 @@ def test_loading_every_packaged_config_and_walking_every_key_imports_no_torch() 
     code = """
 import sys
 from benchmark.config.suite import packaged_configs, sweep_configs
-from benchmark.itemside.stages import item_side_keys, plan_cell
-from benchmark.run.suite import cells_of, replicate_seed, replicate_seeds
+from benchmark.cells.plan import plan_cell
+from benchmark.itemside.stages import item_side_keys
+from benchmark.run.plan import cells_of, replicate_seed, replicate_seeds
 n = 0
 for path in packaged_configs():
     for _, cfg in sweep_configs(path):
@@ -166,7 +167,7 @@ def test_one_config_per_stage_owned_by_its_library() -> None:
 
 
 def test_registry_and_config_name_the_same_datasets() -> None:
+    from benchmark.config.data import DATASETS
     from benchmark.data import registry
-    from benchmark.data.config import DATASETS
 
     assert set(registry.REGISTRY) == set(DATASETS)

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.cells.metrics import all_metrics, auc, reassemble_rows
+from benchmark.cells.metrics import all_metrics, auc
 from benchmark.cells.train import train_cell
-from benchmark.dist import world as distributed
+from benchmark.core.world import World, reassemble_rows
+from benchmark.dist import launch as distributed
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 
@@ -127,12 +128,13 @@ def test_failure_report_names_the_rank(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setenv(distributed.ERROR_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("RANK", "1")
-    distributed.set_where("cell dlrm/id_only/seed0")
+    world = World(1, 2, 1)
+    world.where = "cell dlrm/id_only/seed0"
     try:
         raise ValueError("boom")
     except ValueError as e:
-        distributed._record_failure(distributed.World(1, 2, 1), e)
+        distributed.record_failure(world, e)
     text = (tmp_path / "rank1.txt").read_text()
     assert text.startswith("rank 1 (cell dlrm/id_only/seed0): ValueError: boom")
-    distributed._record_failure(distributed.World(1, 2, 1), ConfigError("suite.device: no GPU"))
+    distributed.record_failure(world, ConfigError("suite.device: no GPU"))
     assert "rank 1 (cell dlrm/id_only/seed0): user error: suite.device: no GPU" in (tmp_path / "rank1.txt").read_text()

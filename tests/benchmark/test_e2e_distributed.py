@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.dist.world import FAIL_RANK_ENV
+from benchmark.dist.launch import FAIL_RANK_ENV
 
 SMALL = ["suite.seeds=[0]", "suite.models=[\"dlrm\", \"sim\"]", "suite.variants=[\"id_only\", \"aligned_codes\"]",
          "rank.sharded=true", "rank.epochs=1"]

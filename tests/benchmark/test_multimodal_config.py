@@ -50,8 +50,8 @@ def test_item_side_with_images_and_an_image_tower(tmp_path: Path) -> None:
     run = SuiteRun(cfg, progress=False)
     run.item_side()
     side = run.sides[cfg.data.split.seed]
-    assert side["frozen"].dims == {"text": 384, "image": 1280}
-    summary = side["align"].summary
+    assert side.frozen.dims == {"text": 384, "image": 1280}
+    summary = side.align.summary
     assert summary.modalities == ("image", "text")
     assert summary.trained == ("gated fusion head (image + text) + the top 1 image encoder block(s) (fine-tuned)")
-    assert side["align"].embeddings.shape == (90, 16)
+    assert side.align.embeddings.shape == (90, 16)

@@ -12,7 +12,8 @@ from benchmark.cli import main
 from benchmark.core.records import CellRecord, Provenance, SuiteResults, to_json
 from benchmark.report.headline import headline_deltas, parent_run_description, significance_key, verdict
 from benchmark.report.stats import paired_delta
-from benchmark.report.tables import ROW_KEYS, aggregate, write_report
+from benchmark.report.tables import ROW_KEYS, aggregate
+from benchmark.report.write import write_report
 
 
 def _cells() -> list[CellRecord]:
@@ -46,8 +47,10 @@ def test_aggregate_rows_and_json_contract(tmp_path: Path, capsys: pytest.Capture
     assert cold["mean"] is None and cold["n_seeds"] == 0  # NaN AUC (one-label slice) never becomes a number
     results = _results(_cells())
     suite_dir = tmp_path / "runs" / "s"
-    md, _ = write_report(suite_dir, results)
+    report = write_report(suite_dir, results)
+    md = report.markdown
     assert "| dlrm | aligned_codes | all | 0.7200 ± 0.0200" in md and "config abc" in md
+    assert {p.name for p in suite_dir.iterdir()} >= {"report.md", "report.json", "report.html", "plots"}
     (suite_dir / "results.json").write_text(json.dumps(to_json(results)))
     assert main(["report", "s", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -142,3 +145,20 @@ def test_headline_uses_holm_p_when_rows_carry_it() -> None:
     desc = parent_run_description("  The default suite.  ", rows)
     assert desc.startswith("The default suite.\n\n**Headline") and parent_run_description("", rows) == text
     assert headline_deltas([_row("aligned_codes", "all", None, None)]).startswith("No id_only variant")
+
+
+def test_the_report_imports_no_torch(tmp_path: Path) -> None:
+    """`qarm-bench report` reads results.json only: torch, torchrec and the model code never load."""
+    import subprocess
+    import sys
+
+    results = _results(_cells())
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "results.json").write_text(json.dumps(to_json(results)))
+    code = ("import sys; from benchmark.cli import main; rc = main(['report', 's', '--runs-dir', sys.argv[1], "
+            "'--html']); heavy = sorted(m for m in ('torch', 'torchrec', 'fbgemm_gpu', "
+            "'benchmark.cells.train') if m in sys.modules); print(rc, heavy); sys.exit(rc or bool(heavy))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.strip().endswith("0 []")
+    assert (tmp_path / "s" / "report.html").exists()

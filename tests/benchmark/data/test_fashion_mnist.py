@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmark.config.data import DataConfig, FashionMnistConfig
 from benchmark.core.errors import ConfigError, DataError
-from benchmark.data.config import DataConfig, FashionMnistConfig
 from benchmark.data.fashion_mnist import CLASSES, NOUNS, kmeans, latent_styles, read_idx
 
 

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from benchmark.config.data import DataConfig
 from benchmark.data import amazon, generic, microlens, movielens
-from benchmark.data.config import DataConfig
 from benchmark.data.schema import RawData, validate
 
 CFG = DataConfig(verify_sha256=False)

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.cli import main
+from benchmark.config.data import DataConfig
 from benchmark.core.errors import ConfigError
 from benchmark.data import movielens
-from benchmark.data.config import DataConfig
 from benchmark.data.export import export
 from benchmark.data.history import build_history_recbole, build_history_recbole_slow
 from benchmark.data.prepared import PreparedData

@@ -4,15 +4,17 @@
       └─ python -m torch.distributed.run --nproc-per-node N ... -m benchmark run ...   (one worker per rank)
            each worker: `worker_main` -> init_world (gloo on CPU, nccl on CUDA) -> the suite, where
              - rank 0 computes every item-side entry but alignment and writes it; the others wait at a barrier
-               and load it (`run_entry`); alignment runs on all ranks together (DDP, qarm.alignment.distributed)
+               and load it (`StageCache.load_or_compute`); alignment runs on all ranks together (DDP,
+               qarm.alignment.distributed)
              - every cell trains on all ranks (benchmark.cells.train: sharded rankers, one part of each batch per rank,
                predictions gathered exactly); only rank 0 writes cache entries, MLflow runs and the report
              - a rank that raises writes its rank and message to the launcher's error folder; torchrun stops the
                others, so the cell being trained leaves no `_SUCCESS`, and `launch` prints which rank failed.
 
-Control messages (barriers, decisions, gathered predictions) travel over a gloo group, also under nccl, so
-waiting for rank 0's item side never holds a GPU collective. Nothing here imports torch at module load: the
-launcher starts before any worker imports it.
+`init_world` returns the rank's benchmark.core.world.World, which the worker hands to the suite (no module
+keeps a world). Control messages (barriers, decisions, gathered predictions) travel over a gloo group, also
+under nccl, so waiting for rank 0's item side never holds a GPU collective. Nothing here imports torch at
+module load: the launcher starts before any worker imports it.
 """
 
 from __future__ import annotations
@@ -23,16 +25,12 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmark.core.errors import QarmBenchError
-
-if TYPE_CHECKING:
-    import numpy as np
+from benchmark.core.world import World
 
 ERROR_DIR_ENV = "QARM_DIST_ERROR_DIR"  # set by `launch`: where a failing rank leaves its message
 FAIL_RANK_ENV = "QARM_DIST_FAIL_RANK"  # fault injection for tests: that rank raises at its first cell
@@ -42,38 +40,6 @@ DIST_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "-
 
 class DistributedError(QarmBenchError):
     """A rank of a distributed run failed, or the launch itself did."""
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place among the ranks: rank (global), size (ranks in all), local_rank (on this node)."""
-
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-SINGLE = World()
-_world = SINGLE
-_control: Any = None  # the gloo group of control messages (None: the default group is gloo)
-
-
-def current() -> World:
-    """The World of this process: SINGLE unless `init_world` ran."""
-    return _world
-
-
-def active() -> bool:
-    """Whether this process is one rank of a world of several."""
-    return _world.size > 1
-
-
-def is_main() -> bool:
-    return _world.is_main
 
 
 # ---- process groups ------------------------------------------------------------------------------
@@ -86,7 +52,6 @@ def init_world(device: Any, *, rank: int | None = None, size: int | None = None,
     import torch
     import torch.distributed as dist
 
-    global _world, _control
     rank = int(os.environ["RANK"]) if rank is None else rank
     size = int(os.environ["WORLD_SIZE"]) if size is None else size
     local_rank = int(os.environ.get("LOCAL_RANK", rank)) if local_rank is None else local_rank
@@ -96,137 +61,22 @@ def init_world(device: Any, *, rank: int | None = None, size: int | None = None,
     kwargs: dict[str, Any] = {"store": store} if store is not None else {"init_method": "env://"}
     dist.init_process_group(backend, rank=rank, world_size=size, timeout=CONTROL_TIMEOUT if backend == "gloo"
                             else None, **kwargs)
-    _control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT) if backend != "gloo" else None
-    _world = World(rank, size, local_rank)
-    return _world
+    control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT) if backend != "gloo" else None
+    return World(rank, size, local_rank, control)
 
 
 def shutdown() -> None:
-    """Leave the world (destroy the process groups); this process is SINGLE again."""
+    """Leave the world (destroy the process groups)."""
     import torch.distributed as dist
 
-    global _world, _control
     if dist.is_initialized():
         dist.destroy_process_group()
-    _world, _control = SINGLE, None
 
 
-def barrier() -> None:
-    """Every rank waits here for all the others (no-op in a single process)."""
-    if active():
-        import torch.distributed as dist
-
-        dist.barrier(group=_control)
-
-
-def agree(value: Any) -> Any:
-    """Rank 0's `value` on every rank (a decision all ranks must share, e.g. "this entry is cached")."""
-    if not active():
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0, group=_control)
-    return box[0]
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """[obj of rank 0, obj of rank 1, ...] on every rank."""
-    if not active():
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * _world.size
-    dist.all_gather_object(out, obj, group=_control)
-    return out
-
-
-def gather_rows(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """This rank's values (n_r,) of rows (n_r,) int64 -> every rank's, in row order, (n,), on every rank:
-    exactly what one process would hold (benchmark.cells.metrics.reassemble_rows checks each row comes once)."""
-    import numpy as np
-
-    from benchmark.cells.metrics import reassemble_rows
-
-    return reassemble_rows(gather_objects((np.asarray(rows), np.asarray(values))), n)
-
-
-# ---- the suite's hooks ---------------------------------------------------------------------------
-
-COLLECTIVE_STAGES = frozenset({"align"})  # computed by every rank together; the rest by rank 0 alone
-
-
-def run_entry(cfg: Any, cache: Any, seed: int, stage: Any, inst: str, key: str, done: dict[str, Any],
-              progress: bool) -> tuple[Any, bool]:
-    """One item-side entry in a world of several ranks (benchmark.itemside.stages._run_entry's twin, which calls it):
-    (artifact, cached).
-
-    Cached (as rank 0 sees it): every rank loads it. Otherwise alignment (COLLECTIVE_STAGES) is computed by all
-    ranks together, rank 0 writing the entry and the others computing in a scratch folder; any other stage is
-    computed and written by rank 0 while the others wait at a barrier, then load it.
-    """
-    from benchmark.itemside.compute import StageContext
-
-    final = cache.path(stage.name, key)
-    if agree(cache.done(stage.name, key) if is_main() else None):
-        return stage.load(final), True
-    inputs = {u: done[u] for u in stage.upstream if u in done}
-
-    def compute(workdir: Path) -> Any:
-        set_where(f"stage {stage.name}{'/' + inst if inst else ''}")
-        ctx = StageContext(cfg, seed, inputs, workdir, final, progress)
-        return stage.compute(ctx, inst) if inst else stage.compute(ctx)
-
-    artifact = None
-    if is_main():
-        with cache.writing(stage.name, key, {"instance": inst, "seed": seed if stage.seeded else None}) as tmp:
-            artifact = compute(tmp)
-            stage.save(artifact, tmp)
-    elif stage.name in COLLECTIVE_STAGES:
-        with tempfile.TemporaryDirectory(prefix=f"qarm-{stage.name}-rank{_world.rank}-") as tmp:
-            artifact = compute(Path(tmp))
-    barrier()
-    return (artifact if artifact is not None else stage.load(final)), False
-
-
-def cell_cached(cache: Any, key: str) -> bool:
-    """Whether a rank cell is cached, as rank 0 sees it (every rank must train it, or none)."""
-    return bool(agree(cache.done("rank", key) if is_main() else None))
-
-
-def check_fault_injection(where: str) -> None:
+def check_fault_injection(world: World, where: str) -> None:
     """Tests: the rank named by QARM_DIST_FAIL_RANK raises here (a failing rank mid-run)."""
-    if active() and os.environ.get(FAIL_RANK_ENV) == str(_world.rank):
-        raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={_world.rank}) at {where}")
-
-
-class _NullRun:
-    """The MLflow run of a rank that is not rank 0: accepts every call and logs nothing."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
-
-
-class NullTracker:
-    """Ranks other than 0 log nothing: the Tracker interface (check, reap_dead_runs, parent_run, child_run) doing nothing."""
-
-    tracking_uri = ""
-
-    def check(self) -> None:
-        return None
-
-    def reap_dead_runs(self) -> list[Any]:
-        return []
-
-    @contextmanager
-    def parent_run(self, name: str, params: Mapping[str, Any] | None = None,
-                   tags: Mapping[str, Any] | None = None) -> Iterator[_NullRun]:
-        yield _NullRun()
-
-    @contextmanager
-    def child_run(self, name: str, params: Mapping[str, Any] | None = None,
-                  tags: Mapping[str, Any] | None = None) -> Iterator[_NullRun]:
-        yield _NullRun()
+    if world.active and os.environ.get(FAIL_RANK_ENV) == str(world.rank):
+        raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={world.rank}) at {where}")
 
 
 # ---- spawned worlds (tests, perf) -----------------------------------------------------------------
@@ -344,32 +194,25 @@ def launch(argv: Sequence[str], args: Any) -> int:
         return 2 if all("user error" in p.read_text() for p in reports) else 1
 
 
-def worker_main(device_name: str, body: Callable[[], int]) -> int:
-    """A torchrun worker: join the world on `suite.device`, run `body`, and leave. An exception is recorded in
-    the launcher's error folder (rank, where, message) and re-raised for the CLI to report."""
+def worker_main(device_name: str, body: Callable[[World, Any], int]) -> int:
+    """A torchrun worker: resolve `suite.device` for this rank, join the world on it, run `body(world, device)`
+    and leave. An exception is recorded in the launcher's error folder (rank, where, message) and re-raised for
+    the CLI to report."""
     from benchmark.core.device import resolve_device
 
-    world = SINGLE
+    world = World()
     try:
-        world = init_world(resolve_device(device_name))
-        return body()
+        device = resolve_device(device_name)
+        world = init_world(device)
+        return body(world, device)
     except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
-        _record_failure(world, e)
+        record_failure(world, e)
         raise
     finally:
         shutdown()
 
 
-_where = "the item side"
-
-
-def set_where(what: str) -> None:
-    """What this rank is doing now (named in its failure message): a stage, or a cell "dlrm/id_only/seed0"."""
-    global _where
-    _where = what
-
-
-def _record_failure(world: World, e: BaseException) -> None:
+def record_failure(world: World, e: BaseException) -> None:
     folder = os.environ.get(ERROR_DIR_ENV)
     if not folder:
         return
@@ -377,5 +220,5 @@ def _record_failure(world: World, e: BaseException) -> None:
     kind = "user error" if isinstance(e, QarmBenchError) else type(e).__name__
     last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
     at = f" [{Path(last[0].filename).name}:{last[0].lineno}]" if last and kind != "user error" else ""
-    msg = f"rank {rank} ({_where}): {kind}: {e}{at}"
+    msg = f"rank {rank} ({world.where}): {kind}: {e}{at}"
     (Path(folder) / f"rank{rank}.txt").write_text(msg.replace("\n", " ") + "\n")

@@ -1,0 +1,68 @@
+"""A cell's plan: what one (variant, model, seed) cell reads, decided before anything runs (no torch).
+
+The one place where SIM's search unit is decided: `plan_cell` records the mode and the searched code set in the
+CellPlan; the cell's inputs carry it to the model factory, and the cell's record reports it. Nothing later reads
+it back off a config or a built model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark.config.suite import SuiteConfig, slice_hash
+from benchmark.config.variants import get_variant
+from benchmark.core import __version__
+from benchmark.itemside import compute as P
+from benchmark.itemside.stages import SIM_SEARCH_CODE_SET, ItemSideKeys
+from qarm.quantize.config import TokenizeConfig
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One (variant, model, seed) cell, decided before it runs: the code set feeding its code features (and how
+    they are tokenised or controlled), its VQ bag, its content vector, whether it reads item metadata, SIM's
+    search unit (mode and the code set hard search matches on), the replicate seed of its item side, its key."""
+
+    variant: str
+    model: str
+    seed: int
+    replicate_seed: int
+    code_set: str | None
+    control: str | None
+    vq_set: str | None
+    dense_source: str | None
+    metadata: bool
+    sim_search: str | None
+    sim_search_codes: str | None
+    key: str
+
+
+def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemSideKeys) -> CellPlan:
+    """Decide what the cell reads. SIM with `rank.sim.search = "hard"` matches on the frozen RQ codes for every
+    variant (`search_codes = "frozen"`, one change at a time) or on the variant's own RQ codes ("own": a variant
+    without RQ codes then has no prefix to match and uses the soft, inner-product search)."""
+    v = get_variant(variant)
+    q = cfg.quantize.quantizer
+    code_set = P.code_set_name(v.codes, q) if v.codes else None
+    vq_set = P.code_set_name(v.vq, "vq") if v.vq and code_set != P.code_set_name(v.vq, "vq") else None
+    search, search_codes = None, None
+    if model == "sim":
+        sim = cfg.rank.sim
+        if sim.search == "hard" and sim.search_codes == "frozen":
+            search, search_codes = "hard", SIM_SEARCH_CODE_SET
+        elif sim.search == "hard" and code_set is not None and q != "vq" and v.control is None:
+            search, search_codes = "hard", code_set
+        else:
+            search = "soft"
+    upstream = [keys.key("data")]
+    if v.dense:
+        upstream.append(keys.key("frozen" if v.dense == "frozen" else "align"))
+    for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n):
+        upstream.append(keys.key("codes", name))
+    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
+              "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
+    if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
+        slice_["tokens"] = cfg.quantize.tokens
+    key = slice_hash(slice_, *upstream, version=__version__)
+    return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
+                    search_codes, key)

@@ -1,0 +1,98 @@
+"""The one runner of the item side: every stage entry is loaded from the stage cache or computed through
+`StageCache.load_or_compute` (also under torchrun), and one replicate's artifacts come back as a typed
+`ItemSide`. The suite, `align-refs` and `perf scale` all go through `run_entry` / `run_item_side`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.config.suite import SuiteConfig
+from benchmark.core.cache import StageCache
+from benchmark.core.world import World
+from benchmark.itemside.compute import Aligned, CodeSet, StageContext
+from benchmark.itemside.stages import ITEM_SIDE, ItemSideKeys, Stage
+
+COLLECTIVE_STAGES = frozenset({"align"})  # computed by every rank together under torchrun; the rest by rank 0
+
+
+@dataclass(frozen=True, eq=False)
+class ItemSide:
+    """One replicate's item side: its seed and keys, the prepared data (benchmark.data.PreparedData), the mined
+    pairs (qarm.pairs.MinedPairs), the frozen features (qarm.encoders.ItemFeatures), the aligned embedding and
+    the code sets by name."""
+
+    seed: int
+    keys: ItemSideKeys
+    data: Any
+    pairs: Any
+    frozen: Any
+    align: Aligned
+    codes: dict[str, CodeSet] = field(default_factory=dict)
+
+
+def run_entry(cfg: SuiteConfig, cache: StageCache, seed: int, stage: Stage, inst: str, key: str,
+              done: dict[str, Any], *, device: Any = "cpu", world: World | None = None,
+              progress: bool = True) -> tuple[Any, bool]:
+    """One item-side entry: (artifact, cached). `done`: the upstream artifacts by stage name."""
+    assert stage.compute is not None and stage.save is not None and stage.load is not None
+    world = world or World()
+    inputs = {u: done[u] for u in stage.upstream if u in done}
+    final = cache.path(stage.name, key)
+
+    def compute(workdir: Path) -> Any:
+        world.where = f"stage {stage.name}{'/' + inst if inst else ''}"
+        ctx = StageContext(cfg, seed, inputs, workdir, final, progress, device, world)
+        return stage.compute(ctx, inst) if inst else stage.compute(ctx)
+
+    return cache.load_or_compute(stage.name, key, compute, stage.save, stage.load, world=world,
+                                 meta={"instance": inst, "seed": seed if stage.seeded else None},
+                                 collective=stage.name in COLLECTIVE_STAGES)
+
+
+def run_item_side(cfg: SuiteConfig, cache: StageCache, keys: ItemSideKeys, *, device: Any = "cpu",
+                  world: World | None = None, progress: bool = True, data: Any = None,
+                  say: Callable[[str], None] | None = None) -> ItemSide:
+    """Compute or load every item-side entry of replicate `keys.seed`, in table order. `data`: an already loaded
+    data artifact; `say`: where a status line per entry goes (default: stderr when `progress`, else nowhere —
+    a worker process that loads what its parent computed prints nothing)."""
+    from tqdm import tqdm
+
+    say = say or (_say if progress else (lambda msg: None))
+    entries = [(s, inst) for s in ITEM_SIDE for inst in s.instances(cfg)]
+    bar = tqdm(total=len(entries), desc=f"item side (seed {keys.seed})", unit="stage", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True,
+               bar_format="{desc}: {n}/{total} {bar} [{elapsed}<{remaining}] {postfix}")
+    out: dict[str, Any] = {}
+    codes: dict[str, CodeSet] = {}
+    for stage, inst in entries:
+        if stage.name == "data" and data is not None:
+            out["data"] = data
+            bar.update(1)
+            continue
+        t0 = time.monotonic()
+        artifact, cached = run_entry(cfg, cache, keys.seed, stage, inst, keys.key(stage.name, inst), out,
+                                     device=device, world=world, progress=progress)
+        if stage.name == "codes":
+            codes[inst] = artifact
+        else:
+            out[stage.name] = artifact
+        label = f"{stage.name}/{inst}" if inst else stage.name
+        assert stage.describe is not None
+        say(f"[{label:<8}] {stage.describe(artifact)}  ({'cached' if cached else f'{time.monotonic() - t0:.1f}s'})")
+        bar.update(1)
+        bar.set_postfix_str(f"{label} done")
+    bar.close()
+    return ItemSide(keys.seed, keys, out["data"], out["pairs"], out["frozen"], out["align"], codes)
+
+
+def _say(msg: str) -> None:
+    """A status line on stderr that does not tear an active progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)

@@ -1,0 +1,76 @@
+"""The one writer of a run's report files, and `qarm-bench report`.
+
+    write_report(run_dir, results) -> Report     plots/, report.md, report.json, report.html from SuiteResults
+
+Everything is computed from the run's `results.json` (benchmark.core.records.SuiteResults); nothing here
+imports torch. `qarm-bench run` calls write_report once at the end of a run; `qarm-bench report` reads the
+manifest back and calls the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.core.cache import read_json, write_json
+from benchmark.core.errors import QarmBenchError
+from benchmark.core.records import SuiteResults, from_json
+from benchmark.report import plots
+from benchmark.report.html import write_html
+from benchmark.report.tables import ROW_KEYS, aggregate, render_markdown
+
+
+@dataclass(frozen=True)
+class Report:
+    """What write_report wrote: the markdown, the rows of report.json, the HTML page and the plots (relative to
+    the run folder)."""
+
+    markdown: str
+    rows: list[dict[str, Any]]
+    html: Path
+    plots: tuple[str, ...]
+
+
+def write_report(run_dir: Path, results: SuiteResults) -> Report:
+    """Draw the plots and write report.md, report.json and report.html under run_dir (each atomically)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    drawn = plots.make_all(results, run_dir / "plots")
+    results = dataclasses.replace(results, plots=tuple(str(p.relative_to(run_dir)) for p in drawn))
+    modalities = results.item_side[0].alignment.modalities if results.item_side else ()
+    rows = aggregate(results.cells, results.confidence, modalities)
+    md = render_markdown(results, rows)
+    tmp = run_dir / ".report.md.tmp"
+    tmp.write_text(md, encoding="utf-8")
+    tmp.replace(run_dir / "report.md")
+    write_json(run_dir / "report.json", rows)
+    html = write_html(run_dir, results, rows)
+    return Report(md, rows, html, results.plots)
+
+
+def load_manifest(run_dir: Path) -> SuiteResults:
+    path = run_dir / "results.json"
+    if not path.exists():
+        raise QarmBenchError(f"{path}: no results for suite '{run_dir.name}' yet; run `qarm-bench run` first")
+    try:
+        manifest = read_json(path)
+    except (OSError, json.JSONDecodeError) as e:
+        raise QarmBenchError(f"{path}: unreadable results manifest ({e}); rerun `qarm-bench run`") from None
+    return from_json(SuiteResults, manifest, path)
+
+
+def main_report(args: Any) -> int:
+    """`qarm-bench report SUITE [--json] [--html]`: rewrite the report files from the manifest and print the
+    markdown (or, with --json, the rows; with --html, also the page's path)."""
+    run_dir = Path(args.runs_dir) / args.suite
+    report = write_report(run_dir, load_manifest(run_dir))
+    if args.json:
+        print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in report.rows], indent=1))
+    else:
+        print(report.markdown)
+    if args.html:  # stdout stays pure JSON under --json
+        print(f"HTML report: {report.html}", file=sys.stderr if args.json else sys.stdout)
+    return 0
