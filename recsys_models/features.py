@@ -32,9 +32,10 @@ Two batch layouts (`build_batch(..., layout=)`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -237,12 +238,38 @@ class RankBatch:
     target_pos: torch.Tensor | None = None
     hist_pos: torch.Tensor | None = None
 
-    def to(self, device: torch.device) -> RankBatch:
-        """The same batch on `device` (a no-op when it is already there)."""
+    def to(self, device: torch.device, non_blocking: bool = False) -> RankBatch:
+        """The same batch on `device`, every field moved (a no-op when it is already there). non_blocking: an
+        asynchronous host-to-device copy, which needs a pinned source (`pin_memory`) to overlap compute."""
         if self.labels.device == device:
             return self
-        return RankBatch(self.sparse.to(device), self.dense.to(device), self.labels.to(device),
-                         self.item_idx.to(device), self.hist.to(device), self.hist_len.to(device))
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> RankBatch:
+        """The same batch with every tensor in page-locked host memory (needs a CUDA build of torch)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def _map(self, fn: Callable[[_Movable], _Movable]) -> RankBatch:
+        # Over dataclasses.fields, so a field added later moves too (a hand-written list once dropped the
+        # sequence fields, and DIN/SIM then saw a pooled batch).
+        return dataclasses.replace(self, **{f.name: _map_tensors(getattr(self, f.name), fn)
+                                            for f in dataclasses.fields(self)})
+
+
+_Movable = TypeVar("_Movable", torch.Tensor, KeyedJaggedTensor)
+
+
+def _map_tensors(x: Any, fn: Callable[[_Movable], _Movable]) -> Any:
+    """fn applied to every tensor and KJT in x, through dicts, lists and tuples; any other value kept as is."""
+    if isinstance(x, (torch.Tensor, KeyedJaggedTensor)):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _map_tensors(v, fn) for k, v in x.items()}
+    if isinstance(x, tuple) and hasattr(x, "_fields"):  # a NamedTuple
+        return type(x)(*(_map_tensors(v, fn) for v in x))
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map_tensors(v, fn) for v in x)
+    return x
 
 
 def history_mask(hist_len: torch.Tensor, t: int) -> torch.Tensor:

@@ -17,10 +17,44 @@ from typing import Any
 _SIDES: dict[tuple[str, int], Any] = {}  # per worker: replicate item sides already loaded (ItemSide)
 
 
-def _init(threads: int) -> None:
+def _init(threads: int, parent: int) -> None:
+    _die_with_parent(parent)
     import torch
 
     torch.set_num_threads(threads)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Make this worker exit when process `parent` (its creator's pid, recorded there) dies, even by SIGKILL,
+    which runs no cleanup: without this a killed suite leaves its workers running under init (parent 1).
+
+    Linux: prctl(PR_SET_PDEATHSIG, SIGKILL), delivered by the kernel the moment the parent goes (strictly, when
+    the parent THREAD that started this worker exits: CellPool.submit, which starts workers, runs on the
+    suite's main thread). Everywhere: a daemon thread polling os.getppid() every poll_s seconds, which changes
+    when the parent dies (the worker is re-parented); it also catches a parent that died before prctl ran."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        # should it fail (it does not on Linux >= 2.1.57), the polling thread below still ends the worker
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup: the results have nowhere to go
+
+    threading.Thread(target=watch, daemon=True, name="qarm-parent-watch").start()
 
 
 def train_cell_task(cfg_json: str, cache_root: str, forced: list[str], variant: str, model: str,
@@ -53,13 +87,14 @@ def train_cell_task(cfg_json: str, cache_root: str, forced: list[str], variant: 
 
 class CellPool:
     """W spawned worker processes with `threads` torch threads each; `submit` returns a Future of the JSON
-    CellRecord. Use as a context manager."""
+    CellRecord. Use as a context manager. The workers die with this process, even when it is SIGKILLed
+    (`_die_with_parent`)."""
 
     def __init__(self, workers: int, threads: int) -> None:
         import multiprocessing
 
         self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init, initargs=(threads,))
+                                            initializer=_init, initargs=(threads, os.getpid()))
 
     def submit(self, cfg_json: str, cache_root: Path, forced: set[str], variant: str, model: str,
                seed: int) -> Future:

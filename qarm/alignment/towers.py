@@ -39,6 +39,24 @@ def _pad_cache(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mask
 
 
+def freeze_unused(tower: nn.Module, rows: torch.Tensor) -> tuple[str, ...]:
+    """Freeze the trainable parameters of `tower` that its forward over rows (R,) int64 item_idx never reaches
+    (no gradient path: e.g. a checkpoint's pooler that mean pooling does not read); returns their names.
+
+    DistributedDataParallel needs every trainable parameter to get a gradient each step: one that never does
+    makes the second step fail ("Expected to have finished reduction in the prior iteration")."""
+    named = [(n, p) for n, p in tower.named_parameters() if p.requires_grad]
+    if not named or not len(rows):
+        return ()
+    with torch.enable_grad():
+        grads = torch.autograd.grad(tower(rows).sum(), [p for _, p in named], allow_unused=True)
+    unused = tuple(n for (n, _), g in zip(named, grads) if g is None)
+    for n, p in named:
+        if n in unused:
+            p.requires_grad_(False)
+    return unused
+
+
 class TextTower(nn.Module):
     """Text features (B, H), L2-normalised, from a partly or fully trainable HF encoder.
 
@@ -54,6 +72,7 @@ class TextTower(nn.Module):
         self.model = copy.deepcopy(encoder.model).to(self.device).eval()  # never change the caller's encoder
         n_layers = encoder.num_layers
         self.full = trainable == "all"
+        self.unused: tuple[str, ...] = ()  # "all": parameters the forward never reaches, frozen (freeze_unused)
         if not self.full and not (isinstance(trainable, int) and 1 <= trainable <= n_layers):
             raise QarmError(f"AlignConfig.trainable_layers must be 0..{n_layers} or 'all', got {trainable!r}")
         for p in self.model.parameters():
@@ -63,6 +82,7 @@ class TextTower(nn.Module):
             self.register_buffer("ids", ids, persistent=False)
             self.register_buffer("mask", mask, persistent=False)
             self.top = nn.ModuleList()
+            self.unused = freeze_unused(self, torch.arange(min(len(texts), 2), device=self.device))
             return
         assert isinstance(trainable, int)
         first = n_layers - trainable
@@ -126,6 +146,7 @@ class ImageTower(nn.Module):
         self.backbone = copy.deepcopy(encoder.backbone).to(self.device).eval()  # never change the caller's
         n_blocks = len(self.backbone.blocks())
         self.full = trainable == "all"
+        self.unused: tuple[str, ...] = ()  # "all": parameters the forward never reaches, frozen (freeze_unused)
         if not self.full and not (isinstance(trainable, int) and 1 <= trainable <= n_blocks):
             hint = (f"this {encoder.family} model has no block structure for partial fine-tuning; use 0 or 'all'"
                     if n_blocks == 0 else f"use 0..{n_blocks} or 'all'")
@@ -140,6 +161,7 @@ class ImageTower(nn.Module):
         if self.full:
             self.first = 0
             self.top = nn.ModuleList()
+            self.unused = freeze_unused(self, torch.nonzero(self.present).flatten()[:1])
             return
         assert isinstance(trainable, int)
         self.first = n_blocks - trainable

@@ -59,6 +59,24 @@ def transformer_layers(model: nn.Module) -> nn.ModuleList:
     raise QarmError(f"text encoder: cannot find the transformer layers of {type(model).__name__}")
 
 
+def _without_pooler(path: str | Path) -> dict[str, bool]:
+    """`add_pooling_layer=False` where the model class takes it (BERT, MiniLM, MPNet, RoBERTa; not DistilBERT,
+    which has no pooler). Mean pooling never reads the pooler (dense + tanh over CLS), so the embeddings are
+    unchanged; a fine-tuned encoder must not carry it, since DDP fails on a trainable parameter the forward
+    never uses (its second step waits for the missing gradient)."""
+    import inspect
+
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    config = load_local(AutoConfig.from_pretrained, path, "text encoder")
+    try:
+        cls = MODEL_MAPPING[type(config)]
+    except KeyError:  # not a transformers architecture (remote code): load it as it comes
+        return {}
+    return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(cls.__init__).parameters else {}
+
+
 class TextEncoder:
     """Frozen text encoder. `encode(texts) -> (N, H) float32`, L2-normalised mean-pooled embeddings.
 
@@ -83,7 +101,8 @@ class TextEncoder:
         if max_length < 2 or batch_size < 1:
             raise QarmError(f"text encoder: need max_length >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
         path = default_text_model_path() if model is None else model
-        self.model = load_local(AutoModel.from_pretrained, path, "text encoder").to(device).eval()
+        self.model = load_local(AutoModel.from_pretrained, path, "text encoder", **_without_pooler(path)).to(device)
+        self.model.eval()
         if getattr(self.model, "main_input_name", "input_ids") != "input_ids":
             raise QarmError(f"text encoder: {str(path)!r} is a {type(self.model).__name__}, not a text model taking "
                             "input_ids; give a text model directory (BERT, MiniLM, MPNet, DistilBERT, ...)")
