@@ -10,6 +10,7 @@ replays each returned cell's history into its child run. Results are bit for bit
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any

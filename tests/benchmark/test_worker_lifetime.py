@@ -21,7 +21,7 @@ from pathlib import Path
 if os.environ.get("NO_PRCTL"):
     sys.platform = "unknown"
 
-from benchmark.workers import CellPool
+from benchmark.run.pool import CellPool
 
 
 def hold(folder: str) -> None:

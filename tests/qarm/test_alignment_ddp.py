@@ -2,7 +2,7 @@
 parameter must take part in the forward, or DDP's second step fails ("Expected to have finished reduction in
 the prior iteration"). A BERT checkpoint carries a pooler that mean pooling never uses (issue 24).
 
-Two gloo ranks (benchmark.distributed.spawn, a FileStore world) train a tiny local BERT with a small vocab;
+Two gloo ranks (benchmark.dist.launch.spawn, a FileStore world) train a tiny local BERT with a small vocab;
 nothing is downloaded.
 """
 
@@ -14,8 +14,8 @@ import polars as pl
 import torch
 from safetensors.torch import load_file
 
-from benchmark import distributed
-from benchmark.distributed import World
+from benchmark.core.world import World
+from benchmark.dist import launch as distributed
 from qarm.alignment import AlignConfig, align
 from qarm.encoders import TextEncoder
 from qarm.encoders.text import collate, mean_pool
