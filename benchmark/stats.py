@@ -1,21 +1,31 @@
 """The statistics of the report: intervals over seeds, paired tests of deltas, Holm's correction.
 
     mean_ci        mean, sample std and Student-t interval over seeds
-    paired_delta   mean per-seed difference, its t interval and the paired t-test p-value
+    paired_t       the paired t-test of per-seed differences as a typed record (PairedT)
+    paired_delta   the same as a tuple (delta, p, ci_low, ci_high), the report's historical form
     holm           Holm-Bonferroni adjusted p-values of one family of tests (step-down)
 
 A delta is called significant only when its Holm-adjusted p-value is below the level (0.05): testing many
 variants x models x slices x metrics with raw p-values would call noise a gain.
+
+A perfectly constant per-seed difference has sample sd 0 and no t statistic. It still gets a p-value, so that
+Holm's family size m does not depend on the data (statistics.md: an untestable p must not silently leave the
+family): p = 0 when the constant is nonzero (the t statistic is +-infinite), p = 1 when it is zero (t = 0/0;
+no evidence of a difference). "Constant" and "zero" are judged to CONSTANT_TOL, far below any AUC resolution
+and far above float round-off of a subtraction of numbers in [0, 1].
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 ALPHA = 0.05
+CONSTANT_TOL = 1e-12  # per-seed differences within this of each other are constant; within it of 0, zero
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
@@ -33,31 +43,74 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, std, mean - half, mean + half
 
 
+@dataclass(frozen=True)
+class PairedT:
+    """The paired t-test of per-seed differences d_i = variant - baseline (same split, same seed).
+
+    n pairs, delta = mean d, sd = sample sd of d (ddof 1), t = delta / (sd / sqrt n) on df = n - 1, p two-sided,
+    [ci_low, ci_high] the `confidence` t interval of the mean difference. p_source: "t" (the test), "constant"
+    (sd = 0: p = 0 for a nonzero constant, 1 for zero; see the module doc) or "untestable" (n < 2: p, sd and the
+    interval are NaN)."""
+
+    n: int
+    delta: float
+    sd: float
+    t: float
+    p: float
+    ci_low: float
+    ci_high: float
+    p_source: Literal["t", "constant", "untestable"]
+
+
+def _diffs(values: dict[int, float], baseline: dict[int, float]) -> np.ndarray:
+    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
+    return np.array([values[s] - baseline[s] for s in seeds], dtype=np.float64)
+
+
+def is_constant(diff: np.ndarray) -> bool:
+    """True when the differences (n,) agree to CONSTANT_TOL (relative to their size when above 1)."""
+    return bool(diff.size) and float(diff.max() - diff.min()) <= CONSTANT_TOL * max(1.0, float(np.abs(diff).max()))
+
+
+def paired_t(diff: Sequence[float] | np.ndarray, confidence: float = 0.95) -> PairedT:
+    """The paired t-test of the per-seed differences diff (n,); see PairedT."""
+    from scipy import stats
+
+    d = np.asarray(diff, dtype=np.float64).ravel()
+    if d.size == 0:
+        return PairedT(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, "untestable")
+    delta = float(d.mean())
+    if d.size < 2:
+        return PairedT(1, delta, math.nan, math.nan, math.nan, math.nan, math.nan, "untestable")
+    if is_constant(d):
+        zero = abs(delta) <= CONSTANT_TOL
+        return PairedT(int(d.size), delta, 0.0, 0.0 if zero else math.copysign(math.inf, delta),
+                       1.0 if zero else 0.0, delta, delta, "constant")
+    sd = float(d.std(ddof=1))
+    se = sd / math.sqrt(d.size)
+    t = delta / se
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=d.size - 1)) * se
+    p = float(2 * stats.t.sf(abs(t), df=d.size - 1))
+    return PairedT(int(d.size), delta, sd, t, p, delta - half, delta + half, "t")
+
+
 def paired_delta(values: dict[int, float], baseline: dict[int, float],
                  confidence: float = 0.95) -> tuple[float, float, float, float]:
     """(mean of per-seed differences vs the baseline, paired t-test p-value, t-interval low, high) over the
-    seeds both have; p and the interval are NaN under 2 pairs, p is NaN when every difference is equal."""
-    from scipy import stats
-
-    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
-    if not seeds:
-        return (math.nan,) * 4  # type: ignore[return-value]
-    diff = np.array([values[s] for s in seeds]) - np.array([baseline[s] for s in seeds])
-    delta = float(diff.mean())
-    if len(seeds) < 2:
-        return delta, math.nan, math.nan, math.nan
-    _, _, lo, hi = mean_ci(list(diff), confidence)
-    if np.allclose(diff, diff[0]):
-        return delta, math.nan, lo, hi
-    return delta, float(stats.ttest_rel(diff + 0.0, np.zeros_like(diff)).pvalue), lo, hi
+    seeds both have (paired_t). p and the interval are NaN under 2 pairs; a constant difference has a
+    zero-width interval and p = 0 (nonzero) or 1 (zero)."""
+    r = paired_t(_diffs(values, baseline), confidence)
+    return r.delta, r.p, r.ci_low, r.ci_high
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in input order. NaN entries (untestable) are left NaN and are not
-    counted in the family. adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) over the sorted finite p-values."""
+def holm(pvalues: Sequence[float], count_untestable: bool = False) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in input order: adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) over
+    the sorted finite p-values. NaN entries (untestable) stay NaN. By default they are not counted in the family
+    (m = the finite p-values, the report's historical rule); with count_untestable they count in m as if their
+    p were 1 (sorted last), so m is the number of declared tests whatever the data."""
     finite = [(p, i) for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
     out = [math.nan] * len(pvalues)
-    m = len(finite)
+    m = len(pvalues) if count_untestable else len(finite)
     running = 0.0
     for rank, (p, i) in enumerate(sorted(finite)):
         running = max(running, min(1.0, (m - rank) * p))
