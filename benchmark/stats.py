@@ -121,3 +121,105 @@ def holm(pvalues: Sequence[float], count_untestable: bool = False) -> list[float
 def family_size(pvalues: Sequence[float]) -> int:
     """How many tests of a family Holm's correction counts (the finite p-values)."""
     return sum(1 for p in pvalues if p is not None and math.isfinite(p))
+
+
+# ---- equivalence (TOST), power, verdicts ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Two one-sided t-tests of a paired difference against the margin (-margin, +margin) (Schuirmann 1987;
+    Lakens 2017). H01: delta <= -margin, p_lower = P(T >= (mean + margin) / se); H02: delta >= +margin,
+    p_upper = P(T <= (mean - margin) / se); T ~ t(n - 1). p = max(p_lower, p_upper); equivalent when p < alpha,
+    which is the same as the (1 - 2 alpha) t interval [ci_low, ci_high] lying strictly inside the margin.
+    A constant difference (sd 0) rejects a one-sided null exactly when the constant lies strictly on the
+    alternative's side (p 0, else 1). Under 2 pairs p and the interval are NaN and equivalent is False."""
+
+    margin: float
+    alpha: float
+    p_lower: float
+    p_upper: float
+    p: float
+    ci_low: float
+    ci_high: float
+    equivalent: bool
+
+
+def tost(diff: Sequence[float] | np.ndarray, margin: float, alpha: float = ALPHA) -> Tost:
+    """TOST of the per-seed differences diff (n,) within +-margin (margin > 0) at level alpha; see Tost."""
+    from scipy import stats
+
+    if not margin > 0 or not 0 < alpha < 0.5:
+        raise ValueError(f"tost: expected margin > 0 and 0 < alpha < 0.5, got margin={margin}, alpha={alpha}")
+    d = np.asarray(diff, dtype=np.float64).ravel()
+    if d.size < 2:
+        return Tost(margin, alpha, math.nan, math.nan, math.nan, math.nan, math.nan, False)
+    mean = float(d.mean())
+    if is_constant(d):
+        p_lo, p_hi, half = float(mean <= -margin), float(mean >= margin), 0.0
+    else:
+        se = float(d.std(ddof=1)) / math.sqrt(d.size)
+        p_lo = float(stats.t.sf((mean + margin) / se, df=d.size - 1))
+        p_hi = float(stats.t.cdf((mean - margin) / se, df=d.size - 1))
+        half = float(stats.t.ppf(1 - alpha, df=d.size - 1)) * se
+    p = max(p_lo, p_hi)
+    return Tost(margin, alpha, p_lo, p_hi, p, mean - half, mean + half, p < alpha)
+
+
+def mde(sd: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """Minimum detectable effect of a two-sided paired t over n replicates whose differences have sd `sd`:
+    (t_{1-alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n) (statistics.md; the noncentral-t power is approximated by
+    shifting the central t). Under Holm pass alpha / m, the level the smallest p must reach. inf under 2."""
+    from scipy import stats
+
+    if n < 2:
+        return math.inf
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n))
+
+
+def replicates_needed(sd: float, effect: float, alpha: float = ALPHA, power: float = 0.8,
+                      cap: int = 1000) -> int | None:
+    """The smallest n >= 2 with mde(sd, n, alpha, power) <= effect (effect > 0), found over n = 2..cap since the
+    t quantiles depend on n; None when even n = cap is not enough, or sd is not finite."""
+    from scipy import stats
+
+    if not effect > 0:
+        raise ValueError(f"replicates_needed: expected effect > 0, got {effect}")
+    if not math.isfinite(sd) or cap < 2:
+        return None
+    n = np.arange(2, cap + 1)
+    m = (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n)
+    ok = np.flatnonzero(m <= effect)
+    return int(n[ok[0]]) if ok.size else None
+
+
+def sd_interval(sd: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The chi-square interval of a normal sd from a sample sd over n values (df = n - 1):
+    sd sqrt(df / chi2_{(1+c)/2}) .. sd sqrt(df / chi2_{(1-c)/2}); with df = 2 about 0.52 sd .. 6.3 sd, which is
+    how uncertain an MDE or a replicate count computed from that sd is. (nan, nan) under 2 values."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(sd):
+        return math.nan, math.nan
+    df = n - 1
+    return (float(sd * math.sqrt(df / stats.chi2.ppf((1 + confidence) / 2, df))),
+            float(sd * math.sqrt(df / stats.chi2.ppf((1 - confidence) / 2, df))))
+
+
+Verdict = Literal["gain", "loss", "equivalent", "inconclusive"]
+
+
+def verdict(ci_low: float, ci_high: float, p_holm: float, equivalent: bool, alpha: float = ALPHA) -> Verdict:
+    """The verdict of one contrast (statistics.md):
+        gain          the (1 - alpha) interval of the delta lies above 0 and the Holm-adjusted p < alpha
+        loss          it lies below 0 and the Holm-adjusted p < alpha
+        equivalent    otherwise, when TOST declares equivalence (the (1 - 2 alpha) interval inside the margin)
+        inconclusive  anything else. A test that is not significant is never read as "no difference".
+    A gain or loss takes precedence over equivalence: a significant delta smaller than the margin is reported
+    as the gain or loss it is (the record's TOST fields still say that it lies within the margin)."""
+    significant = math.isfinite(p_holm) and p_holm < alpha
+    if significant and ci_low > 0:
+        return "gain"
+    if significant and ci_high < 0:
+        return "loss"
+    return "equivalent" if equivalent else "inconclusive"
