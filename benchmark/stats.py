@@ -223,3 +223,164 @@ def verdict(ci_low: float, ci_high: float, p_holm: float, equivalent: bool, alph
     if significant and ci_high < 0:
         return "loss"
     return "equivalent" if equivalent else "inconclusive"
+
+
+# ---- hierarchical paired bootstrap of a delta AUC ----------------------------------------------------------
+
+
+class _Ranked:
+    """One set of scores sorted once, for many weighted AUCs: the Mann-Whitney statistic with row weights,
+    ties counting one half: sum over positives of w (negative weight below + half the tied negative weight),
+    over W+ W-. Integer weights keep every sum exact (int64)."""
+
+    def __init__(self, labels: np.ndarray, preds: np.ndarray) -> None:
+        self.order = np.argsort(preds, kind="stable")
+        ps = preds[self.order]
+        ys = labels[self.order]
+        self.pos = np.flatnonzero(ys == 1)
+        self.negmask = ys == 0
+        self.posmask = ys == 1
+        self.starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # groups of tied scores
+        self.ties = self.starts.size < ps.size
+
+    def auc(self, weights: np.ndarray) -> np.ndarray:
+        """weights (k, n) in row order -> (k,) weighted AUCs; NaN where a weighting leaves one class."""
+        return self.auc_sorted(np.take(weights, self.order, axis=1))
+
+    def auc_sorted(self, w: np.ndarray) -> np.ndarray:
+        """weights (k, n) already in score order (columns permuted by self.order) -> (k,). C order matters:
+        a fancy-indexed w[:, idx] comes out Fortran-ordered and its row cumsum is several times slower, so
+        gather with np.take(..., axis=1)."""
+        wn = w * self.negmask
+        if self.ties:
+            wp = np.add.reduceat(w * self.posmask, self.starts, axis=1)
+            wn = np.add.reduceat(wn, self.starts, axis=1)
+            cn = np.cumsum(wn, axis=1)
+            num = (wp * (cn - 0.5 * wn)).sum(1)
+            den = wp.sum(1) * cn[:, -1]
+        else:  # no ties: a positive counts the negative weight strictly below it
+            cn = np.cumsum(wn, axis=1)
+            wp = w[:, self.pos]
+            num = (wp * cn[:, self.pos]).sum(1)
+            den = wp.sum(1) * cn[:, -1]
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _counts(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """k independent multinomial(n; 1/n, ..., 1/n) draws (k, n) int64: how often each of n units is drawn."""
+    idx = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=k * n).reshape(k, n)
+
+
+def weighted_auc(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC with row weights: labels (n,) in {0, 1}, preds (n,), weights (n,) or (k, n) -> () or (k,). A row of
+    integer weight c counts as c copies of the impression (0 drops it). Same statistic as
+    benchmark.metrics.weighted_auc, without polars."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    out = _Ranked(y, np.asarray(preds, dtype=np.float64).ravel()).auc(np.atleast_2d(np.asarray(weights, np.float64)))
+    return out if np.ndim(weights) == 2 else out[0]
+
+
+@dataclass(frozen=True, eq=False)
+class ScoredRows:
+    """One variant's predictions on one replicate's test rows of a slice, all (n,): user_idx, item_idx (the
+    contiguous indices), label in {0, 1}, pred (a score). The two variants of a contrast must hold the same
+    rows in the same order (same split and seed), so a resample weighs the same impressions for both."""
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    label: np.ndarray
+    pred: np.ndarray
+
+
+@dataclass(frozen=True)
+class BootstrapDelta:
+    """A hierarchical paired bootstrap of delta AUC = variant - baseline (hierarchical_bootstrap).
+
+    delta: the mean over replicates of the per-replicate delta on the rows as they are; ci_low, ci_high: the
+    percentile interval at `confidence` of the n_valid finite draws; p: two-sided bootstrap p,
+    min(1, 2 min((1 + #{D* <= 0}) / (1 + B), (1 + #{D* >= 0}) / (1 + B))) (the +1 keeps p > 0 for a finite B;
+    Davison & Hinkley 1997 §4.4); sd: the draws' sd. two_way: users and items resampled (Owen 2007)."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    p: float
+    sd: float
+    n_boot: int
+    n_valid: int
+    n_replicates: int
+    two_way: bool
+    confidence: float
+    seed: int
+
+
+def _check_pair(a: ScoredRows, b: ScoredRows, r: int) -> tuple[np.ndarray, ...]:
+    from benchmark.errors import DataError
+
+    cols = [np.asarray(getattr(x, f)).ravel() for x in (a, b) for f in ("user_idx", "item_idx", "label", "pred")]
+    n = cols[0].size
+    if any(c.size != n for c in cols):
+        raise DataError(f"bootstrap: replicate {r}: the columns of the two variants differ in length "
+                        f"({[c.size for c in cols]})")
+    for k, name in enumerate(("user_idx", "item_idx", "label")):
+        if not np.array_equal(cols[k], cols[k + 4]):
+            raise DataError(f"bootstrap: replicate {r}: the two variants' {name} columns differ; the rows must be "
+                            "the same test rows in the same order")
+    return cols[0], cols[1], cols[2].astype(np.float64), cols[3].astype(np.float64), cols[7].astype(np.float64)
+
+
+def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[ScoredRows], *,
+                           two_way: bool = False, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+                           chunk: int = 64) -> BootstrapDelta:
+    """Two-stage paired bootstrap of delta AUC over R replicates (variant[r], baseline[r]: the same rows).
+
+    Each draw resamples the R replicates with replacement; within every drawn copy of a replicate it resamples
+    the test users (a user's rows move together: a user drawn c times weighs c), or with two_way the users
+    AND the items (Owen 2007's pigeonhole bootstrap: a row weighs c_user x c_item, 0 unless both are drawn),
+    computes both variants' weighted AUC on that SAME resample and takes their difference; the draw's D* is the
+    mean over its R copies (Davison & Hinkley 1997 §3.8). A draw where some resample leaves one class is
+    dropped (n_valid counts the rest).
+
+    Vectorised: each replicate's scores are sorted once; the within-replicate resamples are (chunk, n) weight
+    matrices; the replicate draw's copies are then summed per draw with bincount. Seeded by `seed`."""
+    if len(variant) != len(baseline) or not variant:
+        raise ValueError(f"hierarchical_bootstrap: expected as many baseline as variant replicates (>= 1), got "
+                         f"{len(variant)} and {len(baseline)}")
+    rng = np.random.default_rng(seed)
+    n_rep = len(variant)
+    copies = rng.multinomial(n_rep, np.full(n_rep, 1.0 / n_rep), size=n_boot)  # (B, R) times each is drawn
+    total = np.zeros(n_boot)
+    point = []
+    for r, (a, b) in enumerate(zip(variant, baseline)):
+        users, items, y, pa, pb = _check_pair(a, b, r)
+        ra, rb = _Ranked(y, pa), _Ranked(y, pb)
+        ones = np.ones((1, y.size), dtype=np.int64)
+        point.append(float(ra.auc(ones)[0] - rb.auc(ones)[0]))
+        u = np.unique(users, return_inverse=True)[1].ravel()
+        i = np.unique(items, return_inverse=True)[1].ravel()
+        nu, ni = int(u.max()) + 1, int(i.max()) + 1
+        ua, ub, ia, ib = u[ra.order], u[rb.order], i[ra.order], i[rb.order]  # unit of each row, in score order
+        owner = np.repeat(np.arange(n_boot), copies[:, r])  # the draw each within-replicate resample belongs to
+        deltas = np.empty(owner.size)
+        for start in range(0, owner.size, chunk):
+            k = min(chunk, owner.size - start)
+            cu = _counts(rng, nu, k)
+            if two_way:
+                ci = _counts(rng, ni, k)
+                wa = np.take(cu, ua, axis=1) * np.take(ci, ia, axis=1)
+                wb = np.take(cu, ub, axis=1) * np.take(ci, ib, axis=1)
+            else:
+                wa, wb = np.take(cu, ua, axis=1), np.take(cu, ub, axis=1)
+            deltas[start:start + k] = ra.auc_sorted(wa) - rb.auc_sorted(wb)
+        total += np.bincount(owner, weights=deltas, minlength=n_boot)  # a NaN resample makes its draw NaN
+    draws = total / n_rep
+    draws = draws[np.isfinite(draws)]
+    nv = int(draws.size)
+    if nv == 0:
+        return BootstrapDelta(float(np.mean(point)), math.nan, math.nan, math.nan, math.nan, n_boot, 0, n_rep,
+                              two_way, confidence, seed)
+    lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
+    p = min(1.0, 2 * min((1 + int((draws <= 0).sum())) / (1 + nv), (1 + int((draws >= 0).sum())) / (1 + nv)))
+    return BootstrapDelta(float(np.mean(point)), float(lo), float(hi), p, float(draws.std(ddof=1)) if nv > 1 else
+                          math.nan, n_boot, nv, n_rep, two_way, confidence, seed)

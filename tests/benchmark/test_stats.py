@@ -6,9 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from benchmark.errors import DataError
 from benchmark.stats import (
+    ScoredRows,
     family_size,
+    hierarchical_bootstrap,
     holm,
     mde,
     mean_ci,
@@ -18,6 +23,7 @@ from benchmark.stats import (
     sd_interval,
     tost,
     verdict,
+    weighted_auc,
 )
 
 
@@ -174,3 +180,109 @@ def test_verdicts() -> None:
     assert verdict(-0.001, 0.003, 0.3, False) == "inconclusive"
     assert verdict(0.0005, 0.001, 0.001, True) == "gain"  # significant and within the margin: reported as gain
     assert verdict(math.nan, math.nan, math.nan, False) == "inconclusive"
+
+
+# ---- weighted AUC and the hierarchical bootstrap ---------------------------------------------------------
+
+
+def _pairwise_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Slow reference: the share of (positive, negative) pairs ordered right, ties one half."""
+    pos, neg = p[y == 1], p[y == 0]
+    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.integers(0, 2**31 - 1), st.booleans())
+def test_weighted_auc_equals_the_auc_of_repeated_rows(n: int, seed: int, ties: bool) -> None:
+    from benchmark.metrics import auc
+
+    rng = np.random.default_rng(seed)
+    y = np.r_[0, 1, rng.integers(0, 2, n)].astype(float)  # both classes present
+    p = rng.integers(0, 4, y.size).astype(float) if ties else rng.normal(size=y.size)
+    w = rng.integers(0, 4, size=(3, y.size))
+    w[:, :2] = 1  # keep a row of each class
+    got = weighted_auc(y, p, w)
+    for k in range(3):
+        yr, pr = np.repeat(y, w[k]), np.repeat(p, w[k])
+        assert got[k] == pytest.approx(_pairwise_auc(yr, pr), abs=1e-12)
+        assert got[k] == pytest.approx(auc(yr, pr), abs=1e-12)
+    assert weighted_auc(y, p, np.ones(y.size)) == pytest.approx(_pairwise_auc(y, p), abs=1e-12)
+    assert math.isnan(weighted_auc(np.array([1.0, 1.0]), np.array([0.1, 0.2]), np.ones(2)))
+
+
+def _replicate(rng: np.random.Generator, n_users: int, rows_per_user: int, effect: float,
+               n_items: int = 200) -> tuple[ScoredRows, ScoredRows]:
+    """Users with rows_per_user rows each; the baseline scores y + N(0, 1); the variant adds `effect` to the
+    positives, so its AUC is higher by an amount that grows with effect."""
+    n = n_users * rows_per_user
+    user = np.repeat(np.arange(n_users), rows_per_user)
+    item = rng.integers(0, n_items, n)
+    y = (rng.random(n) < 0.4).astype(float)
+    base = y + rng.normal(size=n)
+    return ScoredRows(user, item, y, base + effect * y), ScoredRows(user, item, y, base)
+
+
+def test_bootstrap_sd_is_the_between_replicate_sd_when_within_sampling_is_small() -> None:
+    """Var(D*) = (population variance of the replicate deltas + mean within-replicate variance) / R, for a mean
+    of R replicates drawn with replacement. Here the replicates differ by ~0.02 steps and the within part is
+    under 1%: resampling rows (or users) without the replicates would give an sd about 10x too small."""
+    from benchmark.metrics import auc
+
+    rng = np.random.default_rng(1)
+    reps = [_replicate(rng, 1000, 4, e) for e in (0.0, 0.1, 0.2, 0.3, 0.4)]
+    va, ba = [a for a, _ in reps], [b for _, b in reps]
+    d = np.array([auc(a.label, a.pred) - auc(b.label, b.pred) for a, b in reps])
+    within = np.array([hierarchical_bootstrap([a], [b], n_boot=400, seed=3).sd for a, b in reps]) ** 2
+    assert within.mean() < 0.02 * d.var()
+    expected = math.sqrt((d.var() + within.mean()) / len(reps))  # d.var(): population variance (ddof 0)
+    res = hierarchical_bootstrap(va, ba, n_boot=2000, seed=0)
+    assert res.delta == pytest.approx(d.mean(), abs=1e-12)
+    assert res.n_valid == 2000 and res.n_replicates == 5 and not res.two_way
+    assert res.sd == pytest.approx(expected, rel=0.1)
+    assert res.ci_high - res.ci_low == pytest.approx(2 * 1.96 * expected, rel=0.15)
+    assert res.ci_low < res.delta < res.ci_high
+
+
+def test_a_users_rows_move_together() -> None:
+    """Repeating every user's one row 4 times changes nothing for a user-level resample (same seed, same user
+    draws, every weight x 4): the same draws exactly. Resampling rows would shrink the sd by about 2."""
+    rng = np.random.default_rng(2)
+    one = [_replicate(rng, 400, 1, 0.2) for _ in range(2)]
+    four = [tuple(ScoredRows(np.repeat(x.user_idx, 4), np.repeat(x.item_idx, 4), np.repeat(x.label, 4),
+                             np.repeat(x.pred, 4)) for x in pair) for pair in one]
+    a = hierarchical_bootstrap([v for v, _ in one], [b for _, b in one], n_boot=300, seed=5)
+    b = hierarchical_bootstrap([v for v, _ in four], [b for _, b in four], n_boot=300, seed=5)
+    assert (b.delta, b.ci_low, b.ci_high, b.sd, b.p) == pytest.approx((a.delta, a.ci_low, a.ci_high, a.sd, a.p),
+                                                                      rel=1e-12)
+
+
+def test_two_way_bootstrap_sees_item_level_effects() -> None:
+    """On a cold-like slice where the variant helps on some items and hurts on others, a user-only resample
+    misses the item clustering; the pigeonhole (user x item) resample widens the interval."""
+    rng = np.random.default_rng(4)
+    n_users, n_items, n = 600, 12, 6000
+    user, item = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    y = (rng.random(n) < 0.4).astype(float)
+    base = y + rng.normal(size=n)
+    item_effect = rng.normal(0, 0.6, n_items)
+    va = [ScoredRows(user, item, y, base + item_effect[item] * y)]
+    ba = [ScoredRows(user, item, y, base)]
+    users_only = hierarchical_bootstrap(va, ba, n_boot=500, seed=0)
+    two_way = hierarchical_bootstrap(va, ba, two_way=True, n_boot=500, seed=0)
+    assert two_way.two_way and two_way.delta == users_only.delta
+    assert two_way.sd > 2 * users_only.sd
+
+
+def test_bootstrap_p_seed_and_alignment() -> None:
+    rng = np.random.default_rng(6)
+    reps = [_replicate(rng, 300, 3, 0.8) for _ in range(3)]
+    va, ba = [a for a, _ in reps], [b for _, b in reps]
+    strong = hierarchical_bootstrap(va, ba, n_boot=500, seed=1)
+    assert strong.ci_low > 0 and strong.p == pytest.approx(2 / 501)  # no draw at or below 0
+    assert hierarchical_bootstrap(va, ba, n_boot=500, seed=1) == strong  # seeded
+    assert hierarchical_bootstrap(va, ba, n_boot=500, seed=2) != strong
+    same = hierarchical_bootstrap(ba, ba, n_boot=200, seed=1)  # identical scores: every draw is 0
+    assert same.delta == 0.0 and same.p == 1.0 and same.sd == 0.0
+    bad = ScoredRows(va[0].user_idx[::-1], va[0].item_idx, va[0].label, va[0].pred)
+    with pytest.raises(DataError, match="user_idx"):
+        hierarchical_bootstrap([bad], [ba[0]], n_boot=10)
