@@ -4,14 +4,25 @@
     paired_t       the paired t-test of per-seed differences as a typed record (PairedT)
     paired_delta   the same as a tuple (delta, p, ci_low, ci_high), the report's historical form
     holm           Holm-Bonferroni adjusted p-values of one family of tests (step-down)
+    tost           two one-sided tests of a paired delta within a margin (equivalence; Tost)
+    mde, replicates_needed, sd_interval
+                   the minimum detectable effect of a paired t at a power, the replicates a target effect
+                   needs, and how uncertain the sd behind them is
+    verdict        gain / loss / equivalent / inconclusive from an interval, a Holm p and TOST
+    weighted_auc, hierarchical_bootstrap
+                   AUC with integer row weights; the two-stage (replicates, then users, or users x items)
+                   paired bootstrap of a delta AUC (ScoredRows in, BootstrapDelta out)
+
+Pure numpy/scipy: no torch, no polars. Sources: Holm (1979); Schuirmann (1987) and Lakens (2017) for TOST;
+Davison & Hinkley (1997) §3.8, Field & Welsh (2007) and Owen (2007, the pigeonhole bootstrap) for the bootstrap.
 
 A delta is called significant only when its Holm-adjusted p-value is below the level (0.05): testing many
 variants x models x slices x metrics with raw p-values would call noise a gain.
 
 A perfectly constant per-seed difference has sample sd 0 and no t statistic. It still gets a p-value, so that
-Holm's family size m does not depend on the data (statistics.md: an untestable p must not silently leave the
-family): p = 0 when the constant is nonzero (the t statistic is +-infinite), p = 1 when it is zero (t = 0/0;
-no evidence of a difference). "Constant" and "zero" are judged to CONSTANT_TOL, far below any AUC resolution
+Holm's family size m does not depend on the data (a p that silently leaves the family changes m): p = 0 when
+the constant is nonzero (the t statistic is +-infinite), p = 1 when it is zero (t = 0/0; no evidence of a
+difference). "Constant" and "zero" are judged to CONSTANT_TOL, far below any AUC resolution
 and far above float round-off of a subtraction of numbers in [0, 1].
 """
 
@@ -168,7 +179,7 @@ def tost(diff: Sequence[float] | np.ndarray, margin: float, alpha: float = ALPHA
 
 def mde(sd: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float:
     """Minimum detectable effect of a two-sided paired t over n replicates whose differences have sd `sd`:
-    (t_{1-alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n) (statistics.md; the noncentral-t power is approximated by
+    (t_{1-alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n) (the noncentral-t power is approximated by
     shifting the central t). Under Holm pass alpha / m, the level the smallest p must reach. inf under 2."""
     from scipy import stats
 
@@ -210,7 +221,7 @@ Verdict = Literal["gain", "loss", "equivalent", "inconclusive"]
 
 
 def verdict(ci_low: float, ci_high: float, p_holm: float, equivalent: bool, alpha: float = ALPHA) -> Verdict:
-    """The verdict of one contrast (statistics.md):
+    """The verdict of one contrast:
         gain          the (1 - alpha) interval of the delta lies above 0 and the Holm-adjusted p < alpha
         loss          it lies below 0 and the Holm-adjusted p < alpha
         equivalent    otherwise, when TOST declares equivalence (the (1 - 2 alpha) interval inside the margin)
