@@ -1,21 +1,42 @@
 """The statistics of the report: intervals over seeds, paired tests of deltas, Holm's correction.
 
     mean_ci        mean, sample std and Student-t interval over seeds
-    paired_delta   mean per-seed difference, its t interval and the paired t-test p-value
+    paired_t       the paired t-test of per-seed differences as a typed record (PairedT)
+    paired_delta   the same as a tuple (delta, p, ci_low, ci_high), the report's historical form
     holm           Holm-Bonferroni adjusted p-values of one family of tests (step-down)
+    tost           two one-sided tests of a paired delta within a margin (equivalence; Tost)
+    mde, replicates_needed, sd_interval
+                   the minimum detectable effect of a paired t at a power, the replicates a target effect
+                   needs, and how uncertain the sd behind them is
+    verdict        gain / loss / equivalent / inconclusive from an interval, a Holm p and TOST
+    weighted_auc, hierarchical_bootstrap
+                   AUC with integer row weights; the two-stage (replicates, then users, or users x items)
+                   paired bootstrap of a delta AUC (ScoredRows in, BootstrapDelta out)
+
+Pure numpy/scipy: no torch, no polars. Sources: Holm (1979); Schuirmann (1987) and Lakens (2017) for TOST;
+Davison & Hinkley (1997) §3.8, Field & Welsh (2007) and Owen (2007, the pigeonhole bootstrap) for the bootstrap.
 
 A delta is called significant only when its Holm-adjusted p-value is below the level (0.05): testing many
 variants x models x slices x metrics with raw p-values would call noise a gain.
+
+A perfectly constant per-seed difference has sample sd 0 and no t statistic. It still gets a p-value, so that
+Holm's family size m does not depend on the data (a p that silently leaves the family changes m): p = 0 when
+the constant is nonzero (the t statistic is +-infinite), p = 1 when it is zero (t = 0/0; no evidence of a
+difference). "Constant" and "zero" are judged to CONSTANT_TOL, far below any AUC resolution
+and far above float round-off of a subtraction of numbers in [0, 1].
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 ALPHA = 0.05
+CONSTANT_TOL = 1e-12  # per-seed differences within this of each other are constant; within it of 0, zero
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
@@ -33,31 +54,74 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, std, mean - half, mean + half
 
 
+@dataclass(frozen=True)
+class PairedT:
+    """The paired t-test of per-seed differences d_i = variant - baseline (same split, same seed).
+
+    n pairs, delta = mean d, sd = sample sd of d (ddof 1), t = delta / (sd / sqrt n) on df = n - 1, p two-sided,
+    [ci_low, ci_high] the `confidence` t interval of the mean difference. p_source: "t" (the test), "constant"
+    (sd = 0: p = 0 for a nonzero constant, 1 for zero; see the module doc) or "untestable" (n < 2: p, sd and the
+    interval are NaN)."""
+
+    n: int
+    delta: float
+    sd: float
+    t: float
+    p: float
+    ci_low: float
+    ci_high: float
+    p_source: Literal["t", "constant", "untestable"]
+
+
+def _diffs(values: dict[int, float], baseline: dict[int, float]) -> np.ndarray:
+    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
+    return np.array([values[s] - baseline[s] for s in seeds], dtype=np.float64)
+
+
+def is_constant(diff: np.ndarray) -> bool:
+    """True when the differences (n,) agree to CONSTANT_TOL (relative to their size when above 1)."""
+    return bool(diff.size) and float(diff.max() - diff.min()) <= CONSTANT_TOL * max(1.0, float(np.abs(diff).max()))
+
+
+def paired_t(diff: Sequence[float] | np.ndarray, confidence: float = 0.95) -> PairedT:
+    """The paired t-test of the per-seed differences diff (n,); see PairedT."""
+    from scipy import stats
+
+    d = np.asarray(diff, dtype=np.float64).ravel()
+    if d.size == 0:
+        return PairedT(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, "untestable")
+    delta = float(d.mean())
+    if d.size < 2:
+        return PairedT(1, delta, math.nan, math.nan, math.nan, math.nan, math.nan, "untestable")
+    if is_constant(d):
+        zero = abs(delta) <= CONSTANT_TOL
+        return PairedT(int(d.size), delta, 0.0, 0.0 if zero else math.copysign(math.inf, delta),
+                       1.0 if zero else 0.0, delta, delta, "constant")
+    sd = float(d.std(ddof=1))
+    se = sd / math.sqrt(d.size)
+    t = delta / se
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=d.size - 1)) * se
+    p = float(2 * stats.t.sf(abs(t), df=d.size - 1))
+    return PairedT(int(d.size), delta, sd, t, p, delta - half, delta + half, "t")
+
+
 def paired_delta(values: dict[int, float], baseline: dict[int, float],
                  confidence: float = 0.95) -> tuple[float, float, float, float]:
     """(mean of per-seed differences vs the baseline, paired t-test p-value, t-interval low, high) over the
-    seeds both have; p and the interval are NaN under 2 pairs, p is NaN when every difference is equal."""
-    from scipy import stats
-
-    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
-    if not seeds:
-        return (math.nan,) * 4  # type: ignore[return-value]
-    diff = np.array([values[s] for s in seeds]) - np.array([baseline[s] for s in seeds])
-    delta = float(diff.mean())
-    if len(seeds) < 2:
-        return delta, math.nan, math.nan, math.nan
-    _, _, lo, hi = mean_ci(list(diff), confidence)
-    if np.allclose(diff, diff[0]):
-        return delta, math.nan, lo, hi
-    return delta, float(stats.ttest_rel(diff + 0.0, np.zeros_like(diff)).pvalue), lo, hi
+    seeds both have (paired_t). p and the interval are NaN under 2 pairs; a constant difference has a
+    zero-width interval and p = 0 (nonzero) or 1 (zero)."""
+    r = paired_t(_diffs(values, baseline), confidence)
+    return r.delta, r.p, r.ci_low, r.ci_high
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in input order. NaN entries (untestable) are left NaN and are not
-    counted in the family. adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) over the sorted finite p-values."""
+def holm(pvalues: Sequence[float], count_untestable: bool = False) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in input order: adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) over
+    the sorted finite p-values. NaN entries (untestable) stay NaN. By default they are not counted in the family
+    (m = the finite p-values, the report's historical rule); with count_untestable they count in m as if their
+    p were 1 (sorted last), so m is the number of declared tests whatever the data."""
     finite = [(p, i) for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
     out = [math.nan] * len(pvalues)
-    m = len(finite)
+    m = len(pvalues) if count_untestable else len(finite)
     running = 0.0
     for rank, (p, i) in enumerate(sorted(finite)):
         running = max(running, min(1.0, (m - rank) * p))
@@ -68,3 +132,266 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 def family_size(pvalues: Sequence[float]) -> int:
     """How many tests of a family Holm's correction counts (the finite p-values)."""
     return sum(1 for p in pvalues if p is not None and math.isfinite(p))
+
+
+# ---- equivalence (TOST), power, verdicts ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Two one-sided t-tests of a paired difference against the margin (-margin, +margin) (Schuirmann 1987;
+    Lakens 2017). H01: delta <= -margin, p_lower = P(T >= (mean + margin) / se); H02: delta >= +margin,
+    p_upper = P(T <= (mean - margin) / se); T ~ t(n - 1). p = max(p_lower, p_upper); equivalent when p < alpha,
+    which is the same as the (1 - 2 alpha) t interval [ci_low, ci_high] lying strictly inside the margin.
+    A constant difference (sd 0) rejects a one-sided null exactly when the constant lies strictly on the
+    alternative's side (p 0, else 1). Under 2 pairs p and the interval are NaN and equivalent is False."""
+
+    margin: float
+    alpha: float
+    p_lower: float
+    p_upper: float
+    p: float
+    ci_low: float
+    ci_high: float
+    equivalent: bool
+
+
+def tost(diff: Sequence[float] | np.ndarray, margin: float, alpha: float = ALPHA) -> Tost:
+    """TOST of the per-seed differences diff (n,) within +-margin (margin > 0) at level alpha; see Tost."""
+    from scipy import stats
+
+    if not margin > 0 or not 0 < alpha < 0.5:
+        raise ValueError(f"tost: expected margin > 0 and 0 < alpha < 0.5, got margin={margin}, alpha={alpha}")
+    d = np.asarray(diff, dtype=np.float64).ravel()
+    if d.size < 2:
+        return Tost(margin, alpha, math.nan, math.nan, math.nan, math.nan, math.nan, False)
+    mean = float(d.mean())
+    if is_constant(d):
+        p_lo, p_hi, half = float(mean <= -margin), float(mean >= margin), 0.0
+    else:
+        se = float(d.std(ddof=1)) / math.sqrt(d.size)
+        p_lo = float(stats.t.sf((mean + margin) / se, df=d.size - 1))
+        p_hi = float(stats.t.cdf((mean - margin) / se, df=d.size - 1))
+        half = float(stats.t.ppf(1 - alpha, df=d.size - 1)) * se
+    p = max(p_lo, p_hi)
+    return Tost(margin, alpha, p_lo, p_hi, p, mean - half, mean + half, p < alpha)
+
+
+def mde(sd: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """Minimum detectable effect of a two-sided paired t over n replicates whose differences have sd `sd`:
+    (t_{1-alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n) (the noncentral-t power is approximated by
+    shifting the central t). Under Holm pass alpha / m, the level the smallest p must reach. inf under 2."""
+    from scipy import stats
+
+    if n < 2:
+        return math.inf
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n))
+
+
+def replicates_needed(sd: float, effect: float, alpha: float = ALPHA, power: float = 0.8,
+                      cap: int = 1000) -> int | None:
+    """The smallest n >= 2 with mde(sd, n, alpha, power) <= effect (effect > 0), found over n = 2..cap since the
+    t quantiles depend on n; None when even n = cap is not enough, or sd is not finite."""
+    from scipy import stats
+
+    if not effect > 0:
+        raise ValueError(f"replicates_needed: expected effect > 0, got {effect}")
+    if not math.isfinite(sd) or cap < 2:
+        return None
+    n = np.arange(2, cap + 1)
+    m = (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n)
+    ok = np.flatnonzero(m <= effect)
+    return int(n[ok[0]]) if ok.size else None
+
+
+def sd_interval(sd: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The chi-square interval of a normal sd from a sample sd over n values (df = n - 1):
+    sd sqrt(df / chi2_{(1+c)/2}) .. sd sqrt(df / chi2_{(1-c)/2}); with df = 2 about 0.52 sd .. 6.3 sd, which is
+    how uncertain an MDE or a replicate count computed from that sd is. (nan, nan) under 2 values."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(sd):
+        return math.nan, math.nan
+    df = n - 1
+    return (float(sd * math.sqrt(df / stats.chi2.ppf((1 + confidence) / 2, df))),
+            float(sd * math.sqrt(df / stats.chi2.ppf((1 - confidence) / 2, df))))
+
+
+Verdict = Literal["gain", "loss", "equivalent", "inconclusive"]
+
+
+def verdict(ci_low: float, ci_high: float, p_holm: float, equivalent: bool, alpha: float = ALPHA) -> Verdict:
+    """The verdict of one contrast:
+        gain          the (1 - alpha) interval of the delta lies above 0 and the Holm-adjusted p < alpha
+        loss          it lies below 0 and the Holm-adjusted p < alpha
+        equivalent    otherwise, when TOST declares equivalence (the (1 - 2 alpha) interval inside the margin)
+        inconclusive  anything else. A test that is not significant is never read as "no difference".
+    A gain or loss takes precedence over equivalence: a significant delta smaller than the margin is reported
+    as the gain or loss it is (the record's TOST fields still say that it lies within the margin)."""
+    significant = math.isfinite(p_holm) and p_holm < alpha
+    if significant and ci_low > 0:
+        return "gain"
+    if significant and ci_high < 0:
+        return "loss"
+    return "equivalent" if equivalent else "inconclusive"
+
+
+# ---- hierarchical paired bootstrap of a delta AUC ----------------------------------------------------------
+
+
+class _Ranked:
+    """One set of scores sorted once, for many weighted AUCs: the Mann-Whitney statistic with row weights,
+    ties counting one half: sum over positives of w (negative weight below + half the tied negative weight),
+    over W+ W-. Integer weights keep every sum exact (int64)."""
+
+    def __init__(self, labels: np.ndarray, preds: np.ndarray) -> None:
+        self.order = np.argsort(preds, kind="stable")
+        ps = preds[self.order]
+        ys = labels[self.order]
+        self.pos = np.flatnonzero(ys == 1)
+        self.negmask = ys == 0
+        self.posmask = ys == 1
+        self.starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # groups of tied scores
+        self.ties = self.starts.size < ps.size
+
+    def auc(self, weights: np.ndarray) -> np.ndarray:
+        """weights (k, n) in row order -> (k,) weighted AUCs; NaN where a weighting leaves one class."""
+        return self.auc_sorted(np.take(weights, self.order, axis=1))
+
+    def auc_sorted(self, w: np.ndarray) -> np.ndarray:
+        """weights (k, n) already in score order (columns permuted by self.order) -> (k,). C order matters:
+        a fancy-indexed w[:, idx] comes out Fortran-ordered and its row cumsum is several times slower, so
+        gather with np.take(..., axis=1)."""
+        wn = w * self.negmask
+        if self.ties:
+            wp = np.add.reduceat(w * self.posmask, self.starts, axis=1)
+            wn = np.add.reduceat(wn, self.starts, axis=1)
+            cn = np.cumsum(wn, axis=1)
+            num = (wp * (cn - 0.5 * wn)).sum(1)
+            den = wp.sum(1) * cn[:, -1]
+        else:  # no ties: a positive counts the negative weight strictly below it
+            cn = np.cumsum(wn, axis=1)
+            wp = w[:, self.pos]
+            num = (wp * cn[:, self.pos]).sum(1)
+            den = wp.sum(1) * cn[:, -1]
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _counts(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """k independent multinomial(n; 1/n, ..., 1/n) draws (k, n) int64: how often each of n units is drawn."""
+    idx = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=k * n).reshape(k, n)
+
+
+def weighted_auc(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC with row weights: labels (n,) in {0, 1}, preds (n,), weights (n,) or (k, n) -> () or (k,). A row of
+    integer weight c counts as c copies of the impression (0 drops it). Same statistic as
+    benchmark.cells.metrics.weighted_auc, without polars."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    out = _Ranked(y, np.asarray(preds, dtype=np.float64).ravel()).auc(np.atleast_2d(np.asarray(weights, np.float64)))
+    return out if np.ndim(weights) == 2 else out[0]
+
+
+@dataclass(frozen=True, eq=False)
+class ScoredRows:
+    """One variant's predictions on one replicate's test rows of a slice, all (n,): user_idx, item_idx (the
+    contiguous indices), label in {0, 1}, pred (a score). The two variants of a contrast must hold the same
+    rows in the same order (same split and seed), so a resample weighs the same impressions for both."""
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    label: np.ndarray
+    pred: np.ndarray
+
+
+@dataclass(frozen=True)
+class BootstrapDelta:
+    """A hierarchical paired bootstrap of delta AUC = variant - baseline (hierarchical_bootstrap).
+
+    delta: the mean over replicates of the per-replicate delta on the rows as they are; ci_low, ci_high: the
+    percentile interval at `confidence` of the n_valid finite draws; p: two-sided bootstrap p,
+    min(1, 2 min((1 + #{D* <= 0}) / (1 + B), (1 + #{D* >= 0}) / (1 + B))) (the +1 keeps p > 0 for a finite B;
+    Davison & Hinkley 1997 §4.4); sd: the draws' sd. two_way: users and items resampled (Owen 2007)."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    p: float
+    sd: float
+    n_boot: int
+    n_valid: int
+    n_replicates: int
+    two_way: bool
+    confidence: float
+    seed: int
+
+
+def _check_pair(a: ScoredRows, b: ScoredRows, r: int) -> tuple[np.ndarray, ...]:
+    from benchmark.core.errors import DataError
+
+    cols = [np.asarray(getattr(x, f)).ravel() for x in (a, b) for f in ("user_idx", "item_idx", "label", "pred")]
+    n = cols[0].size
+    if any(c.size != n for c in cols):
+        raise DataError(f"bootstrap: replicate {r}: the columns of the two variants differ in length "
+                        f"({[c.size for c in cols]})")
+    for k, name in enumerate(("user_idx", "item_idx", "label")):
+        if not np.array_equal(cols[k], cols[k + 4]):
+            raise DataError(f"bootstrap: replicate {r}: the two variants' {name} columns differ; the rows must be "
+                            "the same test rows in the same order")
+    return cols[0], cols[1], cols[2].astype(np.float64), cols[3].astype(np.float64), cols[7].astype(np.float64)
+
+
+def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[ScoredRows], *,
+                           two_way: bool = False, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+                           chunk: int = 64) -> BootstrapDelta:
+    """Two-stage paired bootstrap of delta AUC over R replicates (variant[r], baseline[r]: the same rows).
+
+    Each draw resamples the R replicates with replacement; within every drawn copy of a replicate it resamples
+    the test users (a user's rows move together: a user drawn c times weighs c), or with two_way the users
+    AND the items (Owen 2007's pigeonhole bootstrap: a row weighs c_user x c_item, 0 unless both are drawn),
+    computes both variants' weighted AUC on that SAME resample and takes their difference; the draw's D* is the
+    mean over its R copies (Davison & Hinkley 1997 §3.8). A draw where some resample leaves one class is
+    dropped (n_valid counts the rest).
+
+    Vectorised: each replicate's scores are sorted once; the within-replicate resamples are (chunk, n) weight
+    matrices; the replicate draw's copies are then summed per draw with bincount. Seeded by `seed`."""
+    if len(variant) != len(baseline) or not variant:
+        raise ValueError(f"hierarchical_bootstrap: expected as many baseline as variant replicates (>= 1), got "
+                         f"{len(variant)} and {len(baseline)}")
+    rng = np.random.default_rng(seed)
+    n_rep = len(variant)
+    copies = rng.multinomial(n_rep, np.full(n_rep, 1.0 / n_rep), size=n_boot)  # (B, R) times each is drawn
+    total = np.zeros(n_boot)
+    point = []
+    for r, (a, b) in enumerate(zip(variant, baseline)):
+        users, items, y, pa, pb = _check_pair(a, b, r)
+        ra, rb = _Ranked(y, pa), _Ranked(y, pb)
+        ones = np.ones((1, y.size), dtype=np.int64)
+        point.append(float(ra.auc(ones)[0] - rb.auc(ones)[0]))
+        u = np.unique(users, return_inverse=True)[1].ravel()
+        i = np.unique(items, return_inverse=True)[1].ravel()
+        nu, ni = int(u.max()) + 1, int(i.max()) + 1
+        ua, ub, ia, ib = u[ra.order], u[rb.order], i[ra.order], i[rb.order]  # unit of each row, in score order
+        owner = np.repeat(np.arange(n_boot), copies[:, r])  # the draw each within-replicate resample belongs to
+        deltas = np.empty(owner.size)
+        for start in range(0, owner.size, chunk):
+            k = min(chunk, owner.size - start)
+            cu = _counts(rng, nu, k)
+            if two_way:
+                ci = _counts(rng, ni, k)
+                wa = np.take(cu, ua, axis=1) * np.take(ci, ia, axis=1)
+                wb = np.take(cu, ub, axis=1) * np.take(ci, ib, axis=1)
+            else:
+                wa, wb = np.take(cu, ua, axis=1), np.take(cu, ub, axis=1)
+            deltas[start:start + k] = ra.auc_sorted(wa) - rb.auc_sorted(wb)
+        total += np.bincount(owner, weights=deltas, minlength=n_boot)  # a NaN resample makes its draw NaN
+    draws = total / n_rep
+    draws = draws[np.isfinite(draws)]
+    nv = int(draws.size)
+    if nv == 0:
+        return BootstrapDelta(float(np.mean(point)), math.nan, math.nan, math.nan, math.nan, n_boot, 0, n_rep,
+                              two_way, confidence, seed)
+    lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
+    p = min(1.0, 2 * min((1 + int((draws <= 0).sum())) / (1 + nv), (1 + int((draws >= 0).sum())) / (1 + nv)))
+    return BootstrapDelta(float(np.mean(point)), float(lo), float(hi), p, float(draws.std(ddof=1)) if nv > 1 else
+                          math.nan, n_boot, nv, n_rep, two_way, confidence, seed)

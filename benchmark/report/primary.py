@@ -1,0 +1,299 @@
+"""The primary hypothesis of a suite (issue 20): one declared family of contrasts, tested once, with verdicts.
+
+QARM's claim, as tests: aligned_codes against id_only, frozen_codes, random_codes and shuffled_codes, on the
+test AUC, on all rows and on the cold items, for every model of the suite. Every (model, slice, contrast) is one
+test of ONE Holm family (Holm 1979), so m is fixed by the declaration, not by the data: a test whose paired t
+cannot be computed keeps a p (the bootstrap's, when given) or counts as p = 1.
+
+    PrimaryHypothesis   the declaration (frozen, typed; loadable from TOML/JSON with configlib.from_mapping)
+    family_tests        the declared tests, in order: model x slice x contrast
+    primary_bootstrap   the hierarchical bootstrap of every declared test from the per-seed test rows
+    primary_family      per-seed AUCs (+ bootstrap) -> PrimaryFamily: one PrimaryRecord per test
+    render_primary      the markdown table, the family and its size first
+
+Per test (benchmark.report.stats): the paired t over seeds (delta, its 1 - alpha interval, raw p), Holm's p over the
+whole family, TOST within +-equivalence_margin (Schuirmann 1987; Lakens 2017), the verdict (gain / loss /
+equivalent / inconclusive; never "no difference"), the MDE at `power` with alpha / m (Holm's first step, the
+level the smallest p must reach) from the per-seed sd of the delta, with the range that sd's chi-square interval
+gives (with 3 seeds the sd itself is uncertain by ~0.5x to 6x), and the replicates needed for target_effect.
+
+JSON form: configlib.to_plain(family) gives dicts / lists / numbers / strings / null (undefined numbers are null,
+never NaN); configlib.from_mapping(PrimaryFamily, data) reads it back strictly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from benchmark.config.variants import VARIANTS, VariantName
+from benchmark.core.errors import require
+from benchmark.report.stats import (
+    BootstrapDelta,
+    ScoredRows,
+    Verdict,
+    hierarchical_bootstrap,
+    holm,
+    mde,
+    paired_t,
+    replicates_needed,
+    sd_interval,
+    tost,
+    verdict,
+)
+from recsys_models.config import ModelName
+
+SeedValues = Mapping[tuple[str, str, str], Mapping[int, float]]  # (model, variant, slice) -> seed -> AUC
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """variant against baseline: delta = variant - baseline, paired on the seed."""
+
+    variant: VariantName
+    baseline: VariantName
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} vs {self.baseline}"
+
+
+DEFAULT_CONTRASTS: tuple[Contrast, ...] = tuple(
+    Contrast("aligned_codes", b) for b in ("id_only", "frozen_codes", "random_codes", "shuffled_codes"))
+
+
+def _default_targets() -> dict[str, float]:
+    return {"all": 0.005, "cold": 0.01}
+
+
+@dataclass(frozen=True)
+class PrimaryHypothesis:
+    """The declared primary family. contrasts x slices x models are its tests; models () = every model of the
+    suite. alpha: the family-wise level (Holm) and the TOST level; power: for the MDE; equivalence_margin: the
+    TOST margin on delta AUC; target_effect: per slice, the delta the replicates-needed column is sized for;
+    replicates_cap: replicates_needed gives up above it; two_way_slices: the slices the bootstrap resamples
+    users AND items on (a cold slice has few items, whose sampling is a large part of its uncertainty)."""
+
+    contrasts: tuple[Contrast, ...] = DEFAULT_CONTRASTS
+    metric: Literal["auc"] = "auc"
+    slices: tuple[str, ...] = ("all", "cold")
+    models: tuple[ModelName, ...] = ()
+    alpha: float = 0.05
+    power: float = 0.8
+    equivalence_margin: float = 0.002
+    target_effect: dict[str, float] = field(default_factory=_default_targets)
+    replicates_cap: int = 1000
+    two_way_slices: tuple[str, ...] = ("cold",)
+
+    def __post_init__(self) -> None:
+        require(self, "contrasts", bool(self.contrasts) and len(set(self.contrasts)) == len(self.contrasts),
+                "a non-empty list of distinct contrasts")
+        for c in self.contrasts:
+            require(self, "contrasts", c.variant != c.baseline and c.variant in VARIANTS and c.baseline in VARIANTS,
+                    "contrasts of two different known variants")
+        require(self, "slices", bool(self.slices) and len(set(self.slices)) == len(self.slices),
+                "a non-empty list of distinct slices")
+        require(self, "models", len(set(self.models)) == len(self.models), "distinct models")
+        require(self, "alpha", 0 < self.alpha < 0.5, "a level in (0, 0.5)")
+        require(self, "power", 0 < self.power < 1, "a power in (0, 1)")
+        require(self, "equivalence_margin", self.equivalence_margin > 0, "a margin > 0")
+        require(self, "target_effect", all(s in self.target_effect and self.target_effect[s] > 0
+                                           for s in self.slices), f"an effect > 0 for every slice {self.slices}")
+        require(self, "replicates_cap", self.replicates_cap >= 2, "a cap >= 2")
+
+
+@dataclass(frozen=True)
+class PrimaryTest:
+    """One declared test of the family: a contrast on one model and slice."""
+
+    model: str
+    slice: str
+    contrast: Contrast
+
+
+def family_models(hypothesis: PrimaryHypothesis, suite_models: Sequence[str]) -> tuple[str, ...]:
+    """The models of the family: the declaration's when it names some, else every model of the suite."""
+    return tuple(hypothesis.models) or tuple(suite_models)
+
+
+def family_tests(hypothesis: PrimaryHypothesis, suite_models: Sequence[str]) -> tuple[PrimaryTest, ...]:
+    """The declared tests, model x slice x contrast in declaration order; their number is the family size m."""
+    return tuple(PrimaryTest(m, s, c) for m in family_models(hypothesis, suite_models)
+                 for s in hypothesis.slices for c in hypothesis.contrasts)
+
+
+@dataclass(frozen=True)
+class PrimaryRecord:
+    """The result of one test of the primary family (None: undefined, e.g. under 2 seeds).
+
+    seeds: the seeds both variants have; delta, sd: mean and sample sd of the per-seed differences; ci_low,
+    ci_high: the (1 - alpha) t interval; p: the raw p and p_source where it came from ("t", "constant": a
+    constant difference, p 0 or 1, "bootstrap": no t test, the bootstrap's p, "untestable": counted as p = 1);
+    p_holm over the family of family_size tests; tost_p, tost_ci_low/high: TOST and its (1 - 2 alpha) interval,
+    within_margin when TOST declares equivalence; verdict; mde at mde_alpha and the hypothesis' power, mde_low
+    and mde_high from the sd's 95% chi-square interval; replicates_needed for target_effect (None: no sd, or
+    more than the cap); bootstrap_*: the hierarchical bootstrap of the delta, when one was given."""
+
+    model: str
+    slice: str
+    variant: str
+    baseline: str
+    metric: str
+    seeds: tuple[int, ...]
+    delta: float | None
+    sd: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    p_source: Literal["t", "constant", "bootstrap", "untestable"]
+    p_holm: float | None
+    family_size: int
+    tost_p: float | None
+    tost_ci_low: float | None
+    tost_ci_high: float | None
+    equivalence_margin: float
+    within_margin: bool
+    verdict: Verdict
+    mde: float | None
+    mde_low: float | None
+    mde_high: float | None
+    mde_alpha: float
+    target_effect: float
+    replicates_needed: int | None
+    bootstrap_delta: float | None = None
+    bootstrap_ci_low: float | None = None
+    bootstrap_ci_high: float | None = None
+    bootstrap_p: float | None = None
+    bootstrap_sd: float | None = None
+    bootstrap_two_way: bool | None = None
+
+
+@dataclass(frozen=True)
+class PrimaryFamily:
+    """The primary family's results: the declaration, its models, size m, and one record per declared test."""
+
+    hypothesis: PrimaryHypothesis
+    models: tuple[str, ...]
+    size: int
+    mde_alpha: float
+    records: tuple[PrimaryRecord, ...]
+
+
+def _num(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _diffs(per_seed: SeedValues, model: str, slice_name: str, c: Contrast) -> tuple[tuple[int, ...], list[float]]:
+    a = per_seed.get((model, c.variant, slice_name), {})
+    b = per_seed.get((model, c.baseline, slice_name), {})
+    seeds = tuple(sorted(s for s in a if s in b and _num(a[s]) is not None and _num(b[s]) is not None))
+    return seeds, [a[s] - b[s] for s in seeds]
+
+
+def primary_bootstrap(hypothesis: PrimaryHypothesis, rows: Mapping[tuple[str, str, str, int], ScoredRows],
+                      suite_models: Sequence[str], *, n_boot: int = 2000,
+                      seed: int = 0) -> dict[PrimaryTest, BootstrapDelta]:
+    """The hierarchical bootstrap (benchmark.report.stats.hierarchical_bootstrap) of every declared test whose two
+    variants have test rows on common seeds. rows: (model, variant, slice, seed) -> that cell's test rows of
+    the slice; two-way (users x items) on hypothesis.two_way_slices."""
+    out = {}
+    for t in family_tests(hypothesis, suite_models):
+        seeds = sorted(s for (m, v, sl, s) in rows if (m, v, sl) == (t.model, t.contrast.variant, t.slice)
+                       and (t.model, t.contrast.baseline, t.slice, s) in rows)
+        if seeds:
+            out[t] = hierarchical_bootstrap(
+                [rows[(t.model, t.contrast.variant, t.slice, s)] for s in seeds],
+                [rows[(t.model, t.contrast.baseline, t.slice, s)] for s in seeds],
+                two_way=t.slice in hypothesis.two_way_slices, n_boot=n_boot, seed=seed)
+    return out
+
+
+def primary_family(hypothesis: PrimaryHypothesis, per_seed: SeedValues, suite_models: Sequence[str] = (), *,
+                   bootstrap: Mapping[PrimaryTest, BootstrapDelta] | None = None) -> PrimaryFamily:
+    """Test every declared contrast. per_seed: (model, variant, slice) -> {seed: AUC} (NaN / missing seeds are
+    skipped); suite_models: the suite's models, used when the declaration names none (if both are empty, the
+    models present in per_seed). Tests whose cells are missing stay in the family (p = 1, inconclusive)."""
+    models = family_models(hypothesis, suite_models) or tuple(dict.fromkeys(m for m, _, _ in per_seed))
+    tests = family_tests(hypothesis, models)
+    m = len(tests)
+    alpha, mde_alpha = hypothesis.alpha, hypothesis.alpha / m
+    boot = bootstrap or {}
+    partial = []
+    for t in tests:
+        seeds, d = _diffs(per_seed, t.model, t.slice, t.contrast)
+        pt = paired_t(d, 1 - alpha)
+        b = boot.get(t)
+        source = pt.p_source
+        p = pt.p
+        if source == "untestable" and b is not None and math.isfinite(b.p):
+            source, p = "bootstrap", b.p
+        partial.append((t, seeds, d, pt, p, source, b))
+    adjusted = holm([x[4] for x in partial], count_untestable=True)
+    records = []
+    for (t, seeds, d, pt, p, source, b), p_holm in zip(partial, adjusted):
+        eq = tost(d, hypothesis.equivalence_margin, alpha)
+        target = hypothesis.target_effect[t.slice]
+        lo_sd, hi_sd = sd_interval(pt.sd, pt.n)
+        ok = pt.n >= 2
+        records.append(PrimaryRecord(
+            model=t.model, slice=t.slice, variant=t.contrast.variant, baseline=t.contrast.baseline,
+            metric=hypothesis.metric, seeds=seeds, delta=_num(pt.delta), sd=_num(pt.sd), ci_low=_num(pt.ci_low),
+            ci_high=_num(pt.ci_high), p=_num(p), p_source=source, p_holm=_num(p_holm), family_size=m,
+            tost_p=_num(eq.p), tost_ci_low=_num(eq.ci_low), tost_ci_high=_num(eq.ci_high),
+            equivalence_margin=hypothesis.equivalence_margin, within_margin=eq.equivalent,
+            verdict=verdict(pt.ci_low, pt.ci_high, p_holm, eq.equivalent, alpha),
+            mde=_num(mde(pt.sd, pt.n, mde_alpha, hypothesis.power)) if ok else None,
+            mde_low=_num(mde(lo_sd, pt.n, mde_alpha, hypothesis.power)) if ok else None,
+            mde_high=_num(mde(hi_sd, pt.n, mde_alpha, hypothesis.power)) if ok else None,
+            mde_alpha=mde_alpha, target_effect=target,
+            replicates_needed=replicates_needed(pt.sd, target, mde_alpha, hypothesis.power,
+                                                hypothesis.replicates_cap) if ok else None,
+            bootstrap_delta=None if b is None else _num(b.delta),
+            bootstrap_ci_low=None if b is None else _num(b.ci_low),
+            bootstrap_ci_high=None if b is None else _num(b.ci_high),
+            bootstrap_p=None if b is None else _num(b.p), bootstrap_sd=None if b is None else _num(b.sd),
+            bootstrap_two_way=None if b is None else b.two_way))
+    return PrimaryFamily(hypothesis=hypothesis, models=models, size=m, mde_alpha=mde_alpha, records=tuple(records))
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def family_statement(family: PrimaryFamily) -> str:
+    """One paragraph: what the family is, its size, the level, the margin and how the MDE is computed."""
+    h = family.hypothesis
+    contrasts = ", ".join(c.label for c in h.contrasts)
+    return (f"Primary family ({h.metric.upper()}): {contrasts}; slices {', '.join(h.slices)}; models "
+            f"{', '.join(family.models) or '–'}: **m = {family.size} tests**, Holm (1979) over the whole family at "
+            f"α = {h.alpha}. Verdicts: gain / loss = the {1 - h.alpha:.0%} t interval of Δ above / below 0 and "
+            f"Holm p < {h.alpha}; equivalent = the {1 - 2 * h.alpha:.0%} interval inside ±{h.equivalence_margin} "
+            "(TOST; Schuirmann 1987, Lakens 2017); inconclusive otherwise, which is not \"no difference\". "
+            f"MDE: the Δ detectable at {h.power:.0%} power at α/m = {family.mde_alpha:.4g} (Holm's first step) "
+            "with this many seeds, from the per-seed sd of Δ; in brackets, the MDE over the sd's 95% chi-square "
+            "interval (an sd from a few seeds is itself an estimate). Replicates: the seeds needed for the "
+            f"target Δ ({', '.join(f'{s} {e:+g}' for s, e in h.target_effect.items() if s in h.slices)}).")
+
+
+def render_primary(family: PrimaryFamily) -> str:
+    """Markdown: the family statement, then one line per test (model, slice, contrast)."""
+    cap = family.hypothesis.replicates_cap
+    lines = [family_statement(family), "",
+             f"| model | slice | contrast | seeds | Δ AUC [{1 - family.hypothesis.alpha:.0%} CI] | p | Holm p | "
+             f"TOST p (±{family.hypothesis.equivalence_margin}) | verdict | MDE [range] | replicates for target | "
+             "bootstrap Δ [CI] p |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in family.records:
+        ci = "" if r.ci_low is None else f" [{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
+        p = _f(r.p, ".3g") + ("" if r.p_source == "t" else f" ({r.p_source})")
+        mde_s = "–" if r.mde is None else f"{r.mde:.4f} [{_f(r.mde_low, '.4f')}, {_f(r.mde_high, '.4f')}]"
+        need = "–" if r.sd is None else (f"> {cap}" if r.replicates_needed is None else str(r.replicates_needed))
+        boot = "–" if r.bootstrap_ci_low is None else (
+            f"{_f(r.bootstrap_delta, '+.4f')} [{r.bootstrap_ci_low:+.4f}, {_f(r.bootstrap_ci_high, '+.4f')}] "
+            f"p {_f(r.bootstrap_p, '.3g')}{' (users x items)' if r.bootstrap_two_way else ''}")
+        verdict_s = f"**{r.verdict}**" + (" (within margin)" if r.within_margin and r.verdict != "equivalent" else "")
+        lines.append(f"| {r.model} | {r.slice} | {r.variant} vs {r.baseline} | {len(r.seeds)} | "
+                     f"{_f(r.delta, '+.4f')}{ci} | {p} | {_f(r.p_holm, '.3g')} | {_f(r.tost_p, '.3g')} | "
+                     f"{verdict_s} | {mde_s} | {need} (for {r.target_effect:+g}) | {boot} |")
+    return "\n".join(lines)
