@@ -17,7 +17,7 @@ SplitKind = Literal["per_user_temporal", "global_temporal", "leave_last_out"]
 # The datasets benchmark.data.registry has a loader for (a test checks the two agree).
 DatasetName = Literal["movielens-100k", "movielens-1m", "movielens-latest", "movielens-latest-small", "movielens-20m",
                       "movielens-25m", "movielens-32m", "amazon-reviews-2023", "microlens", "generic", "synthetic",
-                      "fashion-mnist-rec"]
+                      "fashion-mnist-rec", "kuairand", "kuairec"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
