@@ -106,7 +106,8 @@ class SyntheticConfig:
 class GenericConfig:
     """Anyone's own data: csv or parquet (by extension) with a column mapping.
 
-    Paths are relative to `DataConfig.root` unless absolute. Labels: `label_col` (0/1) if set,
+    Paths are relative to `DataConfig.root` unless absolute; `items` "" = no item file (the catalogue is the
+    log's items, with no text). Labels: `label_col` (0/1) if set,
     else rating >= `DataConfig.label_threshold` if `rating_col` is set, else every row is positive.
     `ts_format` empty: the timestamp column holds integer seconds; otherwise a strptime format.
     """
