@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from benchmark.data import DataConfig, SplitConfig, build_prepared
+from benchmark.data import DataConfig, SplitConfig, build_prepared, prepare
 from benchmark.data.config import KuaiRandConfig, KuaiRecConfig, NegativesConfig
 from benchmark.data.negatives import SeenIndex, sample
 from benchmark.data.preparation import FORMAT_VERSION, fingerprint
@@ -159,3 +160,17 @@ def test_bad_settings_name_the_field() -> None:
         NegativesConfig(kind="uniform", ratio=0)
     with pytest.raises(ConfigError, match="exponent"):
         NegativesConfig(kind="popularity", exponent=-1.0)
+
+
+def test_movielens_implicit_suite(tmp_path: Path, recbole_dir: Path) -> None:
+    """benchmark/configs/movielens-100k-implicit.toml: every rating a click, 4 uniform negatives per click."""
+    from benchmark.config import load_config
+
+    data = load_config("movielens-100k-implicit").data
+    assert data.negatives == NegativesConfig(kind="uniform", ratio=4, seed=0)
+    mini = dataclasses.replace(data, root=str(recbole_dir), verify_sha256=False, split=SplitConfig(cold_item_frac=0.0))
+    p = prepare(mini, cache_dir=tmp_path / "c")
+    assert p.stats["positives"] == p.stats["impressions"] == 5  # the five fixture ratings, 1 to 5 stars
+    rows = pl.concat([p.train, p.val, p.test])
+    assert rows.filter(pl.col("label") == 0).height == 4 * rows.filter(pl.col("label") == 1).height - sum(
+        p.stats["negatives"][f"{n}_short"] for n in ("train", "val", "test"))
