@@ -248,7 +248,9 @@ class DataConfig:
     `root` empty = the dataset's default (ML-100K: the installed recbole wheel; fashion-mnist-rec: Debian's
     /usr/share/datasets/fashion-mnist; others: datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
     in file order) unless on_duplicate = "error"; interactions naming unknown items raise unless
-    on_unknown_item = "drop".
+    on_unknown_item = "drop". `negatives`: sampled label-0 rows for click-only logs (NegativesConfig; "none" by
+    default). kuairand, kuairec and negatives stay out of the data key while at their defaults
+    (benchmark/data/preparation.py LATER_FIELDS), so adding them moved no existing key.
     """
 
     dataset: DatasetName = "movielens-100k"
