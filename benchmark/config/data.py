@@ -17,7 +17,7 @@ SplitKind = Literal["per_user_temporal", "global_temporal", "leave_last_out"]
 # The datasets benchmark.data.registry has a loader for (a test checks the two agree).
 DatasetName = Literal["movielens-100k", "movielens-1m", "movielens-latest", "movielens-latest-small", "movielens-20m",
                       "movielens-25m", "movielens-32m", "amazon-reviews-2023", "microlens", "generic", "synthetic",
-                      "fashion-mnist-rec"]
+                      "fashion-mnist-rec", "kuairand", "kuairec"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
@@ -106,7 +106,8 @@ class SyntheticConfig:
 class GenericConfig:
     """Anyone's own data: csv or parquet (by extension) with a column mapping.
 
-    Paths are relative to `DataConfig.root` unless absolute. Labels: `label_col` (0/1) if set,
+    Paths are relative to `DataConfig.root` unless absolute; `items` "" = no item file (the catalogue is the
+    log's items, with no text). Labels: `label_col` (0/1) if set,
     else rating >= `DataConfig.label_threshold` if `rating_col` is set, else every row is positive.
     `ts_format` empty: the timestamp column holds integer seconds; otherwise a strptime format.
     """
@@ -187,6 +188,56 @@ class FashionMnistConfig:
 
 
 @dataclass(frozen=True)
+class KuaiRandConfig:
+    """KuaiRand (Gao et al., CIKM 2022), one release: `variant` "pure" | "1k" | "27k" picks the file suffix
+    (log_standard_4_08_to_4_21_<variant>.csv, ...; 27k's standard logs come in _part1/_part2). Every logged
+    exposure is an impression; label = the `label` signal column (0/1). test_on_random: the random-exposure log
+    log_random_4_22_to_5_08_<variant>.csv is the test split (an unbiased test set) and the standard logs are split
+    into train and val by data.split with test_frac taken as 0; otherwise the random log is not read."""
+
+    variant: Literal["pure", "1k", "27k"] = "pure"
+    label: Literal["is_click", "long_view", "is_like", "is_follow", "is_comment", "is_forward"] = "is_click"
+    test_on_random: bool = False
+
+
+@dataclass(frozen=True)
+class KuaiRecConfig:
+    """KuaiRec 2.0 (Gao et al., CIKM 2022): `matrix` "big" (big_matrix.csv, 7,176 users x 10,728 videos, 13%
+    dense) or "small" (small_matrix.csv, 1,411 x 3,327, fully observed); item text from
+    kuairec_caption_category.csv. Label = watch_ratio >= `threshold`; 2.0 follows the KuaiRec README's example
+    ("like = 1 if watch_ratio > 2.0"; >= here, one rule for every threshold)."""
+
+    matrix: Literal["big", "small"] = "big"
+    threshold: float = 2.0
+
+    def __post_init__(self) -> None:
+        require(self, "threshold", self.threshold > 0.0, "a watch ratio > 0")
+
+
+@dataclass(frozen=True)
+class NegativesConfig:
+    """Sampled negatives for click-only logs (benchmark/data/negatives.py, docs/data.md "Sampled negatives").
+
+    kind "none" (default): the log's own labels, nothing added. "uniform" / "popularity": for every positive
+    impression, `ratio` distinct items the user had not interacted with up to that time, label 0, the positive's
+    ts and history; drawn once when the data is prepared (seeded by `seed`, fixed in the cache entry). Training
+    negatives come from the items with a training impression (so cold items stay out of train); val and test
+    negatives from the whole catalogue, cold items included. "popularity" draws item i with probability
+    proportional to (train_count_i + 1) ** exponent: 0.75 is word2vec's unigram^(3/4) (Mikolov et al. 2013); the
+    + 1 keeps cold items (count 0) drawable in val and test.
+    """
+
+    kind: Literal["none", "uniform", "popularity"] = "none"
+    ratio: int = 1
+    seed: int = 0
+    exponent: float = 0.75
+
+    def __post_init__(self) -> None:
+        require(self, "ratio", self.ratio >= 1, "an integer >= 1 (negatives per positive)")
+        require(self, "exponent", self.exponent >= 0.0, "a number >= 0 (0 = uniform over the pool)")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which dataset, how it is labelled, filtered, split and cached.
 
@@ -197,7 +248,9 @@ class DataConfig:
     `root` empty = the dataset's default (ML-100K: the installed recbole wheel; fashion-mnist-rec: Debian's
     /usr/share/datasets/fashion-mnist; others: datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
     in file order) unless on_duplicate = "error"; interactions naming unknown items raise unless
-    on_unknown_item = "drop".
+    on_unknown_item = "drop". `negatives`: sampled label-0 rows for click-only logs (NegativesConfig; "none" by
+    default). kuairand, kuairec and negatives stay out of the data key while at their defaults
+    (benchmark/data/preparation.py LATER_FIELDS), so adding them moved no existing key.
     """
 
     dataset: DatasetName = "movielens-100k"
@@ -216,6 +269,9 @@ class DataConfig:
     amazon: AmazonConfig = field(default_factory=AmazonConfig)
     microlens: MicroLensConfig = field(default_factory=MicroLensConfig)
     fashion_mnist: FashionMnistConfig = field(default_factory=FashionMnistConfig)
+    kuairand: KuaiRandConfig = field(default_factory=KuaiRandConfig)
+    kuairec: KuaiRecConfig = field(default_factory=KuaiRecConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
     cache_dir: str = ""
 
     def __post_init__(self) -> None:

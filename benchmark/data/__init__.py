@@ -17,7 +17,10 @@ from benchmark.config.data import (
     AmazonConfig,
     DataConfig,
     GenericConfig,
+    KuaiRandConfig,
+    KuaiRecConfig,
     MicroLensConfig,
+    NegativesConfig,
     SplitConfig,
     SyntheticConfig,
 )
@@ -25,8 +28,8 @@ from benchmark.config.data import (
 _LAZY = {"build_prepared": "preparation", "prepare": "preparation", "PreparedData": "prepared", "DataWarning": "schema",
          "RawData": "schema"}
 
-__all__ = ["AmazonConfig", "DataConfig", "GenericConfig", "MicroLensConfig", "SplitConfig", "SyntheticConfig",
-           *_LAZY]
+__all__ = ["AmazonConfig", "DataConfig", "GenericConfig", "KuaiRandConfig", "KuaiRecConfig", "MicroLensConfig",
+           "NegativesConfig", "SplitConfig", "SyntheticConfig", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -76,6 +76,10 @@ def _describe(data: PreparedData, as_json: bool) -> int:
             ("history length mean / median / max",
              f"{s['history_len_mean']:.1f} / {s['history_len_median']:.0f} / {s['history_len_max']}"),
             ("fingerprint", data.fingerprint[:16])]
+    if "negatives" in s:  # data.negatives: sampled label-0 rows, included in the split sizes above
+        n = s["negatives"]
+        rows.insert(-1, (f"sampled negatives ({n['kind']}, ratio {n['ratio']}, seed {n['seed']})",
+                         f"{n['train_negatives']:,} / {n['val_negatives']:,} / {n['test_negatives']:,}"))
     print(f"{data.name}")
     for k, v in rows:
         print(f"  {k:<36} {v:>12,}" if isinstance(v, int) else f"  {k:<36} {v:>12}")

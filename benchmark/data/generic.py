@@ -1,5 +1,9 @@
 """Anyone's own data: interactions and items (and optionally users) as csv or parquet, with the
-column mapping of `data.generic` (benchmark/data/config.py GenericConfig)."""
+column mapping of `data.generic` (benchmark/data/config.py GenericConfig).
+
+An implicit log is enough: (user, item, time) with no rating or label column makes every row a positive, and
+`data.generic.items = ""` (no item file) makes the catalogue the log's items, with no text. Add sampled
+negatives with `data.negatives` (docs/data.md, "Your own log, end to end")."""
 
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ def _path(root: Path, name: str) -> Path:
 
 def files(cfg: DataConfig, root: Path) -> list[Path]:
     g = cfg.generic
-    out = [require_path(_path(root, g.interactions), "interactions file", HINT),
-           require_path(_path(root, g.items), "items file", HINT)]
+    out = [require_path(_path(root, g.interactions), "interactions file", HINT)]
+    out += [require_path(_path(root, g.items), "items file", HINT)] if g.items else []
     return out + ([require_path(_path(root, g.users), "users file", HINT)] if g.users else [])
 
 
@@ -86,6 +90,10 @@ def load(cfg: DataConfig, root: Path) -> RawData:
     df, extra = _label(df, g, paths[0], cfg.label_threshold)
     inter = df.select(pl.col(g.user_col).str.strip_chars().alias("user_id"),
                       pl.col(g.item_col).str.strip_chars().alias("item_id"), "ts", "label", *extra, "line")
+    if not g.items:  # no item file: the catalogue is the log's items, without text
+        ids = inter["item_id"].unique(maintain_order=True)
+        items = pl.DataFrame({"item_id": ids, "text": [""] * ids.len()}, schema={"item_id": pl.Utf8, "text": pl.Utf8})
+        return RawData(inter, items, _users(g, paths[1]) if g.users else None, str(paths[0]))
     it = _read(paths[1])
     require_columns(it, paths[1], [g.items_item_col, *g.text_cols, *(c for c in (g.image_col, g.category_col) if c)])
     text = pl.concat_list([pl.col(c).fill_null("").str.strip_chars() for c in g.text_cols]).list.eval(
@@ -96,9 +104,10 @@ def load(cfg: DataConfig, root: Path) -> RawData:
     if g.category_col:
         cols.append(pl.col(g.category_col).alias("category"))
     items = it.select(cols)
-    users = None
-    if g.users:
-        us = _read(paths[2])
-        require_columns(us, paths[2], [g.users_user_col])
-        users = us.drop("line").rename({g.users_user_col: "user_id"}).with_columns(pl.col("user_id").str.strip_chars())
-    return RawData(inter, items, users, str(paths[0]))
+    return RawData(inter, items, _users(g, paths[2]) if g.users else None, str(paths[0]))
+
+
+def _users(g: GenericConfig, path: Path) -> pl.DataFrame:
+    us = _read(path)
+    require_columns(us, path, [g.users_user_col])
+    return us.drop("line").rename({g.users_user_col: "user_id"}).with_columns(pl.col("user_id").str.strip_chars())

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmark.config.data import DataConfig
+from benchmark.config.data import DataConfig, SplitConfig
 from benchmark.core.cache import StageCache
-from benchmark.data import registry, splits, synthetic
+from benchmark.data import negatives, registry, splits, synthetic
 from benchmark.data.history import build_history, build_history_recbole
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
 from benchmark.data.schema import RawData, validate
@@ -30,14 +30,21 @@ FORMAT_VERSION = 3  # bump when the prepared layout or any step's semantics chan
 # no training impression)
 DEFAULT_CACHE = Path("runs") / "cache"
 STAGE = "data"
+# DataConfig fields added after keys were published: left out of the fingerprint while at their default, so
+# every key computed before they existed stays the same; any other value enters it.
+LATER_FIELDS = ("kuairand", "kuairec", "negatives")
 
 
 def fingerprint(cfg: DataConfig, files: list[dict]) -> str:
-    """sha256 over the config (minus cache_dir and root: the files' contents stand for them) and
-    every raw file's name, size and sha256."""
+    """sha256 over the config (minus cache_dir and root: the files' contents stand for them, and minus
+    LATER_FIELDS at their defaults) and every raw file's name, size and sha256."""
     c = dataclasses.asdict(cfg)
     c.pop("cache_dir")
     c.pop("root")
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(DataConfig) if f.name in LATER_FIELDS}
+    for name, default in defaults.items():
+        if getattr(cfg, name) == default:
+            c.pop(name)
     blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -108,7 +115,7 @@ def _index(raw: RawData, kcore: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.Dat
     imap = splits.natural_order(items["item_id"]).to_frame("item_id").with_row_index("item_idx")
     umap = umap.with_columns(pl.col("user_idx").cast(pl.Int32))
     imap = imap.with_columns(pl.col("item_idx").cast(pl.Int32))
-    extra = ["rating"] if "rating" in inter.columns else []
+    extra = [c for c in ("rating", "test_only") if c in inter.columns]
     log = (inter.join(umap, on="user_id").join(imap, on="item_id")
            .select("user_idx", "item_idx", "ts", "label", *extra))
     items = imap.join(items, on="item_id", maintain_order="left")
@@ -120,8 +127,12 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     """The pure part of `prepare` (no cache): canonical RawData -> PreparedData."""
     log, items, users = _index(raw, cfg.kcore)
     n_items = items.height
-    log = splits.assign_split(log, cfg.split)
+    log = _assign_split(log, cfg.split)
     cold = splits.pick_cold_items(log, n_items, cfg.split.cold_item_frac, cfg.split.seed)
+    neg_cfg = cfg.negatives
+    # what each user had seen and when, over every real row (cold ones too): never sampled as a negative
+    seen = (negatives.SeenIndex(log["user_idx"].to_numpy(), log["item_idx"].to_numpy(), log["ts"].to_numpy(), n_items)
+            if neg_cfg.kind != "none" else None)
     totals = (log.height, int(log["label"].cast(pl.Int64).sum()))
     is_cold = pl.Series(cold).gather(log["item_idx"])
     dropped = int((is_cold & (log["split"] != splits.TEST)).sum())
@@ -137,9 +148,40 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     parts = {name: log.filter(pl.col("split") == code).select(cols)
              for name, code in (("train", splits.TRAIN), ("val", splits.VAL), ("test", splits.TEST))}
     train_count = np.bincount(parts["train"]["item_idx"].to_numpy(), minlength=n_items).astype(np.int32)
+    neg_stats = None
+    if seen is not None:  # train_count stays the real rows' count: sampled negatives make no item warm or popular
+        parts, neg_stats = _add_negatives(parts, seen, train_count, cfg)
     items = _finish_items(items, cold, train_count, cfg.split.popularity_buckets)
     stats = _stats(raw, log, parts, items, (*totals, dropped), users.height)
+    if neg_stats is not None:
+        stats["negatives"] = neg_stats
     return PreparedData(**parts, items=items, users=users, stats=stats, fingerprint=fp, name=cfg.dataset)
+
+
+def _assign_split(log: pl.DataFrame, cfg: SplitConfig) -> pl.DataFrame:
+    """`splits.assign_split`, except that rows a loader marked `test_only` (KuaiRand's random-exposure log) all
+    go to test and the other rows are split with test_frac = 0 (train and val only)."""
+    if "test_only" not in log.columns:
+        return splits.assign_split(log, cfg)
+    fixed = log.filter(pl.col("test_only")).with_columns(pl.lit(splits.TEST, dtype=pl.Int8).alias("split"))
+    rest = splits.assign_split(log.filter(~pl.col("test_only")), dataclasses.replace(cfg, test_frac=0.0))
+    return pl.concat([rest, fixed.select(rest.columns)]).sort(["user_idx", "ts", "item_idx"]).drop("test_only")
+
+
+def _add_negatives(parts: dict[str, pl.DataFrame], seen: negatives.SeenIndex, train_count: np.ndarray,
+                   cfg: DataConfig) -> tuple[dict[str, pl.DataFrame], dict]:
+    """Every split with its sampled negatives (benchmark/data/negatives.py) and what was drawn, for the stats."""
+    neg = cfg.negatives
+    pools = {"train": np.flatnonzero(train_count > 0), "val": np.arange(train_count.size),
+             "test": np.arange(train_count.size)}
+    out, stats = {}, {"kind": neg.kind, "ratio": neg.ratio, "seed": neg.seed,
+                      **({"exponent": neg.exponent} if neg.kind == "popularity" else {})}
+    for code, name in enumerate(("train", "val", "test")):
+        pool = pools[name]
+        cdf = negatives.pool_weights(pool, train_count, neg) if pool.size else None
+        out[name], got = negatives.add_negatives(parts[name], pool, cdf, seen, neg, code)
+        stats[f"{name}_negatives"], stats[f"{name}_short"] = got["negatives"], got["short"]
+    return out, stats
 
 
 def _finish_items(items: pl.DataFrame, drawn: np.ndarray, train_count: np.ndarray, buckets: int) -> pl.DataFrame:

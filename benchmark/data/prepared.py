@@ -4,6 +4,7 @@
         user_idx Int32, item_idx Int32, ts Int64, label Int8,
         hist_item_idx List(Int32)   T = history_len latest positives strictly before ts, oldest first
         [rating Float32]
+        with data.negatives, sampled rows too: label 0, the positive's ts and hist_item_idx, rating null
     items   one row per item_idx 0..N-1 (cold items too): item_idx Int32, item_id Utf8, text Utf8
             ("" when missing), image_path Utf8?, category Utf8?, year Utf8 (four digits, "" when
             unknown or the dataset has none), genres List(Utf8) (sorted, unique; [] when unknown or

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmark.config.data import DataConfig
 from benchmark.core.errors import ConfigError, DataError
-from benchmark.data import amazon, cards, fashion_mnist, generic, microlens, movielens
+from benchmark.data import amazon, cards, fashion_mnist, generic, kuairand, kuairec, microlens, movielens
 from benchmark.data.cards import DATASETS_DIR
 from benchmark.data.schema import RawData, open_bytes
 
@@ -47,6 +47,8 @@ REGISTRY: dict[str, Dataset] = {
     "synthetic": Dataset("synthetic", "synthetic", lambda cfg, root: [], lambda cfg, root: None),  # type: ignore[arg-type,return-value]
     "fashion-mnist-rec": Dataset("fashion-mnist-rec", "fashion-mnist-rec", fashion_mnist.files, fashion_mnist.load,
                                  default_dir=fashion_mnist.DEBIAN_DIR, write_images=fashion_mnist.write_images),
+    "kuairand": Dataset("kuairand", kuairand.CARD, kuairand.files, kuairand.load),
+    "kuairec": Dataset("kuairec", kuairec.CARD, kuairec.files, kuairec.load),
 }
 
 

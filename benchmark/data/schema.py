@@ -4,6 +4,7 @@ Canonical frames (polars), checked by `validate` at the loader's boundary:
 
     interactions: user_id Utf8, item_id Utf8, ts Int64 (unix seconds), label Int8 (0/1)
                   [, rating Float32] [, line Int64 = 1-based source line, for error messages]
+                  [, test_only Boolean = the row goes to test whatever the split (an unbiased random-exposure log)]
     items:        item_id Utf8, text Utf8 (never null: "" when missing) [, image_path Utf8, category Utf8]
                   [, year Utf8 ("" when unknown), genres List(Utf8) (sorted, unique; [] when unknown)]
     users:        user_id Utf8 [, categorical feature columns Utf8]   (optional)
@@ -43,7 +44,8 @@ class RawData:
 
 INTERACTION_TYPES: dict[str, pl.DataType] = {
     "user_id": pl.Utf8(), "item_id": pl.Utf8(), "ts": pl.Int64(), "label": pl.Int8()}
-OPTIONAL_INTERACTION_TYPES: dict[str, pl.DataType] = {"rating": pl.Float32(), "line": pl.Int64()}
+OPTIONAL_INTERACTION_TYPES: dict[str, pl.DataType] = {"rating": pl.Float32(), "line": pl.Int64(),
+                                                      "test_only": pl.Boolean()}
 ITEM_TYPES: dict[str, pl.DataType] = {"item_id": pl.Utf8(), "text": pl.Utf8()}
 OPTIONAL_ITEM_TYPES: dict[str, pl.DataType] = {"image_path": pl.Utf8(), "category": pl.Utf8(),
                                                "year": pl.Utf8(), "genres": pl.List(pl.Utf8())}

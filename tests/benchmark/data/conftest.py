@@ -110,3 +110,55 @@ def generic_dir(tmp_path: Path) -> Path:
           "2,30,150,1\n3,40,300,2\n")
     write(d / "items.csv", 'item_id,text\n10,Toy Story\n20,"Heat, ""the"" movie"\n30,Suspects\n40,\n')
     return d
+
+
+KUAIRAND_LOG_HEADER = ("user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,"
+                       "is_hate,long_view,play_time_ms,duration_ms,profile_stay_time,comment_stay_time,"
+                       "is_profile_enter,is_rand,tab\n")
+
+
+def kuairand_row(user: int, video: int, t: int, click: int, is_rand: int = 0) -> str:
+    """One log row in KuaiRand's published column order; time_ms = t s + 999 ms (floored back to t)."""
+    return f"{user},{video},20220421,400,{t * 1000 + 999},{click},0,0,0,0,0,{click},1510,10440,0,0,0,{is_rand},1\n"
+
+
+@pytest.fixture
+def kuairand_dir(tmp_path: Path) -> Path:
+    """KuaiRand-Pure layout; the same story split over the two standard logs, plus a random-exposure log
+    (user 1 clicks item 30 at t=400, user 2 skips item 40 at t=500)."""
+    d = tmp_path / "kuairand"
+    write(d / "log_standard_4_08_to_4_21_pure.csv", KUAIRAND_LOG_HEADER + kuairand_row(1, 10, 100, 1)
+          + kuairand_row(1, 20, 200, 0) + kuairand_row(2, 10, 150, 1))
+    write(d / "log_standard_4_22_to_5_08_pure.csv", KUAIRAND_LOG_HEADER + kuairand_row(2, 30, 150, 0)
+          + kuairand_row(3, 40, 300, 0))
+    write(d / "log_random_4_22_to_5_08_pure.csv", KUAIRAND_LOG_HEADER + kuairand_row(1, 30, 400, 1, 1)
+          + kuairand_row(2, 40, 500, 0, 1))
+    write(d / "video_features_basic_pure.csv",
+          "video_id,author_id,video_type,upload_dt,upload_type,visible_status,video_duration,server_width,"
+          "server_height,music_id,music_type,tag\n"
+          '10,441,NORMAL,2020-07-08,ShortImport,1,17200.0,720,1280,989206467,4,"12,65"\n'
+          "20,442,AD,2021-01-02,LongImport,1,9000.0,720,1280,0,0,8\n"
+          "30,443,NORMAL,2021-03-04,ShortImport,1,,720,1280,0,0,\n"
+          "40,444,,,,1,,,,,,\n")
+    return d
+
+
+@pytest.fixture
+def kuairec_dir(tmp_path: Path) -> Path:
+    """KuaiRec 2.0 layout. watch_ratio 2.5 / 1.0 / 2.0 / 0.3 / 1.99 -> label (>= 2.0) 1, 0, 1, 0, 0; float
+    timestamps floor to the story's times; Chinese captions, KuaiRec's "UNKNOWN" placeholders."""
+    d = tmp_path / "kuairec"
+    write(d / "big_matrix.csv", "user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio\n"
+          "1,10,25000,10000,1970-01-01 00:01:40.438,19700101,100.438,2.5\n"
+          "1,20,10000,10000,1970-01-01 00:03:20.000,19700101,200.0,1.0\n"
+          "2,10,20000,10000,1970-01-01 00:02:30.200,19700101,150.2,2.0\n"
+          "2,30,3000,10000,1970-01-01 00:02:30.900,19700101,150.9,0.3\n"
+          "3,40,19900,10000,1970-01-01 00:05:00.000,19700101,300,1.99\n")
+    write(d / "kuairec_caption_category.csv",
+          "video_id,manual_cover_text,caption,topic_tag,first_level_category_id,first_level_category_name,"
+          "second_level_category_id,second_level_category_name,third_level_category_id,third_level_category_name\n"
+          "10,UNKNOWN,\"猫咪, 日常\",['萌宠'],1,宠物,2,猫,-124,UNKNOWN\n"
+          "20,封面字,做饭,[],3,美食,-124,UNKNOWN,-124,UNKNOWN\n"
+          "30,,旅行,\"['旅行', '风景']\",5,旅游,-124,UNKNOWN,-124,UNKNOWN\n"
+          "40,UNKNOWN,,[],-124,UNKNOWN,-124,UNKNOWN,-124,UNKNOWN\n")
+    return d

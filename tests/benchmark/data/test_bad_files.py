@@ -57,6 +57,9 @@ LOADERS = {
     "generic-csv": Loader("generic_dir", "generic", "interactions.csv", "csv", "items.csv"),
     "generic-parquet": Loader("generic_parquet_dir", "generic", "interactions.parquet", "parquet", "items.parquet",
                               GenericConfig(interactions="interactions.parquet", items="items.parquet")),
+    "kuairand": Loader("kuairand_dir", "kuairand", "log_standard_4_08_to_4_21_pure.csv", "csv",
+                       "video_features_basic_pure.csv"),
+    "kuairec": Loader("kuairec_dir", "kuairec", "big_matrix.csv", "csv", "kuairec_caption_category.csv"),
 }
 
 
@@ -187,9 +190,9 @@ def assert_nothing_cached(cache: Path) -> None:
 
 
 def test_matrix_size() -> None:
-    assert len(LOADERS) == 8 and len(FAULTS) == 11
-    # truncated: 6 text loaders; encoding: ml1m, generic-parquet; header_only: amazon; wrong_sep: parquet
-    assert len(MATRIX) == 8 * 11 - 6 - 2 - 1 - 1 == 78
+    assert len(LOADERS) == 10 and len(FAULTS) == 11
+    # truncated: 8 text loaders; encoding: ml1m, generic-parquet; header_only: amazon; wrong_sep: parquet
+    assert len(MATRIX) == 10 * 11 - 8 - 2 - 1 - 1 == 98
 
 
 @pytest.mark.parametrize("loader_name,fault_name", MATRIX)

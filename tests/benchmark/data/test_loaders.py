@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from benchmark.config.data import DataConfig
-from benchmark.data import amazon, generic, microlens, movielens
-from benchmark.data.schema import RawData, validate
+from benchmark.config.data import DataConfig, KuaiRandConfig, KuaiRecConfig, SplitConfig
+from benchmark.data import amazon, build_prepared, generic, kuairand, kuairec, microlens, movielens
+from benchmark.data.schema import DataWarning, RawData, validate
 
 CFG = DataConfig(verify_sha256=False)
 
@@ -136,3 +137,54 @@ def test_generic_label_column_and_ts_format(generic_dir: Path) -> None:
 def test_label_threshold(recbole_dir: Path, threshold: float, labels: list[int]) -> None:
     raw = movielens.load_100k(DataConfig(label_threshold=threshold), recbole_dir)
     assert raw.interactions["label"].to_list() == labels
+
+
+def test_kuairand_standard_logs(kuairand_dir: Path) -> None:
+    raw = canon(kuairand.load(CFG, kuairand_dir))
+    assert_frame_equal(raw.interactions, rated().drop("rating"))  # ts = (t * 1000 + 999) ms // 1000 = t s
+    assert_frame_equal(raw.items, items(["tags: 12, 65. type: NORMAL. upload: ShortImport",
+                                         "tags: 8. type: AD. upload: LongImport",
+                                         "type: NORMAL. upload: ShortImport", ""],
+                                        category=["12", "8", None, None]))
+
+
+def test_kuairand_label_signal_and_random_test(kuairand_dir: Path) -> None:
+    cfg = DataConfig(kuairand=KuaiRandConfig(label="long_view", test_on_random=True))
+    raw = canon(kuairand.load(cfg, kuairand_dir))
+    assert raw.interactions["test_only"].to_list() == [False] * 5 + [True, True]
+    assert raw.interactions["label"].to_list() == [1, 0, 1, 0, 0, 1, 0]  # long_view = is_click in the fixture
+    split = SplitConfig(cold_item_frac=0.0, val_frac=0.5)
+    p = build_prepared(raw, dataclasses.replace(cfg, split=split), "fp")
+    # the random log is the test split; the standard logs feed train and val only (test_frac taken as 0)
+    assert p.test.select("user_idx", "ts", "label").rows() == [(0, 400, 1), (1, 500, 0)]
+    assert p.train.height + p.val.height == 5
+    assert p.test["hist_item_idx"].to_list() == [[0], [0]]  # positives before: user 1 item 10; user 2 item 10
+
+
+def test_kuairand_27k_parts(kuairand_dir: Path) -> None:
+    for k, name in enumerate(kuairand.log_names("pure")):
+        stem = name.removesuffix("_pure.csv")
+        header = (kuairand_dir / name).read_text().splitlines()[0]
+        (kuairand_dir / name).rename(kuairand_dir / f"{stem}_27k_part1.csv")
+        (kuairand_dir / f"{stem}_27k_part2.csv").write_text(
+            f"{header}\n9,10,20220421,400,{900_000 + k * 1000},1,0,0,0,0,0,1,1510,10440,0,0,0,0,1\n")
+    (kuairand_dir / "video_features_basic_pure.csv").rename(kuairand_dir / "video_features_basic_27k.csv")
+    raw = canon(kuairand.load(DataConfig(kuairand=KuaiRandConfig(variant="27k")), kuairand_dir))
+    assert raw.interactions.height == 7 and raw.interactions["user_id"].to_list().count("9") == 2
+
+
+def test_kuairec(kuairec_dir: Path) -> None:
+    raw = canon(kuairec.load(CFG, kuairec_dir))
+    assert_frame_equal(raw.interactions, rated().drop("rating"))
+    assert_frame_equal(raw.items, items(["猫咪, 日常. 萌宠. 宠物 > 猫", "做饭. 封面字. 美食", "旅行. 旅行, 风景. 旅游", ""],
+                                        category=["宠物", "美食", "旅游", None]))
+
+
+def test_kuairec_threshold_small_matrix_and_missing_times(kuairec_dir: Path) -> None:
+    (kuairec_dir / "big_matrix.csv").rename(kuairec_dir / "small_matrix.csv")
+    with (kuairec_dir / "small_matrix.csv").open("a") as f:
+        f.write("3,10,1000,10000,,,,0.1\n")  # no time: dropped, counted
+    cfg = DataConfig(kuairec=KuaiRecConfig(matrix="small", threshold=1.0))
+    with pytest.warns(DataWarning, match="dropped 1 rows with no timestamp"):
+        raw = canon(kuairec.load(cfg, kuairec_dir))
+    assert raw.interactions["label"].to_list() == [1, 1, 1, 0, 1]
