@@ -14,6 +14,7 @@ MLflow: the lead logs the returned values (and per epoch through `on_epoch`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,11 +29,11 @@ from tqdm import tqdm
 
 from benchmark.cells.inputs import CellInputs
 from benchmark.cells.metrics import all_metrics, slice_bootstrap, slice_metrics
+from benchmark.cells.rankers import BuildContext, get_ranker
 from benchmark.core.records import EpochRecord, epoch_metrics
 from benchmark.core.world import World
 from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
-from recsys_models.factory import batch_layout, build_model
 from recsys_models.features import FeatureSet, Layout, RankBatch
 
 
@@ -169,7 +170,7 @@ def train_cell(
                                  name=name) for name in ("train", "val", "test")}
     torch.manual_seed(seed)
     model, optimizers, sharded = _model_and_optimizers(model_name, inputs, cfg, device, world)
-    layout = batch_layout(model_name)
+    layout = get_ranker(model_name).layout
     part_of = world if sharded else None
     generator = torch.Generator().manual_seed(seed)
     history: list[EpochRecord] = []
@@ -203,8 +204,9 @@ def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig,
     """(model, optimisers, sharded?). Sharded when `rank.sharded` or several ranks: the unsharded model is built
     from the caller's seed and its state copied into the shards, so the initial weights are the same whatever
     the world size. SIM's search unit is the one the cell's plan decided (inputs.sim_search)."""
-    fs, search_codes, search = inputs.features, inputs.search_codes, inputs.sim_search
-    model = build_model(model_name, fs, cfg, search=search, search_codes=search_codes)
+    fs, spec = inputs.features, get_ranker(model_name)
+    ctx = BuildContext(search=inputs.sim_search, search_codes=inputs.search_codes)
+    model = spec.build(fs, cfg, ctx)
     if not (cfg.sharded or world.size > 1):
         model = model.to(device)
         return model, make_optimizers(model, cfg), False
@@ -212,7 +214,7 @@ def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig,
 
     state = model.state_dict()
     del model
-    local = build_model(model_name, fs, cfg, search=search, search_codes=search_codes, meta=True)
+    local = spec.build(fs, cfg, dataclasses.replace(ctx, meta=True))
     dmp, opt = shard_model(local, state, device=device, sharding=cfg.sharding, emb_optimizer=cfg.emb_optimizer,
                            emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay)
     return dmp, [opt], True

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmark.config.data import DataConfig
-from benchmark.config.variants import ALL_VARIANTS, VariantName
+from benchmark.config.variants import BUILTIN_VARIANTS
 from benchmark.core.configlib import (
     apply_overrides,
     canonicalize,
@@ -36,11 +36,12 @@ from benchmark.core.configlib import (
 )
 from benchmark.core.device import check_device_name
 from benchmark.core.errors import ConfigError, require
+from benchmark.core.registry import DATASETS, QUANTIZERS, RANKERS, VARIANTS
 from qarm.alignment.config import AlignConfig
 from qarm.encoders.config import EncoderConfig
 from qarm.pairs.config import PairsConfig
 from qarm.quantize.config import QuantizeConfig
-from recsys_models.config import MODELS, ModelName, TrainConfig
+from recsys_models.config import MODELS, TrainConfig
 
 DEFAULT_SUITE = "movielens-100k"
 
@@ -61,8 +62,8 @@ class SuiteSection:
 
     name: str = DEFAULT_SUITE
     seeds: tuple[int, ...] = (0, 1, 2)
-    models: tuple[ModelName, ...] = MODELS
-    variants: tuple[VariantName, ...] = ALL_VARIANTS  # type: ignore[valid-type]
+    models: tuple[str, ...] = MODELS
+    variants: tuple[str, ...] = BUILTIN_VARIANTS
     runs_dir: str = "runs"
     tracking_uri: str = ""
     description: str = ""
@@ -82,6 +83,10 @@ class SuiteSection:
                 "a non-empty list of distinct models")
         require(self, "variants", bool(self.variants) and len(set(self.variants)) == len(self.variants),
                 "a non-empty list of distinct variants")
+        for name in self.models:  # registered rankers and variants (built-in or plugin), checked by key
+            RANKERS.require(name, "suite.models")
+        for name in self.variants:
+            VARIANTS.require(name, "suite.variants")
         require(self, "sweep_values", bool(self.sweep_key) == bool(self.sweep_values),
                 "sweep_key and sweep_values set together")
         require(self, "threads", self.threads >= 0, "an integer >= 0 (0 = auto)")
@@ -137,6 +142,8 @@ class SuiteConfig:
 
 def _check_suite(cfg: SuiteConfig) -> None:
     """Rules across sections, each reported with the dotted path of the field to change."""
+    QUANTIZERS.require(cfg.quantize.quantizer, "quantize.quantizer")
+    DATASETS.require(cfg.data.dataset, "data.dataset")  # a registered loader, built-in or plugin
     if cfg.encoder.kind == "synthetic" and cfg.align.trains_encoder(cfg.encoder.modalities):
         raise ConfigError("align.trainable_layers: encoder.kind = 'synthetic' has no encoder to fine-tune; "
                           "expected 0 (projection head only)")

@@ -1,5 +1,6 @@
-"""Item-side feature variants, chosen per benchmark cell by name: the one table of what each variant reads.
-Imports no torch (the suite config validates variant names against it); `benchmark.cells.inputs` builds the features.
+"""Item-side feature variants, chosen per benchmark cell by name: what each variant reads. Imports no torch (the
+suite config validates variant names against the registry); `benchmark.cells.inputs` builds the features. A
+plugin adds a variant with `VARIANTS.add(Variant(...))` or an entry point (docs/extending.md).
 
 | variant          | item id | codes          | VQ bag  | content vector | other                                  |
 |------------------|---------|----------------|---------|----------------|----------------------------------------|
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from benchmark.core.errors import ConfigError
+from benchmark.core.registry import VARIANTS
 
 Source = Literal["frozen", "aligned"]
 
@@ -54,34 +56,38 @@ class Variant:
         return self.codes or self.vq or self.dense
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("id_only", True, None, None, None, "item/user ids only (baseline)"),
-        Variant("frozen_dense", True, None, None, "frozen", "frozen encoder embedding as a dense feature"),
-        Variant("frozen_codes", True, "frozen", None, None, "codes of the frozen embedding"),
-        Variant("aligned_dense", True, None, None, "aligned", "aligned embedding as a dense feature"),
-        Variant("aligned_codes", True, "aligned", None, None, "codes of the aligned embedding (QARM)"),
-        Variant("aligned_codes_vq", True, "aligned", "aligned", None, "codes + VQ top-k bag of the aligned embedding"),
-        Variant("codes_only", False, "aligned", None, None, "aligned codes, no item-id table"),
-        Variant("random_codes", True, "aligned", None, None, "control: uniform random codes, same shape and "
-                "vocabulary as the aligned codes", control="random"),
-        Variant("shuffled_codes", True, "aligned", None, None, "control: the aligned codes permuted across items",
-                control="shuffled"),
-        Variant("metadata", True, None, None, None, "item id + the dataset's categorical item fields",
-                metadata=True),
-        Variant("metadata_aligned_codes", True, "aligned", None, None, "the metadata features + the aligned codes "
-                "(QARM on top of what a peer library sees)", metadata=True),
-    )
-}
-ALL_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
-VariantName = Literal[ALL_VARIANTS]  # type: ignore[valid-type]  # the config loader checks names against it
+# The built-in variants. Each is declared as an entry point of the group qarm_bench.variants in pyproject.toml
+# (the door a plugin package uses too) and so reaches the registry benchmark.core.registry.VARIANTS.
+ID_ONLY = Variant("id_only", True, None, None, None, "item/user ids only (baseline)")
+FROZEN_DENSE = Variant("frozen_dense", True, None, None, "frozen", "frozen encoder embedding as a dense feature")
+FROZEN_CODES = Variant("frozen_codes", True, "frozen", None, None, "codes of the frozen embedding")
+ALIGNED_DENSE = Variant("aligned_dense", True, None, None, "aligned", "aligned embedding as a dense feature")
+ALIGNED_CODES = Variant("aligned_codes", True, "aligned", None, None, "codes of the aligned embedding (QARM)")
+ALIGNED_CODES_VQ = Variant("aligned_codes_vq", True, "aligned", "aligned", None,
+                           "codes + VQ top-k bag of the aligned embedding")
+CODES_ONLY = Variant("codes_only", False, "aligned", None, None, "aligned codes, no item-id table")
+RANDOM_CODES = Variant("random_codes", True, "aligned", None, None, "control: uniform random codes, same shape and "
+                       "vocabulary as the aligned codes", control="random")
+SHUFFLED_CODES = Variant("shuffled_codes", True, "aligned", None, None,
+                         "control: the aligned codes permuted across items", control="shuffled")
+METADATA = Variant("metadata", True, None, None, None, "item id + the dataset's categorical item fields",
+                   metadata=True)
+METADATA_ALIGNED_CODES = Variant("metadata_aligned_codes", True, "aligned", None, None, "the metadata features + the "
+                                 "aligned codes (QARM on top of what a peer library sees)", metadata=True)
+BUILTIN_VARIANTS: tuple[str, ...] = (
+    "id_only", "frozen_dense", "frozen_codes", "aligned_dense", "aligned_codes", "aligned_codes_vq", "codes_only",
+    "random_codes", "shuffled_codes", "metadata", "metadata_aligned_codes")
 
 
-def get_variant(name: str) -> Variant:
-    """The variant named `name`; ConfigError naming the known ones otherwise."""
-    if name not in VARIANTS:
-        raise ConfigError(f"variant: unknown {name!r}; expected one of {', '.join(VARIANTS)}")
-    return VARIANTS[name]
+def get_variant(name: str, setting: str = "suite.variants") -> Variant:
+    """The variant registered as `name`; a ConfigError naming the setting, the registered ones and the closest
+    one otherwise."""
+    v = VARIANTS.get(name, setting)
+    if not isinstance(v, Variant) or v.name != name:
+        raise ConfigError(f"{setting}: the {VARIANTS.group} entry {name!r} is {v!r}, not a Variant named {name!r}")
+    return v
 
 
+def find_variant(name: str) -> Variant | None:
+    """The variant `name`, or None when nothing registers it (an old results file's unknown name)."""
+    return get_variant(name) if name in VARIANTS else None

@@ -11,9 +11,11 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from benchmark.config.data import DataConfig
 from benchmark.core.errors import ConfigError, DataError
+from benchmark.core.registry import DATASETS
 from benchmark.data import amazon, cards, fashion_mnist, generic, kuairand, kuairec, microlens, movielens
 from benchmark.data.cards import DATASETS_DIR
 from benchmark.data.schema import RawData, open_bytes
@@ -21,8 +23,12 @@ from benchmark.data.schema import RawData, open_bytes
 
 @dataclass(frozen=True)
 class Dataset:
+    """A dataset loader, registered by name in benchmark.core.registry.DATASETS: `files(cfg, root)` lists the raw
+    files (hashed into the data key), `load(cfg, root) -> RawData` reads them into the canonical schema
+    (benchmark.data.schema), which the data stage then validates, splits and prepares like every dataset."""
+
     name: str
-    card: str  # folder under datasets/
+    card: str  # folder under datasets/ ("" for a plugin without one)
     files: Callable[[DataConfig, Path], list[Path]]
     load: Callable[[DataConfig, Path], RawData]
     raw_subdir: str = ""  # default root = datasets/<card>/raw/<raw_subdir>
@@ -35,7 +41,7 @@ def _ml(files: Callable[[Path], list[Path]], load: Callable[[DataConfig, Path], 
     return (lambda cfg, root: files(root)), load
 
 
-REGISTRY: dict[str, Dataset] = {
+BUILTIN: dict[str, Dataset] = {
     "movielens-100k": Dataset("movielens-100k", movielens.CARD_100K, *_ml(movielens.files_100k, movielens.load_100k)),
     "movielens-1m": Dataset("movielens-1m", movielens.CARD_1M, *_ml(movielens.files_1m, movielens.load_1m), "ml-1m"),
     **{f"movielens-{v}": Dataset(f"movielens-{v}", movielens.CARD_LATEST,
@@ -52,10 +58,17 @@ REGISTRY: dict[str, Dataset] = {
 }
 
 
+# The built-in loaders, declared in pyproject.toml as entry points of the group qarm_bench.datasets, e.g.
+# `movielens-100k = "benchmark.data.registry:LOADERS.movielens_100k"` (a plugin package declares its own).
+LOADERS = SimpleNamespace(**{name.replace("-", "_"): ds for name, ds in BUILTIN.items()})
+
+
 def get(name: str) -> Dataset:
-    if name not in REGISTRY:
-        raise ConfigError(f"data.dataset: unknown dataset {name!r}; expected one of {sorted(REGISTRY)}")
-    return REGISTRY[name]
+    """The loader registered as `name` (built-in or plugin); a ConfigError with the registered names otherwise."""
+    ds = DATASETS.get(name, "data.dataset")
+    if not isinstance(ds, Dataset) or ds.name != name:
+        raise ConfigError(f"data.dataset: the {DATASETS.group} entry {name!r} is {ds!r}, not a Dataset named {name!r}")
+    return ds
 
 
 def recbole_ml100k() -> Path:

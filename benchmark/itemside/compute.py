@@ -25,10 +25,11 @@ import polars as pl
 from benchmark.config.suite import SuiteConfig
 from benchmark.core.errors import ConfigError
 from benchmark.core.records import from_json, to_json
+from benchmark.core.registry import QUANTIZERS
 from benchmark.core.world import World
+from benchmark.itemside.quantizers import FitContext, get_quantizer
 
 CODE_SOURCES = ("frozen", "aligned")
-QUANTIZERS = ("rq_kmeans", "rq_vae", "vq")
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def parse_code_set(name: str) -> tuple[str, str]:
     """"aligned_rq_kmeans" -> ("aligned", "rq_kmeans"); modifiers (".fsq") are ignored (see `code_quantize`)."""
     source, _, quantizer = name.split(".")[0].partition("_")
     if source not in CODE_SOURCES or quantizer not in QUANTIZERS:
-        raise ValueError(f"not a code set name: {name!r}")
+        raise ValueError(f"not a code set name: {name!r} (expected <frozen|aligned>_<registered quantizer>)")
     return source, quantizer
 
 
@@ -273,50 +274,29 @@ def code_quantize(cfg: SuiteConfig, name: str) -> Any:
 def code_slice(cfg: SuiteConfig, name: str) -> dict[str, Any]:
     """The settings one code set's fit reads (its cache key covers exactly these)."""
     _, quantizer = parse_code_set(name)
-    q = code_quantize(cfg, name)
-    if quantizer == "vq":
-        return {"quantizer": "vq", "vq_k": q.vq_k}
-    out: dict[str, Any] = {"quantizer": quantizer, "levels": q.levels, "codebook_size": q.codebook_size,
-                           "dedup": q.dedup}
-    if quantizer == "rq_kmeans":
-        out["niter"] = q.niter
-        if q.last_level == "fsq":  # the options enter the key only when set, so plain keys never change
-            out |= {"last_level": "fsq", "fsq_levels": q.fsq_levels}
-        if q.balanced:
-            out |= {"balanced": True, "balanced_iters": q.balanced_iters}
-    else:
-        out["rq_vae"] = q.rq_vae
-    return out
+    return get_quantizer(quantizer).key_slice(code_quantize(cfg, name))
 
 
 def compute_codes(ctx: StageContext, name: str) -> CodeSet:
-    """Fit quantizer `name` on its source embedding (frozen or aligned, seeded by the replicate seed)."""
+    """Fit quantizer `name` (a registered QuantizerSpec) on its source embedding (frozen or aligned, seeded by
+    the replicate seed); its diagnostics."""
     from qarm.diagnostics import code_diagnostics
-    from qarm.quantize import RQKmeans, add_dedup_level, dedup_vocab_size, fit_rq_vae, vq_codes
+    from qarm.quantize import add_dedup_level, dedup_vocab_size
 
     source, quantizer = parse_code_set(name)
+    spec = get_quantizer(quantizer)
     x = ctx.inputs["frozen"].frozen_embeddings() if source == "frozen" else ctx.inputs["align"].embeddings
-    q, n = code_quantize(ctx.cfg, name), x.shape[0]
-    if quantizer == "vq":
-        # neighbours among the items with a training impression (their id rows are trained), never the item itself
-        warm = np.flatnonzero(~ctx.inputs["data"].items["is_cold"].to_numpy())
-        c = vq_codes(x, k=min(q.vq_k, warm.size - 1), candidates=warm, gpu=_faiss_gpu(ctx)).astype(np.int64)
-        return CodeSet(name, "vq", c, (n,), {"k": int(c.shape[1]), "distinct_neighbours": int(np.unique(c).size),
-                                             "candidates": int(warm.size)})
-    k = min(q.codebook_size, n)
-    if quantizer == "rq_kmeans":
-        model: Any = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed, last_level=q.last_level,
-                              fsq_levels=q.fsq_levels, balanced=q.balanced, balanced_iters=q.balanced_iters,
-                              gpu=_faiss_gpu(ctx)).fit(x)
-        sizes = list(model.vocab_sizes)
-    else:
-        model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed, device=ctx.device)
-        sizes = [k] * q.levels
-    c = model.encode(x).astype(np.int64)
+    q = code_quantize(ctx.cfg, name)
+    warm = ~ctx.inputs["data"].items["is_cold"].to_numpy() if "data" in ctx.inputs else np.ones(x.shape[0], bool)
+    fitted = spec.fit(x, q, FitContext(ctx.seed, ctx.device, _faiss_gpu(ctx), warm))
+    c, sizes = fitted.codes.astype(np.int64), list(fitted.vocab_sizes)
+    if spec.kind == "vq":
+        return CodeSet(name, "vq", c, tuple(sizes), fitted.extra or {"k": int(c.shape[1])})
     if q.dedup:  # TIGER's suffix after whichever last level ran
         c = add_dedup_level(c)
         sizes.append(dedup_vocab_size(c))
-    diag = code_diagnostics(x, c, codebook_size=sizes, decoder=None if q.dedup else model.decode, gpu=_faiss_gpu(ctx))
+    decoder = None if q.dedup else fitted.decode
+    diag = code_diagnostics(x, c, codebook_size=sizes, decoder=decoder, gpu=_faiss_gpu(ctx))
     return CodeSet(name, "rq", c, tuple(sizes), diag)
 
 

@@ -22,6 +22,7 @@ from benchmark.config.variants import get_variant
 from benchmark.core import __version__
 from benchmark.core.errors import ConfigError
 from benchmark.itemside import compute as P
+from benchmark.itemside.quantizers import get_quantizer
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _code_upstream(name: str) -> tuple[str, ...]:
     """A code set reads its source embedding; a VQ bag also reads the data (its candidates are warm items)."""
     source, quantizer = P.parse_code_set(name)
     src = ("frozen",) if source == "frozen" else ("align",)
-    return ("data", *src) if quantizer == "vq" else src
+    return ("data", *src) if get_quantizer(quantizer).kind == "vq" else src
 
 
 STAGES: tuple[Stage, ...] = (

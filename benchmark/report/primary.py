@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from benchmark.config.variants import VARIANTS, VariantName
 from benchmark.core.errors import require
+from benchmark.core.registry import VARIANTS
 from benchmark.report.stats import (
     BootstrapDelta,
     ScoredRows,
@@ -43,7 +43,6 @@ from benchmark.report.stats import (
     tost,
     verdict,
 )
-from recsys_models.config import ModelName
 
 SeedValues = Mapping[tuple[str, str, str], Mapping[int, float]]  # (model, variant, slice) -> seed -> AUC
 
@@ -52,8 +51,8 @@ SeedValues = Mapping[tuple[str, str, str], Mapping[int, float]]  # (model, varia
 class Contrast:
     """variant against baseline: delta = variant - baseline, paired on the seed."""
 
-    variant: VariantName
-    baseline: VariantName
+    variant: str
+    baseline: str
 
     @property
     def label(self) -> str:
@@ -79,7 +78,7 @@ class PrimaryHypothesis:
     contrasts: tuple[Contrast, ...] = DEFAULT_CONTRASTS
     metric: Literal["auc"] = "auc"
     slices: tuple[str, ...] = ("all", "cold")
-    models: tuple[ModelName, ...] = ()
+    models: tuple[str, ...] = ()
     alpha: float = 0.05
     power: float = 0.8
     equivalence_margin: float = 0.002

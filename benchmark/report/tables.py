@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from benchmark.config.variants import VARIANTS
+from benchmark.config.variants import find_variant
 from benchmark.core.records import CellRecord, SuiteResults
 from benchmark.report.stats import ALPHA, family_size, holm, mean_ci, paired_delta
 
@@ -76,7 +76,7 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
     cells = list(cells)
     fed = "+".join(sorted(modalities))
     reads_content = {(c.model, c.variant) for c in cells
-                     if c.variant not in VARIANTS or VARIANTS[c.variant].content_source or c.sim_search_codes}
+                     if find_variant(c.variant) is None or find_variant(c.variant).content_source or c.sim_search_codes}
     by_key = _per_seed(cells)
     boot = _bootstrap(cells)
     rows = []
@@ -343,7 +343,7 @@ def variant_legend(results: SuiteResults) -> list[str]:
     trained = f"{a.trained_short}: {a.trained}" if a is not None and a.trained_short else (a.trained if a else "")
     out = []
     for name in names:
-        v = VARIANTS.get(name)
+        v = find_variant(name)
         if v is None:
             continue
         line = f"- `{name}`: {v.description}"

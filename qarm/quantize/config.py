@@ -15,7 +15,7 @@ from typing import Literal
 
 from qarm.errors import require
 
-QuantizerName = Literal["rq_kmeans", "rq_vae", "vq"]
+QuantizerName = Literal["rq_kmeans", "rq_vae", "vq"]  # the built-in quantizers; a caller may register more
 LastLevel = Literal["kmeans", "fsq"]
 TokenScheme = Literal["unigram", "prefix_ngram", "bigram", "spm"]
 TOKEN_SCHEMES: tuple[str, ...] = ("unigram", "prefix_ngram", "bigram", "spm")
@@ -90,7 +90,7 @@ class QuantizeConfig:
     uses equal-size clusters (OneRec's balanced k-means); balanced_iters: balanced assign/update rounds after
     the plain k-means that seeds them. tokens: how the rankers tokenise the codes."""
 
-    quantizer: QuantizerName = "rq_kmeans"
+    quantizer: str = "rq_kmeans"
     levels: int = 3
     codebook_size: int = 64
     niter: int = 25
@@ -104,6 +104,8 @@ class QuantizeConfig:
     tokens: TokenizeConfig = field(default_factory=TokenizeConfig)
 
     def __post_init__(self) -> None:
+        require(self, "quantizer", bool(self.quantizer) and not set(self.quantizer) & set("./ "),
+                "a quantizer name without '.', '/' or spaces (the benchmark checks that it is registered)")
         for name in ("levels", "niter", "vq_k"):
             require(self, name, getattr(self, name) >= 1, "an integer >= 1")
         require(self, "codebook_size", self.codebook_size >= 2, "an integer >= 2")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config.suite import ALL_VARIANTS, load_config, slice_hash, sweep_configs
+from benchmark.config.suite import load_config, slice_hash, sweep_configs
+from benchmark.config.variants import BUILTIN_VARIANTS
 from benchmark.core.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "benchmark" / "configs").glob("*.toml"))
@@ -16,7 +17,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "benchmark" / "configs")
 def test_default_suite_is_the_issue_s_suite() -> None:
     cfg = load_config()
     assert cfg.suite.name == "movielens-100k" and cfg.data.dataset == "movielens-100k"
-    assert set(cfg.suite.variants) == set(ALL_VARIANTS) - {"metadata_aligned_codes"}  # every variant but one
+    assert set(cfg.suite.variants) == set(BUILTIN_VARIANTS) - {"metadata_aligned_codes"}  # every variant but one
     assert cfg.suite.models == ("dlrm", "sim") and cfg.suite.replicate == "full"
     assert load_config("movielens-100k-all-rankers").suite.models == ("dlrm", "din", "sim")
     assert len(cfg.suite.seeds) == 3 and cfg.data.split.kind == "per_user_temporal"
@@ -44,7 +45,7 @@ def test_overrides_and_quick() -> None:
 def test_errors_name_the_file_and_dotted_path(tmp_path: Path) -> None:
     p = tmp_path / "s.toml"
     p.write_text('[quantize]\nquantizer = "kmeans"\n')
-    with pytest.raises(ConfigError, match=r"s\.toml: quantize\.quantizer: expected one of 'rq_kmeans', 'rq_vae', 'vq'"):
+    with pytest.raises(ConfigError, match=r"s\.toml: quantize\.quantizer: unknown quantizer 'kmeans'; did you mean 'rq_kmeans'\? \(registered: rq_kmeans, rq_vae, vq\)"):
         load_config(p)
     p.write_text("[rank.sim]\nserach = 'soft'\n")
     with pytest.raises(ConfigError, match=r"rank\.sim\.serach: unknown key \(did you mean 'rank\.sim\.search'\?\)"):
@@ -123,7 +124,7 @@ print(n, heavy)
     ("rank.sim.top_k=60", r"rank\.sim\.top_k: expected at most data\.history_len \(50\)"),
     ("rank.sim.prefix_depth=4", r"rank\.sim\.prefix_depth: expected at most quantize\.levels \(3\)"),
     ("data.split.val_frac=1.5", r"data\.split\.val_frac: expected a fraction in \[0, 1\)"),
-    ("data.dataset=movielens-2k", r"data\.dataset: expected one of 'movielens-100k'"),
+    ("data.dataset=movielens-2k", r"data\.dataset: unknown dataset 'movielens-2k'; did you mean"),
     ("quantize.codebook_size=1", r"quantize\.codebook_size: expected an integer >= 2"),
     ("rank.din.max_len=0", r"rank\.din\.max_len: expected an integer >= 1"),
 ])
@@ -166,8 +167,31 @@ def test_one_config_per_stage_owned_by_its_library() -> None:
     assert cfg.align == AlignConfig() and cfg.rank.din.attention_hidden == (36,)
 
 
-def test_registry_and_config_name_the_same_datasets() -> None:
-    from benchmark.config.data import DATASETS
+def test_every_builtin_is_an_installed_entry_point_of_its_registry() -> None:
+    """pyproject.toml's entry points declare exactly the built-ins, and each loads as the object its layer
+    expects (a renamed constant or a forgotten declaration fails here)."""
+    from benchmark.cells.rankers import RankerSpec, get_ranker
+    from benchmark.config.data import BUILTIN_DATASETS
+    from benchmark.config.variants import Variant, get_variant
+    from benchmark.core.registry import DATASETS, QUANTIZERS, RANKERS, VARIANTS
     from benchmark.data import registry
+    from benchmark.itemside.quantizers import QuantizerSpec, get_quantizer
+    from recsys_models.config import MODELS
 
-    assert set(registry.REGISTRY) == set(DATASETS)
+    assert set(DATASETS.names()) >= set(BUILTIN_DATASETS) == set(registry.BUILTIN)
+    assert all(isinstance(registry.get(n), registry.Dataset) for n in BUILTIN_DATASETS)
+    assert set(VARIANTS.names()) >= set(BUILTIN_VARIANTS)
+    assert all(isinstance(get_variant(n), Variant) for n in BUILTIN_VARIANTS)
+    assert set(RANKERS.names()) >= set(MODELS) and all(isinstance(get_ranker(m), RankerSpec) for m in MODELS)
+    assert set(QUANTIZERS.names()) >= {"rq_kmeans", "rq_vae", "vq"}
+    assert all(isinstance(get_quantizer(q), QuantizerSpec) for q in ("rq_kmeans", "rq_vae", "vq"))
+
+
+@pytest.mark.parametrize(("setting", "value", "suggestion"), [
+    ("suite.variants", '["aligned_code"]', "aligned_codes"), ("suite.models", '["dlmr"]', "dlrm"),
+    ("quantize.quantizer", "rq_kmean", "rq_kmeans"), ("data.dataset", "movielens-100", "movielens-100k")])
+def test_an_unknown_key_lists_the_registered_ones_and_the_closest(setting: str, value: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config("synthetic-tiny", [f"{setting}={value}"])
+    msg = str(e.value)
+    assert setting in msg and f"did you mean {suggestion!r}" in msg and "registered:" in msg
