@@ -70,16 +70,19 @@ class DinAttention(nn.Module):
         weights = masked_softmax(scores, mask) if self.softmax else scores * mask
         return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
 
-    def forward_jagged(self, query: torch.Tensor, items: torch.Tensor, sel: Selection) -> torch.Tensor:
+    def forward_jagged(self, query: torch.Tensor, items: torch.Tensor, sel: Selection,
+                       keys: torch.Tensor | None = None) -> torch.Tensor:
         """`forward` over the selected history items only: query (B, D); items (U, D), the batch's distinct
-        items; sel: each row's keys among them -> (B, D).
+        items; sel: each row's keys among them -> (B, D). keys: items[sel.item] (n, D) when the caller has
+        gathered them already (with its own rows: one gather, one gradient scatter).
 
         Padding slots cost nothing, and the key-only term k (Wk - Wd)^T is computed once per distinct item,
         not once per history position; only (q * k) Wp^T is per position, as one (n, D) x (D, H) GEMM."""
         wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
         per_row = torch.addmm(self.first.bias, query, (wq + wd).T)  # (B, H)
         # index_select, not x[idx]: its backward is an index_add, far cheaper on CPU than index_put(accumulate).
-        keys = items.index_select(0, sel.item)  # (n, D)
+        if keys is None:
+            keys = items.index_select(0, sel.item)  # (n, D)
         per_item = (items @ (wk - wd).T).index_select(0, sel.item)  # (n, H)
         hidden = torch.addmm(per_row.index_select(0, sel.row) + per_item, query.index_select(0, sel.row) * keys,
                              wp.T)  # (n, H)

@@ -48,12 +48,14 @@ class DIN(nn.Module):
         rep = self.items.represent(batch)  # (U, D_i): every distinct item of the batch once
         assert batch.target_pos is not None and batch.hist_pos is not None
         with record_function("qarm.features"):
-            target = rep.index_select(0, batch.target_pos)
             # DIN attends over the latest max_len positives only (the history is oldest first).
             positions, mask = latest_positions(batch.hist_len, min(self.max_len, batch.hist.shape[1]))
             sel = select_items(batch.hist_pos, positions, mask)
+            # the target rows and the attended keys in one gather (one gradient scatter back into rep)
+            target, keys = rep.index_select(0, torch.cat([batch.target_pos, sel.item])).split(
+                [len(batch.target_pos), len(sel.item)])
         with record_function("qarm.attention"):
-            interest = self.attention.forward_jagged(target, rep, sel)
+            interest = self.attention.forward_jagged(target, rep, sel, keys)
         context = self.context(batch)
         with record_function("qarm.mlp"):
             return self.head(torch.cat([context, target, interest, batch.dense], dim=-1)).squeeze(-1)

@@ -101,23 +101,24 @@ class SIM(nn.Module):
         self.register_buffer("prefix_codes", prefix_codes, persistent=False)
         self.top_k, self.recent = search.top_k, search.recent
 
-    def select(self, batch: RankBatch, target: torch.Tensor, rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The GSU: from target (B, D_i) and the distinct items rep (U, D_i), positions (B, K) and mask of the
-        history items passed to the ESU."""
+    def select(self, batch: RankBatch, rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GSU: from the distinct items rep (U, D_i), positions (B, K) and mask of the history items passed
+        to the ESU."""
         if self.search == "hard":
             assert self.prefix_codes is not None
             codes = self.prefix_codes
             return hard_search(codes[batch.item_idx], codes[batch.hist], batch.hist_len, self.top_k)
         # The GSU only ranks; SIM trains its ESU on the selected items, not through the selection. Scores of the
         # real history items only (jagged), laid out as soft_search's (B, T) with -inf padding.
-        assert batch.hist_pos is not None
+        assert batch.hist_pos is not None and batch.target_pos is not None
         t = batch.hist.shape[1]
         with torch.no_grad():
+            target = rep.index_select(0, batch.target_pos)
             valid = history_mask(batch.hist_len, t)
             rows, cols = valid.nonzero(as_tuple=True)
             scores = (target[rows] * rep[batch.hist_pos[rows, cols]]).sum(-1)
-            padded = torch.full(valid.shape, float("-inf"), dtype=scores.dtype, device=scores.device).index_put_((rows, cols), scores)
-            top = padded.topk(min(self.top_k, t), dim=1, sorted=True)
+            padded = torch.full(valid.shape, float("-inf"), dtype=scores.dtype, device=scores.device)
+            top = padded.index_put_((rows, cols), scores).topk(min(self.top_k, t), dim=1, sorted=True)
             mask = top.values > float("-inf")
             return torch.where(mask, top.indices, 0), mask
 
@@ -125,12 +126,15 @@ class SIM(nn.Module):
         rep = self.items.represent(batch)  # (U, D_i): every distinct item of the batch once
         assert batch.target_pos is not None and batch.hist_pos is not None
         with record_function("qarm.features"):
-            target = rep.index_select(0, batch.target_pos)
-            positions, mask = self.select(batch, target.detach(), rep.detach())
-            # The ESU's keys straight from the distinct items: the (B, T, D_i) history is never materialised.
-            long_keys = _rows(rep, batch.hist_pos.gather(1, positions))  # (B, K, D_i)
+            positions, mask = self.select(batch, rep.detach())
             recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, batch.hist.shape[1]))
-            short_keys = _rows(rep, batch.hist_pos.gather(1, recent_pos))  # (B, recent, D_i)
+            # The target and the ESU's keys straight from the distinct items, in one gather (one gradient
+            # scatter back): the (B, T, D_i) history is never materialised.
+            long_idx, short_idx = batch.hist_pos.gather(1, positions), batch.hist_pos.gather(1, recent_pos)
+            rows = rep.index_select(0, torch.cat([batch.target_pos, long_idx.reshape(-1), short_idx.reshape(-1)]))
+            target, long_keys, short_keys = rows.split([len(batch.target_pos), long_idx.numel(), short_idx.numel()])
+            long_keys = long_keys.view(*long_idx.shape, -1)  # (B, K, D_i)
+            short_keys = short_keys.view(*short_idx.shape, -1)  # (B, recent, D_i)
         with record_function("qarm.attention"):
             long_term = self.esu(target, long_keys, mask)
             short_term = self.short(target, short_keys, recent_mask)
@@ -142,7 +146,7 @@ class SIM(nn.Module):
                          hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`select` on the padded history hist (B, T, D_i) (soft search over every slot, padding masked)."""
         if self.search == "hard":
-            return self.select(batch, target, hist)
+            return self.select(batch, hist)
         return soft_search(target.detach(), hist.detach(), batch.hist_len, self.top_k)
 
     def forward_reference(self, batch: RankBatch) -> torch.Tensor:
@@ -182,8 +186,3 @@ def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimCo
     esu, short = MultiHeadTargetAttention(items.dim, cfg.heads), MultiHeadTargetAttention(items.dim, cfg.heads)
     return SIM(items, context, esu, short, head, search=GsuConfig(cfg.search, cfg.top_k, cfg.recent), prefix_codes=prefix)
 
-
-def _rows(rep: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """rep (U, D), idx (B, K) int64 -> rep[idx] (B, K, D), by index_select (its backward, an index_add, is far
-    cheaper on CPU than the index_put(accumulate) of rep[idx])."""
-    return rep.index_select(0, idx.reshape(-1)).view(*idx.shape, rep.shape[1])
