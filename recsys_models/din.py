@@ -64,12 +64,15 @@ class DIN(nn.Module):
         """The padded computation `forward` replaces: the (B, T, D_i) history gathered, attention over it."""
         target, hist, _ = self.items(batch)
         t = hist.shape[1]
-        if self.max_len >= t:  # every position is kept: attention pools over a set, so skip the re-gather
-            interest = self.attention(target, hist, history_mask(batch.hist_len, t))
-        else:
-            positions, mask = latest_positions(batch.hist_len, self.max_len)
-            interest = self.attention(target, gather_positions(hist, positions), mask)
-        return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
+        with record_function("qarm.attention"):
+            if self.max_len >= t:  # every position is kept: attention pools over a set, so skip the re-gather
+                interest = self.attention(target, hist, history_mask(batch.hist_len, t))
+            else:
+                positions, mask = latest_positions(batch.hist_len, self.max_len)
+                interest = self.attention(target, gather_positions(hist, positions), mask)
+        context = self.context(batch)
+        with record_function("qarm.mlp"):
+            return self.head(torch.cat([context, target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 
 def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN, *,

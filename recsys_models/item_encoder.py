@@ -42,8 +42,9 @@ class SequenceItemEncoder(nn.Module):
             raise RecsysModelError("SequenceItemEncoder: the batch was built with layout='pooled'; DIN and SIM need "
                                    "build_batch(..., layout='sequence')")
         rep = self.represent(batch, by_collection=True)
-        t = batch.hist.shape[1]
-        return rep[batch.target_pos], rep[batch.hist_pos], history_mask(batch.hist_len, t)
+        with record_function("qarm.features"):
+            t = batch.hist.shape[1]
+            return rep[batch.target_pos], rep[batch.hist_pos], history_mask(batch.hist_len, t)
 
     def represent(self, batch: RankBatch, by_collection: bool = False) -> torch.Tensor:
         """-> (U, D_i): each of the batch's distinct items once (target and history rows index into it with

@@ -115,10 +115,10 @@ class SIM(nn.Module):
         with torch.no_grad():
             target = rep.index_select(0, batch.target_pos)
             valid = history_mask(batch.hist_len, t)
-            rows, cols = valid.nonzero(as_tuple=True)
-            scores = (target[rows] * rep[batch.hist_pos[rows, cols]]).sum(-1)
+            rows = valid.nonzero(as_tuple=True)[0]
+            scores = (target.index_select(0, rows) * rep.index_select(0, batch.hist_pos[valid])).sum(-1)
             padded = torch.full(valid.shape, float("-inf"), dtype=scores.dtype, device=scores.device)
-            top = padded.index_put_((rows, cols), scores).topk(min(self.top_k, t), dim=1, sorted=True)
+            top = padded.masked_scatter_(valid, scores).topk(min(self.top_k, t), dim=1, sorted=True)
             mask = top.values > float("-inf")
             return torch.where(mask, top.indices, 0), mask
 
@@ -152,12 +152,17 @@ class SIM(nn.Module):
     def forward_reference(self, batch: RankBatch) -> torch.Tensor:
         """The padded computation `forward` replaces: the (B, T, D_i) history gathered, then re-gathered."""
         target, hist, _ = self.items(batch)
-        positions, mask = self.select_reference(batch, target, hist)
-        long_term = self.esu(target, gather_positions(hist, positions), mask)
-        recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, hist.shape[1]))
-        short_term = self.short(target, gather_positions(hist, recent_pos), recent_mask)
-        features = [self.context(batch), target, long_term, short_term, batch.dense]
-        return self.head(torch.cat(features, dim=-1)).squeeze(-1)
+        with record_function("qarm.features"):
+            positions, mask = self.select_reference(batch, target, hist)
+            long_keys = gather_positions(hist, positions)
+            recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, hist.shape[1]))
+            short_keys = gather_positions(hist, recent_pos)
+        with record_function("qarm.attention"):
+            long_term = self.esu(target, long_keys, mask)
+            short_term = self.short(target, short_keys, recent_mask)
+        context = self.context(batch)
+        with record_function("qarm.mlp"):
+            return self.head(torch.cat([context, target, long_term, short_term, batch.dense], dim=-1)).squeeze(-1)
 
 
 def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimConfig = DEFAULT_SIM, *,

@@ -10,6 +10,13 @@ item id + history ids, L RQ levels + history codes; every table `--dim` wide):
 - din, sim_hard, sim_soft: the sequence rankers (unsharded EmbeddingBagCollections, torch Adagrad).
 Timing: median wall time of `--steps` training steps after `--warmup`, one process, `--threads`;
 the models take turns step by step so that load from other processes falls on all alike.
+Cost model, per model (issue 21): FLOPs per sample (torch.utils.flop_counter.FlopCounterMode over the forward and
+backward of one batch: matrix products only), the share of the machine's one-thread-per-`--threads` fp32 GEMM
+rate (a timed 1024^3 torch.mm) the step reaches at its samples/s, and where a step's CPU time goes, from a
+torch.profiler profile of a few steps grouped by the models' record_function labels (qarm.lookup, .features,
+.attention, .interaction, .mlp; the step's own qarm.optimizer; backward ops count to the label of the forward op
+they differentiate). `batch_build_ms`: building one batch (outside the timed step; training pays it per step).
+`--reference` adds DIN and SIM's padded reference computation (`forward_reference`) side by side.
 
 `--nproc-per-node N` (N > 1) instead times the sharded rankers (recsys_models.sharding, `--sharding`) in one
 process and in a spawned world of N gloo processes on the same global batches (each rank takes its part, as in
@@ -55,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="N > 1: sharded DLRM/DIN/SIM samples/s in 1 process vs N processes (gloo)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "table_wise", "row_wise", "column_wise"],
                         help="table placement of the sharded rankers (default: the planner's choice)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time DIN and SIM's padded reference computation (forward_reference, the path "
+                             "before the jagged one) side by side: rows din_ref, sim_hard_ref, sim_soft_ref")
 
 
 def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
@@ -187,6 +197,9 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         optimizers = make_optimizers(model, c)
         steps[name] = (_step_fn(model, optimizers, model), batches[batch_layout(model_name)])
         parts[name] = (model, optimizers, batches[batch_layout(model_name)])
+        if args.reference and model_name != "dlrm":  # the same model and optimisers, the padded computation
+            steps[f"{name}_ref"] = (_step_fn(model, optimizers, model.forward_reference), steps[name][1])
+            parts[f"{name}_ref"] = (model.forward_reference, optimizers, steps[name][1])
     for sparse in (False, True):
         model, opts, inputs = _plain(fs, cfg, batches["pooled"], sparse)
         lookup = {id(b): x for b, x in zip(batches["pooled"], inputs)}
@@ -245,7 +258,7 @@ def _phase(event: object, labels: dict[int, str]) -> str:
 
 
 def time_split(forward: Callable[[RankBatch], torch.Tensor], optimizers: list, batches: list[RankBatch],
-               steps: int = 3) -> dict[str, float]:
+               steps: int = 5) -> dict[str, float]:
     """Share of a training step's CPU time in each of PHASES (summing to 1), from a torch.profiler profile of
     `steps` steps (after one untimed). Backward ops count to the phase of the forward op they differentiate."""
     from torch.profiler import ProfilerActivity, profile, record_function
@@ -325,6 +338,7 @@ def _report(args: argparse.Namespace, ms: dict[str, float], notes: dict[str, str
         "ratio_torchrec_vs_best_plain": round(sps[torchrec] / sps[best_plain], 3),
         "ratio_torchrec_ebc_vs_plain_dense": round(sps["torchrec_ebc"] / sps["plain_dense"], 3),
         "cost_vs_dlrm_ebc": {k: round(ms[k] / ms["torchrec_ebc"], 2) for k in ("din", "sim_hard", "sim_soft")},
+        "share_of_dlrm": {k: round(sps[k] / sps[torchrec], 3) for k in ms if k.startswith(("din", "sim"))},
         "notes": notes,
     }
 
@@ -445,6 +459,6 @@ def run(args: argparse.Namespace) -> int:
               f"{result['flops_per_sample'][k] / 1e6:>11.3f}{result['roofline_share'][k]:>10.2%}"  # type: ignore[index]
               + "".join(f"{split[p]:>10.0%}" for p in PHASES))
     for k in ("torchrec_path", "ratio_torchrec_vs_plain_dense", "ratio_torchrec_vs_best_plain",
-              "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "batch_build_ms", "notes"):
+              "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "share_of_dlrm", "batch_build_ms", "notes"):
         print(f"{k}: {result[k]}")
     return 0
