@@ -10,14 +10,20 @@ loads nothing; import the modules you need:
 - `sim`          build_sim: SIM with a code-prefix hard-search or inner-product soft-search GSU
                  and a multi-head target-attention ESU; hard_search, soft_search.
 - `attention`    DinAttention, MultiHeadTargetAttention, masked_softmax.
-- `item_encoder` SequenceItemEncoder (EmbeddingBagCollection over the distinct items, target + history), ContextEncoder.
+- `item_encoder` SequenceItemEncoder (EmbeddingBagCollection over the distinct items, target + history), ContextEncoder;
+                 Selection / select_items: the attended history items of each row, jagged.
 - `batching`     SplitArrays, split_arrays, iter_batches; batch_rows / rank_rows / rank_batch (a rank's part).
 - `sharding`     shard_model: DistributedModelParallel over every table of DLRM, DIN and SIM (planner:
                  auto, table-wise, row-wise or column-wise; fused optimiser; dense parts data-parallel).
+- profiling      the models label their parts with torch.profiler.record_function: qarm.lookup, qarm.features,
+                 qarm.attention, qarm.interaction, qarm.mlp (`qarm-bench perf rank` groups a profile by them).
+  DIN and SIM's `forward` is the fast (jagged, distinct-item) path; `forward_reference` the padded one it
+  replaced, kept as the slow reference (tests/recsys_models/test_fast_paths.py).
 
 Glossary:
     B   batch size (impressions)
     T   history length (positives before the impression, OLDEST FIRST, most recent last)
+    U   distinct items of a batch (target and history); n  attended (row, item) pairs of a batch, jagged
     N   items (item_idx in 0..N-1; item_id is the raw source id, never used here)
     L   RQ levels; K codebook size; codes (N, L) int64 in [0, K)
     k   VQ codes per item; vq_codes (N, k) int64 item indices

@@ -7,9 +7,14 @@ A row whose mask is all False attends to nothing and returns zeros (an empty his
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from recsys_models.item_encoder import Selection
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,9 +65,34 @@ class DinAttention(nn.Module):
         return self.rest(self.first(torch.cat([q, keys, q - keys, q * keys], dim=-1))).squeeze(-1)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Padded form (the reference of `forward_jagged`): query (B, D), keys (B, T, D), mask (B, T) -> (B, D)."""
         scores = self.scores(query, keys)
         weights = masked_softmax(scores, mask) if self.softmax else scores * mask
         return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
+
+    def forward_jagged(self, query: torch.Tensor, items: torch.Tensor, sel: Selection,
+                       keys: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` over the selected history items only: query (B, D); items (U, D), the batch's distinct
+        items; sel: each row's keys among them -> (B, D). keys: items[sel.item] (n, D) when the caller has
+        gathered them already (with its own rows: one gather, one gradient scatter).
+
+        Padding slots cost nothing, and the key-only term k (Wk - Wd)^T is computed once per distinct item,
+        not once per history position; only (q * k) Wp^T is per position, as one (n, D) x (D, H) GEMM."""
+        wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
+        per_row = torch.addmm(self.first.bias, query, (wq + wd).T)  # (B, H)
+        # index_select, not x[idx]: its backward is an index_add, far cheaper on CPU than index_put(accumulate).
+        if keys is None:
+            keys = items.index_select(0, sel.item)  # (n, D)
+        per_item = (items @ (wk - wd).T).index_select(0, sel.item)  # (n, H)
+        hidden = torch.addmm(per_row.index_select(0, sel.row) + per_item, query.index_select(0, sel.row) * keys,
+                             wp.T)  # (n, H)
+        scores = self.rest(hidden)  # (n, 1)
+        if self.softmax:  # a softmax per row: over the padded (B, K) scores, then back to the jagged rows
+            padded = torch.ops.fbgemm.jagged_to_padded_dense(scores, [sel.offsets], [sel.width], float("-inf"))
+            mask = torch.arange(sel.width, device=query.device)[None, :] < sel.lengths[:, None]
+            scores = masked_softmax(padded.squeeze(-1), mask)[mask].unsqueeze(-1)
+        # sum_n w_n k_n per row without materialising the (n, D) products (nor, backward, their gradient)
+        return F.embedding_bag(sel.item, items, sel.offsets[:-1], mode="sum", per_sample_weights=scores.squeeze(-1))
 
 
 class MultiHeadTargetAttention(nn.Module):

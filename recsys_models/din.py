@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from recsys_models.attention import DinAttention
 from recsys_models.config import DinConfig
@@ -19,6 +20,7 @@ from recsys_models.item_encoder import (
     gather_positions,
     latest_positions,
     mlp,
+    select_items,
 )
 
 DEFAULT_DIN = DinConfig()
@@ -43,15 +45,34 @@ class DIN(nn.Module):
         self.max_len = max_len
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
+        rep = self.items.represent(batch)  # (U, D_i): every distinct item of the batch once
+        assert batch.target_pos is not None and batch.hist_pos is not None
+        with record_function("qarm.features"):
+            # DIN attends over the latest max_len positives only (the history is oldest first).
+            positions, mask = latest_positions(batch.hist_len, min(self.max_len, batch.hist.shape[1]))
+            sel = select_items(batch.hist_pos, positions, mask)
+            # the target rows and the attended keys in one gather (one gradient scatter back into rep)
+            target, keys = rep.index_select(0, torch.cat([batch.target_pos, sel.item])).split(
+                [len(batch.target_pos), len(sel.item)])
+        with record_function("qarm.attention"):
+            interest = self.attention.forward_jagged(target, rep, sel, keys)
+        context = self.context(batch)
+        with record_function("qarm.mlp"):
+            return self.head(torch.cat([context, target, interest, batch.dense], dim=-1)).squeeze(-1)
+
+    def forward_reference(self, batch: RankBatch) -> torch.Tensor:
+        """The padded computation `forward` replaces: the (B, T, D_i) history gathered, attention over it."""
         target, hist, _ = self.items(batch)
-        # DIN attends over the latest max_len positives only (the history is oldest first).
         t = hist.shape[1]
-        if self.max_len >= t:  # every position is kept: attention pools over a set, so skip the re-gather
-            interest = self.attention(target, hist, history_mask(batch.hist_len, t))
-        else:
-            positions, mask = latest_positions(batch.hist_len, self.max_len)
-            interest = self.attention(target, gather_positions(hist, positions), mask)
-        return self.head(torch.cat([self.context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
+        with record_function("qarm.attention"):
+            if self.max_len >= t:  # every position is kept: attention pools over a set, so skip the re-gather
+                interest = self.attention(target, hist, history_mask(batch.hist_len, t))
+            else:
+                positions, mask = latest_positions(batch.hist_len, self.max_len)
+                interest = self.attention(target, gather_positions(hist, positions), mask)
+        context = self.context(batch)
+        with record_function("qarm.mlp"):
+            return self.head(torch.cat([context, target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 
 def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN, *,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from torchrec.models.dlrm import DLRM, DLRM_DCN
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
@@ -25,7 +26,16 @@ class DlrmRanker(nn.Module):
         self.dlrm = dlrm
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
-        return self.dlrm(batch.dense, batch.sparse).squeeze(-1)
+        # torchrec's DLRM.forward (DLRM_DCN inherits it), step by step so that a profile sees its parts.
+        d = self.dlrm
+        with record_function("qarm.mlp"):
+            dense = d.dense_arch(batch.dense)
+        with record_function("qarm.lookup"):
+            sparse = d.sparse_arch(batch.sparse)
+        with record_function("qarm.interaction"):
+            inter = d.inter_arch(dense_features=dense, sparse_features=sparse)
+        with record_function("qarm.mlp"):
+            return d.over_arch(inter).squeeze(-1)
 
 
 def build_dlrm(spec: FeatureSpec, cfg: DlrmConfig = DEFAULT_DLRM, *, device: torch.device | None = None) -> DlrmRanker:

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from recsys_models.attention import MultiHeadTargetAttention
 from recsys_models.config import SimConfig
@@ -100,24 +101,68 @@ class SIM(nn.Module):
         self.register_buffer("prefix_codes", prefix_codes, persistent=False)
         self.top_k, self.recent = search.top_k, search.recent
 
-    def select(self, batch: RankBatch, target: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The GSU: from target (B, D_i) and hist (B, T, D_i), positions (B, K) and mask of the history items
-        passed to the ESU."""
+    def select(self, batch: RankBatch, rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GSU: from the distinct items rep (U, D_i), positions (B, K) and mask of the history items passed
+        to the ESU."""
         if self.search == "hard":
             assert self.prefix_codes is not None
             codes = self.prefix_codes
             return hard_search(codes[batch.item_idx], codes[batch.hist], batch.hist_len, self.top_k)
-        # The GSU only ranks; SIM trains its ESU on the selected items, not through the selection.
-        return soft_search(target.detach(), hist.detach(), batch.hist_len, self.top_k)
+        # The GSU only ranks; SIM trains its ESU on the selected items, not through the selection. Scores of the
+        # real history items only (jagged), laid out as soft_search's (B, T) with -inf padding.
+        assert batch.hist_pos is not None and batch.target_pos is not None
+        t = batch.hist.shape[1]
+        with torch.no_grad():
+            target = rep.index_select(0, batch.target_pos)
+            valid = history_mask(batch.hist_len, t)
+            rows = valid.nonzero(as_tuple=True)[0]
+            scores = (target.index_select(0, rows) * rep.index_select(0, batch.hist_pos[valid])).sum(-1)
+            padded = torch.full(valid.shape, float("-inf"), dtype=scores.dtype, device=scores.device)
+            top = padded.masked_scatter_(valid, scores).topk(min(self.top_k, t), dim=1, sorted=True)
+            mask = top.values > float("-inf")
+            return torch.where(mask, top.indices, 0), mask
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
+        rep = self.items.represent(batch)  # (U, D_i): every distinct item of the batch once
+        assert batch.target_pos is not None and batch.hist_pos is not None
+        with record_function("qarm.features"):
+            positions, mask = self.select(batch, rep.detach())
+            recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, batch.hist.shape[1]))
+            # The target and the ESU's keys straight from the distinct items, in one gather (one gradient
+            # scatter back): the (B, T, D_i) history is never materialised.
+            long_idx, short_idx = batch.hist_pos.gather(1, positions), batch.hist_pos.gather(1, recent_pos)
+            rows = rep.index_select(0, torch.cat([batch.target_pos, long_idx.reshape(-1), short_idx.reshape(-1)]))
+            target, long_keys, short_keys = rows.split([len(batch.target_pos), long_idx.numel(), short_idx.numel()])
+            long_keys = long_keys.view(*long_idx.shape, -1)  # (B, K, D_i)
+            short_keys = short_keys.view(*short_idx.shape, -1)  # (B, recent, D_i)
+        with record_function("qarm.attention"):
+            long_term = self.esu(target, long_keys, mask)
+            short_term = self.short(target, short_keys, recent_mask)
+        context = self.context(batch)
+        with record_function("qarm.mlp"):
+            return self.head(torch.cat([context, target, long_term, short_term, batch.dense], dim=-1)).squeeze(-1)
+
+    def select_reference(self, batch: RankBatch, target: torch.Tensor,
+                         hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`select` on the padded history hist (B, T, D_i) (soft search over every slot, padding masked)."""
+        if self.search == "hard":
+            return self.select(batch, hist)
+        return soft_search(target.detach(), hist.detach(), batch.hist_len, self.top_k)
+
+    def forward_reference(self, batch: RankBatch) -> torch.Tensor:
+        """The padded computation `forward` replaces: the (B, T, D_i) history gathered, then re-gathered."""
         target, hist, _ = self.items(batch)
-        positions, mask = self.select(batch, target, hist)
-        long_term = self.esu(target, gather_positions(hist, positions), mask)
-        recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, hist.shape[1]))
-        short_term = self.short(target, gather_positions(hist, recent_pos), recent_mask)
-        features = [self.context(batch), target, long_term, short_term, batch.dense]
-        return self.head(torch.cat(features, dim=-1)).squeeze(-1)
+        with record_function("qarm.features"):
+            positions, mask = self.select_reference(batch, target, hist)
+            long_keys = gather_positions(hist, positions)
+            recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, hist.shape[1]))
+            short_keys = gather_positions(hist, recent_pos)
+        with record_function("qarm.attention"):
+            long_term = self.esu(target, long_keys, mask)
+            short_term = self.short(target, short_keys, recent_mask)
+        context = self.context(batch)
+        with record_function("qarm.mlp"):
+            return self.head(torch.cat([context, target, long_term, short_term, batch.dense], dim=-1)).squeeze(-1)
 
 
 def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimConfig = DEFAULT_SIM, *,

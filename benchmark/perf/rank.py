@@ -10,6 +10,13 @@ item id + history ids, L RQ levels + history codes; every table `--dim` wide):
 - din, sim_hard, sim_soft: the sequence rankers (unsharded EmbeddingBagCollections, torch Adagrad).
 Timing: median wall time of `--steps` training steps after `--warmup`, one process, `--threads`;
 the models take turns step by step so that load from other processes falls on all alike.
+Cost model, per model (issue 21): FLOPs per sample (torch.utils.flop_counter.FlopCounterMode over the forward and
+backward of one batch: matrix products only), the share of the machine's one-thread-per-`--threads` fp32 GEMM
+rate (a timed 1024^3 torch.mm) the step reaches at its samples/s, and where a step's CPU time goes, from a
+torch.profiler profile of a few steps grouped by the models' record_function labels (qarm.lookup, .features,
+.attention, .interaction, .mlp; the step's own qarm.optimizer; backward ops count to the label of the forward op
+they differentiate). `batch_build_ms`: building one batch (outside the timed step; training pays it per step).
+`--reference` adds DIN and SIM's padded reference computation (`forward_reference`) side by side.
 
 `--nproc-per-node N` (N > 1) instead times the sharded rankers (recsys_models.sharding, `--sharding`) in one
 process and in a spawned world of N gloo processes on the same global batches (each rank takes its part, as in
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +41,9 @@ from recsys_models.batching import SplitArrays, batch_of
 from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
 from recsys_models.factory import batch_layout, build_model
 from recsys_models.features import FeatureSet, RankBatch
+
+# Where a step's time goes: the record_function labels of the models (recsys_models) and of `_profiled_step`.
+PHASES = ("lookup", "features", "attention", "interaction", "mlp", "loss+backward_other", "optimizer", "other")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="N > 1: sharded DLRM/DIN/SIM samples/s in 1 process vs N processes (gloo)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "table_wise", "row_wise", "column_wise"],
                         help="table placement of the sharded rankers (default: the planner's choice)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time DIN and SIM's padded reference computation (forward_reference, the path "
+                             "before the jagged one) side by side: rows din_ref, sim_hard_ref, sim_soft_ref")
 
 
 def _feature_set(args: argparse.Namespace, g: torch.Generator) -> FeatureSet:
@@ -95,11 +109,15 @@ class PlainDLRM(nn.Module):
         self.over = nn.Sequential(over, nn.Linear(over_arch[-1], 1))
 
     def forward(self, dense: torch.Tensor, sparse: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        x = self.dense(dense)
-        embs = [self.bags[t](v, o) for t, (v, o) in zip(self.features, sparse)]
-        combined = torch.stack([x, *embs], dim=1)
-        inter = torch.bmm(combined, combined.transpose(1, 2))[:, self.triu[0], self.triu[1]]
-        return self.over(torch.cat([x, inter], dim=1)).squeeze(-1)
+        with torch.profiler.record_function("qarm.mlp"):
+            x = self.dense(dense)
+        with torch.profiler.record_function("qarm.lookup"):
+            embs = [self.bags[t](v, o) for t, (v, o) in zip(self.features, sparse)]
+        with torch.profiler.record_function("qarm.interaction"):
+            combined = torch.stack([x, *embs], dim=1)
+            inter = torch.bmm(combined, combined.transpose(1, 2))[:, self.triu[0], self.triu[1]]
+        with torch.profiler.record_function("qarm.mlp"):
+            return self.over(torch.cat([x, inter], dim=1)).squeeze(-1)
 
 
 def _relu_mlp(width: int, sizes: list[int]) -> nn.Sequential:
@@ -157,30 +175,152 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     fs = _feature_set(args, g)
-    batches = _batches(fs, _raw_batches(args, g))
+    raw = _raw_batches(args, g)
+    batches = _batches(fs, raw)
     codes = _codes(fs, args)
     cfg = TrainConfig(embedding_dim=args.dim, dlrm=DlrmConfig(), din=DinConfig(max_len=args.hist),
                       sim=SimConfig(top_k=min(20, args.hist), recent=min(10, args.hist)))
     steps: dict[str, tuple[Callable[[RankBatch], None], list[RankBatch]]] = {}
     notes: dict[str, str] = {}
+    parts: dict[str, tuple[Callable[[RankBatch], torch.Tensor], list, list[RankBatch]]] = {}  # forward, optimisers
     if not args.skip_fused:
         try:
             dmp, opt = _sharded("dlrm", fs, cfg, "table_wise", codes)
             steps["torchrec_fused"] = (_step_fn(dmp, [opt], dmp), batches["pooled"])
+            parts["torchrec_fused"] = (dmp, [opt], batches["pooled"])
         except Exception as e:  # report why the fused path is unavailable rather than failing the benchmark
             notes["torchrec_fused"] = f"unavailable: {type(e).__name__}: {e}"
     soft = TrainConfig(embedding_dim=args.dim, sim=SimConfig(search="soft", top_k=cfg.sim.top_k, recent=cfg.sim.recent))
     for name, model_name, c in (("torchrec_ebc", "dlrm", cfg), ("din", "din", cfg), ("sim_hard", "sim", cfg),
                                 ("sim_soft", "sim", soft)):
         model = build_model(model_name, fs, c, search_codes=codes)
-        steps[name] = (_step_fn(model, make_optimizers(model, c), model), batches[batch_layout(model_name)])
+        optimizers = make_optimizers(model, c)
+        steps[name] = (_step_fn(model, optimizers, model), batches[batch_layout(model_name)])
+        parts[name] = (model, optimizers, batches[batch_layout(model_name)])
+        if args.reference and model_name != "dlrm":  # the same model and optimisers, the padded computation
+            steps[f"{name}_ref"] = (_step_fn(model, optimizers, model.forward_reference), steps[name][1])
+            parts[f"{name}_ref"] = (model.forward_reference, optimizers, steps[name][1])
     for sparse in (False, True):
         model, opts, inputs = _plain(fs, cfg, batches["pooled"], sparse)
         lookup = {id(b): x for b, x in zip(batches["pooled"], inputs)}
-        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(
-            model, opts, lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)])), batches["pooled"])
+        forward = (lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)]))  # noqa: E731
+        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(model, opts, forward), batches["pooled"])
+        parts["plain_sparse" if sparse else "plain_dense"] = (forward, opts, batches["pooled"])
     ms = _time_interleaved(steps, args.steps, args.warmup)
-    return _report(args, ms, notes)
+    result = _report(args, ms, notes)
+    result.update(_costs(args, ms, parts))
+    result["batch_build_ms"] = _build_ms(fs, raw)
+    return result
+
+
+def gemm_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
+    """This machine's measured fp32 GEMM rate on `threads` threads (GFLOP/s): the best of `repeats` timings of
+    one (n, n) x (n, n) torch.mm, 2 n^3 FLOPs (the roofline the rankers' samples/s are compared with)."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    torch.mm(a, b)  # warm-up: page in, pick the kernel
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_sample(forward: Callable[[RankBatch], torch.Tensor], batch: RankBatch) -> float:
+    """FLOPs of one training step's forward and backward on `batch`, per row, as torch's FlopCounterMode counts
+    them (matrix products only: lookups and elementwise work count zero). The step's gradients are left behind
+    (a fused-in-backward optimiser, torchrec_fused, also updates its tables once: harmless for a benchmark)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        nn.functional.binary_cross_entropy_with_logits(forward(batch), batch.labels).backward()
+    return counter.get_total_flops() / len(batch.labels)
+
+
+def _phase(event: object, labels: dict[int, str]) -> str:
+    """The phase of one profiler event: the innermost qarm.* label above it; for a backward op, the label of
+    the forward op that made its autograd node (matched by sequence number); else loss/backward or other."""
+    e = event
+    while e is not None:
+        name = e.name  # type: ignore[attr-defined]
+        if name.startswith("autograd::engine::evaluate_function") and e.sequence_nr in labels:  # type: ignore[attr-defined]
+            return labels[e.sequence_nr]  # type: ignore[attr-defined]
+        if name.startswith("Optimizer."):
+            return "optimizer"
+        if name.startswith("qarm."):
+            phase = name.removeprefix("qarm.")
+            return "loss+backward_other" if phase in ("forward", "backward") else phase
+        e = e.cpu_parent  # type: ignore[attr-defined]
+    return "other"
+
+
+def time_split(forward: Callable[[RankBatch], torch.Tensor], optimizers: list, batches: list[RankBatch],
+               steps: int = 5) -> dict[str, float]:
+    """Share of a training step's CPU time in each of PHASES (summing to 1), from a torch.profiler profile of
+    `steps` steps (after one untimed). Backward ops count to the phase of the forward op they differentiate."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step(batch: RankBatch) -> None:  # train_step with the loss, backward and optimiser labelled
+        with record_function("qarm.forward"):
+            loss = loss_fn(forward(batch), batch.labels)
+        for opt in optimizers:
+            opt.zero_grad()
+        with record_function("qarm.backward"):
+            loss.backward()
+        with record_function("qarm.optimizer"):
+            for opt in optimizers:
+                opt.step()
+
+    step(batches[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(batches[i % len(batches)])
+    events = prof.events()
+    labels: dict[int, str] = {}  # sequence number of a forward op -> its phase
+    for e in events:
+        if e.sequence_nr >= 0 and not e.name.startswith("autograd::"):
+            phase = _phase(e, {})
+            if phase not in ("loss+backward_other", "other"):
+                labels.setdefault(e.sequence_nr, phase)
+    totals = dict.fromkeys(PHASES, 0.0)
+    for e in events:
+        totals[_phase(e, labels)] += e.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {k: round(v / whole, 3) for k, v in totals.items()}
+
+
+def _costs(args: argparse.Namespace, ms: dict[str, float],
+           parts: dict[str, tuple[Callable[[RankBatch], torch.Tensor], list, list[RankBatch]]]) -> dict[str, object]:
+    """Per model: FLOPs per sample, the share of the one-machine GEMM roofline reached, and the time split."""
+    rate = gemm_gflops(args.threads)
+    flops, roofline, split = {}, {}, {}
+    for name, (forward, optimizers, batches) in parts.items():
+        flops[name] = flops_per_sample(forward, batches[0])
+        for opt in optimizers:
+            opt.zero_grad()
+        roofline[name] = round(flops[name] * args.batch_size / ms[name] / (rate * 1e9), 4)
+        split[name] = time_split(forward, optimizers, batches)
+    return {"gemm_gflops": round(rate, 1), "flops_per_sample": {k: round(v) for k, v in flops.items()},
+            "roofline_share": roofline, "time_split": split}
+
+
+def _build_ms(fs: FeatureSet, raw: list[SplitArrays]) -> dict[str, float]:
+    """Median ms to build one batch (`batch_of`, outside the timed step: the training loop pays it per step)
+    in each layout."""
+    out = {}
+    for layout in ("pooled", "sequence"):
+        times = []
+        for r in raw:
+            start = time.perf_counter()
+            batch_of(fs, r, torch.arange(len(r)), layout)
+            times.append(time.perf_counter() - start)
+        out[layout] = round(statistics.median(times) * 1e3, 2)
+    return out
 
 
 def _report(args: argparse.Namespace, ms: dict[str, float], notes: dict[str, str]) -> dict[str, object]:
@@ -198,6 +338,7 @@ def _report(args: argparse.Namespace, ms: dict[str, float], notes: dict[str, str
         "ratio_torchrec_vs_best_plain": round(sps[torchrec] / sps[best_plain], 3),
         "ratio_torchrec_ebc_vs_plain_dense": round(sps["torchrec_ebc"] / sps["plain_dense"], 3),
         "cost_vs_dlrm_ebc": {k: round(ms[k] / ms["torchrec_ebc"], 2) for k in ("din", "sim_hard", "sim_soft")},
+        "share_of_dlrm": {k: round(sps[k] / sps[torchrec], 3) for k in ms if k.startswith(("din", "sim"))},
         "notes": notes,
     }
 
@@ -308,10 +449,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"rank perf: batch {args.batch_size}, N={args.rows}, T={args.hist}, L={args.levels}, dim {args.dim}, "
           f"{args.threads} thread(s), median of {args.steps} steps")
-    print(f"{'model':<16}{'ms/step':>10}{'samples/s':>12}")
+    short = {"loss+backward_other": "loss/bwd", "interaction": "inter"}
+    phases = "".join(f"{short.get(p, p):>10}" for p in PHASES)
+    print(f"one-thread fp32 GEMM (torch.mm 1024^3): {result['gemm_gflops']} GFLOP/s; FLOPs: FlopCounterMode over "
+          f"forward + backward; time split: share of a profiled step's CPU time")
+    print(f"{'model':<16}{'ms/step':>10}{'samples/s':>12}{'MFLOP/smp':>11}{'roofline':>10}{phases}")
     for k, v in result["ms_per_step"].items():  # type: ignore[union-attr]
-        print(f"{k:<16}{v:>10.1f}{result['samples_per_s'][k]:>12,.0f}")  # type: ignore[index]
+        split = result["time_split"][k]  # type: ignore[index]
+        print(f"{k:<16}{v:>10.1f}{result['samples_per_s'][k]:>12,.0f}"  # type: ignore[index]
+              f"{result['flops_per_sample'][k] / 1e6:>11.3f}{result['roofline_share'][k]:>10.2%}"  # type: ignore[index]
+              + "".join(f"{split[p]:>10.0%}" for p in PHASES))
     for k in ("torchrec_path", "ratio_torchrec_vs_plain_dense", "ratio_torchrec_vs_best_plain",
-              "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "notes"):
+              "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "share_of_dlrm", "batch_build_ms", "notes"):
         print(f"{k}: {result[k]}")
     return 0

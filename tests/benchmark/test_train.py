@@ -11,6 +11,7 @@ import torch
 
 from benchmark.cells.inputs import CellInputs, build_features
 from benchmark.cells.train import train_cell
+from benchmark.core.errors import ConfigError
 from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 from recsys_models.errors import RankConfigError, RecsysModelError
 
@@ -96,7 +97,7 @@ def test_early_stopping_stops(data: Data) -> None:
 
 
 def test_config_errors(data: Data) -> None:
-    with pytest.raises(RecsysModelError, match="model: unknown 'xgboost'"):
+    with pytest.raises(ConfigError, match=r"suite\.models: unknown ranker 'xgboost' \(registered: din, dlrm, sim"):
         train_cell("xgboost", data.inputs("id_only"), CFG, seed=0)
     with pytest.raises(RankConfigError, match="TrainConfig.batch_size: expected an integer >= 1, got 0"):
         dataclasses.replace(CFG, batch_size=0)
