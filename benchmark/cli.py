@@ -31,6 +31,7 @@ examples:
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
+  qarm-bench codes export movielens-100k --out ids/ item id -> codes of every code set, with provenance
   qarm-bench perf quantize --json
   qarm-bench align-refs --probe-epochs 3           alignment vs frozen / U2I / content probe on held-out pairs
 """
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="describe or export a dataset")
     importlib.import_module("benchmark.data.cli").add_arguments(p)
 
+    p = sub.add_parser("codes", help="export a suite's semantic IDs: item id -> codes and each code set's provenance")
+    importlib.import_module("benchmark.run.export").add_arguments(p)
+
     p = sub.add_parser("align-refs", help="alignment's held-out pair recall beside frozen, U2I and probe references",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=importlib.import_module("benchmark.run.alignrefs").EXAMPLES)
@@ -138,6 +142,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return importlib.import_module("benchmark.data.cli").run(args)
     if args.command == "perf":
         return importlib.import_module(args.perf_module).run(args)
+    if args.command == "codes":
+        return importlib.import_module("benchmark.run.export").run(args)
     if args.command == "align-refs":
         return importlib.import_module("benchmark.run.alignrefs").run(args)
     raise AssertionError(args.command)

@@ -32,3 +32,12 @@ def require(owner: object, field: str, ok: bool, expected: str) -> None:
     """Raise FieldError(`<Owner>.<field>: expected <expected>, got <value>`) unless `ok`."""
     if not ok:
         raise FieldError(type(owner).__name__, field, f"expected {expected}, got {getattr(owner, field)!r}")
+
+
+class ArtifactError(QarmBenchError):
+    """A stage cache entry a command reads without computing it is missing or fails verification; the message
+    names the command that writes it."""
+
+
+class OutputError(QarmBenchError):
+    """An output path cannot be written as asked (a file, or a non-empty folder without --force)."""
