@@ -121,14 +121,16 @@ def test_packaged_microlens_suite() -> None:
     cfg = load_config("microlens")
     assert cfg.data.dataset == "microlens" and cfg.encoder.modalities == ("text", "image")
     assert cfg.data.negatives == NegativesConfig(kind="uniform", ratio=4, seed=0)
-    assert cfg.data.microlens == MicroLensConfig(prefix="MicroLens-100k", covers_dir="covers")
+    assert cfg.data.microlens == MicroLensConfig(prefix="MicroLens-100k", covers_dir="MicroLens-100k_covers")
 
 
 def test_packaged_suite_missing_covers_names_the_setting(ml100k_dir: Path, tmp_path: Path) -> None:
-    (ml100k_dir / "covers").rename(ml100k_dir / "not-covers")
     cfg = load_config("microlens", [f"data.root={ml100k_dir}", "data.verify_sha256=false"])
-    with pytest.raises(DataError, match=r"covers: missing images folder \(data\.microlens\.covers_dir\)"):
-        data_key(cfg.data)
+    with pytest.raises(DataError, match=r"MicroLens-100k_covers: missing images folder "
+                                        r"\(data\.microlens\.covers_dir\)"):
+        data_key(cfg.data)  # what `plan` computes: the missing folder stops it before anything runs
+    (ml100k_dir / "covers").rename(ml100k_dir / f"{PREFIX}_covers")  # as the release's zip unpacks
+    assert data_key(cfg.data).startswith("microlens-")
 
 
 def test_covers_reach_the_frozen_stage(ml100k_dir: Path, tmp_path: Path) -> None:
@@ -136,7 +138,8 @@ def test_covers_reach_the_frozen_stage(ml100k_dir: Path, tmp_path: Path) -> None
     with a readable cover get a non-zero image feature, the others none, and the two colours differ."""
     from benchmark.itemside.compute import StageContext, compute_frozen
 
-    cfg = load_config("microlens", [f"data.root={ml100k_dir}", "data.split.cold_item_frac=0",
+    cfg = load_config("microlens", [f"data.root={ml100k_dir}", "data.microlens.covers_dir=covers",
+                                    "data.split.cold_item_frac=0",
                                     "encoder.modalities=image", "encoder.image_size=32", "encoder.batch_size=4"])
     with pytest.warns(DataWarning):
         data = prepare(cfg.data, cache_dir=tmp_path / "cache")
