@@ -134,7 +134,8 @@ class AmazonConfig:
     """Amazon Reviews 2023, one category: `<category>.jsonl[.gz]` + `meta_<category>.jsonl[.gz]`.
 
     `images_dir`: a folder of `<parent_asin>.{jpg,jpeg,png,webp}` the user downloaded (relative to
-    root unless absolute; empty = `<root>/images` when it exists).
+    root unless absolute; empty = `<root>/images` when it exists, else no images); set and missing is a
+    DataError. Files PIL cannot decode are counted in a DataWarning and get a null image_path.
     """
 
     category: str = "All_Beauty"
@@ -143,11 +144,19 @@ class AmazonConfig:
 
 @dataclass(frozen=True)
 class MicroLensConfig:
-    """MicroLens: `<prefix>_pairs.csv` (user,item,timestamp), `<prefix>_titles.csv` (item,title),
-    covers in `<prefix>_covers/<item>.jpg`. ts_unit "auto": values >= 1e11 are milliseconds."""
+    """MicroLens (datasets/microlens/README.md): `<prefix>_pairs.csv` (user,item,timestamp) and the titles,
+    `<prefix>_titles.csv` (MicroLens-50k: header item,title) or `<prefix>_title_en.csv` (MicroLens-100k:
+    no header). ts_unit "auto": values >= 1e11 are milliseconds.
+
+    covers_dir: the folder of `<item>.jpg` covers, relative to root unless absolute; "" = `<root>/covers`,
+    else the release's own `<root>/<prefix>_covers`, whichever exists (neither: a DataWarning, every
+    image_path null); set and missing is a DataError. Covers PIL cannot decode get a null image_path
+    (counted in a DataWarning). Stays out of the data key while "" (benchmark/data/preparation.py
+    LATER_FIELDS); the folder's listing is always in it."""
 
     prefix: str = "MicroLens-50k"
     ts_unit: Literal["auto", "s", "ms"] = "auto"
+    covers_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -250,8 +259,9 @@ class DataConfig:
     /usr/share/datasets/fashion-mnist; others: datasets/<card>/raw/). Duplicate (user, item, ts) rows are dropped with a warning (keep the first
     in file order) unless on_duplicate = "error"; interactions naming unknown items raise unless
     on_unknown_item = "drop". `negatives`: sampled label-0 rows for click-only logs (NegativesConfig; "none" by
-    default). kuairand, kuairec and negatives stay out of the data key while at their defaults
-    (benchmark/data/preparation.py LATER_FIELDS), so adding them moved no existing key.
+    default; the microlens suite turns it on, since MicroLens has clicks only). kuairand, kuairec, negatives and
+    microlens.covers_dir stay out of the data key while at their defaults (benchmark/data/preparation.py
+    LATER_FIELDS), so adding them moved no existing key.
     """
 
     dataset: str = "movielens-100k"

@@ -3,8 +3,10 @@
 own benchmark splits do; review timestamps are milliseconds and become seconds here.
 
 Item text = title, features, description, categories and store (in that order, ". "-joined);
-category = main_category; image_path = <images_dir>/<parent_asin>.{jpg,jpeg,png,webp} when present;
-label = rating >= data.label_threshold.
+category = main_category; image_path = <images_dir>/<parent_asin>.{jpg,jpeg,png,webp} when that file exists
+and PIL can decode it (benchmark/data/images.py; the images are the user's own download of the metadata's
+`images` URLs, datasets/amazon-reviews-2023/README.md); label = rating >= data.label_threshold. The reviews
+carry real low ratings as label-0 impressions; data.negatives adds sampled ones like on any other dataset.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import polars as pl
 
 from benchmark.config.data import DataConfig
 from benchmark.core.errors import DataError
-from benchmark.data import cards
+from benchmark.data import cards, images
 from benchmark.data.schema import RawData, label_from_rating, read_text
 
 CARD = "amazon-reviews-2023"
+HINT = "see datasets/amazon-reviews-2023/README.md"
+IMAGES_SETTING = "data.amazon.images_dir"
 
 REVIEW_SCHEMA = {"user_id": pl.Utf8, "parent_asin": pl.Utf8, "rating": pl.Float64, "timestamp": pl.Int64}
 META_SCHEMA = {"parent_asin": pl.Utf8, "title": pl.Utf8, "features": pl.List(pl.Utf8),
@@ -92,25 +96,20 @@ def load(cfg: DataConfig, root: Path) -> RawData:
         pl.element().filter(pl.element() != "")).list.join(". ")
     items = meta.select(pl.col("parent_asin").alias("item_id"), joined.alias("text"),
                         pl.col("main_category").alias("category"))
-    images = _images_dir(cfg, root)
-    paths = [_image_for(images, i) for i in items["item_id"]] if images else [None] * items.height
+    folder = images_dir(cfg, root)
+    paths: list[str | None] = [None] * items.height
+    if folder is not None:
+        found = images.scan(folder, items["item_id"].to_list(), IMAGE_SUFFIXES)
+        images.warn_scan(found, folder, "product image", IMAGES_SETTING)
+        paths = found.paths
     items = items.with_columns(pl.Series("image_path", paths, dtype=pl.Utf8))
     return RawData(inter, items.select("item_id", "text", "image_path", "category"), None, str(rev_p))
 
 
-def _images_dir(cfg: DataConfig, root: Path) -> Path | None:
+def images_dir(cfg: DataConfig, root: Path) -> Path | None:
+    """data.amazon.images_dir (which must exist), else <root>/images when it exists, else None (no images)."""
     if cfg.amazon.images_dir:
-        d = Path(cfg.amazon.images_dir)
+        d = Path(cfg.amazon.images_dir).expanduser()
         d = d if d.is_absolute() else root / d
-        if not d.is_dir():
-            raise DataError(f"{d}: missing images folder (data.amazon.images_dir)")
-        return d
+        return images.require_folder(d, IMAGES_SETTING, f"download the images into it or unset it; {HINT}")
     return root / "images" if (root / "images").is_dir() else None
-
-
-def _image_for(folder: Path, item_id: str) -> str | None:
-    for suffix in IMAGE_SUFFIXES:
-        p = folder / f"{item_id}{suffix}"
-        if p.exists():
-            return str(p)
-    return None

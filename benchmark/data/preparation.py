@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,30 +22,41 @@ import polars as pl
 
 from benchmark.config.data import DataConfig, SplitConfig
 from benchmark.core.cache import StageCache
-from benchmark.data import negatives, registry, splits, synthetic
+from benchmark.data import images, negatives, registry, splits, synthetic
 from benchmark.data.history import build_history, build_history_recbole
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
-from benchmark.data.schema import RawData, validate
+from benchmark.data.schema import DataWarning, RawData, validate
 
 FORMAT_VERSION = 3  # bump when the prepared layout or any step's semantics change (3: year, genres; cold =
 # no training impression)
 DEFAULT_CACHE = Path("runs") / "cache"
 STAGE = "data"
-# DataConfig fields added after keys were published: left out of the fingerprint while at their default, so
-# every key computed before they existed stays the same; any other value enters it.
-LATER_FIELDS = ("kuairand", "kuairec", "negatives")
+# DataConfig fields added after keys were published (dotted for a field of a nested section): left out of the
+# fingerprint while at their default, so every key computed before they existed stays the same; any other value
+# enters it.
+LATER_FIELDS = ("kuairand", "kuairec", "negatives", "microlens.covers_dir")
+
+
+def _drop_later_fields(c: dict, cfg: DataConfig) -> None:
+    """Remove from `c` (asdict of `cfg`) every LATER_FIELDS entry whose value is its default."""
+    default = DataConfig()
+    for dotted in LATER_FIELDS:
+        *parents, name = dotted.split(".")
+        node, got, want = c, cfg, default
+        for part in parents:
+            node, got, want = node[part], getattr(got, part), getattr(want, part)
+        if getattr(got, name) == getattr(want, name):
+            node.pop(name)
 
 
 def fingerprint(cfg: DataConfig, files: list[dict]) -> str:
     """sha256 over the config (minus cache_dir and root: the files' contents stand for them, and minus
-    LATER_FIELDS at their defaults) and every raw file's name, size and sha256."""
+    LATER_FIELDS at their defaults) and every raw file's name, size and sha256 (an image folder: its listing,
+    benchmark/data/images.py `folder_entry`)."""
     c = dataclasses.asdict(cfg)
     c.pop("cache_dir")
     c.pop("root")
-    defaults = {f.name: f.default_factory() for f in dataclasses.fields(DataConfig) if f.name in LATER_FIELDS}
-    for name, default in defaults.items():
-        if getattr(cfg, name) == default:
-            c.pop(name)
+    _drop_later_fields(c, cfg)
     blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -56,7 +68,8 @@ def _locate(cfg: DataConfig) -> tuple[registry.Dataset, Path | None, str]:
         return ds, None, fingerprint(cfg, [])
     root = registry.resolve_root(cfg)
     files = registry.hash_and_verify(ds, ds.files(cfg, root), cfg.verify_sha256)
-    return ds, root, fingerprint(cfg, files)
+    folder = ds.image_folder(cfg, root) if ds.image_folder is not None else None
+    return ds, root, fingerprint(cfg, files + ([images.folder_entry(folder)] if folder is not None else []))
 
 
 def data_fingerprint(cfg: DataConfig) -> str:
@@ -103,6 +116,16 @@ def compute_prepared(cfg: DataConfig, workdir: Path, final_dir: Path) -> Prepare
     return build_prepared(raw, cfg, fp)
 
 
+def warn_if_one_label(inter: pl.DataFrame, cfg: DataConfig) -> None:
+    """A DataWarning when every impression is a positive and data.negatives adds none (a click-only log such
+    as MicroLens or a generic implicit log): AUC, GAUC and LogLoss are undefined on one label."""
+    if cfg.negatives.kind == "none" and inter.height and int(inter["label"].cast(pl.Int64).min()) == 1:
+        warnings.warn(DataWarning(
+            f"{cfg.dataset}: every one of the {inter.height} impressions has label 1 and data.negatives.kind is "
+            "\"none\", so AUC, GAUC and LogLoss are undefined; set data.negatives (e.g. "
+            "{ kind = \"uniform\", ratio = 4 }, docs/data.md \"Sampled negatives\")"), stacklevel=2)
+
+
 def _index(raw: RawData, kcore: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """log (user_idx, item_idx, ts, label[, rating]), items with item_idx, users with user_idx."""
     inter, items, users = raw.interactions, raw.items, raw.users
@@ -125,6 +148,7 @@ def _index(raw: RawData, kcore: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.Dat
 
 def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     """The pure part of `prepare` (no cache): canonical RawData -> PreparedData."""
+    warn_if_one_label(raw.interactions, cfg)
     log, items, users = _index(raw, cfg.kcore)
     n_items = items.height
     log = _assign_split(log, cfg.split)

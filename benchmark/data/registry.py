@@ -35,6 +35,8 @@ class Dataset:
     default_dir: str = ""  # an absolute default root instead (a system package's folder)
     # writes item images into the data stage's cache entry: (cfg, root, raw, write_dir, final_dir) -> raw
     write_images: Callable[[DataConfig, Path, RawData, Path, Path], RawData] | None = None
+    # the folder of item images the loader reads, or None: (cfg, root) -> folder; its listing enters the data key
+    image_folder: Callable[[DataConfig, Path], Path | None] | None = None
 
 
 def _ml(files: Callable[[Path], list[Path]], load: Callable[[DataConfig, Path], RawData]):
@@ -47,8 +49,10 @@ BUILTIN: dict[str, Dataset] = {
     **{f"movielens-{v}": Dataset(f"movielens-{v}", movielens.CARD_LATEST,
                                  *_ml(movielens.files_latest, movielens.load_latest), f"ml-{v}")
        for v in ("latest", "latest-small", "20m", "25m", "32m")},
-    "amazon-reviews-2023": Dataset("amazon-reviews-2023", amazon.CARD, amazon.files, amazon.load),
-    "microlens": Dataset("microlens", microlens.CARD, microlens.files, microlens.load),
+    "amazon-reviews-2023": Dataset("amazon-reviews-2023", amazon.CARD, amazon.files, amazon.load,
+                                   image_folder=amazon.images_dir),
+    "microlens": Dataset("microlens", microlens.CARD, microlens.files, microlens.load,
+                         image_folder=microlens.covers_dir),
     "generic": Dataset("generic", generic.CARD, generic.files, generic.load),
     "synthetic": Dataset("synthetic", "synthetic", lambda cfg, root: [], lambda cfg, root: None),  # type: ignore[arg-type,return-value]
     "fashion-mnist-rec": Dataset("fashion-mnist-rec", "fashion-mnist-rec", fashion_mnist.files, fashion_mnist.load,

@@ -18,6 +18,15 @@ def write(path: Path, text: str, *, encoding: str = "utf-8", crlf: bool = False)
     return path
 
 
+def write_image(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: int = 8) -> Path:
+    """A tiny real image (its format from the suffix: .jpg -> JPEG, .png -> PNG), made with PIL."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), color).save(path)
+    return path
+
+
 @pytest.fixture
 def recbole_dir(tmp_path: Path) -> Path:
     d = tmp_path / "recbole"
@@ -87,8 +96,7 @@ def amazon_dir(tmp_path: Path) -> Path:
           '{"main_category": null, "title": "Brush, \\"pro\\"", "features": null, "description": null, '
           '"categories": null, "store": "B", "parent_asin": "30"}\n'
           '{"parent_asin": "40"}\n')
-    (d / "images").mkdir()
-    (d / "images" / "10.jpg").write_bytes(b"\xff\xd8")
+    write_image(d / "images" / "10.jpg")
     return d
 
 
@@ -98,8 +106,7 @@ def microlens_dir(tmp_path: Path) -> Path:
     write(d / "MicroLens-50k_pairs.csv", "user,item,timestamp\n1,10,100000\n1,20,200000\n2,10,150000\n"
           "2,30,150000\n3,40,300000\n")
     write(d / "MicroLens-50k_titles.csv", 'item,title\n10,Cat video\n20,"Dance, dance"\n30,Cooking\n40,\n')
-    (d / "MicroLens-50k_covers").mkdir()
-    (d / "MicroLens-50k_covers" / "20.jpg").write_bytes(b"\xff\xd8")
+    write_image(d / "MicroLens-50k_covers" / "20.jpg")
     return d
 
 

@@ -30,6 +30,7 @@ from benchmark.core.errors import ConfigError, DataError
 from benchmark.data import DataConfig, GenericConfig, movielens, prepare
 from benchmark.data import cli as data_cli
 from benchmark.data.cards import encoding
+from benchmark.data.schema import DataWarning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +242,90 @@ def test_second_file_folder_or_binary(loader_name: str, tmp_path: Path, request:
         prepare(loader.cfg(root), cache_dir=tmp_path / "c")
     assert str(e.value).startswith(f"{second}:"), str(e.value)
     assert_nothing_cached(tmp_path / "c")
+
+
+# ---- image folders: MicroLens covers (data.microlens.covers_dir), Amazon images (data.amazon.images_dir) -----
+# A missing or non-folder setting stops the data stage with a DataError naming the folder and the setting. A bad
+# image file does not: the image tower (qarm/encoders/image.py) skips items whose image_path is null and stops
+# on a path it cannot open, so the loader nulls the item's path and counts it in a DataWarning naming the file.
+
+IMAGE_FOLDERS = {  # loader -> (the folder setting's field, its dotted name, the fixture's image relative to root)
+    "microlens": ("microlens", "data.microlens.covers_dir", "MicroLens-50k_covers/20.jpg"),
+    "amazon": ("amazon", "data.amazon.images_dir", "images/10.jpg"),
+}
+
+
+def _with_folder(cfg: DataConfig, loader_name: str, folder: str) -> DataConfig:
+    section, _, _ = IMAGE_FOLDERS[loader_name]
+    field = "covers_dir" if section == "microlens" else "images_dir"
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{field: folder})})
+
+
+@pytest.mark.parametrize("loader_name", list(IMAGE_FOLDERS))
+@pytest.mark.parametrize("fault", ["missing", "a_file"])
+def test_image_folder_setting(loader_name: str, fault: str, tmp_path: Path, request: pytest.FixtureRequest,
+                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    loader = LOADERS[loader_name]
+    root: Path = request.getfixturevalue(loader.fixture)
+    _, setting, _ = IMAGE_FOLDERS[loader_name]
+    folder = root / "pictures"
+    if fault == "a_file":
+        folder.write_text("not a folder\n")
+    cfg = _with_folder(loader.cfg(root), loader_name, "pictures")
+    with pytest.raises(DataError) as e:
+        prepare(cfg, cache_dir=tmp_path / "cache")
+    msg = str(e.value)
+    assert msg.startswith(f"{folder}: {'missing images folder' if fault == 'missing' else 'not a folder'} "
+                          f"({setting})"), msg
+    assert_nothing_cached(tmp_path / "cache")
+    cache = tmp_path / "cli-cache"  # the CLI: exit 2, one or two lines naming the folder, nothing cached
+    monkeypatch.setattr(data_cli, "config_from_args", lambda args: dataclasses.replace(cfg, cache_dir=str(cache)))
+    capsys.readouterr()
+    rc = main(["data", "describe", loader.dataset, "--root", str(root), "--cache-dir", str(cache)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(folder) in err and setting in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) <= 2, err
+    assert_nothing_cached(cache)
+
+
+def _deny_builtin_open(p: Path, mp: pytest.MonkeyPatch) -> None:
+    """PIL opens images with builtins.open: raise PermissionError for that one path (the tests run as root)."""
+    import builtins
+
+    real_open = builtins.open
+
+    def deny(file, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if isinstance(file, str | Path) and Path(file).resolve() == p.resolve():
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    mp.setattr(builtins, "open", deny)
+
+
+IMAGE_FAULTS: dict[str, Callable[[Path, pytest.MonkeyPatch], str]] = {  # breaks the image, returns a needle
+    "empty": lambda p, mp: (p.write_bytes(b""), "not an image file")[1],
+    "not_image": lambda p, mp: (p.write_text("<html>404</html>"), "not an image file")[1],
+    "truncated": lambda p, mp: (p.write_bytes(p.read_bytes()[:-40]), "cannot read the image")[1],
+    "gzip": lambda p, mp: (p.write_bytes(gzip.compress(p.read_bytes())), "not an image file")[1],
+    "dir": lambda p, mp: (p.unlink(), p.mkdir(), "is a folder")[2],
+    "unreadable": lambda p, mp: (_deny_builtin_open(p, mp), "permission denied")[1],
+}
+
+
+@pytest.mark.parametrize("loader_name", list(IMAGE_FOLDERS))
+@pytest.mark.parametrize("fault", list(IMAGE_FAULTS))
+def test_bad_image_is_nulled_and_counted(loader_name: str, fault: str, tmp_path: Path,
+                                         request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    loader = LOADERS[loader_name]
+    root: Path = request.getfixturevalue(loader.fixture)
+    _, setting, rel = IMAGE_FOLDERS[loader_name]
+    image = root / rel
+    needle = IMAGE_FAULTS[fault](image, monkeypatch)
+    with pytest.warns(DataWarning) as got:
+        data = prepare(loader.cfg(root), cache_dir=tmp_path / "cache")
+    assert data.items["image_path"].null_count() == data.items.height  # the fixture's one image is gone
+    msgs = [str(w.message) for w in got if "unreadable" in str(w.message)]
+    assert len(msgs) == 1 and f"1 unreadable (first: {image}: {needle}" in msgs[0] and setting in msgs[0], msgs
 
 
 def test_io_error_while_reading_is_a_data_error(tmp_path: Path, generic_dir: Path,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from benchmark.config.data import KuaiRandConfig, KuaiRecConfig, NegativesConfig
+from benchmark.config.data import KuaiRandConfig, KuaiRecConfig, MicroLensConfig, NegativesConfig
 from benchmark.core.errors import ConfigError
 from benchmark.data import DataConfig, SplitConfig, build_prepared, prepare
 from benchmark.data.negatives import SeenIndex, sample
@@ -137,20 +137,23 @@ def test_seen_index_matches_a_set_reference(log: list[tuple[int, int, int]],
 
 
 def old_fingerprint(cfg: DataConfig, files: list[dict]) -> str:
-    """The fingerprint as computed before data.negatives, data.kuairand and data.kuairec existed."""
+    """The fingerprint as computed before data.negatives, data.kuairand, data.kuairec and
+    data.microlens.covers_dir existed."""
     c = dataclasses.asdict(cfg)
     for name in ("cache_dir", "root", "negatives", "kuairand", "kuairec"):
         c.pop(name)
+    c["microlens"].pop("covers_dir")
     blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def test_defaults_keep_every_data_key() -> None:
     files = [{"name": "x.csv", "bytes": 3, "sha256": "ab"}]
-    for c in (DataConfig(), DataConfig(dataset="synthetic", history_len=20)):
+    for c in (DataConfig(), DataConfig(dataset="synthetic", history_len=20), DataConfig(dataset="microlens")):
         assert fingerprint(c, files) == old_fingerprint(c, files)
     changed = [DataConfig(negatives=NegativesConfig(kind="uniform")), DataConfig(negatives=NegativesConfig(seed=1)),
-               DataConfig(kuairand=KuaiRandConfig(test_on_random=True)), DataConfig(kuairec=KuaiRecConfig(threshold=1.0))]
+               DataConfig(kuairand=KuaiRandConfig(test_on_random=True)), DataConfig(kuairec=KuaiRecConfig(threshold=1.0)),
+               DataConfig(microlens=MicroLensConfig(covers_dir="covers"))]
     keys = {fingerprint(c, files) for c in changed}
     assert len(keys) == len(changed) and fingerprint(DataConfig(), files) not in keys
 
