@@ -88,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("benchmark.data.cli").add_arguments(p)
 
     p = sub.add_parser("codes", help="export a suite's semantic IDs: item id -> codes and each code set's provenance")
-    importlib.import_module("benchmark.run.export").add_arguments(p)
+    importlib.import_module("benchmark.engine.export").add_arguments(p)
 
     p = sub.add_parser("align-refs", help="alignment's held-out pair recall beside frozen, U2I and probe references",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=importlib.import_module("benchmark.run.alignrefs").EXAMPLES)
-    importlib.import_module("benchmark.run.alignrefs").add_arguments(p)
+                       epilog=importlib.import_module("benchmark.engine.alignrefs").EXAMPLES)
+    importlib.import_module("benchmark.engine.alignrefs").add_arguments(p)
 
     p = sub.add_parser("perf", help="micro-benchmarks, each side by side with its alternative")
     perf_sub = p.add_subparsers(dest="perf_name", metavar="NAME", required=True)
@@ -114,10 +114,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Every setting (of every sweep value) is checked before anything heavy is imported or run.
         runs = sweep_configs(args.config, args.overrides, args.quick)
         from benchmark.dist import launch as distributed
-        from benchmark.run import suite
+        from benchmark.engine import suite
 
         if args.command == "plan":
-            from benchmark.run.plan import main_plan
+            from benchmark.engine.plan import main_plan
 
             return main_plan(args, runs)
         if distributed.wants_launch(args):  # --nproc-per-node N: the same command on N ranks, under torchrun
@@ -143,9 +143,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "perf":
         return importlib.import_module(args.perf_module).run(args)
     if args.command == "codes":
-        return importlib.import_module("benchmark.run.export").run(args)
+        return importlib.import_module("benchmark.engine.export").run(args)
     if args.command == "align-refs":
-        return importlib.import_module("benchmark.run.alignrefs").run(args)
+        return importlib.import_module("benchmark.engine.alignrefs").run(args)
     raise AssertionError(args.command)
 
 

@@ -33,7 +33,7 @@ LAYERS: dict[str, int] = {
     "benchmark.data": 2, "benchmark.dist": 2,
     "benchmark.itemside": 3, "benchmark.tracking": 3, "benchmark.report": 3,
     "benchmark.cells": 4,
-    "benchmark.run": 5,
+    "benchmark.engine": 5,
     "benchmark.perf": 6,
     "benchmark.cli": 7, "benchmark.__main__": 7, "benchmark": 7,
 }
@@ -246,14 +246,14 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Project:
 
 def test_the_checks_fail_on_an_upward_import_a_cycle_and_a_private_name(tmp_path: Path) -> None:
     project = _tree(tmp_path, {
-        "benchmark/core/cache.py": "def f():\n    from benchmark.run.suite import SuiteRun\n",
-        "benchmark/run/suite.py": "from benchmark.core.cache import _helper\nclass SuiteRun: ...\n",
+        "benchmark/core/cache.py": "def f():\n    from benchmark.engine.suite import SuiteRun\n",
+        "benchmark/engine/suite.py": "from benchmark.core.cache import _helper\nclass SuiteRun: ...\n",
         "benchmark/report/tables.py": "from benchmark.itemside import stages\nx = stages._run_entry\n",
         "benchmark/itemside/stages.py": "def _run_entry(): ...\n",
     })
-    assert any("benchmark/core/cache.py" in v and "benchmark.run.suite" in v for v in layer_violations(project))
+    assert any("benchmark/core/cache.py" in v and "benchmark.engine.suite" in v for v in layer_violations(project))
     assert any("benchmark/report/tables.py" in v for v in layer_violations(project))  # sideways, same layer
-    assert ["benchmark.core.cache", "benchmark.run.suite"] in cycles(project)
+    assert ["benchmark.core.cache", "benchmark.engine.suite"] in cycles(project)
     assert any("_helper" in p for p in project.private) and any("_run_entry" in p for p in project.private)
 
 

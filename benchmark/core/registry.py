@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import sys
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -75,9 +76,8 @@ class Registry(Generic[T]):
         if name in self._objects and self._objects[name] is not obj:
             raise ConfigError(f"{self.group}: {self.kind} {name!r} is registered twice")
         self._objects[name] = obj
-        module = getattr(obj, "__module__", None) or type(obj).__module__
-        if name not in _entry_points(self.group) and module:
-            self._modules[name] = module
+        if name not in _entry_points(self.group):
+            self._modules[name] = _registering_module()
         return obj
 
     def names(self) -> tuple[str, ...]:
@@ -105,6 +105,19 @@ class Registry(Generic[T]):
     def plugin_modules(self) -> tuple[str, ...]:
         """Modules that registered a key by decorator (a spawned worker imports them again)."""
         return tuple(sorted(set(self._modules.values())))
+
+
+def _registering_module() -> str:
+    """The module whose code called register/add (the first frame outside this module)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", "") if frame is not None else ""
+
+
+def refresh() -> None:
+    """Read the installed entry points again (after installing a plugin package, or changing sys.path)."""
+    _entry_points.cache_clear()
 
 
 def import_plugins(modules: Iterable[str]) -> None:

@@ -42,7 +42,7 @@ CHILD = "import sys; from benchmark.perf.scale import child_main; sys.exit(child
 # Imported by every child before its clock starts, so compute times hold no import cost.
 PRELOAD = ("torch", "torchrec", "faiss", "scipy.sparse", "qarm.pairs.mining", "qarm.alignment.train",
            "qarm.quantize.rq_kmeans", "qarm.quantize.rq_vae", "qarm.diagnostics", "benchmark.cells.train",
-           "benchmark.run.suite", "benchmark.itemside.stages")
+           "benchmark.engine.suite", "benchmark.itemside.stages")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,9 +121,9 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 def _item(cfg: Any, cache: Any, task: dict[str, Any], device: Any) -> dict[str, Any]:
     from benchmark.data.preparation import data_key
+    from benchmark.engine.plan import replicate_seeds
     from benchmark.itemside import stages
     from benchmark.itemside.runner import run_entry
-    from benchmark.run.plan import replicate_seeds
 
     rseed = replicate_seeds(cfg)[0]
     keys = stages.item_side_keys(cfg, data_key(cfg.data), rseed)
@@ -156,9 +156,9 @@ def _item_facts(stage: str, artifact: Any, cfg: Any) -> dict[str, Any]:
 
 
 def _cell(cfg: Any, cache: Any, task: dict[str, Any], device: Any) -> dict[str, Any]:
-    from benchmark.run.cell import train_or_load
-    from benchmark.run.plan import replicate_seed
-    from benchmark.run.suite import SuiteRun
+    from benchmark.engine.cell import train_or_load
+    from benchmark.engine.plan import replicate_seed
+    from benchmark.engine.suite import SuiteRun
 
     run = SuiteRun(cfg, progress=False, cache=cache, device=device)
     t0 = time.perf_counter()
@@ -228,8 +228,8 @@ def _in_process(task: dict[str, Any]) -> dict[str, Any]:
 
 def tasks_of(cfg: Any, args: argparse.Namespace, n: int) -> list[tuple[str, dict[str, Any]]]:
     """(label, task) for every entry of the suite of size n, in run order."""
+    from benchmark.engine.plan import cells_of
     from benchmark.itemside.stages import ITEM_SIDE
-    from benchmark.run.plan import cells_of
 
     out: list[tuple[str, dict[str, Any]]] = [("baseline", {"kind": "baseline"})]
     for stage in ITEM_SIDE:

@@ -14,8 +14,8 @@ from benchmark.cli import main
 @pytest.mark.slow
 def test_align_refs_writes_the_alignment_stage_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from benchmark.config.suite import load_config
+    from benchmark.engine.alignrefs import compute_references
     from benchmark.itemside.compute import load_align
-    from benchmark.run.alignrefs import compute_references
 
     args = ["--set", f"suite.runs_dir={tmp_path}"]
     assert main(["align-refs", "synthetic-tiny", *args]) == 0

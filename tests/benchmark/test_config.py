@@ -99,7 +99,7 @@ import sys
 from benchmark.config.suite import packaged_configs, sweep_configs
 from benchmark.cells.plan import plan_cell
 from benchmark.itemside.stages import item_side_keys
-from benchmark.run.plan import cells_of, replicate_seed, replicate_seeds
+from benchmark.engine.plan import cells_of, replicate_seed, replicate_seeds
 n = 0
 for path in packaged_configs():
     for _, cfg in sweep_configs(path):

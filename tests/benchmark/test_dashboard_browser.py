@@ -139,7 +139,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
     from mlflow.tracking import MlflowClient
 
     from benchmark.config.suite import load_config
-    from benchmark.run.suite import SuiteRun
+    from benchmark.engine.suite import SuiteRun
 
     out = _output_dir()
     t0 = time.monotonic()

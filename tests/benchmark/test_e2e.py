@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.config.suite import load_config
-from benchmark.run.plan import cells_of
-from benchmark.run.suite import SuiteRun
+from benchmark.engine.plan import cells_of
+from benchmark.engine.suite import SuiteRun
 
 
 def _cfg(tmp: Path, *extra: str):

@@ -43,7 +43,7 @@ def test_two_processes_end_to_end_beside_one(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     from benchmark.config.suite import load_config
-    from benchmark.run.suite import SuiteRun
+    from benchmark.engine.suite import SuiteRun
 
     SuiteRun(load_config("synthetic-tiny", _sets(tmp_path)), progress=False).run()  # one process, in this one
     auc_one = _cells(tmp_path)

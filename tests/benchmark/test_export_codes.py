@@ -18,9 +18,9 @@ import pytest
 from benchmark.cli import main
 from benchmark.config.suite import load_config
 from benchmark.data.preparation import data_key
+from benchmark.engine.plan import replicate_seeds
 from benchmark.itemside.compute import parse_code_set
 from benchmark.itemside.stages import item_side_keys, needed_code_sets
-from benchmark.run.plan import replicate_seeds
 
 pytestmark = pytest.mark.slow
 

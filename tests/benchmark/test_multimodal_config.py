@@ -42,7 +42,7 @@ def test_fashion_suite_sweeps_the_modalities() -> None:
 def test_item_side_with_images_and_an_image_tower(tmp_path: Path) -> None:
     """The suite's frozen and align stages on synthetic-tiny with rendered images: Lite0 at 32 px encodes the
     images, and the image tower (its top MBConv block + conv head) is trained next to the gated fusion head."""
-    from benchmark.run.suite import SuiteRun
+    from benchmark.engine.suite import SuiteRun
 
     cfg = load_config("synthetic-tiny", [f"suite.runs_dir={tmp_path / 'runs'}", "data.synthetic.images=true",
                                          "encoder.modalities=text,image", "encoder.image_size=32",

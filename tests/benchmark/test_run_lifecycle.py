@@ -171,7 +171,7 @@ def _runs(uri: str, experiment: str) -> list[Any]:
 def warm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """runs/ of one finished synthetic-tiny run (dlrm, seed 0): its stage cache seeds the later runs."""
     from benchmark.config.suite import load_config
-    from benchmark.run.suite import SuiteRun
+    from benchmark.engine.suite import SuiteRun
 
     runs = tmp_path_factory.mktemp("warm") / "runs"
     SuiteRun(load_config("synthetic-tiny", [f"suite.runs_dir={runs}", *FAST,

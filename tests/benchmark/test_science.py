@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.config.suite import load_config
-from benchmark.run.suite import SuiteRun
+from benchmark.engine.suite import SuiteRun
 
 SEED = 0
 

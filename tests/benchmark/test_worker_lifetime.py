@@ -21,7 +21,7 @@ from pathlib import Path
 if os.environ.get("NO_PRCTL"):
     sys.platform = "unknown"
 
-from benchmark.run.pool import CellPool
+from benchmark.engine.pool import CellPool
 
 
 def hold(folder: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.config.suite import load_config
-from benchmark.run.suite import SuiteRun
+from benchmark.engine.suite import SuiteRun
 
 
 def _run(tmp: Path, workers: int):

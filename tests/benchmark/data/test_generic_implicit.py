@@ -57,7 +57,7 @@ def test_implicit_log_runs_through_the_suite(tmp_path: Path) -> None:
     from benchmark.config.data import SyntheticConfig
     from benchmark.config.suite import load_config
     from benchmark.data import synthetic
-    from benchmark.run.suite import SuiteRun
+    from benchmark.engine.suite import SuiteRun
 
     raw = synthetic.generate(SyntheticConfig(n_users=120, n_items=90, n_interactions=3000, n_clusters=4))
     raw.interactions.filter(pl.col("label") == 1).select(user="user_id", item="item_id", time="ts").write_csv(

@@ -129,8 +129,8 @@ def locate(cfg: SuiteConfig, code_set: str | None, hint: str) -> tuple[Path, lis
     """(the data entry, every requested code set entry of every replicate), each checked to be in the cache."""
     from benchmark.core.cache import StageCache
     from benchmark.data.preparation import data_key
+    from benchmark.engine.plan import replicate_seeds
     from benchmark.itemside.stages import BY_NAME, item_side_keys, needed_code_sets
-    from benchmark.run.plan import replicate_seeds
 
     names = needed_code_sets(cfg)
     if code_set is not None and code_set not in names:

@@ -18,11 +18,14 @@ from typing import Any
 _SIDES: dict[tuple[str, int], Any] = {}  # per worker: replicate item sides already loaded (ItemSide)
 
 
-def _init(threads: int, parent: int) -> None:
+def _init(threads: int, parent: int, plugins: tuple[str, ...] = ()) -> None:
     _die_with_parent(parent)
     import torch
 
+    from benchmark.core.registry import import_plugins
+
     torch.set_num_threads(threads)
+    import_plugins(plugins)  # what the parent registered by decorator (entry points need nothing)
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -71,10 +74,10 @@ def train_cell_task(cfg_json: str, cache_root: str, forced: list[str], variant: 
     from benchmark.core.configlib import from_mapping
     from benchmark.core.records import to_json
     from benchmark.data.preparation import data_key
+    from benchmark.engine.cell import train_or_load
+    from benchmark.engine.plan import replicate_seed
     from benchmark.itemside.runner import run_item_side
     from benchmark.itemside.stages import item_side_keys
-    from benchmark.run.cell import train_or_load
-    from benchmark.run.plan import replicate_seed
 
     cfg = from_mapping(SuiteConfig, json.loads(cfg_json))
     cache = StageCache(Path(cache_root), force=[f for f in forced if f == "rank"])
@@ -94,8 +97,10 @@ class CellPool:
     def __init__(self, workers: int, threads: int) -> None:
         import multiprocessing
 
+        from benchmark.core.registry import plugin_modules
+
         self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init, initargs=(threads, os.getpid()))
+                                            initializer=_init, initargs=(threads, os.getpid(), plugin_modules()))
 
     def submit(self, cfg_json: str, cache_root: Path, forced: set[str], variant: str, model: str,
                seed: int) -> Future:

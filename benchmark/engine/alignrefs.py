@@ -90,9 +90,9 @@ def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: 
     """The suite's AlignReferences on its alignment test pairs (see the module docstring)."""
     from benchmark.core.device import resolve_device
     from benchmark.data.preparation import data_key
+    from benchmark.engine.plan import replicate_seeds
     from benchmark.itemside.runner import run_entry
     from benchmark.itemside.stages import BY_NAME, item_side_keys
-    from benchmark.run.plan import replicate_seeds
     from qarm.alignment import describe_trained, references, split_pairs
     from qarm.alignment.heldout import pair_counts
 

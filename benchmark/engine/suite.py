@@ -2,8 +2,8 @@
 
     item side      benchmark.itemside.runner.run_item_side       (one per replicate seed; typed ItemSide)
     its record     benchmark.itemside.summary.item_side_record   (pair stats, alignment, code sets, tokens)
-    cells          benchmark.run.cell.train_or_load              (here, or in worker processes: run.pool)
-    MLflow         benchmark.tracking.store + benchmark.run.logs (parent run, one child run per cell)
+    cells          benchmark.engine.cell.train_or_load              (here, or in worker processes: run.pool)
+    MLflow         benchmark.tracking.store + benchmark.engine.logs (parent run, one child run per cell)
     report         benchmark.report.write.write_report           (statistics, tables, plots, HTML)
 
 A rerun skips finished stages and cells (StageCache); the MLflow parent run of every invocation still gets a
@@ -27,9 +27,9 @@ from benchmark.core.cache import StageCache, write_json
 from benchmark.core.configlib import canonical_json, flatten, stable_hash, to_plain
 from benchmark.core.records import CellRecord, ItemSideRecord, Provenance, SuiteResults, from_json, to_json
 from benchmark.core.world import World
+from benchmark.engine.plan import cells_of, replicate_seed, replicate_seeds
 from benchmark.itemside.runner import ItemSide
 from benchmark.itemside.stages import check_force, downstream_closure
-from benchmark.run.plan import cells_of, replicate_seed, replicate_seeds
 
 
 def say(msg: str) -> None:
@@ -83,8 +83,8 @@ class SuiteRun:
     def _run(self) -> SuiteResults:
         import torch
 
+        from benchmark.engine.logs import log_item_side
         from benchmark.itemside.summary import item_side_record
-        from benchmark.run.logs import log_item_side
         from benchmark.tracking.store import NullTracker, Tracker, describe_reaped
 
         cfg, main = self.cfg, self.world.is_main  # other ranks train with rank 0 but log and write nothing
@@ -142,11 +142,11 @@ class SuiteRun:
 
     def _run_cells(self, tracker: Any) -> list[CellRecord]:
         """Every cell, in order, each in its MLflow child run; uncached cells train in `cfg.workers` worker
-        processes when there are several (benchmark.run.pool), else here with live per-epoch metrics."""
+        processes when there are several (benchmark.engine.pool), else here with live per-epoch metrics."""
         from tqdm import tqdm
 
-        from benchmark.run.cell import train_or_load
-        from benchmark.run.logs import cell_run_meta, epoch_logger, log_cell
+        from benchmark.engine.cell import train_or_load
+        from benchmark.engine.logs import cell_run_meta, epoch_logger, log_cell
 
         pending = self._pending()
         pool_cm: Any = contextlib.nullcontext()
@@ -154,7 +154,7 @@ class SuiteRun:
         # GPU is shared by one process
         workers = self.cfg.workers if not self.world.active and self.device.type == "cpu" else 1
         if workers > 1 and len(pending) > 1:
-            from benchmark.run.pool import CellPool
+            from benchmark.engine.pool import CellPool
 
             say(f"[cells]  {len(pending)} to train in {min(workers, len(pending))} worker processes "
                 f"x {self.cfg.threads} thread(s)")

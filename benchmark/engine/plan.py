@@ -1,0 +1,109 @@
+"""Which cells a suite has and what its replicates are, and `qarm-bench plan`: the stages and (variant, model,
+seed) cells of a suite with their keys and cache state, computed from the config alone (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.cells.plan import plan_cell
+from benchmark.config.suite import SuiteConfig, sweep_configs
+from benchmark.core.cache import StageCache
+from benchmark.core.configlib import stable_hash
+from benchmark.itemside.stages import ITEM_SIDE, STAGE_NAMES, item_side_keys
+
+
+def cells_of(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
+    """(variant, model, seed) in a stable order: seeds outermost, so a partial run covers all variants."""
+    return [(v, m, s) for s in cfg.suite.seeds for m in cfg.suite.models for v in cfg.suite.variants]
+
+
+def replicate_seed(cfg: SuiteConfig, seed: int) -> int:
+    """The item-side seed (pairs, U2I, alignment, quantizers) of seed `seed`: the seed itself under
+    suite.replicate = "full"; data.split.seed for every seed under "ranker" (one item side for the suite)."""
+    return seed if cfg.suite.replicate == "full" else cfg.data.split.seed
+
+
+def replicate_seeds(cfg: SuiteConfig) -> list[int]:
+    """The distinct item-side seeds of a suite, in seed order."""
+    return list(dict.fromkeys(replicate_seed(cfg, s) for s in cfg.suite.seeds))
+
+
+@dataclass(frozen=True)
+class PlannedEntry:
+    """One item-side entry of a replicate: stage ("codes/aligned_rq_kmeans" for a code set), key, cached."""
+
+    replicate_seed: int
+    stage: str
+    key: str
+    cached: bool
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One (variant, model, seed) cell: its key, whether its result is cached, SIM's search unit."""
+
+    variant: str
+    model: str
+    seed: int
+    key: str
+    cached: bool
+    sim_search: str | None
+    sim_search_codes: str | None
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """What `run` would do for one suite (one sweep value): its entries and cells, computed from the config and
+    the cache alone (nothing runs but the data fingerprint, which hashes the raw files)."""
+
+    suite: str
+    label: str
+    config_hash: str
+    dataset: str
+    split: str
+    artifacts: str
+    entries: tuple[PlannedEntry, ...]
+    cells: tuple[PlannedCell, ...]
+
+
+def suite_plan(cfg: SuiteConfig, label: str = "") -> SuitePlan:
+    from benchmark.data.preparation import data_key
+
+    cache = StageCache(cfg.suite_dir / "artifacts")
+    dkey = data_key(cfg.data)
+    keys = {rseed: item_side_keys(cfg, dkey, rseed) for rseed in replicate_seeds(cfg)}
+    entries = [PlannedEntry(rseed, f"{stage.name}/{inst}" if inst else stage.name, k.key(stage.name, inst),
+                            cache.is_cached(stage.name, k.key(stage.name, inst)))
+               for rseed, k in keys.items() for stage in ITEM_SIDE for inst in stage.instances(cfg)]
+    cells = []
+    for v, m, seed in cells_of(cfg):
+        plan = plan_cell(cfg, v, m, seed, keys[replicate_seed(cfg, seed)])
+        cells.append(PlannedCell(v, m, seed, plan.key, cache.is_cached("rank", plan.key), plan.sim_search,
+                                 plan.sim_search_codes))
+    return SuitePlan(cfg.suite.name, label, stable_hash(cfg), cfg.data.dataset, cfg.data.split.kind, str(cache.root),
+                     tuple(entries), tuple(cells))
+
+
+def render_plan(plan: SuitePlan, cfg: SuiteConfig) -> str:
+    lines = [f"suite {plan.suite}{f' [{plan.label}]' if plan.label else ''}  config {plan.config_hash}  dataset "
+             f"{plan.dataset} ({plan.split})  artifacts in {plan.artifacts}", "stages: " + " -> ".join(STAGE_NAMES)]
+    for rseed in replicate_seeds(cfg):
+        lines.append(f"item side, replicate seed {rseed}:")
+        lines += [f"  {e.stage:<24} {e.key[:16]}  {'cached' if e.cached else 'to run'}"
+                  for e in plan.entries if e.replicate_seed == rseed]
+    lines.append(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x "
+                 f"{len(cfg.suite.seeds)} seeds = {len(plan.cells)}")
+    for c in plan.cells:
+        search = f"  search {c.sim_search}:{c.sim_search_codes or '-'}" if c.sim_search else ""
+        lines.append(f"  {c.model:<5} {c.variant:<17} seed {c.seed:<3} {c.key}  "
+                     f"{'cached' if c.cached else 'to run'}{search}")
+    lines.append(f"{sum(c.cached for c in plan.cells)}/{len(plan.cells)} cells cached")
+    return "\n".join(lines)
+
+
+def main_plan(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
+    """List the stages and cells with their keys and cache state; computes nothing but the data fingerprint."""
+    for label, cfg in runs or sweep_configs(args.config, args.overrides, args.quick):
+        print(render_plan(suite_plan(cfg, label), cfg))
+    return 0

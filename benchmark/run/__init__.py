@@ -1,1 +1,0 @@
-"""Layer 5: running a suite — the orchestrating SuiteRun, one cell train-or-load, the worker pool, plan."""

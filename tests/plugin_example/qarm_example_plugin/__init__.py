@@ -1,0 +1,1 @@
+"""Example QARM-Bench plugins (docs/extending.md): a ranker, a variant and a dataset."""
