@@ -1,7 +1,8 @@
 """Training loop of one benchmark cell (model, variant, seed): `train_cell(...) -> CellResult`.
 
-Adam for dense parameters; Adagrad or Adam for embedding tables (plain torch optimizers over the
-unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`).
+Adam for dense parameters; Adagrad, row-wise Adagrad or Adam for embedding tables (plain torch optimizers over
+the unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`, with the same
+settings: recsys_models.optimizers).
 On `device` (benchmark.core.device); in a world of several ranks (benchmark.core.world) every ranker is sharded
 (recsys_models.sharding), each rank trains on its part of every global batch (the same shuffled batches on
 every rank, so the global batch is the one-process batch) and the split's predictions are gathered in row
@@ -34,6 +35,7 @@ from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batch
 from recsys_models.config import TrainConfig
 from recsys_models.factory import batch_layout, build_model
 from recsys_models.features import FeatureSet, Layout, RankBatch
+from recsys_models.optimizers import table_optimizer
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,11 +63,13 @@ def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """[Adam over the dense parameters, the tables' optimiser] of an unsharded model: plain torch, with the
+    settings the sharded path fuses into fbgemm (recsys_models.optimizers.table_optimizer)."""
     emb = embedding_parameters(model)
     emb_ids = {id(p) for p in emb}
     dense = [p for p in model.parameters() if id(p) not in emb_ids]
-    emb_cls = torch.optim.Adagrad if cfg.emb_optimizer == "adagrad" else torch.optim.Adam
-    return [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay), emb_cls(emb, lr=cfg.emb_lr)]
+    return [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            table_optimizer(cfg.emb_optimizer, cfg.emb_lr).build(emb)]
 
 
 @torch.no_grad()
@@ -214,7 +218,8 @@ def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig,
     del model
     local = build_model(model_name, fs, cfg, search=search, search_codes=search_codes, meta=True)
     dmp, opt = shard_model(local, state, device=device, sharding=cfg.sharding, emb_optimizer=cfg.emb_optimizer,
-                           emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay)
+                           emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           batch_size=cfg.batch_size)
     return dmp, [opt], True
 
 
