@@ -15,7 +15,7 @@ stated here, so both paths take the same step:
 - "rowwise_adagrad": torchrec.optim.RowWiseAdagrad (a plain-torch reference: one accumulator per row,
   G_r += mean_j g_rj^2, w_r -= lr g_r / (sqrt(G_r) + eps)) -> EXACT_ROWWISE_ADAGRAD, the same rule in fbgemm.
   Under column-wise sharding fbgemm keeps one accumulator per row of each column shard (the mean over that
-  shard's columns), so it differs from the reference there (`recsys_models.config.check_sharding` refuses it).
+  shard's columns), so it differs from the reference there (`recsys_models.config.sharding_problem` refuses it).
 - "adam": torch.optim.Adam -> ADAM (fbgemm has CUDA kernels only); eps passed (1e-8, both defaults); betas left
   at both defaults (0.9, 0.999): torch takes `betas`, fbgemm `beta1` / `beta2`, so no one dict sets both.
 The weight decay of `rank.weight_decay` is the dense parameters' (Adam); tables have none on either path.
