@@ -13,6 +13,8 @@ loads nothing; import the modules you need:
 - `item_encoder` SequenceItemEncoder (EmbeddingBagCollection over the distinct items, target + history), ContextEncoder;
                  Selection / select_items: the attended history items of each row, jagged.
 - `batching`     SplitArrays, split_arrays, iter_batches; batch_rows / rank_rows / rank_batch (a rank's part).
+- `optimizers`   table_optimizer: the tables' optimiser (adagrad, rowwise_adagrad, adam), one definition for
+                 the plain torch path and the fused (fbgemm) sharded path.
 - `sharding`     shard_model: DistributedModelParallel over every table of DLRM, DIN and SIM (planner:
                  auto, table-wise, row-wise or column-wise; fused optimiser; dense parts data-parallel).
 - profiling      the models label their parts with torch.profiler.record_function: qarm.lookup, qarm.features,

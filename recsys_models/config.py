@@ -12,12 +12,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from recsys_models.errors import require
+from recsys_models.errors import RankConfigError, require
 
 ModelName = Literal["dlrm", "din", "sim"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
 ShardingName = Literal["auto", "table_wise", "row_wise", "column_wise"]
 SHARDINGS: tuple[ShardingName, ...] = get_args(ShardingName)
+TableOptimizerName = Literal["adagrad", "rowwise_adagrad", "adam"]  # recsys_models.optimizers.table_optimizer
+TABLE_OPTIMIZERS: tuple[TableOptimizerName, ...] = get_args(TableOptimizerName)
+CW_ALIGN = 4  # fbgemm's column alignment: a column shard's width is a multiple of 4 (torchrec `_find_base_dim`)
+
+
+def column_shard_width(dim: int, world: int) -> int | None:
+    """Width of the column shards "column_wise" cuts a D = `dim` wide table into on a world of `world` ranks: a
+    multiple of 4 dividing D, below D (so a table is split even on one rank), the narrowest that makes at most
+    max(world, 2) shards, else the widest there is (D = 12 on 2 ranks: three 4-wide shards); None when D has no
+    such width (D not a multiple of 4, or D = 4)."""
+    widths = [w for w in range(CW_ALIGN, dim, CW_ALIGN) if dim % w == 0]
+    fits = [w for w in widths if w * max(world, 2) >= dim]
+    return min(fits) if fits else max(widths, default=None)
+
+
+def sharding_problem(sharding: str, emb_optimizer: str, embedding_dim: int) -> str | None:
+    """Why `rank.sharding` cannot be honoured with these settings (None: it can). Checked at config load
+    (TrainConfig) and again by recsys_models.sharding.shard_model for callers without a TrainConfig."""
+    if sharding != "column_wise":
+        return None
+    if column_shard_width(embedding_dim, 1) is None:
+        return (f"'column_wise' splits every table's columns into shards whose width is a multiple of {CW_ALIGN} "
+                f"(fbgemm), so it needs rank.embedding_dim a multiple of {CW_ALIGN} and at least {2 * CW_ALIGN}; got "
+                f"rank.embedding_dim = {embedding_dim} (use 'table_wise' or 'row_wise')")
+    if emb_optimizer == "rowwise_adagrad":
+        return ("'column_wise' with rank.emb_optimizer = 'rowwise_adagrad': fbgemm keeps one accumulator per row of "
+                "each column shard, not of the whole row, so the sharded update would differ from the unsharded "
+                "one; use 'adagrad' or another rank.sharding")
+    return None
 
 
 def _widths(owner: object, name: str) -> None:
@@ -85,19 +114,22 @@ class SimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """epochs: at most; batch_size / eval_batch_size: impressions per step; lr, weight_decay: Adam on the dense
-    parameters; emb_lr, emb_optimizer: the embedding tables' optimiser; embedding_dim: D of every table;
+    parameters; emb_lr, emb_optimizer: the embedding tables' optimiser, "adagrad" (per element), "rowwise_adagrad"
+    (one accumulator per row) or "adam", the same update sharded or not (recsys_models.optimizers);
+    embedding_dim: D of every table;
     patience: epochs without a better validation AUC before stopping; max_hist: history items kept per row;
     sharded: the tables in a TorchRec DistributedModelParallel (fused TBE kernels + the table optimiser fused in
     backward) even in one process (`--nproc-per-node N > 1` sets it: every ranker is sharded on several ranks);
     sharding: how the planner places each table, "auto" (its own choice) or every table "table_wise",
-    "row_wise" or "column_wise" (recsys_models.sharding)."""
+    "row_wise" or "column_wise" (recsys_models.sharding; column-wise cuts every table into shards of a width
+    that is a multiple of 4, so it needs embedding_dim a multiple of 4 and at least 8)."""
 
     epochs: int = 10
     batch_size: int = 1024
     eval_batch_size: int = 4096
     lr: float = 1e-3
     emb_lr: float = 0.05
-    emb_optimizer: Literal["adagrad", "adam"] = "adagrad"
+    emb_optimizer: TableOptimizerName = "adagrad"
     embedding_dim: int = 16
     patience: int = 2
     weight_decay: float = 0.0
@@ -115,3 +147,6 @@ class TrainConfig:
         require(self, "lr", self.lr > 0, "a number > 0")
         require(self, "emb_lr", self.emb_lr > 0, "a number > 0")
         require(self, "weight_decay", self.weight_decay >= 0, "a number >= 0")
+        problem = sharding_problem(self.sharding, self.emb_optimizer, self.embedding_dim)
+        if problem:
+            raise RankConfigError(type(self).__name__, "sharding", problem)

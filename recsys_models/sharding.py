@@ -6,9 +6,13 @@
   (world size, local world size, device type): "auto" is the planner's own choice among the fused kernels'
   sharding types; "table_wise" / "row_wise" / "column_wise" constrain every table to that type
   (`ParameterConstraints`). On CPU TorchRec's EBC sharder offers no row_wise (deps.md §5b), although the fused
-  CPU kernel runs it: `CpuRowWiseEBCSharder` offers it, so the same planner makes that plan too.
-- Optimisers: the tables' optimiser is fused into the backward pass (fbgemm TBE; `apply_optimizer_in_backward`;
-  torch.optim.Adagrad -> EXACT_ADAGRAD, per element, so every sharding type updates a row alike); the dense
+  CPU kernel runs it: `CpuRowWiseEBCSharder` offers it, so the same planner makes that plan too. "column_wise"
+  really cuts columns (`column_shard_width`: at least two shards, even at D = 16, where TorchRec's default
+  minimum width of 128 kept every table whole). The planner sees the real per-rank batch and, on CUDA, the
+  device's memory.
+- Optimisers: the tables' optimiser is fused into the backward pass (fbgemm TBE; `apply_optimizer_in_backward`)
+  with the settings of the unsharded path (recsys_models.optimizers: torch.optim.Adagrad -> EXACT_ADAGRAD, per
+  element, eps 1e-10 as torch's, so every sharding type updates a row alike and as plain torch does); the dense
   parameters are data-parallel (DMP wraps them in DDP) under Adam.
 - Identical initial weights whatever the world size (the TorchRec way, as in its own tests'
   `copy_state_dict`): every rank builds the unsharded model from the seed, the sharded model is built with its
@@ -26,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -37,13 +40,21 @@ from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 from torchrec.distributed.types import ShardingEnv, ShardingPlan, ShardingType
+from torchrec.modules.embedding_configs import BaseEmbeddingConfig
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-from recsys_models.config import SHARDINGS, ShardingName
+from recsys_models.config import (
+    SHARDINGS,
+    ShardingName,
+    TableOptimizerName,
+    column_shard_width,
+    sharding_problem,
+)
 from recsys_models.errors import RecsysModelError
+from recsys_models.optimizers import table_optimizer
 
 
 def ensure_process_group(device: torch.device | None = None) -> dist.ProcessGroup:
@@ -62,13 +73,16 @@ def table_modules(model: nn.Module) -> list[EmbeddingBagCollection | EmbeddingCo
     return [m for m in model.modules() if isinstance(m, EmbeddingBagCollection | EmbeddingCollection)]
 
 
+def table_configs(model: nn.Module) -> list[BaseEmbeddingConfig]:
+    """The config (name, rows, D) of every embedding table of a ranker (EmbeddingBagCollection and
+    EmbeddingCollection), in module order."""
+    return [c for m in table_modules(model)
+            for c in (m.embedding_bag_configs() if isinstance(m, EmbeddingBagCollection) else m.embedding_configs())]
+
+
 def table_names(model: nn.Module) -> list[str]:
     """Names of every embedding table of a ranker (EmbeddingBagCollection and EmbeddingCollection)."""
-    names: list[str] = []
-    for m in table_modules(model):
-        configs = m.embedding_bag_configs() if isinstance(m, EmbeddingBagCollection) else m.embedding_configs()
-        names += [c.name for c in configs]
-    return names
+    return [c.name for c in table_configs(model)]
 
 
 class CpuRowWiseEBCSharder(EmbeddingBagCollectionSharder):
@@ -88,24 +102,47 @@ def sharders() -> list:
     return [CpuRowWiseEBCSharder(), EmbeddingCollectionSharder()]
 
 
-def plan_sharding(model: nn.Module, sharding: ShardingName, device: torch.device, pg: dist.ProcessGroup) -> ShardingPlan:
+def plan_sharding(model: nn.Module, sharding: ShardingName, device: torch.device, pg: dist.ProcessGroup,
+                  batch_size: int | None = None) -> ShardingPlan:
     """The planner's plan over the world's real topology, fused kernels only, every table of `sharding` type
-    ("auto": the planner's choice). Rank 0 plans and broadcasts (`collective_plan`)."""
+    ("auto": the planner's choice). Rank 0 plans and broadcasts (`collective_plan`). batch_size: the global
+    batch (rank.batch_size); the planner is given each rank's part of it (TorchRec's `batch_size` is per rank)."""
     if sharding not in SHARDINGS:
         raise RecsysModelError(f"sharding: expected one of {', '.join(SHARDINGS)}, got {sharding!r}")
     world = dist.get_world_size(pg)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    types = None if sharding == "auto" else [sharding]
-    constraints = {t: ParameterConstraints(sharding_types=types, compute_kernels=["fused"]) for t in table_names(model)}
     planner_log = logging.getLogger("torchrec.distributed.planner")
     level = planner_log.level
     planner_log.setLevel(logging.ERROR)  # it warns about every filtered kernel and the hand-built topology
     try:
-        topology = Topology(world_size=world, compute_device=device.type, local_world_size=local)
-        return EmbeddingShardingPlanner(topology=topology, constraints=constraints).collective_plan(
-            model, sharders(), pg)
+        return make_planner(model, sharding, device, world, local, batch_size).collective_plan(model, sharders(), pg)
     finally:
         planner_log.setLevel(level)
+
+
+def make_planner(model: nn.Module, sharding: ShardingName, device: torch.device, world: int,
+                 local_world: int | None = None, batch_size: int | None = None) -> EmbeddingShardingPlanner:
+    """The EmbeddingShardingPlanner `plan_sharding` uses, for a world of `world` ranks (`local_world` per node):
+    every table constrained to the fused kernel and `sharding`; "column_wise" cuts each table into shards of
+    `column_shard_width` (TorchRec's default minimum width is 128, so a narrower table stayed whole, i.e.
+    table-wise); on CUDA the devices' memory is the real one (`total_memory`), not TorchRec's assumed 32 GB;
+    batch_size: the global batch, of which each rank takes ceil(batch_size / world)."""
+    types = None if sharding == "auto" else [sharding]
+    constraints = {}
+    for c in table_configs(model):
+        width = column_shard_width(c.embedding_dim, world) if sharding == "column_wise" else None
+        if sharding == "column_wise" and width is None:
+            raise RecsysModelError(f"rank.sharding: {sharding_problem(sharding, 'adagrad', c.embedding_dim)}")
+        constraints[c.name] = ParameterConstraints(sharding_types=types, compute_kernels=["fused"],
+                                                   min_partition=width)
+    hbm = None
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        hbm = torch.cuda.get_device_properties(index).total_memory
+    topology = Topology(world_size=world, compute_device=device.type, local_world_size=local_world or world,
+                        hbm_cap=hbm)
+    local_batch = None if batch_size is None else -(-batch_size // world)
+    return EmbeddingShardingPlanner(topology=topology, constraints=constraints, batch_size=local_batch)
 
 
 def plan_summary(plan: ShardingPlan) -> dict[str, str]:
@@ -144,25 +181,32 @@ def shard_model(
     *,
     device: torch.device,
     sharding: ShardingName = "auto",
-    emb_optimizer: Literal["adagrad", "adam"] = "adagrad",
+    emb_optimizer: TableOptimizerName = "adagrad",
     emb_lr: float = 0.05,
     dense_lr: float = 1e-3,
     weight_decay: float = 0.0,
+    batch_size: int | None = None,
 ) -> tuple[DistributedModelParallel, CombinedOptimizer]:
     """Shard `model` (its tables built on the meta device) over the default process group (a world of one if
     none), load `init_state` (the unsharded model's state_dict) and return the DMP module and one optimiser
     (fused table optimiser + Adam over the dense parameters). With each rank's loss from `global_mean_bce`,
-    gradients are those of one process on the global batch (see the module docstring)."""
+    gradients are those of one process on the global batch (see the module docstring). The tables' optimiser
+    is `table_optimizer(emb_optimizer, emb_lr)`, the same settings as the unsharded path's. batch_size: the
+    global batch, for the planner's estimates (None: TorchRec's default)."""
     if emb_optimizer == "adam" and device.type == "cpu":
         raise RecsysModelError("rank.emb_optimizer: 'adam' has no fused CPU kernel (fbgemm) for sharded tables; use "
-                               "'adagrad' with rank.sharded or --nproc-per-node on CPU")
+                               "'adagrad' or 'rowwise_adagrad' with rank.sharded or --nproc-per-node on CPU")
+    for dim in sorted({c.embedding_dim for c in table_configs(model)}):
+        problem = sharding_problem(sharding, emb_optimizer, dim)
+        if problem:
+            raise RecsysModelError(f"rank.sharding: {problem}")
     pg = ensure_process_group(device)
     emb_params = [p for m in table_modules(model) for p in m.parameters()]
     if not emb_params:
         raise RecsysModelError("shard_model: the model has no EmbeddingBagCollection / EmbeddingCollection")
-    opt_cls = torch.optim.Adagrad if emb_optimizer == "adagrad" else torch.optim.Adam
-    apply_optimizer_in_backward(opt_cls, emb_params, {"lr": emb_lr})
-    plan = plan_sharding(model, sharding, device, pg)
+    table_opt = table_optimizer(emb_optimizer, emb_lr)
+    apply_optimizer_in_backward(table_opt.cls, emb_params, dict(table_opt.kwargs))
+    plan = plan_sharding(model, sharding, device, pg, batch_size)
     dmp = DistributedModelParallel(module=model, device=device, plan=plan, sharders=sharders(),
                                    env=ShardingEnv.from_process_group(pg))
     dmp.plan_summary = plan_summary(plan)  # type: ignore[assignment]

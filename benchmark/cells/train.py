@@ -1,11 +1,13 @@
 """Training loop of one benchmark cell (model, variant, seed): `train_cell(...) -> CellResult`.
 
-Adam for dense parameters; Adagrad or Adam for embedding tables (plain torch optimizers over the
-unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`).
+Adam for dense parameters; Adagrad, row-wise Adagrad or Adam for embedding tables (plain torch optimizers over
+the unsharded TorchRec modules, or the TorchRec fused optimizer in backward when `sharded`, with the same
+settings: recsys_models.optimizers).
 On `device` (benchmark.core.device); in a world of several ranks (benchmark.core.world) every ranker is sharded
 (recsys_models.sharding), each rank trains on its part of every global batch (the same shuffled batches on
-every rank, so the global batch is the one-process batch) and the split's predictions are gathered in row
-order before the metrics are computed once.
+every rank, so the global batch is the one-process batch); each split's predictions are gathered in row order
+to rank 0 only, which computes the metrics once and hands the others what they need (the validation metrics
+that decide early stopping, and the test metrics of the result) by broadcast.
 Early stopping on validation AUC (BARS/FuxiCTR: `monitor: AUC`, patience 2); the test split is
 scored whenever validation AUC improves, so the reported test metrics are those of the best epoch.
 Deterministic on CPU under a seed (init and shuffling draw from seeded generators). Never logs to
@@ -35,20 +37,21 @@ from benchmark.core.world import World
 from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
 from recsys_models.features import FeatureSet, Layout, RankBatch
+from recsys_models.optimizers import table_optimizer
 
 
 @dataclass(frozen=True, eq=False)
 class TrainedCell:
     """What training one cell gives: per-epoch history, the best validation epoch and its metrics, test metrics
     per slice (all, cold, warm, pop_bucket_<b>) at that epoch, the test predictions (user_idx, item_idx, label,
-    pred), the parameter count (of the unsharded model) and, when sharded, the plan: {table: "<sharding type>
-    ranks [..]"}."""
+    pred; None on a rank other than 0 of several: only rank 0 assembles them), the parameter count (of the
+    unsharded model) and, when sharded, the plan: {table: "<sharding type> ranks [..]"}."""
 
     history: tuple[EpochRecord, ...]
     best_epoch: int
     val_best: dict[str, float]
     test: dict[str, dict[str, float]]
-    test_predictions: pl.DataFrame
+    test_predictions: pl.DataFrame | None
     n_embedding_parameters: int
     n_dense_parameters: int
     test_bootstrap: dict[str, tuple[float, float] | None]
@@ -62,19 +65,22 @@ def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """[Adam over the dense parameters, the tables' optimiser] of an unsharded model: plain torch, with the
+    settings the sharded path fuses into fbgemm (recsys_models.optimizers.table_optimizer)."""
     emb = embedding_parameters(model)
     emb_ids = {id(p) for p in emb}
     dense = [p for p in model.parameters() if id(p) not in emb_ids]
-    emb_cls = torch.optim.Adagrad if cfg.emb_optimizer == "adagrad" else torch.optim.Adam
-    return [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay), emb_cls(emb, lr=cfg.emb_lr)]
+    return [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            table_optimizer(cfg.emb_optimizer, cfg.emb_lr).build(emb)]
 
 
 @torch.no_grad()
 def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: int,
             layout: Layout = "pooled", device: torch.device | None = None,
-            world: World | None = None) -> np.ndarray:
+            world: World | None = None) -> np.ndarray | None:
     """Click probabilities (n,) float64 of a split, in row order. Several ranks: each scores its part of every
-    batch, and the parts are gathered (every rank returns the whole split)."""
+    batch (all ranks must call it: the sharded forward is collective), and the parts are gathered to rank 0,
+    which returns the whole split; the other ranks return None."""
     model.eval()
     device = device or torch.device("cpu")
     world = world or World()
@@ -160,7 +166,8 @@ def train_cell(
 
     on_epoch(epoch, epoch_metrics(record)) after each epoch (train_loss, val_<metric>, epoch_seconds).
     device: where the model trains (default CPU). world: this rank's place when several ranks train the cell
-    together (all of them call train_cell with the same arguments); every rank returns the same result.
+    together (all of them call train_cell with the same arguments); every rank returns the same result, but for
+    the test predictions, which rank 0 alone holds.
     """
     device = device or torch.device("cpu")
     world = world or World()
@@ -174,13 +181,15 @@ def train_cell(
     part_of = world if sharded else None
     generator = torch.Generator().manual_seed(seed)
     history: list[EpochRecord] = []
-    best_auc, best_epoch, best_val, test_pred = -math.inf, 0, {}, np.zeros(0)
+    best_auc, best_epoch, best_val, test_pred = -math.inf, 0, {}, None
     for epoch in range(1, cfg.epochs + 1):
         loss, secs = _train_epoch(model, fs, splits["train"], cfg, optimizers, generator,
                                   f"{model_name} epoch {epoch}", progress, layout, device, part_of)
         val = splits["val"]
         val_pred = predict(model, fs, val, cfg.eval_batch_size, layout, device, world)
-        val_m = all_metrics(val.user_idx.numpy(), val.labels.numpy(), val_pred)
+        # rank 0 holds the predictions and scores them; every rank takes its figures (and so its decision)
+        val_m = world.agree(None if val_pred is None else all_metrics(val.user_idx.numpy(), val.labels.numpy(),
+                                                                       val_pred))
         history.append(EpochRecord(epoch, loss, val_m, secs, len(splits["train"]) / max(secs, 1e-9)))
         if on_epoch is not None:
             on_epoch(epoch, epoch_metrics(history[-1]))
@@ -190,10 +199,13 @@ def train_cell(
             test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout, device, world)
         elif epoch - best_epoch >= max(cfg.patience, 1):
             break
-    preds = inputs.test.select("user_idx", "item_idx", "label").with_columns(pred=pl.Series(test_pred))
-    return TrainedCell(history=tuple(history), best_epoch=best_epoch, val_best=best_val,
-                       test=slice_metrics(preds, inputs.items), test_predictions=preds,
-                       test_bootstrap=slice_bootstrap(preds, inputs.items, seed=seed),
+    preds = None
+    if test_pred is not None:  # rank 0 (or the one process)
+        preds = inputs.test.select("user_idx", "item_idx", "label").with_columns(pred=pl.Series(test_pred))
+    test, bootstrap = world.agree(None if preds is None else (slice_metrics(preds, inputs.items),
+                                                             slice_bootstrap(preds, inputs.items, seed=seed)))
+    return TrainedCell(history=tuple(history), best_epoch=best_epoch, val_best=best_val, test=test,
+                       test_predictions=preds, test_bootstrap=bootstrap,
                        n_embedding_parameters=fs.spec.embedding_parameters(),
                        n_dense_parameters=_dense_parameters(model),
                        sharding_plan=getattr(model, "plan_summary", {}))
@@ -216,7 +228,8 @@ def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig,
     del model
     local = spec.build(fs, cfg, dataclasses.replace(ctx, meta=True))
     dmp, opt = shard_model(local, state, device=device, sharding=cfg.sharding, emb_optimizer=cfg.emb_optimizer,
-                           emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay)
+                           emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           batch_size=cfg.batch_size)
     return dmp, [opt], True
 
 

@@ -10,7 +10,8 @@ waiting for rank 0's item side never holds a GPU collective).
     world.barrier()              every rank waits for all the others
     world.agree(value)           rank 0's value on every rank (a decision all ranks share)
     world.gather_objects(obj)    [obj of rank 0, obj of rank 1, ...] on every rank
-    world.gather_rows(rows, v, n) each rank's values of its rows -> the whole split in row order
+    world.gather_to_main(obj)    [obj of rank 0, obj of rank 1, ...] on rank 0, None on the others
+    world.gather_rows(rows, v, n) each rank's values of its rows -> the whole split in row order, on rank 0 only
     world.where                  what this rank is doing now (named in its failure message)
 """
 
@@ -72,10 +73,22 @@ class World:
         dist.all_gather_object(out, obj, group=self.group)
         return out
 
-    def gather_rows(self, rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-        """This rank's values (n_r,) of rows (n_r,) int64 -> every rank's, in row order, (n,), on every rank:
-        exactly what one process would hold (`reassemble_rows` checks each row comes once)."""
-        return reassemble_rows(self.gather_objects((np.asarray(rows), np.asarray(values))), n)
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """[obj of rank 0, obj of rank 1, ...] on rank 0; None on the others (they send, and keep nothing)."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] | None = [None] * self.size if self.is_main else None
+        dist.gather_object(obj, out, dst=0, group=self.group)
+        return out
+
+    def gather_rows(self, rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray | None:
+        """This rank's values (n_r,) of rows (n_r,) int64 -> every rank's, in row order, (n,), on rank 0: exactly
+        what one process would hold (`reassemble_rows` checks each row comes once). None on the other ranks: only
+        rank 0 assembles a split and computes its metrics (what the others need of them, they get by `agree`)."""
+        parts = self.gather_to_main((np.asarray(rows), np.asarray(values)))
+        return None if parts is None else reassemble_rows(parts, n)
 
 
 def reassemble_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

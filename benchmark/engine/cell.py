@@ -43,6 +43,7 @@ def train_or_load(cfg: SuiteConfig, cache: StageCache, side: ItemSide, variant: 
                         n_dense_parameters=res.n_dense_parameters, replicate_seed=plan.replicate_seed)
     if not world.is_main:  # every rank trained the cell; rank 0 writes it
         return record, False
+    assert res.test_predictions is not None  # rank 0 holds them
     with cache.writing("rank", plan.key, {"variant": variant, "model": model, "seed": seed}) as d:
         (d / "result.json").write_text(json.dumps(to_json(record), default=float))
         res.test_predictions.write_parquet(d / "test_predictions.parquet")

@@ -356,8 +356,8 @@ def _sharded(model_name: str, fs: FeatureSet, cfg: TrainConfig, sharding: str,
     torch.manual_seed(0)
     state = build_model(model_name, fs, cfg, search_codes=codes).state_dict()
     local = build_model(model_name, fs, cfg, search_codes=codes, meta=True)
-    return shard_model(local, state, device=torch.device("cpu"), sharding=sharding, emb_lr=cfg.emb_lr,  # type: ignore[arg-type]
-                       dense_lr=cfg.lr)
+    return shard_model(local, state, device=torch.device("cpu"), sharding=sharding,  # type: ignore[arg-type]
+                       emb_optimizer=cfg.emb_optimizer, emb_lr=cfg.emb_lr, dense_lr=cfg.lr)
 
 
 WORLD_MODELS = ("dlrm", "din", "sim")

@@ -2,8 +2,8 @@
 
 Not a test module: `benchmark.dist.launch.spawn(call_file, 2, <this file>, "main", out_dir)` runs `main` on two
 gloo ranks. Every case of the 2-rank world is here, so the processes start once: the rankers (DLRM, DIN, SIM x
-table-wise, row-wise), the cross-rank metric reduction on uneven shards, and alignment (one step's loss and
-gradients, and a whole `align` run). Rank 0 saves what it saw to out_dir/rank<r>.pt for the parent to compare
+table-wise, row-wise; DLRM, SIM column-wise), the gathering of predictions to rank 0 on uneven shards, and
+alignment (one step's loss and gradients, and a whole `align` run). Rank 0 saves what it saw to out_dir/rank<r>.pt for the parent to compare
 with the same computations in one process.
 """
 
@@ -25,7 +25,8 @@ from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 N, U = 30, 12
 CFG = TrainConfig(epochs=2, batch_size=64, embedding_dim=8, sharded=True, patience=5,
                   dlrm=DlrmConfig(dense_arch=(16,), over_arch=(16,)), sim=SimConfig(top_k=4, recent=3, mlp=(16,)))
-CASES = [(m, s) for m in ("dlrm", "din", "sim") for s in ("table_wise", "row_wise")]
+CASES = [*((m, s) for m in ("dlrm", "din", "sim") for s in ("table_wise", "row_wise")), ("dlrm", "column_wise"),
+         ("sim", "column_wise")]
 
 
 def _split(rng: np.random.Generator, n: int) -> pl.DataFrame:
@@ -60,7 +61,8 @@ def rankers(world: World) -> dict:
         r = train_cell(model, inputs(), dataclasses.replace(CFG, sharding=sharding), seed=0, world=world)
         out[(model, sharding)] = {"test_auc": r.test["all"]["auc"], "test_gauc": r.test["all"]["gauc"],
                                   "best_epoch": r.best_epoch, "val_auc": [h.val["auc"] for h in r.history],
-                                  "plan": r.sharding_plan, "pred": r.test_predictions["pred"].to_numpy()}
+                                  "plan": r.sharding_plan,
+                                  "pred": None if r.test_predictions is None else r.test_predictions["pred"].to_numpy()}
     return out
 
 
@@ -77,7 +79,9 @@ def metric_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]
 def metrics(world: World) -> dict:
     users, labels, preds, parts = metric_data()
     mine = parts[world.rank]
-    gathered = world.gather_rows(mine, preds[mine], len(preds))
+    gathered = world.gather_rows(mine, preds[mine], len(preds))  # rank 0 only
+    if gathered is None:
+        return {"gathered": None, "exact_rows": None}
     return {"gathered": all_metrics(users, labels, gathered), "exact_rows": bool((gathered == preds).all())}
 
 

@@ -127,6 +127,7 @@ print(n, heavy)
     ("data.dataset=movielens-2k", r"data\.dataset: unknown dataset 'movielens-2k'; did you mean"),
     ("quantize.codebook_size=1", r"quantize\.codebook_size: expected an integer >= 2"),
     ("rank.din.max_len=0", r"rank\.din\.max_len: expected an integer >= 1"),
+    ("rank.emb_optimizer=sgd", r"rank\.emb_optimizer: expected one of 'adagrad', 'rowwise_adagrad', 'adam'"),
 ])
 def test_bad_settings_fail_at_load_with_their_dotted_path(setting: str, message: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,3 +196,13 @@ def test_an_unknown_key_lists_the_registered_ones_and_the_closest(setting: str, 
         load_config("synthetic-tiny", [f"{setting}={value}"])
     msg = str(e.value)
     assert setting in msg and f"did you mean {suggestion!r}" in msg and "registered:" in msg
+
+
+def test_sharding_settings_that_cannot_be_honoured_fail_at_load() -> None:
+    assert load_config(None, ["rank.emb_optimizer=rowwise_adagrad"]).rank.emb_optimizer == "rowwise_adagrad"
+    assert load_config(None, ["rank.sharding=column_wise"]).rank.sharding == "column_wise"  # D = 16: 2 x 8
+    with pytest.raises(ConfigError, match=r"rank\.sharding: 'column_wise' splits every table's columns .* needs "
+                                          r"rank\.embedding_dim a multiple of 4 and at least 8; got rank\.embedding_dim = 6"):
+        load_config(None, ["rank.sharding=column_wise", "rank.embedding_dim=6"])
+    with pytest.raises(ConfigError, match=r"rank\.sharding: 'column_wise' with rank\.emb_optimizer = 'rowwise_adagrad'"):
+        load_config(None, ["rank.sharding=column_wise", "rank.emb_optimizer=rowwise_adagrad"])
