@@ -3,7 +3,7 @@ settings; and `atomic_directory`, the one atomic-directory writer of the project
 cache and the data cache write through it too).
 
 A directory is written as a temporary sibling, fsynced and renamed into place, so a crash never leaves a
-half-written artifact behind (DESIGN.md, "Data flow").
+half-written artifact behind (docs/architecture.md, "One run, end to end").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The `[data]` slice of the suite config: frozen, typed dataclasses with defaults.
 
-The lead's strict TOML loader (benchmark/config.py) embeds `DataConfig` as the `[data]` table;
+The lead's strict TOML loader (benchmark/config/suite.py) embeds `DataConfig` as the `[data]` table;
 `qarm-bench data describe NAME --root PATH --split KIND` builds one from its flags.
 Field types are limited to int, float, str, bool, Literal[str], tuple[...], nested frozen
 dataclasses and `X | None`, so that loader can check every key.
@@ -24,7 +24,7 @@ BUILTIN_DATASETS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How impressions are split (DESIGN.md "Evaluation protocol").
+    """How impressions are split (docs/data.md).
 
     per_user_temporal (default): each user's impressions in time order; the last
       floor(n * test_frac) go to test and the floor(n * val_frac) before them to val.

@@ -1,5 +1,5 @@
 """Anyone's own data: interactions and items (and optionally users) as csv or parquet, with the
-column mapping of `data.generic` (benchmark/data/config.py GenericConfig).
+column mapping of `data.generic` (benchmark/config/data.py GenericConfig).
 
 An implicit log is enough: (user, item, time) with no rating or label column makes every row a positive, and
 `data.generic.items = ""` (no item file) makes the catalogue the log's items, with no text. Add sampled

@@ -6,7 +6,7 @@
     hist_item_idx[r] = the last T of them, OLDEST FIRST, most recent LAST
 
 Ties in ts among positives are ordered by item_idx (deterministic); a positive at the same ts as the
-impression is never included (nothing from the future, nor the present). DESIGN.md / QARM §3:
+impression is never included (nothing from the future, nor the present). QARM §3 and docs/data.md:
 T = 50 latest positives.
 """
 

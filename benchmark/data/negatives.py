@@ -1,4 +1,4 @@
-"""Sampled negatives for click-only logs (data.negatives, benchmark/data/config.py NegativesConfig).
+"""Sampled negatives for click-only logs (data.negatives, benchmark/config/data.py NegativesConfig).
 
 For every positive impression (u, i, t) of a split, `ratio` distinct items j drawn from the split's pool such
 that u had no impression of j at any time <= t (in the whole log, cold rows included), each becoming a row

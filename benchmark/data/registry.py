@@ -1,6 +1,6 @@
 """Dataset names -> loader format, card and default root; card sha256 checks.
 
-Cards live in datasets/<card>/card.toml (not a Python package, see DESIGN.md "Layout").
+Cards live in datasets/<card>/card.toml (not a Python package: one named `datasets` would shadow Hugging Face `datasets`).
 """
 
 from __future__ import annotations

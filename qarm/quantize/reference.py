@@ -25,7 +25,7 @@ def exact_ip(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def reference_rq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
-    """Residual encoding, one item at a time (DESIGN.md, QARM §3.3).
+    """Residual encoding, one item at a time (QARM §3.3; docs/codes.md).
 
     `r_l = argmin_k ||m^{l-1} - R^l_k||^2` (lowest k on ties), `m^l = m^{l-1} - R^l_{r_l}` in float32,
     `m^0 = x`. x: (N, d) float32, codebooks: (L, K, d) float32 -> codes: (N, L) int64.

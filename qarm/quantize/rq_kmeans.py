@@ -1,4 +1,4 @@
-"""RQ-Kmeans: residual k-means codes (QARM §3.3; DESIGN.md "Quantize").
+"""RQ-Kmeans: residual k-means codes (QARM §3.3; docs/codes.md).
 
 Glossary: N items, d embedding dim, L levels, K codebook size.
 

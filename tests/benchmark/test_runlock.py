@@ -1,4 +1,4 @@
-"""Who a process is, which recorded runs are dead, and the per-suite lock (benchmark/runlock.py)."""
+"""Who a process is, which recorded runs are dead, and the per-suite lock (benchmark/core/runlock.py)."""
 
 from __future__ import annotations
 
