@@ -144,7 +144,8 @@ class SIM(nn.Module):
 
     def select_reference(self, batch: RankBatch, target: torch.Tensor,
                          hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`select` on the padded history hist (B, T, D_i) (soft search over every slot, padding masked)."""
+        """`select` on the padded history hist (B, T, D_i) with the target target (B, D_i) (soft search over every
+        slot, padding masked)."""
         if self.search == "hard":
             return self.select(batch, hist)
         return soft_search(target.detach(), hist.detach(), batch.hist_len, self.top_k)

@@ -49,7 +49,7 @@ def test_codes_only_has_no_item_id_table_and_vq_shares_it() -> None:
 
 
 def test_unknown_variant_and_missing_arrays() -> None:
-    with pytest.raises(ConfigError, match="unknown 'qarm'"):
+    with pytest.raises(ConfigError, match="unknown variant 'qarm'"):
         build_features("qarm", n_items=N, n_users=U)
     with pytest.raises(DataError, match="codes: variant 'aligned_codes' needs it"):
         build_features("aligned_codes", n_items=N, n_users=U)
