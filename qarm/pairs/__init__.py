@@ -12,7 +12,7 @@ from typing import Any
 from qarm.pairs.config import PairsConfig, SwingConfig, U2IConfig
 
 _LAZY = {"PAIR_SCHEMA": "mining", "MinedPairs": "records", "PairStats": "records", "mine_pairs": "mining",
-         "swing_topk": "swing", "mine_u2i": "u2i"}
+         "swing_topk": "swing", "swing_part": "swing", "merge_swing_parts": "swing", "mine_u2i": "u2i"}
 
 __all__ = ["PairsConfig", "SwingConfig", "U2IConfig", *_LAZY]
 

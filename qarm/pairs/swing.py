@@ -13,7 +13,10 @@ Two caps bound the cost at scale (the 10M-interaction check, docs/scale.md):
   `maxClickPerUser`): a very active account is more often a crawler or bulk buyer than a taste, and a user of
   degree D enters D^2 co-occurrences. Skipping, not subsampling, keeps every remaining user's overlap counts
   |I_u ∩ I_v| exact. The weights w_u use the degree of the kept users, unchanged.
-- users per item: `max_users_per_item`, a seeded sample of U_i (below).
+- users per item: `max_users_per_item`, a seeded sample of U_i (below). Each item draws its sample from its own
+  generator, seeded by (seed, item_idx) (`item_rng`), so an item's neighbours do not depend on which other
+  items were computed before it, nor where: `swing_part` computes the items i with i % world_size == rank, and
+  the union of the parts over the ranks is the one-process result exactly (`swing_topk` is the part 0 of 1).
 
 Fast path: for each item i, the users U_i (capped at `max_users_per_item`, a seeded sample) give a
 dense 0/1 matrix R_i over the items they touched; then |I_u ∩ I_v| = (R_i R_i^T)[u, v] and
@@ -23,10 +26,13 @@ products per item. `swing_reference` is the literal triple loop the fast path is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from qarm.errors import QarmError
 from qarm.pairs.config import SwingConfig
 
 DEFAULT_SWING = SwingConfig()
@@ -49,14 +55,20 @@ def swing_user_filter(r: sp.csr_matrix, max_user_degree: int) -> tuple[sp.csr_ma
     return r, skipped
 
 
+def item_rng(seed: int, item_idx: int) -> np.random.Generator:
+    """The generator of item `item_idx`'s sample of U_i: seeded by (seed, item_idx) alone."""
+    return np.random.default_rng([seed, item_idx])
+
+
 def swing_scores_for_item(
-    r: sp.csr_matrix, r_t: sp.csr_matrix, i: int, config: SwingConfig, rng: np.random.Generator, uw: np.ndarray
+    r: sp.csr_matrix, r_t: sp.csr_matrix, i: int, config: SwingConfig, uw: np.ndarray, *, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Swing of item i against every item: (cols (M,), scores (M,), support (M,)); i itself excluded.
-    r, r_t: the (users x items) 0/1 matrix and its transpose (CSR); uw: (n_users,) user weights."""
+    r, r_t: the (users x items) 0/1 matrix and its transpose (CSR); uw: (n_users,) user weights; seed: the
+    replicate seed (with i, it seeds the sample of U_i when |U_i| > max_users_per_item)."""
     users = r_t.indices[r_t.indptr[i] : r_t.indptr[i + 1]]
     if len(users) > config.max_users_per_item:
-        users = np.sort(rng.choice(users, size=config.max_users_per_item, replace=False))
+        users = np.sort(item_rng(seed, i).choice(users, size=config.max_users_per_item, replace=False))
     sub = r[users]
     cols = np.unique(sub.indices)
     dense = sub[:, cols].toarray()  # (|U_i|, M) 0/1
@@ -75,8 +87,21 @@ def swing_topk(
 
     train_pos: TRAIN positives (user_idx, item_idx). Users with more than `max_user_degree` distinct positives
     are skipped. Pairs need at least `min_support` common users and a positive score; per item, neighbours
-    are ordered by score desc, ties by neighbor_idx.
+    are ordered by score desc, ties by neighbor_idx. Rows are sorted by item_idx.
     """
+    return swing_part(train_pos, n_items, config, seed=seed)
+
+
+def swing_part(
+    train_pos: pl.DataFrame, n_items: int, config: SwingConfig = DEFAULT_SWING, *, seed: int = 0, rank: int = 0,
+    world_size: int = 1,
+) -> pl.DataFrame:
+    """The rows of `swing_topk` whose item_idx i has i % world_size == rank (every rank reads the whole
+    train_pos: an item's users and their other items). Concatenated over rank 0..world_size-1 and sorted by
+    item_idx (`merge_swing_parts`), the parts are `swing_topk` exactly: each item's sample is seeded by
+    (seed, item_idx) alone."""
+    if not 0 <= rank < world_size:
+        raise QarmError(f"swing_part: rank {rank} outside [0, world_size={world_size})")
     users = train_pos["user_idx"].to_numpy().astype(np.int64)
     items = train_pos["item_idx"].to_numpy().astype(np.int64)
     n_users = int(users.max()) + 1 if len(users) else 0
@@ -84,12 +109,12 @@ def swing_topk(
     r_t = r.T.tocsr()
     deg = np.asarray(r.sum(axis=1)).ravel()
     uw = np.power(np.maximum(deg, 1.0), -config.user_weight_power)
-    rng = np.random.default_rng(seed)
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     out_s: list[np.ndarray] = []
-    for i in np.flatnonzero(np.diff(r_t.indptr) >= config.min_support):
-        cols, scores, support = swing_scores_for_item(r, r_t, int(i), config, rng, uw)
+    candidates = np.flatnonzero(np.diff(r_t.indptr) >= config.min_support)
+    for i in candidates[candidates % world_size == rank]:
+        cols, scores, support = swing_scores_for_item(r, r_t, int(i), config, uw, seed=seed)
         ok = (support >= config.min_support) & (scores > 0)
         cols, scores = cols[ok], scores[ok]
         top = np.lexsort((cols, -scores))[: config.top_k]
@@ -107,6 +132,12 @@ def swing_topk(
             "score": cat(out_s).astype(np.float32),
         }
     )
+
+
+def merge_swing_parts(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """The `swing_part` frames of ranks 0..W-1 -> the `swing_topk` frame (rows by item_idx; an item's rows keep
+    their order, the stable sort moves whole items)."""
+    return pl.concat(list(parts)).sort("item_idx", maintain_order=True)
 
 
 def swing_reference(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from qarm.errors import QarmError
 from qarm.pairs import PairsConfig, SwingConfig, U2IConfig, mine_pairs, swing_topk
-from qarm.pairs.swing import swing_reference
+from qarm.pairs.swing import merge_swing_parts, swing_part, swing_reference
 from qarm.pairs.u2i import (
     histories_reference,
     positive_histories,
@@ -243,6 +243,21 @@ def test_swing_user_cap_is_seeded() -> None:
     a = swing_topk(train, 40, cfg, seed=3)
     assert a.equals(swing_topk(train, 40, cfg, seed=3))
     assert len(a) > 0
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_swing_parts_over_ranks_equal_one_rank(world_size: int) -> None:
+    """Each item samples its users from its own (seed, item_idx) generator, so the parts computed on W "ranks"
+    (here in one process) put together are the one-rank result exactly, sampled items included."""
+    train = synthetic_positives(n_users=40, per_user=8)
+    cfg = SwingConfig(top_k=4, max_users_per_item=4)  # every item samples 4 of its users
+    one = swing_topk(train, 40, cfg, seed=3)
+    parts = [swing_part(train, 40, cfg, seed=3, rank=r, world_size=world_size) for r in range(world_size)]
+    assert all((p["item_idx"].to_numpy() % world_size == r).all() for r, p in enumerate(parts))
+    assert merge_swing_parts(parts).equals(one)
+    assert not swing_topk(train, 40, cfg, seed=4).equals(one)  # the seed still matters
+    with pytest.raises(QarmError, match="rank 2 outside"):
+        swing_part(train, 40, cfg, rank=2, world_size=2)
 
 
 def test_mine_pairs_is_deterministic() -> None:
