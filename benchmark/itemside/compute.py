@@ -47,6 +47,13 @@ class StageContext:
     world: World = field(default_factory=World)
 
 
+def ranks_of(world: World) -> Any:
+    """The qarm.ranks.Ranks of a World: its rank and size, and World.gather_objects as the gather."""
+    from qarm.ranks import Ranks
+
+    return Ranks(world.rank, world.size, world.gather_objects if world.active else None)
+
+
 def _faiss_gpu(ctx: StageContext) -> bool | str:
     """faiss's GPU choice: "auto" (its GPU when it sees one) unless the run computes on the CPU."""
     return False if str(ctx.device) == "cpu" else "auto"
@@ -137,7 +144,9 @@ def _image_paths(ctx: StageContext) -> list[str | None]:
 
 
 def compute_frozen(ctx: StageContext) -> Any:
-    """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included."""
+    """Frozen per-modality item features (qarm.encoders.ItemFeatures) of ALL items, cold ones included. A
+    collective stage: under torchrun each rank encodes its part of the encoders' batches and every rank holds
+    the one-process features exactly (the synthetic vectors are cheap: every rank draws them all)."""
     from qarm.encoders import item_features
 
     e, prepared, device = ctx.cfg.encoder, ctx.inputs["data"], str(ctx.device)
@@ -151,7 +160,8 @@ def compute_frozen(ctx: StageContext) -> Any:
     texts = prepared.items["text"].to_list() if "text" in e.modalities else None
     paths = _image_paths(ctx) if "image" in e.modalities else None
     return item_features(texts, paths, text_encoder=text_encoder_of(e, device) if texts else None,
-                         image_encoder=image_encoder_of(e, device) if paths else None, progress=ctx.progress)
+                         image_encoder=image_encoder_of(e, device) if paths else None, progress=ctx.progress,
+                         ranks=ranks_of(ctx.world))
 
 
 def save_frozen(feats: Any, out: Path) -> None:
@@ -186,7 +196,8 @@ class Aligned:
 def compute_align(ctx: StageContext) -> Any:
     """The fusion head trains over the cached frozen features; a modality whose align.trainable_layers entry is
     not 0 also gets a tower (its encoder's top blocks, or all of it) fed by the raw item texts / images. Under
-    torchrun every rank trains the one model (DDP, qarm.alignment.distributed)."""
+    torchrun every rank trains the one model (DDP, qarm.alignment.distributed) and scores its part of the held-out
+    queries (the recalls gathered exactly)."""
     from qarm.alignment import align
 
     a, e, pairs, device = ctx.cfg.align, ctx.cfg.encoder, ctx.inputs["pairs"].pairs, ctx.device
@@ -196,7 +207,7 @@ def compute_align(ctx: StageContext) -> Any:
     if "image" in e.modalities and a.towers.of("image") != 0:
         raw |= {"image_paths": _image_paths(ctx), "image_encoder": image_encoder_of(e, device)}
     return align(pairs, features=ctx.inputs["frozen"], config=a, seed=ctx.seed, progress=ctx.progress,
-                 device=device, distributed=ctx.world.active,
+                 device=device, distributed=ctx.world.active, ranks=ranks_of(ctx.world),
                  reference=ctx.inputs["pairs"].u2i_item_embeddings, **raw)  # U2I: the collaborative reference
 
 

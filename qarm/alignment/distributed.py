@@ -18,19 +18,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from qarm.ranks import part_bounds
+
+__all__ = ["embed_items", "gather_rows", "pair_embeddings", "part_bounds", "world", "wrap_ddp"]
+
 
 def world() -> tuple[int, int]:
     """(rank, world size) of the default process group; (0, 1) without one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def part_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
-    """[start, stop) of rank's contiguous part of n rows (`torch.tensor_split` sizes: they differ by <= 1)."""
-    base, extra = divmod(n, size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
 
 
 def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch
 from qarm.alignment.config import AlignConfig
 from qarm.alignment.records import SOURCES, AlignReferences, PairRecall, ReferenceRow
 from qarm.errors import QarmError
+from qarm.ranks import ONE_PROCESS, Ranks
 
 WHAT = {
     "frozen": "frozen encoder output",
@@ -93,19 +94,24 @@ def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: in
 
 
 def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048,
-                item_bias: np.ndarray | None = None) -> float:
+                item_bias: np.ndarray | None = None, ranks: Ranks = ONE_PROCESS) -> float:
     """Held-out pair recall@k, both directions: share of (query, answer) in (a->b, b->a) whose answer is among
     the k items with the highest score to the query (inner product, + item_bias[item] when given), the query
     itself excluded. Ties are broken at random, in expectation: an answer with `better` items above it and
     `tied` items level with it counts min(1, max(0, k - better) / (tied + 1)).
-    emb: (N, D) float32; a, b: (P,) item_idx; item_bias: (N,) or None."""
+    emb: (N, D) float32; a, b: (P,) item_idx; item_bias: (N,) or None.
+
+    ranks: in a world of several (every rank calls this with the same arguments), each rank scores a contiguous
+    range of the one-process chunks of queries and the per-chunk hit sums are gathered and added in chunk order:
+    the same chunks and the same additions as one process, so every rank returns the one-process recall exactly.
+    """
     q, t = np.concatenate([a, b]), np.concatenate([b, a])
     if len(q) == 0:
         return float("nan")
     e = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     bias = None if item_bias is None else torch.from_numpy(np.asarray(item_bias, dtype=np.float32))
-    hits = 0.0
-    for s in range(0, len(q), chunk):
+
+    def chunk_hits(s: int) -> float:
         qq, tt = torch.from_numpy(q[s : s + chunk]), torch.from_numpy(t[s : s + chunk])
         scores = e[qq] @ e.T
         if bias is not None:
@@ -115,16 +121,22 @@ def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: in
         target = scores[rows, tt]
         better = (scores > target[:, None]).sum(1).double()
         tied = (scores == target[:, None]).sum(1).double() - 1  # the answer itself is level with itself
-        hits += float(((k - better).clamp(min=0) / (tied + 1)).clamp(max=1).sum())
+        return float(((k - better).clamp(min=0) / (tied + 1)).clamp(max=1).sum())
+
+    mine = [chunk_hits(s) for s in ranks.mine(range(0, len(q), chunk))]
+    hits = 0.0
+    for part in ranks.all_parts(mine):
+        for h in part:
+            hits += h
     return hits / len(q)
 
 
 def pair_recall(emb: np.ndarray, pairs: np.ndarray, sources: np.ndarray, k: int,
-                item_bias: np.ndarray | None = None) -> PairRecall:
+                item_bias: np.ndarray | None = None, ranks: Ranks = ONE_PROCESS) -> PairRecall:
     """recall_at_k overall and per source. emb: (N, D); pairs: (P, 2) item_idx; sources: (P,) str;
-    item_bias: (N,) or None (see recall_at_k)."""
+    item_bias: (N,) or None (see recall_at_k); ranks: the split of the queries over the ranks (see recall_at_k)."""
     def rec(m: np.ndarray) -> float | None:
-        return recall_at_k(emb, pairs[m, 0], pairs[m, 1], k, item_bias=item_bias) if m.any() else None
+        return recall_at_k(emb, pairs[m, 0], pairs[m, 1], k, item_bias=item_bias, ranks=ranks) if m.any() else None
 
     every = np.ones(len(pairs), bool)
     return PairRecall(rec(every), *(rec(sources == s) for s in SOURCES))
@@ -144,22 +156,25 @@ def references(
     split: str = "item",
     popularity: np.ndarray | None = None,
     what: Mapping[str, str] | None = None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> AlignReferences:
     """Recall@k of several embeddings on the same held-out pairs, overall and per source.
 
     pairs: (P, 2) held-out item_idx pairs (PairSplit.test); sources: (P,) str; embeddings: name -> (N, D_name)
     in display order ("frozen", "aligned", "u2i", "probe", ...); popularity: (N,) training pair counts, adds a
-    "popularity" row (every query ranks items by log(1 + count)); what: name -> description (defaults: WHAT).
+    "popularity" row (every query ranks items by log(1 + count)); what: name -> description (defaults: WHAT);
+    ranks: the split of the queries over the ranks (recall_at_k; every rank returns the same table).
     """
     if pairs.ndim != 2 or pairs.shape[1] != 2 or len(sources) != len(pairs):
         raise QarmError(f"references: pairs must be (P, 2) with P sources; got {pairs.shape}, {len(sources)}")
     desc = WHAT | dict(what or {})
-    rows = [ReferenceRow(name, desc.get(name, name), pair_recall(e, pairs, sources, k))
+    rows = [ReferenceRow(name, desc.get(name, name), pair_recall(e, pairs, sources, k, ranks=ranks))
             for name, e in embeddings.items()]
     if popularity is not None:
         n = len(popularity)
         bias = np.log1p(np.asarray(popularity, dtype=np.float64)).astype(np.float32)
         rows.append(ReferenceRow("popularity", desc["popularity"],
-                                 pair_recall(np.zeros((n, 1), np.float32), pairs, sources, k, item_bias=bias)))
+                                 pair_recall(np.zeros((n, 1), np.float32), pairs, sources, k, item_bias=bias,
+                                             ranks=ranks)))
     return AlignReferences(k=k, split=split, n_pairs=len(pairs), n_pairs_u2i=int((sources == "u2i").sum()),
                            n_pairs_i2i=int((sources == "i2i").sum()), rows=tuple(rows))

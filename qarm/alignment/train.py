@@ -29,6 +29,7 @@ from qarm.encoders.image import ImageEncoder
 from qarm.encoders.text import TextEncoder
 from qarm.errors import QarmError
 from qarm.losses import info_nce
+from qarm.ranks import ONE_PROCESS, Ranks
 
 DEFAULT_ALIGN = AlignConfig()
 
@@ -147,6 +148,7 @@ def align(
     device: str | torch.device | None = None,
     distributed: bool = False,
     reference: np.ndarray | None = None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> AlignResult:
     """Align item embeddings to mined pairs (see the module docstring).
 
@@ -159,7 +161,10 @@ def align(
     process group calls `align` with the same arguments; they train one model under DDP, each embedding its
     part of every batch, with the in-batch negatives gathered across ranks (qarm.alignment.distributed); every
     rank returns the same result. reference: (N, D') collaborative item embeddings
-    (MinedPairs.u2i_item_embeddings) or None; its test recall joins summary.references.
+    (MinedPairs.u2i_item_embeddings) or None; its test recall joins summary.references. ranks: the ranks that
+    share the held-out recall (validation every epoch, the test references): each scores its part of the queries
+    and every rank gets the one-process figure exactly (qarm.alignment.heldout.recall_at_k); every rank calls
+    `align` with the same arguments.
     """
     if config.towers.of("text") != 0 and texts is not None and text_encoder is None:
         text_encoder = TextEncoder()
@@ -191,7 +196,7 @@ def align(
     for epoch in epochs:
         loss = _epoch(trainer, opt, sched, train, config, rng, device, distributed, log_q)
         emb = embed_items(model, n, distributed=distributed).numpy()
-        rec = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k) if len(val) else -1.0
+        rec = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k, ranks=ranks) if len(val) else -1.0
         history.append(AlignEpoch(epoch, loss, rec if len(val) else None))
         if rec > best[1] or not len(val):
             best = ([p.detach().clone() for p in params], rec, epoch)
@@ -204,7 +209,7 @@ def align(
     frozen = feats.frozen_embeddings()
     modalities = tuple(sorted(feats.dims))
     summary = _summary(config, split, frozen, emb, reference, best[1] if len(val) else None, best[2], history,
-                       modalities)
+                       modalities, ranks)
     meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None),
             "image_model": getattr(image_encoder, "model_name", None)}
     return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)
@@ -212,14 +217,14 @@ def align(
 
 def _summary(config: AlignConfig, split: PairSplit, frozen: np.ndarray, emb: np.ndarray,
              reference: np.ndarray | None, val_recall: float | None, best_epoch: int,
-             history: list[AlignEpoch], modalities: tuple[str, ...]) -> AlignSummary:
+             history: list[AlignEpoch], modalities: tuple[str, ...], ranks: Ranks = ONE_PROCESS) -> AlignSummary:
     """Test figures (frozen, aligned, U2I reference, popularity; never used for a choice) into the summary."""
     refs = None
     if len(split.test):
         embs = {"frozen": frozen, "aligned": emb} | ({"u2i": reference} if reference is not None else {})
         refs = references(split.test, split.test_source, embs, k=config.recall_k, split=split.how,
                           popularity=pair_counts(split.train, emb.shape[0]),
-                          what={"aligned": describe_trained(config, modalities)})
+                          what={"aligned": describe_trained(config, modalities)}, ranks=ranks)
     def overall(name: str) -> float | None:
         row = refs.row(name) if refs is not None else None
         return row.recall.overall if row is not None else None

@@ -22,6 +22,7 @@ from torch import nn
 from qarm.encoders.image import ImageEncoder
 from qarm.encoders.text import TextEncoder
 from qarm.errors import QarmError
+from qarm.ranks import ONE_PROCESS, Ranks
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,15 @@ def item_features(
     text_encoder: TextEncoder | None = None,
     image_encoder: ImageEncoder | None = None,
     progress: bool = False,
+    ranks: Ranks = ONE_PROCESS,
 ) -> ItemFeatures:
     """Encode every item's modalities with frozen encoders.
 
     texts: (N,) indexed by item_idx; '' (or blank) marks a missing text. image_paths: (N,), None marks a
     missing image. Encoders default to MiniLM / EfficientNet-Lite0 when their modality is given.
+    ranks: in a world of several (every rank calls this with the same arguments), each rank encodes its part of
+    the encoders' batches and the rows are gathered in item order: every rank returns the one-process features
+    exactly (TextEncoder.encode, ImageEncoder.encode).
     """
     if texts is not None and image_paths is not None and len(texts) != len(image_paths):
         raise QarmError(f"item_features: {len(texts)} texts but {len(image_paths)} image paths (one per item)")
@@ -81,7 +86,7 @@ def item_features(
         out = np.zeros((len(texts), enc.dim), dtype=np.float32)
         idx = np.flatnonzero(has)
         if len(idx):
-            out[idx] = enc.encode([texts[i] for i in idx], progress=progress)
+            out[idx] = enc.encode([texts[i] for i in idx], progress=progress, ranks=ranks)
         feats["text"], present["text"] = out, has
     if image_paths is not None:
         enc_i = image_encoder or ImageEncoder()
@@ -89,7 +94,8 @@ def item_features(
         out = np.zeros((len(image_paths), enc_i.dim), dtype=np.float32)
         idx = np.flatnonzero(has)
         if len(idx):
-            out[idx] = enc_i.encode([image_paths[i] for i in idx], progress=progress)  # type: ignore[misc]
+            out[idx] = enc_i.encode([image_paths[i] for i in idx], progress=progress,  # type: ignore[misc]
+                                    ranks=ranks)
         feats["image"], present["image"] = out, has
     if not feats:
         raise QarmError("item_features: give texts and/or image_paths")

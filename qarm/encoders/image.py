@@ -23,6 +23,7 @@ from torch import nn
 
 from qarm.encoders.vision import VisionBackbone, efficientnet_lite0, load_hf_vision
 from qarm.errors import QarmError
+from qarm.ranks import ONE_PROCESS, Ranks, gather_row_parts
 
 LITE0 = "efficientnet-lite0"
 
@@ -144,16 +145,18 @@ class ImageEncoder:
             return list(tqdm(chunks, desc=desc, unit="batch"))
         return chunks
 
-    def encode(self, paths: Sequence[str | Path], progress: bool = False) -> np.ndarray:
-        """Features (N, D) float32 for N image files, in input order (L2-normalised unless normalize=False)."""
+    def encode(self, paths: Sequence[str | Path], progress: bool = False, ranks: Ranks = ONE_PROCESS) -> np.ndarray:
+        """Features (N, D) float32 for N image files, in input order (L2-normalised unless normalize=False).
+        ranks: each rank runs a contiguous range of the one-process batches, gathered in input order (exact)."""
         if isinstance(paths, str) or any(p is None for p in paths):
             raise QarmError("image encoder: paths must be a list of image files (no None; see ItemFeatures)")
         out = np.zeros((len(paths), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for idx in self._chunks(len(paths), progress, "encode images"):
+            mine = ranks.mine(self._chunks(len(paths), progress and ranks.rank == 0, "encode images"))
+            for idx in mine:
                 f = self.backbone(self.preprocess([paths[i] for i in idx]).to(self.device)).float()
                 out[idx] = (F.normalize(f, dim=-1) if self.normalize else f).cpu().numpy()
-        return out
+        return gather_row_parts(out, mine, ranks)
 
     def block_inputs(self, paths: Sequence[str | Path], first: int, progress: bool = False) -> torch.Tensor:
         """The input of block `first` (stem + blocks below it) for N image files: (N, ...) float32 on the CPU,

@@ -20,6 +20,7 @@ from torch import nn
 
 from qarm.encoders.local import load_local
 from qarm.errors import QarmError
+from qarm.ranks import ONE_PROCESS, Ranks, gather_row_parts
 
 
 def default_text_model_path() -> Path:
@@ -152,18 +153,24 @@ class TextEncoder:
         )
         return out.last_hidden_state if layer is None else out.hidden_states[layer]
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Embeddings (N, H) float32, mean-pooled over tokens and L2-normalised, in input order."""
+    def encode(self, texts: Sequence[str], progress: bool = False, ranks: Ranks = ONE_PROCESS) -> np.ndarray:
+        """Embeddings (N, H) float32, mean-pooled over tokens and L2-normalised, in input order.
+
+        ranks: in a world of several, each rank runs a contiguous range of the one-process batches (length-sorted)
+        and the rows are gathered in input order: every batch holds the texts it holds in one process and pads to
+        the same length, so the result is the one-process result bit for bit (a row's float result may depend
+        on what else shares its batch)."""
         ids = self.tokenize(texts)
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if not ids:
             return out
         with torch.inference_mode():
-            for idx in self._batches(ids, progress, "encode text"):
+            mine = ranks.mine(self._batches(ids, progress and ranks.rank == 0, "encode text"))
+            for idx in mine:
                 input_ids, mask = collate([ids[i] for i in idx], self.pad_id)
                 h = self.forward_hidden(input_ids, mask)
                 out[idx] = F.normalize(mean_pool(h, mask.to(h.device)), dim=-1).float().cpu().numpy()
-        return out
+        return gather_row_parts(out, mine, ranks)
 
     def hidden_states(self, texts: Sequence[str], layer: int, progress: bool = False) -> list[torch.Tensor]:
         """Per text, the (T_i, H) float32 input of transformer block `layer` (0 = embeddings output).
