@@ -90,11 +90,13 @@ def describe_data(data: Any) -> str:
 
 
 def compute_pairs(ctx: StageContext) -> Any:
+    """A collective stage: under torchrun each rank computes the Swing neighbours of its items (gathered: the
+    one-process neighbours exactly) and the U2I two towers train under DDP with the in-batch negatives gathered."""
     from qarm.pairs import mine_pairs
 
     prepared = ctx.inputs["data"]
     return mine_pairs(prepared.train_positives(), prepared.n_items, ctx.cfg.pairs, seed=ctx.seed,
-                      device=str(ctx.device))
+                      device=str(ctx.device), ranks=ranks_of(ctx.world), distributed=ctx.world.active)
 
 
 def save_pairs(mined: Any, out: Path) -> None:

@@ -18,9 +18,9 @@ from benchmark.core.world import World
 from benchmark.itemside.compute import Aligned, CodeSet, StageContext
 from benchmark.itemside.stages import ITEM_SIDE, ItemSideKeys, Stage
 
-# computed by every rank together under torchrun (frozen: each rank encodes its part of the items; align: DDP);
-# the rest by rank 0 while the others wait and load
-COLLECTIVE_STAGES = frozenset({"frozen", "align"})
+# computed by every rank together under torchrun (pairs: Swing by item, U2I under DDP; frozen: each rank encodes
+# its part of the items; align: DDP); the rest by rank 0 while the others wait and load
+COLLECTIVE_STAGES = frozenset({"pairs", "frozen", "align"})
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,8 +18,9 @@ import polars as pl
 from qarm.errors import QarmError
 from qarm.pairs.config import PairsConfig
 from qarm.pairs.records import MinedPairs, PairStats
-from qarm.pairs.swing import swing_topk
+from qarm.pairs.swing import merge_swing_parts, swing_part
 from qarm.pairs.u2i import mine_u2i
+from qarm.ranks import ONE_PROCESS, Ranks
 
 PAIR_SCHEMA = {"trigger_idx": pl.Int32, "target_idx": pl.Int32, "source": pl.Utf8, "weight": pl.Float32}
 DEFAULT_PAIRS = PairsConfig()
@@ -58,12 +59,15 @@ def canonical_pairs(a: np.ndarray, b: np.ndarray, weight: np.ndarray, source: st
 
 
 def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFAULT_PAIRS, *,
-               seed: int = 0, device: str = "cpu") -> MinedPairs:
+               seed: int = 0, device: str = "cpu", ranks: Ranks = ONE_PROCESS, distributed: bool = False) -> MinedPairs:
     """Mine alignment pairs from TRAIN positives only.
 
     train_pos: (user_idx Int32, item_idx Int32, ts Int64), one row per positive of the TRAIN split.
     config: which sources and their models; seed: the replicate seed (U2I init and shuffling, Swing sampling);
-    device: where the U2I two towers train.
+    device: where the U2I two towers train. Several ranks (every rank calls this with the same arguments): each
+    computes the Swing neighbours of its items (`swing_part`, gathered by `ranks`: exactly the one-process
+    neighbours) and, when `distributed`, the U2I towers train under DDP over the default process group
+    (qarm.pairs.two_tower); every rank returns the same pairs.
     """
     _check_train_pos(train_pos, n_items)
     per_source: dict[str, pl.DataFrame] = {}
@@ -72,14 +76,15 @@ def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFA
     u2i_emb = None
     for src in config.sources:
         if src == "u2i":
-            trig, info = mine_u2i(train_pos, n_items, config.u2i, seed=seed, device=device)
+            trig, info = mine_u2i(train_pos, n_items, config.u2i, seed=seed, device=device, distributed=distributed)
             raw["u2i"] = len(trig)
             losses = tuple(float(x) for x in info["u2i_loss_per_epoch"])  # type: ignore[union-attr]
             u2i_emb = info["u2i_item_embeddings"]
             a, b = trig["trigger_idx"].to_numpy(), trig["target_idx"].to_numpy()
             per_source[src] = canonical_pairs(a, b, np.ones(len(a)), "u2i", "count")
         else:
-            nb = swing_topk(train_pos, n_items, config.swing, seed=seed)
+            nb = merge_swing_parts(ranks.all_parts(swing_part(train_pos, n_items, config.swing, seed=seed,
+                                                              rank=ranks.rank, world_size=ranks.size)))
             raw["i2i"] = len(nb)
             a, b = nb["item_idx"].to_numpy(), nb["neighbor_idx"].to_numpy()
             per_source[src] = canonical_pairs(a, b, nb["score"].to_numpy(), "i2i", "max")

@@ -3,7 +3,15 @@
 The user tower mean-pools a user-side embedding of the history item ids and applies a linear layer; the item
 tower is an item-id embedding; both L2-normalised; trained with an in-batch sampled softmax (the other targets
 of the batch are the negatives, duplicates of the target masked). Mining the triggers (polars) is
-qarm.pairs.u2i. Shapes: P training rows, T history window, B batch, d = U2IConfig.dim, N items.
+qarm.pairs.u2i. Shapes: P training rows, T history window, B batch, d = U2IConfig.dim, N items, W ranks.
+
+Under several ranks (`distributed`, the default torch.distributed group) the model trains under DDP with the
+negatives gathered across ranks, the construction of qarm.alignment.distributed: every rank draws the same global
+batch (same seeded permutation), runs both towers on its contiguous part of it, and all-gathers the parts with
+their gradient, so each rank's softmax sees the whole global batch as negatives and its loss is the one-process
+loss of that batch. all_gather's backward sums the W identical losses' gradients (W x the one-process gradient of
+each part); DDP's mean over ranks divides by W: the parameter gradients are the one-process ones, up to float
+summation order.
 """
 
 from __future__ import annotations
@@ -13,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qarm.alignment.distributed import gather_rows, world, wrap_ddp
 from qarm.losses import info_nce
 from qarm.pairs.config import U2IConfig
 from qarm.pairs.history import PAD, HistoryWindows, history_rows
+from qarm.ranks import part_bounds
 
 
 class TwoTower(nn.Module):
@@ -38,20 +48,28 @@ class TwoTower(nn.Module):
         """ids: (B,) int64 item_idx -> (B, d) normalised item-tower embeddings."""
         return F.normalize(self.item(ids), dim=-1)
 
+    def forward(self, hist: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hist: (B, T) histories, ids: (B,) targets -> (user (B, d), item (B, d)); the call DDP wraps."""
+        return self.user(hist), self.items(ids)
+
 
 def train_two_tower(
     hist: np.ndarray | HistoryWindows, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "cpu", distributed: bool = False,
 ) -> tuple[np.ndarray, list[float]]:
     """Fit the two towers on rows with a non-empty history: hist (P, T) int64 item_idx (PAD -1) or the
     `HistoryWindows` of those rows (padded per batch), targets (P,), on `device` (initialisation and batch order
-    depend on `seed` only, not on the device).
+    depend on `seed` only, not on the device). distributed: every rank of the default process group calls this
+    with the same arguments; they train one model under DDP with the negatives gathered (module docstring) and
+    every rank returns the same result.
 
     Returns (item embeddings (N, d) float32, L2-normalised; mean loss per epoch)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device(device)
     model = TwoTower(n_items, config.dim).to(device)
+    trainer = wrap_ddp(model, device) if distributed else model
+    rank, size = world() if distributed else (0, 1)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     t_all = torch.from_numpy(targets).to(device)
     no_anchor = torch.full((config.batch_size,), PAD, dtype=torch.long, device=device)
@@ -64,9 +82,13 @@ def train_two_tower(
             if len(rows) < 2:
                 continue
             b = torch.from_numpy(rows).to(device)
-            h = torch.from_numpy(history_rows(hist, rows)).to(device)
+            lo, hi = part_bounds(len(rows), rank, size)  # one process: the whole batch
+            h = torch.from_numpy(history_rows(hist, rows[lo:hi])).to(device)
+            users, items = trainer(h, t_all[b[lo:hi]])
+            if size > 1:  # every rank's part, with its gradient: the global batch's negatives
+                users, items = gather_rows(users, len(rows)), gather_rows(items, len(rows))
             loss = info_nce(
-                model.user(h), model.items(t_all[b]), temperature=config.temperature,
+                users, items, temperature=config.temperature,
                 anchor_ids=no_anchor[: len(b)], positive_ids=t_all[b], symmetric=False, normalize=False,
             )
             opt.zero_grad()

@@ -80,15 +80,17 @@ def u2i_triggers_reference(pos: pl.DataFrame, window: int, item_emb: np.ndarray)
 
 
 def mine_u2i(
-    train_pos: pl.DataFrame, n_items: int, config: U2IConfig = DEFAULT_U2I, *, seed: int = 0, device: str = "cpu"
+    train_pos: pl.DataFrame, n_items: int, config: U2IConfig = DEFAULT_U2I, *, seed: int = 0, device: str = "cpu",
+    distributed: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, object]]:
-    """Train the two towers (on `device`) and mine U2I triggers: (frame of `u2i_triggers`, info with losses)."""
+    """Train the two towers (on `device`; under DDP across the ranks of the default process group when
+    `distributed`, see qarm.pairs.two_tower) and mine U2I triggers: (frame of `u2i_triggers`, info with losses)."""
     pos = sorted_positives(train_pos)
     if len(pos) and (pos["item_idx"].min() < 0 or pos["item_idx"].max() >= n_items):
         raise QarmError(f"train_pos.item_idx must lie in [0, {n_items}); n_items={n_items}")
     hist = positive_windows(pos, config.window)
     has = hist.nonempty()
     emb, losses = train_two_tower(hist.select(has), pos["item_idx"].to_numpy()[has], n_items, config, seed=seed,
-                                  device=device)
+                                  device=device, distributed=distributed)
     triggers = u2i_triggers(pos, hist, emb)
     return triggers, {"u2i_train_rows": int(has.sum()), "u2i_loss_per_epoch": losses, "u2i_item_embeddings": emb}

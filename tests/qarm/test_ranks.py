@@ -1,5 +1,6 @@
 """Item-side work split over ranks (qarm.ranks): frozen encoding and held-out recall on W = 2 and 3 ranks run as
-threads of this process (a barrier-backed gather) equal the one-process result exactly, bit for bit."""
+threads of this process (a barrier-backed gather) equal the one-process result exactly, bit for bit. The real
+2-process gloo run is tests/benchmark/test_ranks_distributed.py."""
 
 from __future__ import annotations
 
