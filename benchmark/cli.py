@@ -27,7 +27,8 @@ examples:
   qarm-bench run synthetic-tiny --nproc-per-node 2 the rank stage and alignment on 2 ranks (torchrun)
   qarm-bench plan benchmark/configs/movielens-100k.toml
   qarm-bench report movielens-100k --json
-  qarm-bench report movielens-100k --html          also runs/movielens-100k/report.html (self-contained)
+  qarm-bench report movielens-100k --html          also report.html in runs/movielens-100k/latest/ (self-contained)
+  qarm-bench report movielens-100k --run 20261205T172301Z-3fa2c1   an earlier run of the suite
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print (and rewrite) the report of a suite")
     p.add_argument("suite", nargs="?", default="movielens-100k", help="suite name (default: movielens-100k)")
     p.add_argument("--runs-dir", default="runs", help="where suites live (default: runs)")
+    p.add_argument("--run", default=None, metavar="ID",
+                   help="the run to report (a folder name under runs/<suite>/; default: runs/<suite>/latest)")
     p.add_argument("--json", action="store_true", help="print the table as JSON rows")
     p.add_argument("--html", action="store_true",
                    help="also write report.html next to report.md: one self-contained page with the plots embedded")
