@@ -30,6 +30,7 @@ examples:
   qarm-bench report movielens-100k --html          also report.html in runs/movielens-100k/latest/ (self-contained)
   qarm-bench report movielens-100k --run 20261205T172301Z-3fa2c1   an earlier run of the suite
   qarm-bench compare movielens-100k runs/movielens-100k/20261205T172301Z-3fa2c1 --html compare.html
+  qarm-bench reference-results                     docs/reference-results.md from docs/reference/<suite>/
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="aligned_codes vs id_only / frozen / random / shuffled codes across runs: "
                                        "one table and one forest plot, from results.json")
     importlib.import_module("benchmark.report.compare").add_arguments(p)
+
+    p = sub.add_parser("reference-results", help="write docs/reference-results.md from the committed reference runs "
+                                                 "(docs/reference/<suite>/report.json + meta.json)")
+    importlib.import_module("benchmark.report.reference").add_arguments(p)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the suite's store")
     p.add_argument("suite", nargs="?", default=None,
@@ -144,6 +149,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return main_report(args)
     if args.command == "compare":
         return importlib.import_module("benchmark.report.compare").main_compare(args)
+    if args.command == "reference-results":
+        return importlib.import_module("benchmark.report.reference").main_reference(args)
     if args.command == "ui":
         from benchmark.tracking import ui
 
