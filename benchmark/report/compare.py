@@ -86,12 +86,13 @@ def per_seed_auc(results: SuiteResults) -> dict[tuple[str, str, str], dict[int, 
 
 
 def compare_runs(folders: list[Path], hypothesis: PrimaryHypothesis | None = None) -> list[ComparedRun]:
-    """Each folder's primary family, labelled `<suite> <run-id> [<sweep value>]` (unique: `#2` on a repeat)."""
+    """Each folder's primary family, labelled `<suite> <run-id> [<sweep value>]` (unique: `#2` on a repeat; a
+    manifest from before run folders has no run id)."""
     hypothesis = hypothesis or PrimaryHypothesis()
     runs, seen = [], defaultdict(int)
     for folder in folders:
         res = load_manifest(folder)
-        label = f"{res.suite} {res.run_id or '(' + folder.name + ')'}" + (f" [{res.label}]" if res.label else "")
+        label = f"{res.suite} {res.run_id or '(before run folders)'}" + (f" [{res.label}]" if res.label else "")
         seen[label] += 1
         label += f" #{seen[label]}" if seen[label] > 1 else ""
         family = primary_family(hypothesis, per_seed_auc(res), res.models)

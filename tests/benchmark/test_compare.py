@@ -152,3 +152,10 @@ def test_two_tiny_real_runs_compare(tmp_path: Path, capsys: pytest.CaptureFixtur
         auc = {(c.variant, c.seed): c.test["all"]["auc"] for c in res.cells}
         want = sum(auc[("aligned_codes", s)] - auc[("id_only", s)] for s in (0, 1)) / 2
         assert got[(res.run_id, "all", "id_only")] == pytest.approx(want)
+
+
+def test_a_manifest_from_before_run_folders_is_compared_too(tmp_path: Path) -> None:
+    old = _write(tmp_path / "s", _results(""))  # results.json directly in runs/<suite>/, no `latest`
+    assert compare_targets("s", tmp_path) == [old]
+    [run] = compare_runs([old])
+    assert run.label == "s (before run folders)" and run.run_id == "" and run.family.size == 8
