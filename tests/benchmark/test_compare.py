@@ -144,6 +144,7 @@ def test_two_tiny_real_runs_compare(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert first.run_id != second.run_id and second.overrides["rank.epochs"] == "2"
     suite = runs / "synthetic-tiny"
     assert (suite / "latest").resolve() == (suite / second.run_id).resolve()
+    capsys.readouterr()  # the runs' own reports
     assert main(["compare", str(suite / first.run_id), "synthetic-tiny", "--runs-dir", str(runs), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["run_id"] for r in data["runs"]] == [first.run_id, second.run_id]
