@@ -7,7 +7,7 @@ The Python API (importing `benchmark` loads nothing heavy; torch comes in when a
     results = benchmark.run("synthetic-tiny", overrides=["rank.epochs=1"])   # -> SuiteResults
     results.cells[0].test["cold"]["auc"]
     plan = benchmark.plan("movielens-100k")          # -> SuitePlan: entries and cells, keys, cached or not
-    again = benchmark.load_results("synthetic-tiny")  # -> SuiteResults read back from runs/<suite>/results.json
+    again = benchmark.load_results("synthetic-tiny")  # -> SuiteResults of runs/<suite>/latest/results.json
 
 `config` is a packaged suite name, a TOML path or a SuiteConfig; `overrides` are `--set` strings. Plugins
 registered in your own code (`@benchmark.core.registry.RANKERS.register(...)`, docs/extending.md) are used by
@@ -47,19 +47,14 @@ def run(config: str | Path | SuiteConfig | None = None, overrides: Sequence[str]
 
     A sweep suite returns {"key=value": SuiteResults} per sweep value. force: stages to recompute (and every
     stage after them). Errors in the config raise benchmark.core.errors.ConfigError before anything runs."""
-    from benchmark.core.cache import StageCache
-    from benchmark.core.world import World
-    from benchmark.engine.suite import SuiteRun, suite_lock
-    from benchmark.itemside.stages import check_force, downstream_closure
+    from benchmark.config.suite import SuiteConfig, invocation_overrides, load_config
+    from benchmark.engine.suite import run_invocation
 
     runs = _configs(config, overrides, quick)
-    check_force(force)
-    world = World()
-    out: dict[str, SuiteResults] = {}
-    with suite_lock(runs[0][1].suite_dir, world):
-        cache = StageCache(runs[0][1].suite_dir / "artifacts", force=downstream_closure(force))
-        for label, cfg in runs:
-            out[label] = SuiteRun(cfg, label=label, cache=cache, world=world, progress=progress).run()
+    base = config if isinstance(config, SuiteConfig) else load_config(None if config is None else str(config),
+                                                                      list(overrides))
+    out = run_invocation(runs, overrides=invocation_overrides(base, list(overrides), quick), quick=quick,
+                         force=force, progress=progress)
     return out[""] if list(out) == [""] else out
 
 
@@ -72,11 +67,13 @@ def plan(config: str | Path | SuiteConfig | None = None, overrides: Sequence[str
     return plans[""] if list(plans) == [""] else plans
 
 
-def load_results(suite: str | Path, runs_dir: str | Path = "runs") -> SuiteResults:
-    """The results of a finished run: `suite` is a suite name under `runs_dir`, or a folder holding results.json."""
+def load_results(suite: str | Path, runs_dir: str | Path = "runs", run_id: str | None = None) -> SuiteResults:
+    """The results of a finished run: `suite` is a suite name under `runs_dir` (its latest complete run,
+    runs/<suite>/latest), or a folder holding results.json; run_id: another run of the suite."""
+    from benchmark.core.runs import resolve_run
     from benchmark.report.write import load_manifest
 
     folder = Path(suite)
-    if not (folder / "results.json").exists():
-        folder = Path(runs_dir) / str(suite)
+    if run_id or not (folder / "results.json").exists():
+        folder = resolve_run(Path(runs_dir) / str(suite), run_id)
     return load_manifest(folder)

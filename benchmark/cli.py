@@ -27,7 +27,10 @@ examples:
   qarm-bench run synthetic-tiny --nproc-per-node 2 the rank stage and alignment on 2 ranks (torchrun)
   qarm-bench plan benchmark/configs/movielens-100k.toml
   qarm-bench report movielens-100k --json
-  qarm-bench report movielens-100k --html          also runs/movielens-100k/report.html (self-contained)
+  qarm-bench report movielens-100k --html          also report.html in runs/movielens-100k/latest/ (self-contained)
+  qarm-bench report movielens-100k --run 20261205T172301Z-3fa2c1   an earlier run of the suite
+  qarm-bench compare movielens-100k runs/movielens-100k/20261205T172301Z-3fa2c1 --html compare.html
+  qarm-bench reference-results                     docs/reference-results.md from docs/reference/<suite>/
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
@@ -73,9 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print (and rewrite) the report of a suite")
     p.add_argument("suite", nargs="?", default="movielens-100k", help="suite name (default: movielens-100k)")
     p.add_argument("--runs-dir", default="runs", help="where suites live (default: runs)")
+    p.add_argument("--run", default=None, metavar="ID",
+                   help="the run to report (a folder name under runs/<suite>/; default: runs/<suite>/latest)")
     p.add_argument("--json", action="store_true", help="print the table as JSON rows")
     p.add_argument("--html", action="store_true",
                    help="also write report.html next to report.md: one self-contained page with the plots embedded")
+
+    p = sub.add_parser("compare", help="aligned_codes vs id_only / frozen / random / shuffled codes across runs: "
+                                       "one table and one forest plot, from results.json")
+    importlib.import_module("benchmark.report.compare").add_arguments(p)
+
+    p = sub.add_parser("reference-results", help="write docs/reference-results.md from the committed reference runs "
+                                                 "(docs/reference/<suite>/report.json + meta.json)")
+    importlib.import_module("benchmark.report.reference").add_arguments(p)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the suite's store")
     p.add_argument("suite", nargs="?", default=None,
@@ -134,6 +147,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from benchmark.report.write import main_report
 
         return main_report(args)
+    if args.command == "compare":
+        return importlib.import_module("benchmark.report.compare").main_compare(args)
+    if args.command == "reference-results":
+        return importlib.import_module("benchmark.report.reference").main_reference(args)
     if args.command == "ui":
         from benchmark.tracking import ui
 

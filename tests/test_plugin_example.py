@@ -66,7 +66,7 @@ def test_plugin_ranker_variant_and_dataset_through_synthetic_tiny(plugin_install
     # the plugin variant feeds both the codes and the dense vector: more dense inputs than aligned_codes alone
     assert cells[("pooled_mlp", "aligned_codes_dense")].n_dense_parameters > \
         cells[("pooled_mlp", "aligned_codes")].n_dense_parameters
-    md = (runs / "synthetic-tiny" / "report.md").read_text()
+    md = (runs / "synthetic-tiny" / "latest" / "report.md").read_text()
     assert "| pooled_mlp | aligned_codes_dense | all |" in md
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("synthetic-tiny")

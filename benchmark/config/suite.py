@@ -30,6 +30,7 @@ from benchmark.core.configlib import (
     apply_overrides,
     canonicalize,
     field_type,
+    flatten,
     from_mapping,
     read_toml,
     stable_hash,
@@ -235,6 +236,21 @@ def sweep_configs(path: str | Path | None, overrides: tuple[str, ...] | list[str
         return [("", base)]
     return [(f"{key}={value}", load_config(path, [*overrides, f"{key}={value}"], quick))
             for value in base.suite.sweep_values]
+
+
+def invocation_overrides(base: SuiteConfig, overrides: tuple[str, ...] | list[str] = (),
+                         quick: bool = False) -> dict[str, str]:
+    """What an invocation changed on the suite's file, dotted key -> value: each `--set KEY=VALUE` as given,
+    then (with --quick) each setting quicken changed on `base` (the config loaded without --quick), with its
+    new value. Recorded in the results and shown in the report header."""
+    out = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        out[key.strip()] = value.strip()
+    if quick:
+        before, after = flatten(base), flatten(quicken(base))
+        out.update({k: str(v) for k, v in after.items() if before.get(k) != v})
+    return out
 
 
 def quicken(cfg: SuiteConfig) -> SuiteConfig:

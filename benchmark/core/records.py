@@ -100,7 +100,11 @@ class Provenance:
 
 @dataclass(frozen=True)
 class SuiteResults:
-    """The manifest of a suite run (runs/<suite>/results.json), everything the report needs."""
+    """The manifest of a suite run (runs/<suite>/<run-id>/results.json), everything the report needs.
+
+    run_id: the invocation's folder name (benchmark.core.runs; "" in manifests from before run folders);
+    quick: run with --quick; overrides: every setting the invocation changed on the suite's file, dotted key ->
+    value (each --set as given, then each setting --quick changed)."""
 
     suite: str
     label: str
@@ -113,6 +117,9 @@ class SuiteResults:
     item_side: tuple[ItemSideRecord, ...]
     cells: tuple[CellRecord, ...]
     plots: tuple[str, ...] = ()
+    run_id: str = ""
+    quick: bool = False
+    overrides: dict[str, str] = field(default_factory=dict)
 
 
 def to_json(record: Any) -> Any:

@@ -8,7 +8,8 @@
 
 A rerun skips finished stages and cells (StageCache); the MLflow parent run of every invocation still gets a
 child run per cell (tagged cached=true when its result came from the cache), so each invocation's run tree is
-complete. The manifest `runs/<suite>/results.json` (benchmark.core.records.SuiteResults) feeds the report.
+complete. Each invocation writes its own folder `runs/<suite>/<run-id>/` (benchmark.core.runs): the manifest
+results.json (benchmark.core.records.SuiteResults) and the report; `runs/<suite>/latest` then names it.
 The device and the World are resolved once, by whoever starts the run, and handed down.
 """
 
@@ -18,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from benchmark.cells.plan import plan_cell
@@ -26,6 +28,7 @@ from benchmark.core import __version__
 from benchmark.core.cache import StageCache, write_json
 from benchmark.core.configlib import canonical_json, flatten, stable_hash, to_plain
 from benchmark.core.records import CellRecord, ItemSideRecord, Provenance, SuiteResults, from_json, to_json
+from benchmark.core.runs import new_run_id, point_latest
 from benchmark.core.world import World
 from benchmark.engine.plan import cells_of, replicate_seed, replicate_seeds
 from benchmark.itemside.runner import ItemSide
@@ -47,12 +50,19 @@ class SuiteRun:
 
     def __init__(self, cfg: SuiteConfig, force: list[str] | tuple[str, ...] = (), progress: bool = True,
                  label: str = "", cache: StageCache | None = None, world: World | None = None,
-                 device: Any = None) -> None:
+                 device: Any = None, run_id: str = "", quick: bool = False,
+                 overrides: Mapping[str, str] | None = None, mark_latest: bool = True) -> None:
         check_force(force)
         self.cfg = cfg
         self.progress = progress
-        self.label = label  # "key=value" of an ablation sweep; its report goes to runs/<suite>/sweep/<label>/
-        self.suite_dir = cfg.suite_dir / "sweep" / label if label else cfg.suite_dir
+        self.label = label  # "key=value" of an ablation sweep; its report goes to <run folder>/sweep/<label>/
+        # run_id: the invocation's folder (benchmark.core.runs; chosen when the run starts if not given, one for
+        # every value of a sweep); quick, overrides: what the invocation changed (recorded, and in the header)
+        self.run_id = run_id
+        self.quick = quick
+        self.overrides = dict(overrides or {})
+        self.mark_latest = mark_latest  # point runs/<suite>/latest here once the report is written
+        self.suite_dir = cfg.suite_dir  # this run's folder, set when it starts
         # one cache per suite, shared by all values of a sweep (each forced entry recomputes once)
         self.cache = cache or StageCache(cfg.suite_dir / "artifacts", force=downstream_closure(force))
         self.config_hash = stable_hash(cfg)
@@ -63,6 +73,10 @@ class SuiteRun:
     def run(self) -> SuiteResults:
         """Take the suite's lock (one process per suite; before anything is written), then run."""
         with suite_lock(self.cfg.suite_dir, self.world):
+            if not self.run_id:  # rank 0's choice, on every rank
+                self.run_id = self.world.agree(new_run_id(self.cfg.suite_dir, self.overrides, self.quick))
+            run_dir = self.cfg.suite_dir / self.run_id
+            self.suite_dir = run_dir / "sweep" / self.label if self.label else run_dir
             return self._run()
 
     def item_side(self) -> None:
@@ -95,15 +109,19 @@ class SuiteRun:
         tracker.check()  # an unreachable store is reported before any training
         for line in describe_reaped(tracker.reap_dead_runs()):  # runs of dead processes -> KILLED
             say(f"[reap]   {line}")
-        self.suite_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.suite_dir.mkdir(parents=True, exist_ok=True)
         removed = self.cache.clean_partial() if main else 0
         self.world.barrier()
         if removed:
             say(f"[resume] removed {removed} partial stage folder(s) left by an interrupted run")
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         run_name = f"{cfg.suite.name} {self.label} {started}" if self.label else f"{cfg.suite.name} {started}"
+        run_name += invocation_suffix(self.quick, self.overrides)
         tags = {"config_hash": self.config_hash, "suite": cfg.suite.name, "sweep": self.label,
-                "device": str(self.device), "world_size": self.world.size}
+                "device": str(self.device), "world_size": self.world.size, "run_id": self.run_id,
+                "quick": str(self.quick).lower(), "overrides": canonical_json(self.overrides)}
+        tags |= {f"override.{k}": v for k, v in self.overrides.items()}
         with tracker.parent_run(run_name, params=flatten(cfg), tags=tags) as parent:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
             self.item_side()
@@ -197,7 +215,7 @@ class SuiteRun:
         return SuiteResults(suite=cfg.suite.name, label=self.label, variants=tuple(cfg.suite.variants),
                             models=tuple(cfg.suite.models), confidence=cfg.report.confidence, provenance=prov,
                             config=to_plain(cfg), data_stats=prepared.stats, item_side=replicates,
-                            cells=tuple(cells))
+                            cells=tuple(cells), run_id=self.run_id, quick=self.quick, overrides=self.overrides)
 
     def _report(self, results: SuiteResults, parent: Any) -> str:
         from benchmark.report.headline import parent_run_description
@@ -205,6 +223,8 @@ class SuiteRun:
 
         report = write_report(self.suite_dir, results)
         write_json(self.suite_dir / "results.json", to_json(dataclasses.replace(results, plots=report.plots)))
+        if self.mark_latest:  # only now is the invocation complete
+            point_latest(self.cfg.suite_dir, self.run_id)
         for p in report.plots:
             parent.log_artifact(self.suite_dir / p, "plots")
         for name in ("report.md", "report.json"):
@@ -224,15 +244,39 @@ def suite_lock(folder: Any, world: World) -> contextlib.AbstractContextManager[A
     return contextlib.nullcontext() if world.active or in_worker() else lock(folder)
 
 
-def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None, world: World | None = None,
-             device: Any = None) -> int:
-    runs = runs or sweep_configs(args.config, args.overrides, args.quick)
-    check_force(args.force)
+def invocation_suffix(quick: bool, overrides: Mapping[str, str]) -> str:
+    """What the MLflow parent run's name adds for a --quick or --set invocation: " [quick; k=v, ...]"."""
+    parts = (["quick"] if quick else []) + ([", ".join(f"{k}={v}" for k, v in overrides.items())] if overrides else [])
+    text = "; ".join(parts)
+    return f" [{text[:160] + '…' if len(text) > 160 else text}]" if text else ""
+
+
+def run_invocation(runs: list[tuple[str, SuiteConfig]], *, overrides: Mapping[str, str], quick: bool,
+                   force: list[str] | tuple[str, ...] = (), progress: bool = True, world: World | None = None,
+                   device: Any = None) -> dict[str, SuiteResults]:
+    """One invocation (every value of a sweep) in one run folder runs/<suite>/<run-id>/, under the suite's lock;
+    `latest` names the folder after the last value's report. Returns {label: SuiteResults}."""
+    check_force(force)
     world = world or World()
-    with suite_lock(runs[0][1].suite_dir, world):  # held across the sweep (SuiteRun.run re-enters it)
-        cache = StageCache(runs[0][1].suite_dir / "artifacts", force=downstream_closure(args.force))
+    suite_dir = runs[0][1].suite_dir
+    out = {}
+    with suite_lock(suite_dir, world):  # held across the sweep (SuiteRun.run re-enters it)
+        run_id = world.agree(new_run_id(suite_dir, overrides, quick))
+        cache = StageCache(suite_dir / "artifacts", force=downstream_closure(force))
         for i, (label, cfg) in enumerate(runs):
             if label:
                 say(f"== sweep {i + 1}/{len(runs)}: {label}")
-            SuiteRun(cfg, label=label, cache=cache, world=world, device=device).run()
+            out[label] = SuiteRun(cfg, label=label, cache=cache, world=world, device=device, progress=progress,
+                                  run_id=run_id, quick=quick, overrides=overrides,
+                                  mark_latest=i == len(runs) - 1).run()
+    return out
+
+
+def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None, world: World | None = None,
+             device: Any = None) -> int:
+    from benchmark.config.suite import invocation_overrides, load_config
+
+    runs = runs or sweep_configs(args.config, args.overrides, args.quick)
+    overrides = invocation_overrides(load_config(args.config, args.overrides), args.overrides, args.quick)
+    run_invocation(runs, overrides=overrides, quick=args.quick, force=args.force, world=world, device=device)
     return 0

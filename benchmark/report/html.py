@@ -24,6 +24,7 @@ from benchmark.report.tables import (
     MAIN_SLICES,
     METRICS,
     code_quality,
+    invocation_statement,
     replicate_statement,
     sim_statement,
 )
@@ -151,6 +152,9 @@ def render_html(results: SuiteResults, rows: list[dict[str, Any]], suite_dir: Pa
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>QARM-Bench report: {_e(suite)}</title><style>{STYLE}</style></head><body>",
            f"<h1>QARM-Bench report: {_e(suite)}</h1>"]
+    invocation = invocation_statement(results)
+    if invocation:  # --quick / --set: said at the top, every overridden key with its value
+        out.append(f"<p><strong>{_e(invocation.replace('**', '').replace('`', ''))}</strong></p>")
     if description:
         out.append(f"<p>{_e(description)}</p>")
     prov = results.provenance

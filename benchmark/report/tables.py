@@ -217,6 +217,19 @@ def replicate_statement(results: SuiteResults) -> str:
             "conditional on that one alignment and codebook.")
 
 
+def invocation_statement(results: SuiteResults) -> str:
+    """The header line saying which invocation this is, and whether it was --quick or changed settings with
+    --set (each overridden key with its value); "" for a manifest from before run folders."""
+    if not (results.run_id or results.quick or results.overrides):
+        return ""
+    parts = ["**--quick** (first seed, fewer epochs: a first look, not the suite's result)"] if results.quick else []
+    if results.overrides:
+        parts.append(f"{len(results.overrides)} setting(s) overridden"
+                     f"{' by --set and --quick' if results.quick else ' by --set'}: "
+                     + ", ".join(f"`{k}={v}`" for k, v in results.overrides.items()))
+    return f"Run {results.run_id or '–'}: {'; '.join(parts) or 'the suite as packaged (no --quick, no --set)'}."
+
+
 def sim_statement(cells: Sequence[CellRecord]) -> str:
     """How SIM's search unit was set in this suite (every SIM variant's mode and searched code set)."""
     modes = sorted({(c.sim_search, c.sim_search_codes) for c in cells if c.model == "sim"}, key=str)
@@ -275,6 +288,8 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
     out.append(f"Provenance: config {prov.config_hash} · git {prov.git_sha} · dataset {prov.dataset} "
                f"({prov.dataset_fingerprint}) · split {prov.split} · seeds {list(prov.seeds)} · {prov.date}")
     out += ["", replicate_statement(results)]
+    if invocation_statement(results):
+        out[2:2] = [invocation_statement(results), ""]
     if stats:
         out.append("")
         out.append(f"Data: {stats.get('users', '?')} users, {stats.get('items', '?')} items, "

@@ -19,6 +19,7 @@ from typing import Any
 from benchmark.core.cache import read_json, write_json
 from benchmark.core.errors import QarmBenchError
 from benchmark.core.records import SuiteResults, from_json
+from benchmark.core.runs import resolve_run
 from benchmark.report import plots
 from benchmark.report.html import write_html
 from benchmark.report.tables import ROW_KEYS, aggregate, render_markdown
@@ -51,10 +52,19 @@ def write_report(run_dir: Path, results: SuiteResults) -> Report:
     return Report(md, rows, html, results.plots)
 
 
+def sweep_folders(run_dir: Path) -> list[Path]:
+    """The value folders (sweep/<key>=<value>/) of a sweep's run folder that hold a results.json."""
+    return sorted(p for p in (run_dir / "sweep").glob("*") if (p / "results.json").is_file())
+
+
 def load_manifest(run_dir: Path) -> SuiteResults:
     path = run_dir / "results.json"
+    if not path.exists() and sweep_folders(run_dir):
+        values = ", ".join(p.name for p in sweep_folders(run_dir))
+        raise QarmBenchError(f"{path}: {run_dir.name} is a sweep; read one of its values under {run_dir / 'sweep'}: "
+                             f"{values}")
     if not path.exists():
-        raise QarmBenchError(f"{path}: no results for suite '{run_dir.name}' yet; run `qarm-bench run` first")
+        raise QarmBenchError(f"{path}: no results here yet; run `qarm-bench run` first")
     try:
         manifest = read_json(path)
     except (OSError, json.JSONDecodeError) as e:
@@ -63,14 +73,22 @@ def load_manifest(run_dir: Path) -> SuiteResults:
 
 
 def main_report(args: Any) -> int:
-    """`qarm-bench report SUITE [--json] [--html]`: rewrite the report files from the manifest and print the
-    markdown (or, with --json, the rows; with --html, also the page's path)."""
-    run_dir = Path(args.runs_dir) / args.suite
-    report = write_report(run_dir, load_manifest(run_dir))
-    if args.json:
-        print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in report.rows], indent=1))
-    else:
-        print(report.markdown)
-    if args.html:  # stdout stays pure JSON under --json
-        print(f"HTML report: {report.html}", file=sys.stderr if args.json else sys.stdout)
+    """`qarm-bench report SUITE [--run ID] [--json] [--html]`: rewrite the report files of the suite's latest
+    complete run (or run ID) from its manifest and print the markdown (or, with --json, the rows; with --html,
+    also the page's path). A sweep's run: every value's report, in order (--json: {label: rows})."""
+    run_dir = resolve_run(Path(args.runs_dir) / args.suite, args.run)
+    folders = [run_dir] if (run_dir / "results.json").exists() or not sweep_folders(run_dir) else \
+        sweep_folders(run_dir)
+    as_json = {}
+    for folder in folders:
+        report = write_report(folder, load_manifest(folder))
+        rows = [{k: r[k] for k in ROW_KEYS} for r in report.rows]
+        if args.json:
+            as_json[folder.name] = rows
+        else:
+            print(report.markdown)
+        if args.html:  # stdout stays pure JSON under --json
+            print(f"HTML report: {report.html}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:  # one run: its rows, as before; a sweep: rows per value
+        print(json.dumps(as_json[run_dir.name] if folders == [run_dir] else as_json, indent=1))
     return 0

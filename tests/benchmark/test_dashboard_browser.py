@@ -216,7 +216,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
             driver.save_screenshot(str(out / "mlflow_artifact_report_html.png"))
             phase("report.html in the artifact viewer")
 
-            html = runs_dir / SUITE / "report.html"
+            html = runs_dir / SUITE / "latest" / "report.html"
             driver.set_window_size(1400, 1000)
             driver.get(html.resolve().as_uri())
             _wait_for("report.html to load", lambda: driver.execute_script("return document.readyState") == "complete",

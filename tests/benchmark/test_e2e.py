@@ -62,7 +62,7 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/auc_by_variant.png" in plots and "plots/codebook_utilisation.png" in plots
 
-    suite_dir = tmp_path / "runs" / "synthetic-tiny"
+    suite_dir = tmp_path / "runs" / "synthetic-tiny" / "latest"  # this invocation's run folder
     report = (suite_dir / "report.md").read_text()
     assert "| dlrm | aligned_codes | all |" in report and "## Code quality" in report
     rows = json.loads((suite_dir / "report.json").read_text())

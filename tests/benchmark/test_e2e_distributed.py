@@ -41,7 +41,7 @@ def _run(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> subproces
 
 
 def _cells(tmp: Path) -> dict[tuple[str, str, int], float]:
-    results = json.loads((tmp / "runs" / "synthetic-tiny" / "results.json").read_text())
+    results = json.loads((tmp / "runs" / "synthetic-tiny" / "latest" / "results.json").read_text())
     return {(c["model"], c["variant"], c["seed"]): c["test"]["all"]["auc"] for c in results["cells"]}
 
 

@@ -1,0 +1,81 @@
+"""docs/reference-results.md: every figure on the page is its committed report.json's, the page is up to date,
+suites without a committed run say "not yet run here", and a malformed reference is a typed error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.config.suite import packaged_configs
+from benchmark.core.errors import QarmBenchError
+from benchmark.report.reference import COLUMNS, auc_rows, load_reference, render_reference_page
+
+ROOT = Path(__file__).resolve().parents[2]
+REF = ROOT / "docs" / "reference"
+PAGE = ROOT / "docs" / "reference-results.md"
+
+
+def _tables(page: str) -> dict[str, list[list[str]]]:
+    """suite -> the body rows of its section's table, as cells."""
+    out: dict[str, list[list[str]]] = {}
+    suite = None
+    for line in page.splitlines():
+        if line.startswith("## "):
+            suite = line[3:].strip()
+            out[suite] = []
+        elif suite and line.startswith("| ") and not line.startswith("| model |"):
+            out[suite].append([c.strip() for c in line.strip("|").split("|")])
+    return out
+
+
+def test_every_figure_on_the_page_is_its_report_json() -> None:
+    tables = _tables(PAGE.read_text(encoding="utf-8"))
+    committed = sorted(p.name for p in REF.iterdir() if p.is_dir())
+    assert sorted(tables) == committed and "movielens-100k" in committed
+    for suite, body in tables.items():
+        rows = json.loads((REF / suite / "report.json").read_text())
+        want = auc_rows(rows)
+        assert len(body) == len(want) > 0
+        for cells, row in zip(body, want):
+            assert cells[:3] == [row["model"], row["variant"], row["slice"]]
+            for text, (_, key, _) in zip(cells[3:], COLUMNS):
+                if row[key] is None:
+                    assert text == "–", (suite, row["model"], row["variant"], row["slice"], key)
+                else:
+                    assert float(text) == pytest.approx(row[key], abs=0.5e-4), (suite, key, text, row[key])
+            assert int(cells[-1]) == row["n_seeds"]
+
+
+def test_the_page_is_up_to_date_and_lists_unrun_suites(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reference-results", "--check", "--out", str(PAGE), "--reference-dir", str(REF)]) == 0
+    page = PAGE.read_text(encoding="utf-8")
+    for cfg in packaged_configs():
+        status = "reference run below" if (REF / cfg.stem).is_dir() else "not yet run here"
+        assert f"| {cfg.stem} | {status} |" in page
+    meta = load_reference(REF / "movielens-100k").meta
+    assert meta.wall_time == "17:02" and "under load" in meta.wall_time_note and meta.git_sha.startswith("5871649")
+    assert meta.date == "2026-12-05"
+
+
+def test_write_then_check_and_a_broken_meta_is_a_typed_error(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "reference"
+    shutil.copytree(REF / "movielens-100k", ref / "movielens-100k")
+    out = tmp_path / "page.md"
+    assert main(["reference-results", "--out", str(out), "--reference-dir", str(ref)]) == 0
+    assert out.read_text(encoding="utf-8") == render_reference_page(ref) == PAGE.read_text(encoding="utf-8")
+    (ref / "movielens-100k" / "report.json").write_text("[]\n")
+    assert main(["reference-results", "--check", "--out", str(out), "--reference-dir", str(ref)]) == 1
+    meta = json.loads((ref / "movielens-100k" / "meta.json").read_text())
+    del meta["wall_time"]
+    (ref / "movielens-100k" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(QarmBenchError, match=r"meta\.json: .*wall_time"):
+        load_reference(ref / "movielens-100k")
+    (ref / "no-such-suite").mkdir()
+    capsys.readouterr()
+    assert main(["reference-results", "--out", str(out), "--reference-dir", str(ref)]) == 2
+    assert "no-such-suite: not a packaged suite" in capsys.readouterr().err
