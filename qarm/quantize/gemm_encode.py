@@ -96,7 +96,7 @@ def _encode_block(x: np.ndarray, levels: list[_Level], codes: np.ndarray, mb: np
 def gemm_rq_encode(x: np.ndarray, codebooks: np.ndarray, *, threads: int | None = None,
                    block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Exact residual codes (reference_rq_encode's, ties included) of `x: (N, d) float32` (C-contiguous)
-    under `codebooks: (L, K, d) float32` -> `codes: (N, L) int64`. threads: None = numpy's BLAS threads."""
+    under `codebooks: (L, K, d) float32` -> `codes: (N, L) int64`. threads: None = blas_threads()."""
     n, d = x.shape
     n_levels, k_total, _ = codebooks.shape
     codes = np.zeros((n, n_levels), dtype=np.int64)
