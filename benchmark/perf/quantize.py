@@ -1,10 +1,17 @@
-"""`qarm-bench perf quantize`: RQ-Kmeans fit vs the bare faiss k-means calls it makes, encode throughput,
-and RQ-Kmeans vs RQ-VAE wall time and reconstruction error, in one run (issue 4).
+"""`qarm-bench perf quantize`: RQ-Kmeans fit vs the bare faiss k-means calls it makes, encode throughput
+against the GEMM ceiling and the bare faiss searches, and RQ-Kmeans vs RQ-VAE wall time and reconstruction
+error, in one run (issues 4 and 21).
 
 Data: seeded synthetic aligned embeddings, N x d, a planted mixture of `--clusters` directions plus noise,
 L2-normalised (what an aligned encoder emits). The bare faiss calls are made on the very residuals the fit
 produced (recomputed from its codes) with identical settings, after a warm-up call, so the ratio isolates
 RQKmeans's own overhead (residual updates, certified nearest-centroid encoding, validation).
+
+GEMM ceiling (issue 21): encoding needs at least N x K x d x 2 flops per level, so at the machine's fp32 GEMM
+rate R (measured in the same run with the same threads: the faster of one BLAS call with all threads and one
+single-threaded BLAS call per thread on row blocks, the encoder's own scheme) no encoder beats
+R / (L x K x d x 2) items/s. Encode, the bare faiss searches and the GEMM rate are timed once per repeat,
+alternated, and the best of each counts.
 """
 
 from __future__ import annotations
@@ -12,11 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 SAMPLE_REFERENCE = 2_000  # items encoded by the slow numpy reference, for its throughput
+GEMM_ROWS = 1 << 17  # rows of the GEMM-rate probe: (GEMM_ROWS, d) @ (d, K) float32
+CEILING_TARGET, BARE_RATIO_TARGET = 0.5, 1.5  # issue 21: encode >= 0.5 of the ceiling, <= 1.5x bare search
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +85,39 @@ def _bare_faiss(x: np.ndarray, codes: np.ndarray, books: np.ndarray, args: argpa
     return {"kmeans_seconds": train_s, "search_seconds": search_s, "same_centroids": same}
 
 
+def gemm_gflops(d: int, k: int, threads: int, *, seed: int = 0) -> float:
+    """Measured fp32 GEMM rate (GFLOP/s) of `(GEMM_ROWS, d) @ (d, K)` with `threads` threads: the faster of one
+    BLAS call (BLAS threads = threads) and `threads` workers each running single-threaded BLAS on row blocks."""
+    from threadpoolctl import threadpool_limits
+
+    from qarm.quantize.gemm_encode import BLOCK_ROWS
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(GEMM_ROWS, d)).astype(np.float32)
+    w = rng.normal(size=(d, k)).astype(np.float32)
+    out = np.empty((GEMM_ROWS, k), dtype=np.float32)
+
+    def whole() -> None:
+        np.matmul(a, w, out=out)
+
+    def blocks(t: int) -> None:
+        for s in range(t * BLOCK_ROWS, GEMM_ROWS, threads * BLOCK_ROWS):
+            np.matmul(a[s:s + BLOCK_ROWS], w, out=out[s:s + BLOCK_ROWS])
+
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for _ in range(3):
+            t0 = time.perf_counter()
+            whole()
+            best = min(best, time.perf_counter() - t0)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for _ in range(3):
+            t0 = time.perf_counter()
+            list(pool.map(blocks, range(threads)))
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * GEMM_ROWS * d * k / best / 1e9
+
+
 def _rq_kmeans(x: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     from qarm.diagnostics import code_diagnostics
     from qarm.quantize import RQKmeans
@@ -84,16 +127,21 @@ def _rq_kmeans(x: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
                   max_points_per_centroid=args.max_points_per_centroid)
     # Fit and the bare faiss calls alternate `--repeats` times and the best of each counts: on a shared
     # machine the load drifts between runs, and the first run also pays page faults the second does not.
-    fit_times, bares = [], []
+    from qarm.quantize.gemm_encode import blas_threads
+
+    threads = blas_threads()
+    fit_times, enc_times, gflops, bares = [], [], [], []
     for _ in range(max(1, args.repeats)):
         t0 = time.perf_counter()
         rq.fit(x)
         fit_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         codes = rq.encode(x)
-        enc_s = time.perf_counter() - t0
+        enc_times.append(time.perf_counter() - t0)
         bares.append(_bare_faiss(x, codes, rq.codebooks, args, rq.use_gpu))
-    fit_s = min(fit_times)
+        gflops.append(gemm_gflops(x.shape[1], args.codebook_size, threads, seed=args.seed))
+    fit_s, enc_s, rate = min(fit_times), min(enc_times), max(gflops)
+    ceiling = rate * 1e9 / (2.0 * args.levels * args.codebook_size * x.shape[1])
     bare = {"kmeans_seconds": min(b["kmeans_seconds"] for b in bares),
             "search_seconds": min(b["search_seconds"] for b in bares),
             "same_centroids": all(b["same_centroids"] for b in bares)}
@@ -109,8 +157,11 @@ def _rq_kmeans(x: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
         "fit_overhead": fit_s / bare["kmeans_seconds"] - 1.0, "bare_same_centroids": bare["same_centroids"],
         # Same calls timed inside the fit: robust to load drifting between the fit and the bare rerun.
         "fit_overhead_vs_own_kmeans": fit_s / sum(s["kmeans_seconds"] for s in rq.fit_stats_) - 1.0,
-        "encode_seconds": enc_s, "encode_items_per_s": x.shape[0] / enc_s,
+        "encode_seconds": enc_s, "encode_items_per_s": x.shape[0] / enc_s, "encode_threads": threads,
+        "gemm_gflops": rate, "gemm_ceiling_items_per_s": ceiling,
+        "encode_fraction_of_gemm_ceiling": x.shape[0] / enc_s / ceiling,
         "bare_faiss_search_seconds": bare["search_seconds"],
+        "bare_faiss_search_items_per_s": x.shape[0] / bare["search_seconds"],
         "encode_over_bare_search": enc_s / bare["search_seconds"],
         "reference_encode_items_per_s": sample.shape[0] / ref_s,
         "reference_agrees_on_sample": bool(np.array_equal(ref_codes, codes[:SAMPLE_REFERENCE])),
@@ -171,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
             "rq_fit_overhead_vs_bare_faiss": rq["fit_overhead"],
             "rq_fit_overhead_target_met": rq["fit_overhead"] <= 0.10,
             "rq_encode_over_bare_faiss_search": rq["encode_over_bare_search"],
+            "rq_encode_over_bare_target_met": rq["encode_over_bare_search"] <= BARE_RATIO_TARGET,
+            "rq_encode_fraction_of_gemm_ceiling": rq["encode_fraction_of_gemm_ceiling"],
+            "rq_encode_ceiling_target_met": rq["encode_fraction_of_gemm_ceiling"] >= CEILING_TARGET,
             "rq_encode_speedup_vs_numpy_reference": rq["encode_items_per_s"] / rq["reference_encode_items_per_s"],
             "rqvae_over_rqkmeans_fit_wall": vae["fit_seconds"] / rq["fit_seconds"],
             "rqvae_over_rqkmeans_recon_mse": vae["recon_mse"] / rq["recon_mse"],
@@ -192,8 +246,13 @@ def _print_table(out: dict[str, Any]) -> None:
     rows = [
         ("RQ-Kmeans fit (s)", rq["fit_seconds"]), ("bare faiss k-means calls (s)", rq["bare_faiss_kmeans_seconds"]),
         ("fit overhead vs bare (target <= 0.10)", r["rq_fit_overhead_vs_bare_faiss"]),
+        (f"GEMM rate, {rq['encode_threads']} threads (GFLOP/s)", rq["gemm_gflops"]),
+        ("GEMM ceiling, L x K x d x 2 flops (items/s)", rq["gemm_ceiling_items_per_s"]),
         ("RQ-Kmeans encode (items/s)", rq["encode_items_per_s"]),
-        ("encode / bare faiss search time", r["rq_encode_over_bare_faiss_search"]),
+        (f"encode / GEMM ceiling (target >= {CEILING_TARGET})", r["rq_encode_fraction_of_gemm_ceiling"]),
+        (f"bare faiss search, {out['levels']} levels (items/s)", rq["bare_faiss_search_items_per_s"]),
+        (f"encode / bare faiss search time (target <= {BARE_RATIO_TARGET})",
+         r["rq_encode_over_bare_faiss_search"]),
         ("numpy reference encode (items/s)", rq["reference_encode_items_per_s"]),
         ("RQ-Kmeans recon MSE", rq["recon_mse"]), ("RQ-Kmeans collision rate", rq["collision_rate"]),
         (f"RQ-VAE fit on {vae['train_items']:,} items (s)", vae["fit_seconds"]),
@@ -203,5 +262,5 @@ def _print_table(out: dict[str, Any]) -> None:
         ("RQ-VAE / RQ-Kmeans recon MSE", r["rqvae_over_rqkmeans_recon_mse"]),
     ]
     for name, value in rows:
-        print(f"  {name:<44} {value:>14,.4f}")
+        print(f"  {name:<56} {value:>14,.4f}")
     print(f"  {out['note']}")

@@ -6,9 +6,11 @@ Glossary: N items, d embedding dim, L levels, K codebook size.
     code: r_l = argmin_k ||m^{l-1} - R^l_k||^2 (lowest k on ties),  m^l = m^{l-1} - R^l_{r_l}
 
 The codebooks are faiss k-means centroids fitted level by level on the residuals (on GPU when faiss sees
-one). Encoding asks faiss for the nearest centroid and *certifies* it: a row whose faiss top-2 gap is
-within faiss's float32 error bound is rescored exactly (reference.exact_sq_l2) over widening candidate
-sets, so the result equals reference.reference_rq_encode bit for bit, ties included.
+one). Encoding on CPU is qarm.quantize.gemm_encode: one blocked float32 GEMM per level whose top-2 gap
+*certifies* each row's nearest centroid against a float error bound; uncertain rows are rescored exactly.
+On GPU, faiss gives the top-2 (`faiss_rq_encode`) and a row whose gap is within faiss's float32 error bound
+is rescored exactly (reference.exact_sq_l2) over widening candidate sets. Both equal
+reference.reference_rq_encode bit for bit, ties included.
 
 Two level options extend the plain rule (both off by default; the plain path is untouched by them):
 
@@ -36,6 +38,7 @@ from qarm.quantize.balanced import balanced_kmeans
 from qarm.quantize.faiss_utils import GpuChoice
 from qarm.quantize.fitted import FittedRows
 from qarm.quantize.fsq import FSQ, check_levels
+from qarm.quantize.gemm_encode import gemm_rq_encode
 from qarm.quantize.io import load_artifact, save_artifact
 from qarm.quantize.reference import exact_sq_l2
 
@@ -113,12 +116,23 @@ def nearest_centroid(m: np.ndarray, codebook: np.ndarray, *, use_gpu: bool = Fal
     return labels
 
 
-def rq_encode(x: np.ndarray, codebooks: np.ndarray, *, use_gpu: bool = False) -> np.ndarray:
-    """Residual codes of `x: (N, d)` under `codebooks: (L, K, d) float32` -> `codes: (N, L) int64`."""
-    m = faiss_utils.as_float32_matrix(x).copy()
+def rq_encode(x: np.ndarray, codebooks: np.ndarray, *, use_gpu: bool = False,
+              threads: int | None = None) -> np.ndarray:
+    """Exact residual codes of `x: (N, d)` under `codebooks: (L, K, d) float32` -> `codes: (N, L) int64`: the
+    blocked-GEMM encoder on CPU (`threads`: None = the BLAS threads), faiss's on GPU."""
+    xf = faiss_utils.as_float32_matrix(x)
     codebooks = np.ascontiguousarray(codebooks, dtype=np.float32)
-    if codebooks.ndim != 3 or codebooks.shape[2] != m.shape[1]:
-        raise QarmError(f"codebooks must be (L, K, d={m.shape[1]}), got shape {codebooks.shape}")
+    if codebooks.ndim != 3 or codebooks.shape[2] != xf.shape[1]:
+        raise QarmError(f"codebooks must be (L, K, d={xf.shape[1]}), got shape {codebooks.shape}")
+    if use_gpu:
+        return faiss_rq_encode(xf, codebooks, use_gpu=True)
+    return gemm_rq_encode(xf, codebooks, threads=threads)
+
+
+def faiss_rq_encode(x: np.ndarray, codebooks: np.ndarray, *, use_gpu: bool = False) -> np.ndarray:
+    """rq_encode by certified faiss searches (the GPU path; on CPU the GEMM encoder is faster and gives the
+    same codes). x: (N, d) float32, codebooks: (L, K, d) float32 -> codes: (N, L) int64."""
+    m = np.array(x, dtype=np.float32, order="C")
     codes = np.empty((m.shape[0], codebooks.shape[0]), dtype=np.int64)
     for level, book in enumerate(codebooks):
         codes[:, level] = nearest_centroid(m, book, use_gpu=use_gpu)

@@ -38,3 +38,23 @@ def test_perf_rank_world_prints_one_and_n_processes(capsys: pytest.CaptureFixtur
     assert out["nproc_per_node"] == 2 and out["sharding"] == "row_wise"
     assert set(out["samples_per_s"]) == {"dlrm", "din", "sim"}
     assert all(set(v) == {"1", "2"} and min(v.values()) > 0 for v in out["samples_per_s"].values())
+
+
+@pytest.mark.slow
+def test_perf_quantize_shows_the_gemm_ceiling_and_bare_search_side_by_side(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21: encode items/s, its fraction of the measured GEMM ceiling and its ratio to the bare faiss
+    searches, in the JSON and in the text table."""
+    assert main(["perf", "quantize", "--json", *TINY["quantize"]]) == 0
+    rq = json.loads(capsys.readouterr().out)["rq_kmeans"]
+    assert rq["gemm_gflops"] > 0 and rq["encode_threads"] >= 1
+    ceiling = rq["gemm_gflops"] * 1e9 / (2 * 2 * 8 * 64)  # L=2, K=8, d=64 (the default dim)
+    assert rq["gemm_ceiling_items_per_s"] == pytest.approx(ceiling)
+    assert rq["encode_fraction_of_gemm_ceiling"] == pytest.approx(rq["encode_items_per_s"] / ceiling)
+    assert rq["encode_over_bare_search"] == pytest.approx(
+        rq["bare_faiss_search_items_per_s"] / rq["encode_items_per_s"])
+    assert rq["reference_agrees_on_sample"]
+    assert main(["perf", "quantize", *TINY["quantize"]]) == 0
+    table = capsys.readouterr().out
+    for row in ("GEMM ceiling", "encode / GEMM ceiling", "bare faiss search, 2 levels", "encode / bare faiss"):
+        assert row in table

@@ -10,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qarm.errors import QarmError
-from qarm.quantize import RQKmeans, faiss_utils, load_quantizer, rq_decode, rq_encode
+from qarm.quantize import RQKmeans, faiss_utils, gemm_encode, load_quantizer, rq_decode, rq_encode
+from qarm.quantize.gemm_encode import gemm_rq_encode
 from qarm.quantize.reference import reference_residuals, reference_rq_encode
+from qarm.quantize.rq_kmeans import faiss_rq_encode
 
 HYP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -148,3 +150,53 @@ def test_save_load_round_trip_without_pickle(blobs: np.ndarray, tmp_path) -> Non
     np.testing.assert_array_equal(back.encode(blobs), rq.encode(blobs))
     with pytest.raises(QarmError, match="missing"):
         RQKmeans.load(tmp_path / "nowhere")
+
+
+def _near_tie_books(rng: np.random.Generator, levels: int, k: int, d: int, spread: float) -> np.ndarray:
+    """(L, K, d) codebooks of a few base points each copied with `spread`-sized perturbations (0: exact ties)."""
+    base = rng.normal(size=(levels, max(1, k // 3), d)).astype(np.float32)
+    books = base[:, rng.integers(0, base.shape[1], size=k)]
+    return (books + rng.normal(size=books.shape).astype(np.float32) * spread).astype(np.float32)
+
+
+@HYP
+@given(n=st.integers(1, 300), d=st.integers(1, 40), k=st.integers(1, 70), levels=st.integers(1, 3),
+       seed=st.integers(0, 2**16), spread=st.sampled_from([0.0, 1e-7, 1e-6, 1e-3, 1.0]),
+       block_rows=st.integers(1, 64), threads=st.integers(1, 3))
+def test_gemm_encoder_equals_reference_on_ties_and_near_ties(n: int, d: int, k: int, levels: int, seed: int,
+                                                             spread: float, block_rows: int, threads: int) -> None:
+    """The blocked-GEMM encoder vs the one-item-at-a-time float64 reference: duplicated centroids (spread 0),
+    centroids closer than float32 rounding, and points near the centroids; small blocks and several threads
+    so block tails and the worker pool run."""
+    rng = np.random.default_rng(seed)
+    books = _near_tie_books(rng, levels, k, d, spread)
+    x = (books[0][rng.integers(0, k, size=n)] + rng.normal(size=(n, d)).astype(np.float32) * 1e-3)
+    x = x.astype(np.float32)
+    codes = gemm_rq_encode(x, books, threads=threads, block_rows=block_rows)
+    np.testing.assert_array_equal(codes, reference_rq_encode(x, books))
+
+
+def test_gemm_encoder_needs_its_certificate() -> None:
+    """With the error bound set to zero the float32 GEMM alone picks other centroids than the exact rule on
+    near ties: the exactness tests above can fail, and the certification is what makes the encoder exact."""
+    rng = np.random.default_rng(0)
+    books = _near_tie_books(rng, 1, 12, 32, 1e-6)
+    x = (books[0][rng.integers(0, 12, size=2000)] + rng.normal(size=(2000, 32)) * 1e-3).astype(np.float32)
+    exact = reference_rq_encode(x, books)
+    np.testing.assert_array_equal(gemm_rq_encode(x, books), exact)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gemm_encode, "_EPS32", 0.0)
+        assert not np.array_equal(gemm_rq_encode(x, books), exact)
+
+
+def test_gemm_encoder_gives_the_faiss_encoders_codes_on_a_seeded_suite_case() -> None:
+    """20k x 64 aligned-like embeddings, L=3, K=256: the GEMM encoder (CPU default) and the certified faiss
+    encoder (the previous CPU default, now the GPU path) give identical codes."""
+    from benchmark.perf.quantize import synthetic_embeddings
+
+    x = synthetic_embeddings(20_000, 64, 512, seed=0)
+    rq = RQKmeans(levels=3, codebook_size=256, niter=5, seed=0, gpu=False).fit(x)
+    codes = rq.encode(x)
+    np.testing.assert_array_equal(codes, faiss_rq_encode(x, rq.codebooks))
+    np.testing.assert_array_equal(codes, gemm_rq_encode(x, rq.codebooks, threads=2, block_rows=1000))
+    np.testing.assert_array_equal(codes[:500], reference_rq_encode(x[:500], rq.codebooks))
