@@ -88,6 +88,10 @@ class ItemSideRecord:
 
 @dataclass(frozen=True)
 class Provenance:
+    """Where a run's figures come from. environment: the hardware and math stack that computed them (CPU model,
+    GPU, torch's BLAS / oneDNN build, thread counts, library versions; benchmark.engine.environment), as a plain
+    table ({} in manifests written before it was recorded)."""
+
     config_hash: str
     git_sha: str
     dataset: str
@@ -96,11 +100,15 @@ class Provenance:
     seeds: tuple[int, ...]
     date: str
     version: str
+    environment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SuiteResults:
-    """The manifest of a suite run (runs/<suite>/results.json), everything the report needs."""
+    """The manifest of a suite run (runs/<suite>/results.json), everything the report needs. primary: the primary
+    family (benchmark.report.primary.PrimaryFamily as plain JSON: the declaration, m, and per test the paired t,
+    Holm, TOST, verdict, MDE, replicates needed and the hierarchical bootstrap), computed by the engine at the end
+    of the run because its bootstrap reads the cells' test rows; {} when the suite has none (or an older run)."""
 
     suite: str
     label: str
@@ -113,6 +121,7 @@ class SuiteResults:
     item_side: tuple[ItemSideRecord, ...]
     cells: tuple[CellRecord, ...]
     plots: tuple[str, ...] = ()
+    primary: dict[str, Any] = field(default_factory=dict)
 
 
 def to_json(record: Any) -> Any:
