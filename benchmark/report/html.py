@@ -201,7 +201,7 @@ def render_html(results: SuiteResults, rows: list[dict[str, Any]], suite_dir: Pa
     if plots and plots[0] == FOREST_FIRST:
         out.append(_figure(suite_dir / plots.pop(0), "Δ test AUC vs id_only per variant, model and slice"))
     sim = sim_statement(results.cells)
-    out += ["<h2>Ranking metrics (test, at the best validation epoch)</h2>",
+    out += ["<h2>Ranking metrics (exploratory; test, at the best validation epoch)</h2>",
             f"<p class=muted>mean ± std [{round(100 * confidence)}% CI] over seeds; Δ and p paired over seeds against "
             f"{BASELINE}; Holm-adjusted within each model × slice × metric; – under 2 seeds.</p>",
             *([f"<p>{_e(sim)}</p>"] if sim else []), metrics_section(rows, variants)]

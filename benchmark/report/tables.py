@@ -321,7 +321,7 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]], primary: 
     fams = sorted({r["holm_family_size"] for r in rows if r["holm_family_size"]})
     sim = sim_statement(results.cells)
     out += ["", "## Variants", "", *variant_legend(results)]
-    out += ["", "## Ranking metrics (test, at the best validation epoch)", "",
+    out += ["", "## Ranking metrics (exploratory; test, at the best validation epoch)", "",
             f"Exploratory. mean ± std [{int(100 * results.confidence)}% CI] over seeds. AUC test-set CI per seed: "
             "the user-level bootstrap interval of each seed's test AUC (test-set uncertainty of one cell; "
             "report.json's bootstrap_ci_low/high is their envelope). Δ: paired over seeds against "
