@@ -36,7 +36,7 @@ def plugin_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry.refresh()
     for r in registry.REGISTRIES:  # forget the loaded plugin objects
         for name in ("pooled_mlp", "aligned_codes_dense", "toy-clusters"):
-            r._objects.pop(name, None)  # noqa: SLF001 (test cleanup)
+            r.remove(name)
 
 
 def test_the_registries_see_the_plugins_without_importing_them(plugin_installed: None) -> None:
@@ -102,12 +102,14 @@ def test_plugin_ranker_shards_like_a_builtin(plugin_installed: None) -> None:
 
 
 @pytest.mark.slow
-def test_a_quantizer_registered_by_decorator_reaches_the_workers(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_quantizer_registered_by_decorator_reaches_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  request: pytest.FixtureRequest) -> None:
     import benchmark
 
     monkeypatch.syspath_prepend(str(PLUGIN))
     import qarm_example_plugin.decorated  # noqa: F401  (registers "coarse_rq")
+
+    request.addfinalizer(lambda: registry.QUANTIZERS.remove("coarse_rq"))  # later tests see the built-ins only
 
     assert "qarm_example_plugin.decorated" in registry.plugin_modules()
     runs = tmp_path / "runs"

@@ -108,6 +108,7 @@ def build_features(
     code_kind: str = "rq",
     tokenization: TokenizeConfig | None = None,
     train_items: np.ndarray | None = None,
+    reference_codes: np.ndarray | None = None,
     vq_codes: np.ndarray | torch.Tensor | None = None,
     dense: np.ndarray | torch.Tensor | None = None,
     item_fields: dict[str, np.ndarray] | None = None,
@@ -115,7 +116,10 @@ def build_features(
     """Feature set of one variant. codes: (N, L) int64, level l in [0, vocab_sizes[l]) (code_kind "rq",
     tokenised by `tokenization`: one field per token table, default unigram = one per level) or (N, k) item_idx
     (code_kind "vq": the top-k bag); train_items: (N,) bool, the items with a training impression (SentencePiece
-    trains on their codes); vq_codes: (N, k) int64 item_idx, the extra VQ bag; dense: (N, d) float32 content
+    trains on their codes); reference_codes: (N, L) int64, the codes whose fitted tokenizer `codes` are
+    tokenised with (a control's: the aligned codes, so that under "spm" the control's table has the aligned
+    codes' rows instead of a SentencePiece model of its own; the other schemes' tables depend on the vocabulary
+    only); vq_codes: (N, k) int64 item_idx, the extra VQ bag; dense: (N, d) float32 content
     vectors; users: `user_idx` + categorical columns; item_fields: name -> (N, m) int64 category ids padded with
     -1 (see `encode_item_fields`). vocab_sizes default to each level's max + 1."""
     v = get_variant(variant)
@@ -142,7 +146,11 @@ def build_features(
 
             sizes = list(vocab_sizes) if vocab_sizes is not None else [int(v) + 1 for v in c.max(0).values]
             train = np.ones(n_items, dtype=bool) if train_items is None else np.asarray(train_items, dtype=bool)
-            tables = tokenize_codes(c.numpy(), sizes, train, tokenization or TokenizeConfig())
+            tcfg = tokenization or TokenizeConfig()
+            fitted = None
+            if reference_codes is not None and tcfg.scheme == "spm":
+                fitted = tokenize_codes(np.asarray(reference_codes, dtype=np.int64), sizes, train, tcfg).spm_model
+            tables = tokenize_codes(c.numpy(), sizes, train, tcfg, spm_model=fitted)
             for t in tables.tables:
                 add(ItemField(t.name, f"t_{t.name}", t.rows, t.width), torch.from_numpy(t.tokens.astype(np.int64)))
     if v.vq and "vq" not in tokens:
@@ -184,11 +192,16 @@ class CellInputs:
     sim_search: str | None = None
 
 
-def control_codes(codes: np.ndarray, vocab_sizes: Sequence[int], control: str, seed: int) -> np.ndarray:
+def control_codes(codes: np.ndarray, vocab_sizes: Sequence[int], control: str, seed: int,
+                  kind: str = "rq") -> np.ndarray:
     """The codes controls, from the aligned codes (N, L) with vocab_sizes[l] values at level l: "random" draws
     every code uniformly in [0, vocab_sizes[l]) (same shape and vocabulary, no content); "shuffled" permutes the
-    rows across items (same codes, wrong items). Seeded by the replicate seed."""
+    rows across items (same codes, wrong items). kind "vq": codes are (N, k) bags of item_idx, and "random"
+    draws a bag of k item ids uniformly in [0, N) per item (the same bag size as the aligned VQ codes). Seeded by
+    the replicate seed."""
     rng = np.random.default_rng([seed, 0xC0DE])
+    if control == "random" and kind == "vq":
+        return rng.integers(0, codes.shape[0], size=codes.shape, dtype=np.int64)
     if control == "random":
         cols = [rng.integers(0, k, size=codes.shape[0], dtype=np.int64) for k in vocab_sizes]
         return np.stack(cols, axis=1) if cols else codes.copy()
@@ -206,7 +219,7 @@ def cell_inputs(plan: CellPlan, side: ItemSide, embedding_dim: int,
     cs = code_sets[plan.code_set] if plan.code_set else None
     codes = None if cs is None else cs.codes
     if cs is not None and plan.control:
-        codes = control_codes(cs.codes, cs.vocab_sizes, plan.control, plan.replicate_seed)
+        codes = control_codes(cs.codes, cs.vocab_sizes, plan.control, plan.replicate_seed, cs.kind)
     dense = None
     if plan.dense_source == "frozen":
         dense = side.frozen.frozen_embeddings()
@@ -216,6 +229,7 @@ def cell_inputs(plan: CellPlan, side: ItemSide, embedding_dim: int,
                         embedding_dim=embedding_dim, users=prepared.users, codes=codes,
                         vocab_sizes=None if cs is None else cs.vocab_sizes, code_kind="rq" if cs is None else cs.kind,
                         tokenization=tokens, train_items=~prepared.items["is_cold"].to_numpy(),
+                        reference_codes=cs.codes if cs is not None and plan.control else None,
                         vq_codes=code_sets[plan.vq_set].codes if plan.vq_set else None, dense=dense,
                         item_fields=encode_item_fields(prepared.items) if plan.metadata else None)
     search = torch.from_numpy(code_sets[plan.sim_search_codes].codes) if plan.sim_search_codes else None

@@ -94,7 +94,10 @@ def all_metrics(users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> dic
 def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict[str, float]]:
     """Metrics per slice: all, cold, warm, pop_bucket_<b> (by the items frame's `is_cold`, `pop_bucket`).
 
-    frame_with_preds: user_idx, item_idx, label, pred (probability). items: item_idx, is_cold, pop_bucket.
+    The popularity buckets split the WARM items only (pop_bucket_0 = the warm long tail .. head); the cold items
+    are their own bucket, the `cold` slice (issue 20: before, cold items sat in bucket 0 with the long tail and
+    the bucket mixed two populations). frame_with_preds: user_idx, item_idx, label, pred (probability). items:
+    item_idx, is_cold, pop_bucket.
     """
     for col in ("user_idx", "item_idx", "label", "pred"):
         if col not in frame_with_preds.columns:
@@ -112,8 +115,9 @@ def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[s
         return all_metrics(f["user_idx"].to_numpy(), f["label"].to_numpy(), f["pred"].to_numpy())
 
     out = {"all": of(joined), "cold": of(joined.filter(pl.col("is_cold"))), "warm": of(joined.filter(~pl.col("is_cold")))}
-    for b in sorted(items["pop_bucket"].unique().to_list()):
-        out[f"pop_bucket_{b}"] = of(joined.filter(pl.col("pop_bucket") == b))
+    warm = joined.filter(~pl.col("is_cold"))
+    for b in sorted(items.filter(~pl.col("is_cold"))["pop_bucket"].unique().to_list()):
+        out[f"pop_bucket_{b}"] = of(warm.filter(pl.col("pop_bucket") == b))
     return out
 
 

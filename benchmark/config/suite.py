@@ -7,7 +7,7 @@
     [align]     qarm.alignment.AlignConfig: contrastive alignment of the encoder (QARM §3)
     [quantize]  qarm.quantize.QuantizeConfig: RQ-Kmeans / RQ-VAE codes and VQ top-k codes
     [rank]      recsys_models.config.TrainConfig: rankers and their training
-    [report]    ReportConfig: confidence level
+    [report]    ReportConfig: confidence level; [report.primary] the primary hypothesis, its margin, targets
 
 Nothing is mirrored or translated: a stage receives its library's own dataclass. Every field is checked
 when the file is loaded (types, ranges, and the cross-section rules of `_check_suite`), so a bad setting
@@ -95,14 +95,82 @@ class SuiteSection:
         require(self, "device", check_device_name(self.device), "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+# QARM's claim as tests (issue 20): the aligned codes against the id-only ranker, the frozen codes and the two
+# code controls. The one place these defaults live (benchmark.report.primary reads them).
+DEFAULT_PRIMARY_CONTRASTS: tuple[str, ...] = (
+    "aligned_codes - id_only", "aligned_codes - frozen_codes", "aligned_codes - random_codes",
+    "aligned_codes - shuffled_codes")
+PRIMARY_SLICES: tuple[str, ...] = ("all", "cold", "warm")
+
+
+def parse_contrast(c: str | tuple[str, ...]) -> tuple[str, str] | None:
+    """("variant", "baseline") of a declared contrast: a "variant - baseline" string or a [variant, baseline]
+    pair; None when it is neither."""
+    if isinstance(c, str):
+        parts = c.split(" - ") if " - " in c else c.split("-")
+        parts = [p.strip() for p in parts]
+    else:
+        parts = [str(p).strip() for p in c]
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+
+
+@dataclass(frozen=True)
+class PrimarySection:
+    """The primary hypothesis, declared before the run ([report.primary]): contrasts x slices x models are the
+    tests of ONE Holm family (benchmark.report.primary). contrasts: "variant - baseline" strings or
+    [variant, baseline] pairs (delta = variant - baseline, paired by seed); left at the default, the default
+    contrasts whose two variants the suite runs (a suite without them has no primary family); declared, every
+    name must be one of suite.variants. metric: the test metric (AUC); slices: of all / cold / warm; models:
+    () = every model of the suite, else some of suite.models."""
+
+    contrasts: tuple[str | tuple[str, ...], ...] = DEFAULT_PRIMARY_CONTRASTS
+    metric: Literal["auc"] = "auc"
+    slices: tuple[str, ...] = ("all", "cold")
+    models: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        pairs = [parse_contrast(c) for c in self.contrasts]
+        require(self, "contrasts", bool(pairs) and all(p is not None for p in pairs),
+                'a non-empty list of "variant - baseline" strings or [variant, baseline] pairs')
+        require(self, "contrasts", all(a != b for a, b in pairs) and len(set(pairs)) == len(pairs),
+                "distinct contrasts of two different variants")
+        for a, b in pairs:
+            VARIANTS.require(a, "report.primary.contrasts")
+            VARIANTS.require(b, "report.primary.contrasts")
+        require(self, "slices", bool(self.slices) and len(set(self.slices)) == len(self.slices)
+                and all(s in PRIMARY_SLICES for s in self.slices), f"distinct slices of {PRIMARY_SLICES}")
+        require(self, "models", len(set(self.models)) == len(self.models), "distinct models")
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The declared contrasts as (variant, baseline) pairs."""
+        return tuple(p for p in map(parse_contrast, self.contrasts) if p is not None)
+
+
+def _default_targets() -> dict[str, float]:
+    return {"all": 0.005, "cold": 0.01}
+
+
 @dataclass(frozen=True)
 class ReportConfig:
-    """confidence: level of the intervals in the report (0.95 = 95% CI)."""
+    """confidence: level of the intervals in the report (0.95 = 95% CI); primary: the primary hypothesis
+    ([report.primary], PrimarySection); equivalence_margin: the TOST margin on delta AUC within which a primary
+    contrast is called equivalent; target_effect: per primary slice, the delta AUC the power analysis sizes the
+    replicates for; bootstrap_draws: draws of the hierarchical bootstrap of every primary contrast (>= 2000)."""
 
     confidence: float = 0.95
+    primary: PrimarySection = field(default_factory=PrimarySection)
+    equivalence_margin: float = 0.002
+    target_effect: dict[str, float] = field(default_factory=_default_targets)
+    bootstrap_draws: int = 2000
 
     def __post_init__(self) -> None:
         require(self, "confidence", 0.5 <= self.confidence < 1.0, "a level in [0.5, 1)")
+        require(self, "equivalence_margin", 0 < self.equivalence_margin < 1, "a margin in (0, 1)")
+        require(self, "target_effect", all(v > 0 for v in self.target_effect.values()), "effects > 0")
+        require(self, "target_effect", all(s in self.target_effect for s in self.primary.slices),
+                f"an effect for every slice of report.primary.slices {list(self.primary.slices)}")
+        require(self, "bootstrap_draws", self.bootstrap_draws >= 2000, "an integer >= 2000")
 
 
 @dataclass(frozen=True)
@@ -143,6 +211,7 @@ class SuiteConfig:
 
 def _check_suite(cfg: SuiteConfig) -> None:
     """Rules across sections, each reported with the dotted path of the field to change."""
+    _check_primary(cfg)
     QUANTIZERS.require(cfg.quantize.quantizer, "quantize.quantizer")
     DATASETS.require(cfg.data.dataset, "data.dataset")  # a registered loader, built-in or plugin
     if cfg.encoder.kind == "synthetic" and cfg.align.trains_encoder(cfg.encoder.modalities):
@@ -157,6 +226,30 @@ def _check_suite(cfg: SuiteConfig) -> None:
             if getattr(sim, name) > cfg.data.history_len:
                 raise ConfigError(f"rank.sim.{name}: expected at most data.history_len ({cfg.data.history_len}), "
                                   f"got {getattr(sim, name)}")
+
+
+def _check_primary(cfg: SuiteConfig) -> None:
+    """A declared primary hypothesis names only the suite's variants and models."""
+    primary = cfg.report.primary
+    if primary.contrasts != DEFAULT_PRIMARY_CONTRASTS:
+        for i, pair in enumerate(primary.pairs):
+            for name in pair:
+                if name not in cfg.suite.variants:
+                    raise ConfigError(f"report.primary.contrasts[{i}]: {name!r} is not one of suite.variants "
+                                      f"({', '.join(cfg.suite.variants)})")
+    for i, m in enumerate(primary.models):
+        if m not in cfg.suite.models:
+            raise ConfigError(f"report.primary.models[{i}]: expected one of suite.models "
+                              f"({', '.join(cfg.suite.models)}), got {m!r}")
+
+
+def primary_contrasts(cfg: SuiteConfig) -> tuple[tuple[str, str], ...]:
+    """The contrasts of the suite's primary family: the declared ones, or (left at the default) the default
+    contrasts whose two variants the suite runs; () when none is left."""
+    pairs = cfg.report.primary.pairs
+    if cfg.report.primary.contrasts == DEFAULT_PRIMARY_CONTRASTS:
+        pairs = tuple(p for p in pairs if all(v in cfg.suite.variants for v in p))
+    return pairs
 
 
 def default_config_path() -> Path:

@@ -88,6 +88,10 @@ class ItemSideRecord:
 
 @dataclass(frozen=True)
 class Provenance:
+    """Where a run's figures come from. environment: the hardware and math stack that computed them (CPU model,
+    GPU, torch's BLAS / oneDNN build, thread counts, library versions; benchmark.engine.environment), as a plain
+    table ({} in manifests written before it was recorded)."""
+
     config_hash: str
     git_sha: str
     dataset: str
@@ -96,6 +100,7 @@ class Provenance:
     seeds: tuple[int, ...]
     date: str
     version: str
+    environment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,10 @@ class SuiteResults:
 
     run_id: the invocation's folder name (benchmark.core.runs; "" in manifests from before run folders);
     quick: run with --quick; overrides: every setting the invocation changed on the suite's file, dotted key ->
-    value (each --set as given, then each setting --quick changed)."""
+    value (each --set as given, then each setting --quick changed). primary: the primary family
+    (benchmark.report.primary.PrimaryFamily as plain JSON: the declaration, m, and per test the paired t, Holm,
+    TOST, verdict, MDE, replicates needed and the hierarchical bootstrap), computed by the engine at the end of
+    the run because its bootstrap reads the cells' test rows; {} when the suite has none (or an older run)."""
 
     suite: str
     label: str
@@ -120,6 +128,7 @@ class SuiteResults:
     run_id: str = ""
     quick: bool = False
     overrides: dict[str, str] = field(default_factory=dict)
+    primary: dict[str, Any] = field(default_factory=dict)
 
 
 def to_json(record: Any) -> Any:

@@ -80,6 +80,11 @@ class Registry(Generic[T]):
             self._modules[name] = _registering_module()
         return obj
 
+    def remove(self, name: str) -> None:
+        """Forget a decorator registration (or a loaded entry point's object: it loads again on next use)."""
+        self._objects.pop(name, None)
+        self._modules.pop(name, None)
+
     def names(self) -> tuple[str, ...]:
         """Every key: the entry points' (nothing is imported) and the decorator registrations'."""
         return tuple(dict.fromkeys([*_entry_points(self.group), *self._objects]))

@@ -10,7 +10,8 @@
             unknown or the dataset has none), genres List(Utf8) (sorted, unique; [] when unknown or
             the dataset has none: only the MovieLens loaders fill year and genres), is_cold Boolean (no
             training impression), cold_drawn Boolean (the seeded cold draw, held out of train/val),
-            train_count Int32, pop_bucket Int8 (0 = long tail .. B-1 = head; items without train rows get 0)
+            train_count Int32, pop_bucket Int8 (0 = long tail .. B-1 = head over the warm items;
+            items without train rows get 0, which no slice reads: they are the `cold` slice)
     users   one row per user_idx: user_idx Int32, user_id Utf8 [, feature columns Utf8]
 
 Cache entry (benchmark.core.cache.StageCache, stage "data"): <cache root>/data/<name>-<fingerprint[:16]>/

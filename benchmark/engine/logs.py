@@ -1,5 +1,5 @@
-"""What a suite run logs to MLflow besides its report: the item side of every replicate on the parent run,
-and one child run per cell (its tags, parameters, per-epoch curve and final metrics)."""
+"""What a suite run logs to MLflow besides its report: the item side of every replicate and the primary family
+on the parent run, and one child run per cell (its tags, parameters, per-epoch curve and final metrics)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from benchmark.cells.plan import CellPlan
 from benchmark.config.suite import SuiteConfig
 from benchmark.core.configlib import flatten, to_plain
 from benchmark.core.records import CellRecord, ItemSideRecord, epoch_metrics, to_json
+from benchmark.report.primary import PrimaryFamily, PrimaryRecord, undetectable
 
 
 def is_number(v: Any) -> bool:
@@ -64,3 +65,26 @@ def log_cell(child: Any, record: CellRecord, cached: bool, replay: bool) -> None
     child.log_metrics({**final, "best_epoch": record.best_epoch,
                        "n_embedding_parameters": record.n_embedding_parameters,
                        "n_dense_parameters": record.n_dense_parameters})
+
+
+PRIMARY_FIELDS = ("delta", "ci_low", "ci_high", "p", "p_holm", "tost_p", "mde", "mde_low", "mde_high",
+                  "replicates_needed", "target_effect", "bootstrap_delta", "bootstrap_ci_low", "bootstrap_ci_high",
+                  "bootstrap_p")
+
+
+def primary_metric_name(r: PrimaryRecord, what: str) -> str:
+    """`primary_<model>_<slice>_<variant>_vs_<baseline>_<what>`: one parent-run metric per figure of a test."""
+    return f"primary_{r.model}_{r.slice}_{r.variant}_vs_{r.baseline}_{what}"
+
+
+def log_primary(parent: Any, family: PrimaryFamily) -> None:
+    """The primary family on the parent run: its size and per test the delta, intervals, p values, MDE and
+    replicates needed as metrics, a test's verdict as a tag (primary.json is logged with the report files)."""
+    metrics: dict[str, Any] = {"primary_family_size": family.size, "primary_mde_alpha": family.mde_alpha,
+                               "primary_undetectable_tests": len(undetectable(family))}
+    for r in family.records:
+        metrics |= {primary_metric_name(r, k): getattr(r, k) for k in PRIMARY_FIELDS
+                    if is_number(getattr(r, k))}
+    parent.log_metrics(metrics)
+    parent.set_tags({f"primary.verdict.{r.model}.{r.slice}.{r.variant}_vs_{r.baseline}": r.verdict
+                     for r in family.records} | {"primary.family_size": family.size})

@@ -4,6 +4,7 @@
     its record     benchmark.itemside.summary.item_side_record   (pair stats, alignment, code sets, tokens)
     cells          benchmark.engine.cell.train_or_load              (here, or in worker processes: run.pool)
     MLflow         benchmark.tracking.store + benchmark.engine.logs (parent run, one child run per cell)
+    primary        benchmark.engine.primary.compute_primary      (the primary family, its bootstrap from the test rows)
     report         benchmark.report.write.write_report           (statistics, tables, plots, HTML)
 
 A rerun skips finished stages and cells (StageCache); the MLflow parent run of every invocation still gets a
@@ -134,6 +135,7 @@ class SuiteRun:
             results = self._results(replicates, cells, started)
             if not main:
                 return results
+            results = self._primary(results)
             md = self._report(results, parent)
         print(md)
         say(f"Done. Report: {self.suite_dir / 'report.md'}  Plots: {self.suite_dir / 'plots'}\n"
@@ -205,20 +207,36 @@ class SuiteRun:
 
     def _results(self, replicates: tuple[ItemSideRecord, ...], cells: list[CellRecord],
                  started: str) -> SuiteResults:
+        from benchmark.engine.environment import math_stack
         from benchmark.tracking.store import git_sha
 
         cfg = self.cfg
         prepared = self.sides[replicates[0].seed].data
         prov = Provenance(config_hash=self.config_hash, git_sha=git_sha(), dataset=cfg.data.dataset,
                           dataset_fingerprint=prepared.fingerprint, split=cfg.data.split.kind,
-                          seeds=tuple(cfg.suite.seeds), date=started, version=__version__)
+                          seeds=tuple(cfg.suite.seeds), date=started, version=__version__,
+                          environment=math_stack(cfg.threads, cfg.workers, self.device))
         return SuiteResults(suite=cfg.suite.name, label=self.label, variants=tuple(cfg.suite.variants),
                             models=tuple(cfg.suite.models), confidence=cfg.report.confidence, provenance=prov,
                             config=to_plain(cfg), data_stats=prepared.stats, item_side=replicates,
                             cells=tuple(cells), run_id=self.run_id, quick=self.quick, overrides=self.overrides)
 
+    def _primary(self, results: SuiteResults) -> SuiteResults:
+        """The primary family with its hierarchical bootstrap (benchmark.engine.primary), into the manifest."""
+        from benchmark.engine.primary import compute_primary
+
+        family = compute_primary(self.cfg, self.cache, results.cells, lambda seed: self._side(seed).data.items,
+                                 warn=say)
+        if family is None:
+            return results
+        say(f"[primary] {family.size} tests in the primary family, bootstrap of "
+            f"{self.cfg.report.bootstrap_draws} draws each")
+        return dataclasses.replace(results, primary=to_plain(family))
+
     def _report(self, results: SuiteResults, parent: Any) -> str:
+        from benchmark.engine.logs import log_primary
         from benchmark.report.headline import parent_run_description
+        from benchmark.report.primary import results_family
         from benchmark.report.write import write_report
 
         report = write_report(self.suite_dir, results)
@@ -230,8 +248,13 @@ class SuiteRun:
         for name in ("report.md", "report.json"):
             parent.log_artifact(self.suite_dir / name)
         parent.log_artifact(report.html)
+        family = results_family(results)
+        if family is not None:
+            parent.log_artifact(self.suite_dir / "primary.json")
+            log_primary(parent, family)
         parent.set_description(parent_run_description(self.cfg.suite.description, report.rows,
-                                                      self.cfg.suite.variants, self.cfg.report.confidence))
+                                                      self.cfg.suite.variants, self.cfg.report.confidence,
+                                                      primary=family))
         return report.markdown
 
 

@@ -1,5 +1,7 @@
-"""The headline: each variant against id_only on the all and cold slices (test AUC), with its interval, its
-Holm-adjusted p-value and a verdict — the MLflow parent run's description and the top of report.html.
+"""The headline: the primary family first (its size, each declared contrast's verdict, and whether the suite can
+detect its target effect), then, exploratory, each variant against id_only on the all and cold slices (test AUC)
+with its interval, its Holm-adjusted p-value and a verdict — the MLflow parent run's description and the top of
+report.html.
 
 A delta is called a gain (or a loss) only when its Holm-adjusted p-value is below ALPHA.
 """
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.report.primary import PrimaryFamily, power_statement
 from benchmark.report.stats import ALPHA
 from benchmark.report.tables import BASELINE, fmt, model_order, signed
 
@@ -102,10 +105,30 @@ def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = ()
     return "\n".join(lines)
 
 
+def primary_headline(family: PrimaryFamily) -> str:
+    """Markdown: the primary family and its size, one line per test (Δ, t interval, Holm p, bootstrap interval,
+    verdict), then whether the suite can detect its target effect."""
+    h = family.hypothesis
+    lines = [f"**Primary hypothesis** ({h.metric.upper()}; one Holm family of m = {family.size} tests at "
+             f"α = {h.alpha}; equivalence margin ±{h.equivalence_margin}):", ""]
+    for r in family.records:
+        ci = "" if r.ci_low is None else f" [{signed(r.ci_low)}, {signed(r.ci_high)}]"
+        boot = "" if r.bootstrap_ci_low is None else \
+            f", bootstrap [{signed(r.bootstrap_ci_low)}, {signed(r.bootstrap_ci_high)}] p {fmt(r.bootstrap_p, 3)}"
+        lines.append(f"- {r.model} · {r.slice} · {r.variant} vs {r.baseline}: Δ {signed(r.delta)}{ci}, Holm p = "
+                     f"{fmt(r.p_holm, 3)}{boot}: **{r.verdict}** (MDE {fmt(r.mde)}, target {r.target_effect:g})")
+    return "\n".join([*lines, "", power_statement(family)])
+
+
 def parent_run_description(description: str, rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
-                           confidence: float = 0.95) -> str:
-    """The MLflow parent run's description: the suite's `suite.description`, then the headline deltas."""
-    head = headline_deltas(rows, variants, confidence)
-    return f"{description.strip()}\n\n{head}" if description.strip() else head
+                           confidence: float = 0.95, primary: PrimaryFamily | None = None) -> str:
+    """The MLflow parent run's description: the suite's `suite.description`, the primary family (when the suite
+    has one), then the exploratory headline deltas."""
+    parts = [description.strip()] if description.strip() else []
+    if primary is not None:
+        parts.append(primary_headline(primary))
+        parts.append("Exploratory (every other comparison; Holm within each model × slice × metric):")
+    parts.append(headline_deltas(rows, variants, confidence))
+    return "\n\n".join(parts)
 
 

@@ -1,6 +1,7 @@
 """`report.html`: the suite report as one self-contained page (no external assets; works offline).
 
-    headline deltas ─ forest plot ─ ranking table ─ other plots ─ code quality ─ alignment ─ data ─ provenance
+    primary hypothesis ─ headline deltas (exploratory) ─ forest plot ─ ranking table ─ other plots ─ code quality
+    ─ alignment ─ data ─ provenance (with the hardware and math stack)
 
 PNG plots are embedded as base64 `data:` URIs, styles are inline, there is no script: the file can be mailed,
 opened from disk, or viewed in MLflow's artifact viewer (it is logged to the suite's parent run).
@@ -18,6 +19,7 @@ from typing import Any
 
 from benchmark.core.records import SuiteResults
 from benchmark.report.headline import headline_items, significance_key, significance_label
+from benchmark.report.primary import PrimaryFamily, family_statement, power_statement
 from benchmark.report.stats import ALPHA
 from benchmark.report.tables import (
     BASELINE,
@@ -130,18 +132,54 @@ def code_quality_section(code_quality: dict[str, dict[str, Any]]) -> str:
                    "perplexity per level", "recon. MSE per level", "HR@10 (prefix 1)"], body)
 
 
+def primary_section(family: PrimaryFamily) -> str:
+    """The primary family: its statement (size first), one row per test, and the power statement."""
+    body, classes = [], []
+    for r in family.records:
+        ci = "–" if r.ci_low is None else f"[{_num(r.ci_low, signed=True)}, {_num(r.ci_high, signed=True)}]"
+        boot = "–" if r.bootstrap_ci_low is None else (
+            f"[{_num(r.bootstrap_ci_low, signed=True)}, {_num(r.bootstrap_ci_high, signed=True)}] p "
+            f"{_num(r.bootstrap_p, 3)}{' (users × items)' if r.bootstrap_two_way else ''}")
+        css = r.verdict if r.verdict in ("gain", "loss") else "muted"
+        need = "–" if r.sd is None else (f"&gt; {family.hypothesis.replicates_cap}" if r.replicates_needed is None
+                                         else str(r.replicates_needed))
+        body.append([_e(r.model), _e(r.slice), _e(f"{r.variant} vs {r.baseline}"), str(len(r.seeds)),
+                     _num(r.delta, signed=True), ci, _num(r.p, 3), _num(r.p_holm, 3), _num(r.tost_p, 3),
+                     f'<span class="{css}">{_e(r.verdict)}</span>', boot,
+                     f"{_num(r.mde)} [{_num(r.mde_low)}, {_num(r.mde_high)}]", f"{need} (for {r.target_effect:+g})"])
+        classes.append("sig" if r.verdict in ("gain", "loss") else "")
+    table = _table(["model", "slice", "contrast", "seeds", "Δ AUC", f"{1 - family.hypothesis.alpha:.0%} t CI", "p",
+                    "Holm p", "TOST p", "verdict", "bootstrap CI, p", "MDE [range]", "replicates for target"],
+                   body, left=3, row_classes=classes)
+    return (f"<p>{_e(family_statement(family)).replace('**', '')}</p>" + table
+            + f"<p><b>{_e(power_statement(family).replace('**', ''))}</b></p>")
+
+
+def environment_rows(env: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The hardware and math stack (Provenance.environment) as (field, value) rows."""
+    rows = [(k, env[k]) for k in ("cpu", "cpu_count", "gpu", "device", "torch_threads", "torch_interop_threads",
+                                  "workers", "omp_num_threads", "mkl_num_threads", "mkldnn", "mkl", "python",
+                                  "platform") if k in env]
+    rows += [(f"version: {k}", v) for k, v in sorted((env.get("versions") or {}).items())]
+    if env.get("torch_config"):
+        rows.append(("torch.__config__.show()", env["torch_config"]))
+    return rows
+
+
 def provenance_section(results: SuiteResults) -> str:
     prov = results.provenance
     fields = [("config_hash", prov.config_hash), ("git_sha", prov.git_sha), ("version", prov.version),
               ("dataset", prov.dataset), ("dataset_fingerprint", prov.dataset_fingerprint), ("split", prov.split),
-              ("seeds", list(prov.seeds)), ("date", prov.date)]
+              ("seeds", list(prov.seeds)), ("date", prov.date), *environment_rows(prov.environment)]
     for rep in results.item_side:
         fields += [(f"replicate {rep.seed} stage key: {k}", v) for k, v in sorted(rep.stage_keys.items())]
     return _table(["field", "value"], [[_e(k), f"<code>{_e(v)}</code>"] for k, v in fields], left=2)
 
 
-def render_html(results: SuiteResults, rows: list[dict[str, Any]], suite_dir: Path) -> str:
-    """The whole page as a string; plots are read from `suite_dir / results.plots[i]` when present."""
+def render_html(results: SuiteResults, rows: list[dict[str, Any]], suite_dir: Path,
+                primary: PrimaryFamily | None = None) -> str:
+    """The whole page as a string; plots are read from `suite_dir / results.plots[i]` when present; the primary
+    family (when given) comes first."""
     suite = f"{results.suite} [{results.label}]" if results.label else results.suite
     variants = results.variants or sorted({r["variant"] for r in rows})
     confidence = results.confidence
@@ -155,17 +193,19 @@ def render_html(results: SuiteResults, rows: list[dict[str, Any]], suite_dir: Pa
     invocation = invocation_statement(results)
     if invocation:  # --quick / --set: said at the top, every overridden key with its value
         out.append(f"<p><strong>{_e(invocation.replace('**', '').replace('`', ''))}</strong></p>")
+    if primary is not None:
+        out += ["<h2>Primary hypothesis</h2>", primary_section(primary)]
     if description:
         out.append(f"<p>{_e(description)}</p>")
     prov = results.provenance
     out.append(f"<p class=muted>config {_e(prov.config_hash)} · git {_e(prov.git_sha)} · dataset {_e(prov.dataset)} "
                f"· split {_e(prov.split)} · seeds {_e(list(prov.seeds))} · {_e(prov.date)}</p>")
     out.append(f"<p>{_e(replicate_statement(results))}</p>")
-    out += ["<h2>Headline: Δ test AUC vs id_only</h2>", headline_section(rows, variants, confidence)]
+    out += ["<h2>Headline (exploratory): Δ test AUC vs id_only</h2>", headline_section(rows, variants, confidence)]
     if plots and plots[0] == FOREST_FIRST:
         out.append(_figure(suite_dir / plots.pop(0), "Δ test AUC vs id_only per variant, model and slice"))
     sim = sim_statement(results.cells)
-    out += ["<h2>Ranking metrics (test, at the best validation epoch)</h2>",
+    out += ["<h2>Ranking metrics (exploratory; test, at the best validation epoch)</h2>",
             f"<p class=muted>mean ± std [{round(100 * confidence)}% CI] over seeds; Δ and p paired over seeds against "
             f"{BASELINE}; Holm-adjusted within each model × slice × metric; – under 2 seeds.</p>",
             *([f"<p>{_e(sim)}</p>"] if sim else []), metrics_section(rows, variants)]
@@ -190,10 +230,11 @@ def render_html(results: SuiteResults, rows: list[dict[str, Any]], suite_dir: Pa
     return "\n".join(out) + "\n"
 
 
-def write_html(suite_dir: Path, results: SuiteResults, rows: list[dict[str, Any]]) -> Path:
+def write_html(suite_dir: Path, results: SuiteResults, rows: list[dict[str, Any]],
+               primary: PrimaryFamily | None = None) -> Path:
     """Write `suite_dir/report.html` atomically (next to report.md); returns its path."""
     path = suite_dir / "report.html"
     tmp = suite_dir / ".report.html.tmp"
-    tmp.write_text(render_html(results, rows, suite_dir), encoding="utf-8")
+    tmp.write_text(render_html(results, rows, suite_dir, primary), encoding="utf-8")
     tmp.replace(path)
     return path

@@ -110,8 +110,9 @@ def alignment_curves(summary: AlignSummary, path: Path) -> Path:
 
 
 def auc_by_popularity(cells: Sequence[CellRecord], variants: Sequence[str], path: Path) -> Path:
-    buckets = sorted({s for c in cells for s in c.test if s.startswith("pop_bucket_")},
-                     key=lambda s: int(s.rsplit("_", 1)[1]))
+    # the cold items are their own bucket (no training row), left of the warm buckets (benchmark.cells.metrics)
+    buckets = ["cold"] + sorted({s for c in cells for s in c.test if s.startswith("pop_bucket_")},
+                                key=lambda s: int(s.rsplit("_", 1)[1]))
     models = [m for m in ("dlrm", "din", "sim") if any(c.model == m for c in cells)]
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5.2 * max(len(models), 1), 4), squeeze=False)
     rows = aggregate(cells)
@@ -120,8 +121,8 @@ def auc_by_popularity(cells: Sequence[CellRecord], variants: Sequence[str], path
             ys = [next((r["mean"] for r in rows if (r["model"], r["variant"], r["slice"], r["metric"]) ==
                         (model, v, b, "auc")), None) for b in buckets]
             ax.plot(range(len(buckets)), [math.nan if y is None else y for y in ys], "o-", label=v)
-        ax.set_xticks(range(len(buckets)), [b.rsplit("_", 1)[1] for b in buckets])
-        ax.set_xlabel("popularity bucket (0 = long tail)")
+        ax.set_xticks(range(len(buckets)), [b.rsplit("_", 1)[-1] for b in buckets])
+        ax.set_xlabel("popularity bucket (cold = no training row; 0 = warm long tail)")
         ax.set_ylabel("test AUC")
         ax.set_title(f"{model}: AUC by item popularity")
         ax.legend(fontsize=7)

@@ -10,6 +10,10 @@ cannot be computed keeps a p (the bootstrap's, when given) or counts as p = 1.
     primary_bootstrap   the hierarchical bootstrap of every declared test from the per-seed test rows
     primary_family      per-seed AUCs (+ bootstrap) -> PrimaryFamily: one PrimaryRecord per test
     render_primary      the markdown table, the family and its size first
+    hypothesis_of       a suite's [report] config and its resolved contrasts -> PrimaryHypothesis (or None)
+    seed_values         the cells' per-seed test metric per (model, variant, slice)
+    results_family      the family of a results.json: the engine's (with the bootstrap), else recomputed
+    power_statement     the headline's line when the suite cannot detect its target effect
 
 Per test (benchmark.report.stats): the paired t over seeds (delta, its 1 - alpha interval, raw p), Holm's p over the
 whole family, TOST within +-equivalence_margin (Schuirmann 1987; Lakens 2017), the verdict (gain / loss /
@@ -28,7 +32,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from benchmark.config.suite import DEFAULT_PRIMARY_CONTRASTS, ReportConfig, parse_contrast
+from benchmark.core.configlib import from_mapping
 from benchmark.core.errors import require
+from benchmark.core.records import CellRecord, SuiteResults
 from benchmark.core.registry import VARIANTS
 from benchmark.report.stats import (
     BootstrapDelta,
@@ -60,7 +67,7 @@ class Contrast:
 
 
 DEFAULT_CONTRASTS: tuple[Contrast, ...] = tuple(
-    Contrast("aligned_codes", b) for b in ("id_only", "frozen_codes", "random_codes", "shuffled_codes"))
+    Contrast(*pair) for pair in map(parse_contrast, DEFAULT_PRIMARY_CONTRASTS) if pair is not None)
 
 
 def _default_targets() -> dict[str, float]:
@@ -296,3 +303,66 @@ def render_primary(family: PrimaryFamily) -> str:
                      f"{_f(r.delta, '+.4f')}{ci} | {p} | {_f(r.p_holm, '.3g')} | {_f(r.tost_p, '.3g')} | "
                      f"{verdict_s} | {mde_s} | {need} (for {r.target_effect:+g}) | {boot} |")
     return "\n".join(lines)
+
+
+def hypothesis_of(report: ReportConfig, contrasts: Sequence[tuple[str, str]]) -> PrimaryHypothesis | None:
+    """The primary hypothesis a suite declared: [report.primary] with the contrasts resolved against the suite
+    (benchmark.config.suite.primary_contrasts), report.equivalence_margin and report.target_effect. None when no
+    contrast is left (the suite runs none of the default contrasts' variants)."""
+    if not contrasts:
+        return None
+    p = report.primary
+    return PrimaryHypothesis(contrasts=tuple(Contrast(a, b) for a, b in contrasts), metric=p.metric,
+                             slices=tuple(p.slices), models=tuple(p.models),
+                             equivalence_margin=report.equivalence_margin,
+                             target_effect={s: float(report.target_effect[s]) for s in p.slices})
+
+
+def seed_values(cells: Sequence[CellRecord], metric: str = "auc") -> dict[tuple[str, str, str], dict[int, float]]:
+    """(model, variant, slice) -> {seed: the cell's test `metric`} (NaN when undefined)."""
+    out: dict[tuple[str, str, str], dict[int, float]] = {}
+    for c in cells:
+        for slice_name, metrics in c.test.items():
+            v = metrics.get(metric)
+            out.setdefault((c.model, c.variant, slice_name), {})[int(c.seed)] = math.nan if v is None else float(v)
+    return out
+
+
+def results_family(results: SuiteResults) -> PrimaryFamily | None:
+    """The primary family of a run: the one the engine stored in results.json (`primary`, with the hierarchical
+    bootstrap of every test), else (a manifest written before it existed) the family recomputed from the cells'
+    per-seed AUCs and the run's [report] config, without the bootstrap. None: the suite has no primary family."""
+    if results.primary:
+        return from_mapping(PrimaryFamily, results.primary)
+    report = from_mapping(ReportConfig, results.config.get("report") or {})
+    pairs = report.primary.pairs
+    if report.primary.contrasts == DEFAULT_PRIMARY_CONTRASTS:
+        pairs = tuple(p for p in pairs if all(v in results.variants for v in p))
+    h = hypothesis_of(report, pairs)
+    if h is None:
+        return None
+    return primary_family(h, seed_values(results.cells, h.metric), results.models)
+
+
+def undetectable(family: PrimaryFamily) -> list[PrimaryRecord]:
+    """The tests whose MDE (at 80% power and alpha / m) exceeds their target effect, or that have none."""
+    return [r for r in family.records if r.mde is None or r.mde > r.target_effect]
+
+
+def power_statement(family: PrimaryFamily) -> str:
+    """One sentence for the headline: whether the suite can detect its target effects, and if not, how far."""
+    bad = undetectable(family)
+    n = max((len(r.seeds) for r in family.records), default=0)
+    if not bad:
+        return (f"With {n} seeds every primary test can detect its target effect (MDE at "
+                f"{family.hypothesis.power:.0%} power <= target).")
+    worst = [r for r in bad if r.mde is not None]
+    detail = "; ".join(
+        f"{r.model} {r.slice} {r.variant} vs {r.baseline}: MDE {r.mde:.4f} > target {r.target_effect:g}"
+        f" (needs {'> ' + str(family.hypothesis.replicates_cap) if r.replicates_needed is None else r.replicates_needed}"
+        " seeds)" for r in worst[:4])
+    more = f"; {len(worst) - 4} more" if len(worst) > 4 else ""
+    untestable = len(bad) - len(worst)
+    return (f"**This suite cannot detect its target effect** on {len(bad)} of {family.size} primary tests with "
+            f"{n} seeds" + (f" ({untestable} without an MDE: fewer than 2 seeds)" if untestable else "")
+            + (f": {detail}{more}." if detail else "."))

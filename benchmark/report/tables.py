@@ -12,8 +12,10 @@ ROW_KEYS (a contract: extended, never renamed):
     holm_family_size, delta_ci_low, delta_ci_high    x metric, every variant vs id_only
     delta_vs_frozen, p_value_vs_frozen,            aligned_codes vs frozen_codes, aligned_dense vs frozen_dense
     p_value_vs_frozen_holm                         (null for other variants); Holm over those pairs
-    bootstrap_ci_low, bootstrap_ci_high            AUC only: the user-level bootstrap interval of the test AUC
-                                                   (test-set uncertainty), averaged over seeds
+    bootstrap_ci_low, bootstrap_ci_high            AUC only: the envelope of the seeds' user-level bootstrap
+                                                   intervals of the test AUC (the smallest interval holding every
+                                                   seed's; test-set uncertainty; bounds are never averaged)
+    bootstrap_ci_per_seed                          AUC only: each seed's interval, [[seed, low, high], ...]
     modalities                                     the item contents that fed the cell's content features, codes
                                                    or SIM search codes ("text", "image", "image+text"; "" when
                                                    the cell reads none, e.g. a DLRM id_only)
@@ -30,6 +32,7 @@ from typing import Any
 
 from benchmark.config.variants import find_variant
 from benchmark.core.records import CellRecord, SuiteResults
+from benchmark.report.primary import PrimaryFamily, power_statement, render_primary
 from benchmark.report.stats import ALPHA, family_size, holm, mean_ci, paired_delta
 
 METRICS = ("auc", "gauc", "logloss")
@@ -40,7 +43,7 @@ COUNTERPART = {"aligned_codes": "frozen_codes", "aligned_dense": "frozen_dense"}
 ROW_KEYS = ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
             "delta_vs_id_only", "p_value", "p_value_holm", "holm_family_size", "delta_ci_low", "delta_ci_high",
             "delta_vs_frozen", "p_value_vs_frozen", "p_value_vs_frozen_holm", "bootstrap_ci_low",
-            "bootstrap_ci_high", "modalities")
+            "bootstrap_ci_high", "modalities", "bootstrap_ci_per_seed")
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -58,14 +61,16 @@ def _per_seed(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str, str], di
     return by_key
 
 
-def _bootstrap(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str], tuple[float, float]]:
-    """(model, variant, slice) -> mean over seeds of the cells' bootstrap AUC interval."""
-    acc: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
+def _bootstrap(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str], list[tuple[int, float, float]]]:
+    """(model, variant, slice) -> [(seed, low, high)] in seed order: each cell's user-level bootstrap interval of
+    its test AUC. Averaging bounds over seeds is not an interval (statistics reference), so the rows keep each
+    seed's and their envelope."""
+    acc: dict[tuple[str, str, str], list[tuple[int, float, float]]] = defaultdict(list)
     for cell in cells:
         for slice_name, ci in cell.test_bootstrap.items():
             if ci is not None:
-                acc[(cell.model, cell.variant, slice_name)].append((float(ci[0]), float(ci[1])))
-    return {k: (sum(a for a, _ in v) / len(v), sum(b for _, b in v) / len(v)) for k, v in acc.items()}
+                acc[(cell.model, cell.variant, slice_name)].append((int(cell.seed), float(ci[0]), float(ci[1])))
+    return {k: sorted(v) for k, v in acc.items()}
 
 
 def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
@@ -96,8 +101,10 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
             "holm_family_size": 0, "delta_ci_low": _nan_to_none(dlo), "delta_ci_high": _nan_to_none(dhi),
             "delta_vs_frozen": _nan_to_none(fdelta), "p_value_vs_frozen": _nan_to_none(fp),
             "p_value_vs_frozen_holm": None,
-            "bootstrap_ci_low": None if b is None else b[0], "bootstrap_ci_high": None if b is None else b[1],
+            "bootstrap_ci_low": None if not b else min(lo for _, lo, _ in b),
+            "bootstrap_ci_high": None if not b else max(hi for _, _, hi in b),
             "modalities": fed if (model, variant) in reads_content else "",
+            "bootstrap_ci_per_seed": None if not b else [[s, lo, hi] for s, lo, hi in b],
         })
     _adjust(rows, "p_value", "p_value_holm", "holm_family_size")
     _adjust(rows, "p_value_vs_frozen", "p_value_vs_frozen_holm", None)
@@ -149,11 +156,11 @@ def _delta(r: dict[str, Any], key: str = "delta_vs_id_only", holm_key: str = "p_
 
 
 def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> str:
-    """Markdown: one line per (model, variant, slice): AUC/GAUC/LogLoss as mean ± std [CI] over seeds, the
-    test-set (user bootstrap) AUC interval, Δ AUC vs id_only [CI] with its raw and Holm-adjusted p (†: Holm < 0.05)."""
+    """Markdown: one line per (model, variant, slice): AUC/GAUC/LogLoss as mean ± std [CI] over seeds, each
+    seed's test-set (user bootstrap) AUC interval, Δ AUC vs id_only [CI] with its raw and Holm-adjusted p (†: Holm < 0.05)."""
     idx = {(r["model"], r["variant"], r["slice"], r["metric"]): r for r in rows}
     variants = [v for v in variants_order if any(r["variant"] == v for r in rows)]
-    lines = ["| model | variant | slice | AUC | AUC test-set CI | GAUC | LogLoss | Δ AUC vs id_only [CI] | p | "
+    lines = ["| model | variant | slice | AUC | AUC test-set CI per seed | GAUC | LogLoss | Δ AUC vs id_only [CI] | p | "
              "p (Holm) | seeds | modalities |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in model_order(r["model"] for r in rows):
         for variant in variants:
@@ -163,8 +170,8 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                     continue
                 parts = ["–" if c is None or c["mean"] is None else _ci(c) for c in cells]
                 auc = cells[0] or {}
-                boot = "–" if auc.get("bootstrap_ci_low") is None else \
-                    f"[{auc['bootstrap_ci_low']:.4f}, {auc['bootstrap_ci_high']:.4f}]"
+                boot = "–" if not auc.get("bootstrap_ci_per_seed") else "; ".join(
+                    f"s{seed} [{lo:.4f}, {hi:.4f}]" for seed, lo, hi in auc["bootstrap_ci_per_seed"])
                 lines.append(f"| {model} | {variant} | {slice_name} | {parts[0]} | {boot} | {parts[1]} | {parts[2]} | "
                              f"{_delta(auc)} | {fmt(auc.get('p_value'), 3)} | {fmt(auc.get('p_value_holm'), 3)} | "
                              f"{auc.get('n_seeds', 0)} | {auc.get('modalities') or '–'} |")
@@ -279,14 +286,42 @@ def code_quality(results: SuiteResults) -> dict[str, dict[str, Any]]:
     return {cs.name: cs.diagnostics for cs in results.item_side[0].code_sets if cs.kind == "rq"}
 
 
-def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
+def environment_statement(env: dict[str, Any]) -> str:
+    """One paragraph: the hardware and math stack of the run (Provenance.environment); "" when not recorded."""
+    if not env:
+        return ""
+    versions = ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items()))
+    blas = []
+    for ln in str(env.get("torch_config", "")).splitlines():
+        ln = ln.strip(" -")
+        if ln.startswith("Build settings:"):  # keep the math libraries of the long build line
+            blas += [kv.strip() for kv in ln.split(":", 1)[1].split(",")
+                     if kv.strip().startswith(("BLAS_INFO=", "LAPACK_INFO=", "USE_MKLDNN="))]
+        elif any(w in ln for w in ("Math Kernel", "MKL-DNN", "oneDNN", "OpenMP", "LAPACK", "BLAS")):
+            blas.append(ln)
+    return (f"Environment: CPU {env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores); GPU "
+            f"{env.get('gpu') or 'none'}; device {env.get('device') or '?'}; torch threads "
+            f"{env.get('torch_threads', '?')} (inter-op {env.get('torch_interop_threads', '?')}) x "
+            f"{env.get('workers', '?')} worker(s), OMP_NUM_THREADS={env.get('omp_num_threads') or 'unset'}; oneDNN "
+            f"{'available' if env.get('mkldnn') else 'unavailable'}; torch built with: {'; '.join(blas) or '?'}; "
+            f"{versions}; Python {env.get('python', '?')}. Figures reproduce bit for bit on the same CPU model, "
+            "library versions and thread counts; elsewhere within noise (docs/results.md).")
+
+
+def render_markdown(results: SuiteResults, rows: list[dict[str, Any]], primary: PrimaryFamily | None = None) -> str:
+    """The report: the primary family first (when the suite has one), then everything else, exploratory."""
     prov = results.provenance
     stats = results.data_stats
     variants_order = results.variants
     title = f"{results.suite} [{results.label}]" if results.label else results.suite
     out = [f"# QARM-Bench report: {title}", ""]
+    if primary is not None:
+        out += ["## Primary hypothesis", "", render_primary(primary), "", power_statement(primary), ""]
     out.append(f"Provenance: config {prov.config_hash} · git {prov.git_sha} · dataset {prov.dataset} "
                f"({prov.dataset_fingerprint}) · split {prov.split} · seeds {list(prov.seeds)} · {prov.date}")
+    env = environment_statement(prov.environment)
+    if env:
+        out += ["", env]
     out += ["", replicate_statement(results)]
     if invocation_statement(results):
         out[2:2] = [invocation_statement(results), ""]
@@ -301,9 +336,10 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
     fams = sorted({r["holm_family_size"] for r in rows if r["holm_family_size"]})
     sim = sim_statement(results.cells)
     out += ["", "## Variants", "", *variant_legend(results)]
-    out += ["", "## Ranking metrics (test, at the best validation epoch)", "",
-            f"mean ± std [{int(100 * results.confidence)}% CI] over seeds. AUC test-set CI: the user-level "
-            "bootstrap interval of each cell's test AUC, averaged over seeds. Δ: paired over seeds against "
+    out += ["", "## Ranking metrics (exploratory; test, at the best validation epoch)", "",
+            f"Exploratory. mean ± std [{int(100 * results.confidence)}% CI] over seeds. AUC test-set CI per seed: "
+            "the user-level bootstrap interval of each seed's test AUC (test-set uncertainty of one cell; "
+            "report.json's bootstrap_ci_low/high is their envelope). Δ: paired over seeds against "
             "id_only, with its t interval; p: paired t-test (– under 2 seeds); p (Holm): adjusted within one "
             f"family per model × slice × metric (family size {', '.join(map(str, fams)) or '–'}). † marks the "
             "only deltas called significant: Holm-adjusted p < 0.05.", ""]
@@ -312,9 +348,10 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]]) -> str:
     out.append(metrics_table(rows, variants_order))
     ft = frozen_table(rows)
     if ft:
-        out += ["", "## Aligned vs frozen (QARM's claim: alignment helps)", "",
+        out += ["", "## Aligned vs frozen (exploratory)", "",
                 "Each aligned variant against its frozen counterpart, AUC, paired over seeds; Holm within each "
-                "model × slice × metric over these comparisons.", "", ft]
+                "model × slice × metric over these comparisons (exploratory: the primary family above is the "
+                "test of QARM's claim).", "", ft]
     out += ["", "## Parameters", "", "Embedding rows x D summed over every table, and the dense parameters "
             "(MLPs, attention, projections), per variant: a gain that comes with more parameters may be capacity, "
             "not content (compare random_codes / shuffled_codes).", "", parameters_table(results.cells, variants_order)]

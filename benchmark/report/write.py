@@ -1,6 +1,7 @@
 """The one writer of a run's report files, and `qarm-bench report`.
 
-    write_report(run_dir, results) -> Report     plots/, report.md, report.json, report.html from SuiteResults
+    write_report(run_dir, results) -> Report     plots/, report.md, report.json, primary.json, report.html from
+                                                 SuiteResults
 
 Everything is computed from the run's `results.json` (benchmark.core.records.SuiteResults); nothing here
 imports torch. `qarm-bench run` calls write_report once at the end of a run; `qarm-bench report` reads the
@@ -17,39 +18,47 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.cache import read_json, write_json
+from benchmark.core.configlib import to_plain
 from benchmark.core.errors import QarmBenchError
 from benchmark.core.records import SuiteResults, from_json
 from benchmark.core.runs import resolve_run
 from benchmark.report import plots
 from benchmark.report.html import write_html
+from benchmark.report.primary import PrimaryFamily, results_family
 from benchmark.report.tables import ROW_KEYS, aggregate, render_markdown
 
 
 @dataclass(frozen=True)
 class Report:
     """What write_report wrote: the markdown, the rows of report.json, the HTML page and the plots (relative to
-    the run folder)."""
+    the run folder), and the primary family (primary.json; None when the suite has none)."""
 
     markdown: str
     rows: list[dict[str, Any]]
     html: Path
     plots: tuple[str, ...]
+    primary: PrimaryFamily | None = None
 
 
 def write_report(run_dir: Path, results: SuiteResults) -> Report:
-    """Draw the plots and write report.md, report.json and report.html under run_dir (each atomically)."""
+    """Draw the plots and write report.md, report.json, primary.json (the primary family: its declaration, size
+    and one record per test, benchmark.report.primary; only when the suite has one) and report.html under run_dir
+    (each atomically)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     drawn = plots.make_all(results, run_dir / "plots")
     results = dataclasses.replace(results, plots=tuple(str(p.relative_to(run_dir)) for p in drawn))
     modalities = results.item_side[0].alignment.modalities if results.item_side else ()
     rows = aggregate(results.cells, results.confidence, modalities)
-    md = render_markdown(results, rows)
+    family = results_family(results)
+    md = render_markdown(results, rows, family)
     tmp = run_dir / ".report.md.tmp"
     tmp.write_text(md, encoding="utf-8")
     tmp.replace(run_dir / "report.md")
     write_json(run_dir / "report.json", rows)
-    html = write_html(run_dir, results, rows)
-    return Report(md, rows, html, results.plots)
+    if family is not None:
+        write_json(run_dir / "primary.json", to_plain(family))
+    html = write_html(run_dir, results, rows, family)
+    return Report(md, rows, html, results.plots, family)
 
 
 def sweep_folders(run_dir: Path) -> list[Path]:

@@ -63,6 +63,13 @@ def train_spm(train_codes: np.ndarray, vocab_sizes: Sequence[int], vocab_size: i
     return model, int(spm.SentencePieceProcessor(model_proto=model).get_piece_size())
 
 
+def piece_count(model: bytes) -> int:
+    """The vocabulary (pieces, <unk> included) of a trained model."""
+    import sentencepiece as spm
+
+    return int(spm.SentencePieceProcessor(model_proto=model).get_piece_size())
+
+
 def encode_pieces(model: bytes, codes: np.ndarray, vocab_sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Each item's pieces under `model`: codes (N, L) -> (tokens (N, m) int64 piece ids padded with -1,
     lengths (N,) int64), m = the most pieces of any item (<= L)."""

@@ -169,15 +169,17 @@ def shared_unseen(codes: np.ndarray, sizes: Sequence[int], train_items: np.ndarr
 
 
 def tokenize_codes(codes: np.ndarray, vocab_sizes: Sequence[int], train_items: np.ndarray,
-                   cfg: TokenizeConfig) -> TokenTables:
+                   cfg: TokenizeConfig, spm_model: bytes | None = None) -> TokenTables:
     """Token tables of `codes: (N, L) int64` (level l in [0, vocab_sizes[l])) under `cfg.scheme`;
     `train_items: (N,) bool` marks the items with a training impression (only "spm" reads it: it trains on
-    their code sequences, and cfg.unseen = "shared" cuts the codes at their seen prefix: `shared_unseen`)."""
+    their code sequences, and cfg.unseen = "shared" cuts the codes at their seen prefix: `shared_unseen`).
+    spm_model: under "spm", encode with this trained model (another code set's TokenTables.spm_model) instead of
+    training one, so the table has that model's rows (the code controls reuse the aligned codes' tokenizer)."""
     codes, sizes, train = _check(codes, vocab_sizes, train_items)
     if cfg.unseen == "shared":
         codes, sizes = shared_unseen(codes, sizes, train, cfg.unseen_min_count)
     n_levels, seed = codes.shape[1], cfg.seed << 8
-    spm_model, requested, trained = None, None, None
+    fitted_model, spm_model, requested, trained = spm_model, None, None, None
     if cfg.scheme == "unigram":
         tables = tuple(_single(f"unigram_{j + 1}", codes[:, j], sizes[j], False) for j in range(n_levels))
     elif cfg.scheme == "prefix_ngram":
@@ -189,9 +191,12 @@ def tokenize_codes(codes: np.ndarray, vocab_sizes: Sequence[int], train_items: n
         tables = tuple(_ngram_table(f"bigram_{j + 1}_{j + 2}", codes[:, j:j + 2], sizes[j:j + 2], cfg.table_size,
                                     seed | (128 + j)) for j in range(n_levels - 1))
     elif cfg.scheme == "spm":
-        from qarm.quantize.spm_codes import encode_pieces, train_spm
+        from qarm.quantize.spm_codes import encode_pieces, piece_count, train_spm
 
-        spm_model, trained = train_spm(codes[train], sizes, cfg.spm_vocab_size, seed=cfg.seed)
+        if fitted_model is None:
+            spm_model, trained = train_spm(codes[train], sizes, cfg.spm_vocab_size, seed=cfg.seed)
+        else:
+            spm_model, trained = fitted_model, piece_count(fitted_model)
         tokens, lengths = encode_pieces(spm_model, codes, sizes)
         tables, requested = (TokenTable("spm", trained, tokens, lengths, False),), cfg.spm_vocab_size
     else:

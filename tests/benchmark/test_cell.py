@@ -132,3 +132,38 @@ def test_shared_unseen_ids_reach_the_code_tables() -> None:
     want, _ = shared_unseen(CODES, [3, 3], train)
     got = np.concatenate([shared.item_tokens[f"unigram_{j}"].numpy() for j in (1, 2)], 1)
     assert got.tolist() == want.tolist()
+
+
+def test_random_vq_codes_are_a_bag_of_k_item_ids() -> None:
+    n, k = 30, 4
+    vq = np.stack([(np.arange(n) + j + 1) % n for j in range(k)], axis=1)  # (N, k) item_idx, vocab (N,)
+    rnd = control_codes(vq, (n,), "random", seed=0, kind="vq")
+    assert rnd.shape == (n, k) and rnd.min() >= 0 and rnd.max() < n  # k random item ids, not a bag of 1
+    assert len(np.unique(rnd)) > n // 2 and np.array_equal(rnd, control_codes(vq, (n,), "random", 0, "vq"))
+    fs = build_features("random_codes", n_items=n, n_users=U, codes=rnd, code_kind="vq")
+    (field,) = [f for f in fs.spec.item_fields if f.name == "vq"]
+    assert field.max_len == k and fs.item_tokens["vq"].shape == (n, k)
+
+
+def test_spm_controls_have_the_aligned_codes_table() -> None:
+    from qarm.quantize.config import TokenizeConfig
+
+    rng = np.random.default_rng(0)
+    n, sizes = 60, (4, 4, 8)
+    aligned = np.stack([rng.integers(0, 2, n), rng.integers(0, 2, n), rng.integers(0, 8, n)], axis=1)
+    train = np.ones(n, dtype=bool)
+    train[-5:] = False
+    tok = TokenizeConfig(scheme="spm", spm_vocab_size=48)
+
+    def spm_rows(variant: str, codes: np.ndarray, reference: np.ndarray | None) -> int:
+        fs = build_features(variant, n_items=n, n_users=U, codes=codes, vocab_sizes=sizes, tokenization=tok,
+                            train_items=train, reference_codes=reference)
+        (field,) = [f for f in fs.spec.item_fields if f.name == "spm"]
+        return field.rows
+
+    want = spm_rows("aligned_codes", aligned, None)
+    for control in ("random", "shuffled"):
+        codes = control_codes(aligned, sizes, control, seed=0)
+        assert spm_rows(f"{control}_codes", codes, aligned) == want
+    # without the aligned codes' tokenizer, a SentencePiece model of the random codes' own has another vocabulary
+    assert spm_rows("random_codes", control_codes(aligned, sizes, "random", seed=0), None) != want

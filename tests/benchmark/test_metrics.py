@@ -64,12 +64,22 @@ def test_slice_metrics_slices() -> None:
     out = slice_metrics(frame, items)
     assert set(out) == {"all", "cold", "warm", "pop_bucket_0", "pop_bucket_1"}
     assert out["all"]["n"] == 5 and out["cold"]["n"] == 2 and out["warm"]["n"] == 3
-    assert out["pop_bucket_0"]["n"] == 4 and out["pop_bucket_1"]["n"] == 1
+    # the buckets split the warm items only: the cold item 0 (pop_bucket 0 in the frame) is the cold slice's
+    assert out["pop_bucket_0"]["n"] == 2 and out["pop_bucket_1"]["n"] == 1
+    assert out["pop_bucket_0"]["n"] + out["pop_bucket_1"]["n"] == out["warm"]["n"]
     assert out["all"]["auc"] == pytest.approx(auc(frame["label"].to_numpy(), frame["pred"].to_numpy()))
     # warm rows: labels 0, 0, 1 with preds 0.2, 0.3, 0.7 -> perfectly ranked.
     assert out["warm"]["auc"] == pytest.approx(1.0)
     with pytest.raises(DataError, match="missing from the items"):
         slice_metrics(frame.with_columns(item_idx=pl.lit(9)), items)
+
+
+def test_a_popularity_bucket_of_cold_items_only_is_no_slice() -> None:
+    items = pl.DataFrame({"item_idx": [0, 1], "is_cold": [True, False], "pop_bucket": [0, 1]},
+                         schema_overrides={"item_idx": pl.Int32, "pop_bucket": pl.Int8})
+    frame = pl.DataFrame({"user_idx": [0, 0, 1, 1], "item_idx": [0, 1, 0, 1], "label": [1, 0, 0, 1],
+                          "pred": [0.9, 0.2, 0.3, 0.7]})
+    assert set(slice_metrics(frame, items)) == {"all", "cold", "warm", "pop_bucket_1"}
 
 
 def test_weighted_auc_is_the_auc_of_repeated_rows() -> None:
