@@ -71,12 +71,14 @@ class SuiteRun:
         from benchmark.itemside.runner import run_item_side
         from benchmark.itemside.stages import item_side_keys
 
-        self.resolve_device()
+        import torch
+
+        device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
         dkey = data_key(self.cfg.data)
         data = None
         for rseed in replicate_seeds(self.cfg):
-            side = run_item_side(self.cfg, self.cache, item_side_keys(self.cfg, dkey, rseed), device=self.device,
-                                 world=self.world, progress=self.progress, data=data)
+            side = run_item_side(self.cfg, self.cache, item_side_keys(self.cfg, dkey, rseed, device_class),
+                                 device=self.device, world=self.world, progress=self.progress, data=data)
             data = side.data
             self.sides[rseed] = side
 
