@@ -67,11 +67,11 @@ class SuiteRun:
 
     def item_side(self) -> None:
         """Every replicate's item side (data, pairs, frozen, align, code sets), computed or loaded."""
+        import torch
+
         from benchmark.data.preparation import data_key
         from benchmark.itemside.runner import run_item_side
         from benchmark.itemside.stages import item_side_keys
-
-        import torch
 
         device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
         dkey = data_key(self.cfg.data)
