@@ -87,13 +87,12 @@ class SuiteRun:
 
         from benchmark.engine.logs import log_item_side
         from benchmark.itemside.summary import item_side_record
-        from benchmark.tracking.store import NullTracker, Tracker, describe_reaped
+        from benchmark.tracking.store import describe_reaped, tracker_for
 
         cfg, main = self.cfg, self.world.is_main  # other ranks train with rank 0 but log and write nothing
         torch.set_num_threads(cfg.threads)
         self.resolve_device()
-        tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir) if main \
-            else NullTracker()
+        tracker = tracker_for(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir, is_main=main)
         tracker.check()  # an unreachable store is reported before any training
         for line in describe_reaped(tracker.reap_dead_runs()):  # runs of dead processes -> KILLED
             say(f"[reap]   {line}")
