@@ -39,6 +39,7 @@ def failing_worker(world: World, out: str) -> None:
     Path(out, f"rank{world.rank}.done").write_text("")
 
 
+@pytest.mark.slow
 def test_every_rank_seeing_the_runs_folder_passes(tmp_path: Path) -> None:
     runs = tmp_path / "runs" / "suite"
     distributed.spawn(distributed.call_file, 2, THIS, "shared_worker", [str(runs)] * 2, str(tmp_path))
@@ -46,6 +47,7 @@ def test_every_rank_seeing_the_runs_folder_passes(tmp_path: Path) -> None:
     assert not list(runs.glob(f"{distributed.SHARED_CHECK}*"))  # the token file is removed
 
 
+@pytest.mark.slow
 def test_a_rank_with_another_runs_folder_stops_every_rank(tmp_path: Path) -> None:
     node0, node1 = tmp_path / "node0" / "runs" / "suite", tmp_path / "node1" / "runs" / "suite"
     distributed.spawn(distributed.call_file, 2, THIS, "shared_worker", [str(node0), str(node1)], str(tmp_path))
@@ -57,6 +59,7 @@ def test_a_rank_with_another_runs_folder_stops_every_rank(tmp_path: Path) -> Non
     assert "runs/ must be on a shared filesystem for every node" in msg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tcp", "file"])
 def test_a_failing_rank_reaches_the_launcher_through_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                kind: str) -> None:
