@@ -141,7 +141,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 return distributed.launch(args.argv, args)
         if distributed.in_worker():
             return distributed.worker_main(runs[0][1].suite.device,
-                                           lambda world, device: suite.main_run(args, runs, world, device))
+                                           lambda world, device: suite.main_run(args, runs, world, device),
+                                           suite_dir=runs[0][1].suite_dir)
         return suite.main_run(args, runs)
     if args.command == "report":
         from benchmark.report.write import main_report

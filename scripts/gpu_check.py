@@ -11,8 +11,14 @@ CUDA machine with nothing but torch + transformers still checks the torch-only p
     dense       the dense parts of DIN and SIM (DinAttention, multi-head target attention, MLP head)
     metrics     benchmark.cells.metrics on predictions made on the GPU vs on the CPU (polars)
     faiss       faiss GPU k-means vs CPU (reconstruction error within 1%) and flat top-k search (faiss-gpu)
-    dmp         sharded DLRM/DIN/SIM in DistributedModelParallel on all visible GPUs (nccl, torchrun) vs one GPU
-                (torchrec + the CUDA fbgemm-gpu)
+    ddp         alignment under DDP with the negatives gathered across ranks (torchrun: 2 GPU processes when there
+                are 2 GPUs, else 1) vs one CPU process (torch only)
+    dmp         sharded DLRM/DIN/SIM in DistributedModelParallel on all visible GPUs (nccl, torchrun) vs the same on
+                the CPU (gloo) (torchrec + the CUDA fbgemm-gpu)
+    batchmove   tests/recsys_models/test_batch_move.py, its CUDA case included (RankBatch.to / pin_memory; torchrec)
+
+Every step compares two configurations (a device and a number of processes); one compared with itself checks
+nothing, so `distinct` refuses it.
 
 Each line: the step, ok / FAIL / skipped, throughput on CPU and on the GPU, and how far the results are apart.
 Exit status 1 when a step fails. Without CUDA (`--dry-run`, or no GPU) every step runs CPU against CPU, which
@@ -74,6 +80,13 @@ class _Hide(importlib.abc.MetaPathFinder):
             for dist in getattr(finder, "find_distributions", lambda *a, **k: [])(*args, **kwargs):
                 if (dist.metadata["Name"] or "").lower().replace("-", "_") not in self.names:
                     yield dist
+
+
+def distinct(a: tuple[str, int], b: tuple[str, int]) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(a, b), two configurations (device type, processes) to compare; the same one twice is refused."""
+    if a == b:
+        raise ValueError(f"refusing to compare {a[0]} x {a[1]} process(es) with itself: that checks nothing")
+    return a, b
 
 
 def need(*modules: str) -> None:
@@ -366,29 +379,125 @@ def step_faiss(dev: torch.device, quick: bool) -> tuple[bool, str]:
         f"{t_cpu:.3f}s, gpu {t_gpu:.3f}s, overlap {recall:.4f}")
 
 
+def _torchrun(world: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """This script's worker `args` under torchrun on `world` local processes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world), __file__,
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def step_dmp(dev: torch.device, quick: bool) -> tuple[bool, str]:
     need("torchrec", "fbgemm_gpu", "polars")
     if dev.type == "cuda" and not hasattr(torch.ops.fbgemm, "asynchronous_complete_cumsum"):
         raise Skip("fbgemm_gpu's ops are not loaded (install the CUDA fbgemm-gpu==1.8.0 matching this torch)")
+    # GPU DMP on every visible GPU against CPU DMP (gloo, 1 process); the dry run: 2 CPU processes against 1
     ngpu = torch.cuda.device_count() if dev.type == "cuda" else 2
+    setups = distinct((dev.type, ngpu), ("cpu", 1))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for world in sorted({1, ngpu}):
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
-                   __file__, "dmp-worker", "--out", f"{tmp}/w{world}.json", "--device", dev.type]
-            cmd += ["--quick"] if quick else []
-            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        for device, world in setups:
+            path = f"{tmp}/{device}{world}.json"
+            r = _torchrun(world, "dmp-worker", "--out", path, "--device", device, *(["--quick"] if quick else []))
             if r.returncode != 0:
-                return False, f"torchrun with {world} process(es) failed:\n{r.stderr[-3000:]}"
-            out[world] = json.loads(Path(f"{tmp}/w{world}.json").read_text())
+                return False, f"torchrun with {world} process(es) on {device} failed:\n{r.stderr[-3000:]}"
+            out[(device, world)] = json.loads(Path(path).read_text())
+    a, b = setups
     lines, ok = [], True
-    for model in out[1]:
-        diff = float(np.abs(np.array(out[1][model]["pred"]) - np.array(out[ngpu][model]["pred"])).max())
+    for model in out[b]:
+        diff = float(np.abs(np.array(out[b][model]["pred"]) - np.array(out[a][model]["pred"])).max())
         ok &= diff < 1e-3
-        sps = ", ".join(f"{w} rank(s) {out[w][model]['samples_per_s']:,.0f}/s" for w in sorted(out))
-        lines.append(f"{model} ({out[ngpu][model]['plan']}): {sps}; predictions max|diff| {diff:.1e}")
+        sps = ", ".join(f"{d} x {w} {out[(d, w)][model]['samples_per_s']:,.0f}/s" for d, w in setups)
+        lines.append(f"{model} ({out[a][model]['plan']}): {sps}; predictions max|diff| {diff:.1e}")
     where = f"{ngpu} GPU(s)" if dev.type == "cuda" else "2 CPU processes (dry run)"
-    return ok, f"DMP on {where} vs 1:\n      " + "\n      ".join(lines)
+    return ok, f"DMP on {where} vs 1 CPU process:\n      " + "\n      ".join(lines)
+
+
+def _align_problem(quick: bool) -> tuple[np.ndarray, torch.Tensor]:
+    """feats (n, 384) float32 unit rows, pairs (steps, B, 2) int64: the alignment steps of `ddp`."""
+    n, dim, steps, batch = (2000, 384, 8, 512) if quick else (20000, 384, 30, 2048)
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(n, dim)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    return feats, torch.from_numpy(rng.integers(0, n, (steps, batch, 2)))
+
+
+def align_train(device: torch.device, quick: bool, distributed: bool) -> tuple[list[float], np.ndarray]:
+    """AdamW steps of the alignment model (in-batch InfoNCE; under DDP with the negatives gathered across ranks
+    when `distributed`): per-step losses and the final item embeddings (N, 64)."""
+    from qarm.alignment.distributed import embed_items, pair_embeddings, wrap_ddp
+    from qarm.alignment.towers import AlignModel
+    from qarm.encoders.fusion import ItemEncoder
+    from qarm.losses import info_nce
+
+    feats, pairs = _align_problem(quick)
+    n, dim = feats.shape
+    torch.manual_seed(0)
+    model = AlignModel({"text": torch.from_numpy(feats).to(device)},
+                       {"text": torch.ones(n, dtype=torch.bool, device=device)},
+                       ItemEncoder({"text": dim}, d=64)).to(device)
+    trainer = wrap_ddp(model, device) if distributed else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for ab in pairs.to(device):
+        za, zb = pair_embeddings(trainer, ab[:, 0], ab[:, 1], distributed=distributed)
+        loss = info_nce(za, zb, temperature=0.07, anchor_ids=ab[:, 0], positive_ids=ab[:, 1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses, embed_items(model, n, distributed=distributed).cpu().numpy()
+
+
+def step_ddp(dev: torch.device, quick: bool) -> tuple[bool, str]:
+    """DDP alignment on the GPU(s) (2 processes when 2 GPUs are there, else 1) against one CPU process."""
+    world = min(2, torch.cuda.device_count()) if dev.type == "cuda" else 2
+    (device, _), _ = distinct((dev.type, world), ("cpu", 1))
+    (l_cpu, e_cpu), t_cpu = timed(lambda: align_train(torch.device("cpu"), quick, False), torch.device("cpu"))  # type: ignore[misc]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        r = _torchrun(world, "ddp-worker", "--out", f"{tmp}/ddp.npz", "--device", device,
+                      *(["--quick"] if quick else []))
+        t_ddp = time.perf_counter() - start
+        if r.returncode != 0:
+            return False, f"torchrun with {world} process(es) on {device} failed:\n{r.stderr[-3000:]}"
+        got = np.load(f"{tmp}/ddp.npz")
+        l_ddp, e_ddp = got["losses"].tolist(), got["embeddings"]
+    dl = max(abs(a - b) / abs(a) for a, b in zip(l_cpu, l_ddp))
+    de = float(np.abs(e_cpu - e_ddp).max())
+    _, pairs = _align_problem(quick)
+    return dl < 1e-3 and de < 1e-3, (
+        f"{pairs.shape[0]} steps x {pairs.shape[1]} pairs, DDP on {device} x {world} vs cpu x 1: cpu {t_cpu:.1f}s, "
+        f"{device} x {world} {t_ddp:.1f}s (with the processes' start); loss rel. diff {dl:.1e}, embeddings "
+        f"max|diff| {de:.1e}")
+
+
+def ddp_worker(args: argparse.Namespace) -> None:
+    """One torchrun rank of `ddp`: the alignment steps under DDP; rank 0 writes losses and embeddings."""
+    import torch.distributed as dist
+
+    local = int(os.environ["LOCAL_RANK"])
+    device = torch.device("cuda", local) if args.device == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    losses, emb = align_train(device, args.quick, True)
+    if dist.get_rank() == 0:
+        np.savez(args.out, losses=np.array(losses), embeddings=emb)
+    dist.destroy_process_group()
+
+
+def step_batchmove(dev: torch.device, quick: bool) -> tuple[bool, str]:
+    """tests/recsys_models/test_batch_move.py in a pytest subprocess; on a GPU its CUDA case must run."""
+    need("torchrec", "pytest")
+    test = ROOT / "tests" / "recsys_models" / "test_batch_move.py"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test)],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    summary = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
+    cuda_ran = "test_pin_then_move_to_cuda" not in r.stdout  # -rs lists it when skipped
+    if dev.type == "cuda" and not cuda_ran:
+        return False, f"the CUDA case was skipped on a GPU machine: {summary}"
+    note = "CUDA case included" if dev.type == "cuda" else "CUDA case skipped (no GPU used)"
+    return r.returncode == 0, f"{summary}; {note}" + ("" if r.returncode == 0 else f"\n{r.stdout[-3000:]}")
 
 
 def dmp_worker(args: argparse.Namespace) -> None:
@@ -459,8 +568,10 @@ def dmp_worker(args: argparse.Namespace) -> None:
 
 STEPS: dict[str, Callable[[torch.device, bool], tuple[bool, str]]] = {
     "text": step_text, "image": step_image, "align": step_align, "u2i": step_u2i, "rqvae": step_rqvae,
-    "dense": step_dense, "metrics": step_metrics, "faiss": step_faiss, "dmp": step_dmp,
+    "dense": step_dense, "metrics": step_metrics, "faiss": step_faiss, "ddp": step_ddp, "dmp": step_dmp,
+    "batchmove": step_batchmove,
 }
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.meta_path[:] = [_Hide(set(args.hide.split(",")), list(sys.meta_path))]
     if args.what == ["dmp-worker"]:
         dmp_worker(args)
+        return 0
+    if args.what == ["ddp-worker"]:
+        ddp_worker(args)
         return 0
     unknown = [w for w in args.what if w not in STEPS]
     if unknown:
@@ -498,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # a crash is a failure, reported with its last frames
             status, detail = "FAIL", f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=-3))
             failed += 1
-        print(f"[{name:<7}] {status:<7} {detail}  ({time.perf_counter() - start:.1f}s)", flush=True)
+        print(f"[{name:<9}] {status:<7} {detail}  ({time.perf_counter() - start:.1f}s)", flush=True)
     print(f"gpu_check: {failed} step(s) failed" if failed else "gpu_check: no step failed")
     return 1 if failed else 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: every GPU path (encoders, alignment, U2I, RQ-VAE, the rankers' dense parts, metrics, faiss GPU
-# k-means, DMP on all visible GPUs) against the same code on the CPU, with throughput. A few minutes on a CUDA
-# machine; steps whose packages are missing say so and are skipped. Runs from the source tree (no install).
+# k-means, DDP alignment, DMP on all visible GPUs, RankBatch moves) against the same code on the CPU, with
+# throughput. A few minutes on a CUDA machine; steps whose packages are missing say so and are skipped. Runs
+# from the source tree (no install).
 #   bash scripts/gpu_check.sh              all steps
 #   bash scripts/gpu_check.sh --quick      small sizes (about a minute)
 #   bash scripts/gpu_check.sh align dmp    some steps

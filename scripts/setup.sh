@@ -2,6 +2,10 @@
 # The one install recipe (see ../shared/reference/deps.md for why each step is as it is).
 #   bash scripts/setup.sh          CPU stack into .venv (idempotent: a second run is quick, changes nothing)
 #   QARM_GPU=1 bash scripts/setup.sh   CUDA machines: then swaps in the CUDA fbgemm-gpu and faiss-gpu (README, GPU)
+#   bash scripts/setup.sh --print-choice   prints which stack this machine gets (gpu | cpu-pinned | cpu), installs nothing
+# On a machine with an NVIDIA GPU (nvidia-smi on the PATH) and no QARM_GPU, the CPU stack is installed and the
+# environment pinned to it: a note .venv/qarm-cpu-stack that benchmark/core/device.py reads (suite.device "auto"
+# then runs on the CPU and says so; "cuda" stops with the GPU install command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,8 +16,31 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)${QARM_GPU:+
 
 fail() { echo "setup.sh: $*" >&2; exit 1; }
 
+# Which stack: gpu (QARM_GPU set), cpu-pinned (an NVIDIA GPU is here but QARM_GPU is not set) or cpu.
+# QARM_NVIDIA_SMI names the nvidia-smi command to look for (tests point it at a stand-in or at nothing).
+stack_choice() {
+  if [ -n "${QARM_GPU:-}" ]; then echo gpu
+  elif command -v "${QARM_NVIDIA_SMI:-nvidia-smi}" >/dev/null 2>&1; then echo cpu-pinned
+  else echo cpu
+  fi
+}
+CHOICE=$(stack_choice)
+if [ "${1:-}" = "--print-choice" ]; then echo "$CHOICE"; exit 0; fi
+NOTE=$VENV/qarm-cpu-stack  # benchmark/core/device.py: CPU_STACK_NOTE
+# The note is written or removed on every run (a quick rerun too), so it always tells the current choice.
+pin_note() {
+  if [ "$CHOICE" = cpu-pinned ]; then
+    echo "setup.sh: this machine has an NVIDIA GPU but QARM_GPU is not set: the CPU stack (fbgemm-gpu-cpu, faiss-cpu) is installed and the suite pinned to the CPU (suite.device = 'auto' runs on the CPU; note in $NOTE). For the GPU stack: QARM_GPU=1 bash scripts/setup.sh"
+    [ -d "$VENV" ] && echo "scripts/setup.sh installed the CPU stack on a machine with an NVIDIA GPU (no QARM_GPU); for the GPU stack run: QARM_GPU=1 bash scripts/setup.sh" > "$NOTE"
+  else
+    rm -f "$NOTE"
+  fi
+  return 0
+}
+
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   touch "$STAMP"
+  pin_note
   echo "setup.sh: .venv is up to date (delete $STAMP to force a reinstall)"
   exit 0
 fi
@@ -67,4 +94,5 @@ except Exception as e:  # report which import failed, in one line
 print(f"setup.sh: ok: torch {torch.__version__}, fbgemm_gpu {fbgemm_gpu.__version__}, torchrec {torchrec.__version__}, "
       f"faiss {faiss.__version__}, polars {polars.__version__}, mlflow {mlflow.__version__}")
 PY
+pin_note
 echo "$want" > "$STAMP"

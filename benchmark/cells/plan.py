@@ -63,6 +63,8 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
               "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
     if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
         slice_["tokens"] = cfg.quantize.tokens
+    if keys.device_class != "cpu":  # a cell trained on a GPU is another result; CPU keys unchanged
+        slice_["device"] = keys.device_class
     key = slice_hash(slice_, *upstream, version=__version__)
     return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
                     search_codes, key)

@@ -8,8 +8,12 @@
                qarm.alignment.distributed)
              - every cell trains on all ranks (benchmark.cells.train: sharded rankers, one part of each batch per rank,
                predictions gathered exactly); only rank 0 writes cache entries, MLflow runs and the report
-             - a rank that raises writes its rank and message to the launcher's error folder; torchrun stops the
-               others, so the cell being trained leaves no `_SUCCESS`, and `launch` prints which rank failed.
+             - a rank that raises sets its rank, node (hostname), what it was doing and its message under
+               `qarm/error/R` (R: the rank) in the launcher's error store (a TCPStore on node 0, so a rank on another node
+               reaches it too); torchrun stops the others, so the cell being trained leaves no `_SUCCESS`, and
+               `launch` prints which rank failed, and where.
+           before the suite, every worker checks that it sees rank 0's runs/<suite>/ (`check_shared_runs`): the
+           other ranks load rank 0's cache entries, so runs/ must be on a filesystem every node shares.
 
 `init_world` returns the rank's benchmark.core.world.World, which the worker hands to the suite (no module
 keeps a world). Control messages (barriers, decisions, gathered predictions) travel over a gloo group, also
@@ -19,12 +23,18 @@ module load: the launcher starts before any worker imports it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
+import uuid
+from collections.abc import Iterator
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +42,11 @@ from typing import Any
 from benchmark.core.errors import QarmBenchError
 from benchmark.core.world import World
 
-ERROR_DIR_ENV = "QARM_DIST_ERROR_DIR"  # set by `launch`: where a failing rank leaves its message
+ERROR_STORE_ENV = "QARM_DIST_ERROR_STORE"  # set by `launch`: tcp://HOST:PORT or file:///PATH, where a failing rank
+# sets f"{ERROR_KEY}/{rank}" (its rank, node, what it was doing and why)
+ERROR_KEY = "qarm/error"
+STORE_TIMEOUT = dt.timedelta(seconds=60)
+SHARED_CHECK = ".qarm-shared-runs-"  # the token file rank 0 writes into runs/<suite>/ (check_shared_runs)
 FAIL_RANK_ENV = "QARM_DIST_FAIL_RANK"  # fault injection for tests: that rank raises at its first cell
 CONTROL_TIMEOUT = dt.timedelta(hours=24)  # the other ranks wait this long for rank 0's item side
 DIST_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port")
@@ -139,7 +153,7 @@ def wants_launch(args: Any) -> bool:
 
 def in_worker() -> bool:
     """Whether this process is a worker that `launch` started."""
-    return ERROR_DIR_ENV in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return ERROR_STORE_ENV in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def strip_launch_flags(argv: Sequence[str]) -> list[str]:
@@ -159,7 +173,7 @@ def strip_launch_flags(argv: Sequence[str]) -> list[str]:
 def launch_command(argv: Sequence[str], args: Any) -> list[str]:
     """`python -m torch.distributed.run <options> -m benchmark <argv without launch flags> --set rank.sharded=true`.
     Only local rank 0's output reaches the console (each node's); a failing rank's message comes back through the
-    error folder."""
+    error store."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc_per_node),
            "--local-ranks-filter", "0"]
     if args.nnodes == 1 and args.master_port is None:
@@ -172,38 +186,108 @@ def launch_command(argv: Sequence[str], args: Any) -> list[str]:
     return [*cmd, "-m", "benchmark", *strip_launch_flags(argv), "--set", "rank.sharded=true"]
 
 
+def error_store(spec: str, *, host: bool = False) -> Any:
+    """The error store `spec` names: "tcp://HOST:PORT" (a TCPStore; `host`: this process serves it) or
+    "file:///PATH" (a FileStore, for tests and one-machine runs)."""
+    import torch.distributed as dist
+
+    if spec.startswith("file://"):
+        return dist.FileStore(spec[len("file://"):], -1)
+    if not spec.startswith("tcp://"):
+        raise DistributedError(f"{ERROR_STORE_ENV}={spec!r}: expected tcp://HOST:PORT or file:///PATH")
+    addr, _, port = spec[len("tcp://"):].rpartition(":")
+    return dist.TCPStore(addr, int(port), is_master=host, wait_for_workers=False, timeout=STORE_TIMEOUT)
+
+
+@contextlib.contextmanager
+def launcher_store(args: Any) -> Iterator[tuple[Any, str]]:
+    """(store, spec) for this launch's ranks' failure reports. One node: a TCPStore served here on a free port.
+    Several: node 0 serves it on --master-port + 1 and every node's ranks connect there, so a rank on any node
+    reports to node 0's launcher."""
+    if args.nnodes == 1:
+        store = error_store("tcp://127.0.0.1:0", host=True)
+        yield store, f"tcp://127.0.0.1:{store.port}"
+        return
+    spec = f"tcp://{args.master_addr}:{(args.master_port or 29500) + 1}"
+    yield (error_store(spec, host=True) if args.node_rank == 0 else None), spec
+
+
+def read_failures(store: Any, world_size: int) -> list[dict[str, Any]]:
+    """The failure reports ranks 0..world_size-1 set in `store`, earliest first (the first is the cause; the
+    others mostly fail on its closed connections after it)."""
+    keys = [f"{ERROR_KEY}/{r}" for r in range(world_size)]
+    found = [json.loads(store.get(k)) for k in keys if store.check([k])]
+    return sorted(found, key=lambda f: (f["time_ns"], f["rank"]))
+
+
+def failure_line(failures: list[dict[str, Any]]) -> str:
+    """The launcher's one line about a failed run: the first failing rank, its node, what it was doing, why."""
+    first = failures[0]
+    others = f" ({len(failures) - 1} other rank(s) failed too)" if len(failures) > 1 else ""
+    return (f"the distributed run failed: rank {first['rank']} on node {first['host']} ({first['where']}): "
+            f"{first['kind']}: {first['message']}{others}")
+
+
 def launch(argv: Sequence[str], args: Any) -> int:
-    """Run this command under torchrun and wait; on failure name the rank that failed and why."""
-    with tempfile.TemporaryDirectory(prefix="qarm-dist-") as errors:
-        env = {**os.environ, ERROR_DIR_ENV: errors}
+    """Run this command under torchrun and wait; on failure name the rank that failed, its node and why."""
+    world_size = args.nproc_per_node * args.nnodes
+    with launcher_store(args) as (store, spec):
+        env = {**os.environ, ERROR_STORE_ENV: spec}
         try:
             rc = subprocess.run(launch_command(argv, args), env=env, check=False).returncode
         except KeyboardInterrupt:
             return 130
         if rc == 0:
             return 0
-        # the first rank to fail is the cause; the others mostly fail on its closed connections after it
-        reports = sorted(Path(errors).glob("rank*.txt"), key=lambda p: (p.stat().st_mtime_ns, int(p.stem[4:])))
-        if not reports:
+        try:
+            failures = read_failures(store if store is not None else error_store(spec), world_size)
+        except (RuntimeError, OSError) as e:  # node 0's store is gone (its launcher exited first)
+            raise DistributedError(f"torchrun exited with status {rc}; the ranks' reports on node 0 ({spec}) "
+                                   f"could not be read ({e}): see node 0's output") from None
+        if not failures:
             raise DistributedError(f"torchrun exited with status {rc} and no rank reported why (see its output "
                                    "above)")
-        first = reports[0].read_text().strip()
-        others = f" ({len(reports) - 1} other rank(s) failed too)" if len(reports) > 1 else ""
-        print(f"qarm-bench: error: the distributed run failed: {first}{others}; the cell being trained wrote no "
-              "result (finished stages and cells are kept: rerun to resume)", file=sys.stderr)
-        return 2 if all("user error" in p.read_text() for p in reports) else 1
+        print(f"qarm-bench: error: {failure_line(failures)}; the cell being trained wrote no result (finished "
+              "stages and cells are kept: rerun to resume)", file=sys.stderr)
+        return 2 if all(f["kind"] == "user error" for f in failures) else 1
 
 
-def worker_main(device_name: str, body: Callable[[World, Any], int]) -> int:
-    """A torchrun worker: resolve `suite.device` for this rank, join the world on it, run `body(world, device)`
-    and leave. An exception is recorded in the launcher's error folder (rank, where, message) and re-raised for
-    the CLI to report."""
+def check_shared_runs(world: World, folder: Path) -> None:
+    """Every rank sees rank 0's `folder` (runs/<suite>/): rank 0 writes a token file there, the others read it
+    through their filesystem after a barrier. A rank that does not find it stops every rank with the path: the
+    other ranks load rank 0's cache entries from there."""
+    if not world.active:
+        return
+    token = world.agree(uuid.uuid4().hex if world.is_main else None)
+    path = Path(folder) / f"{SHARED_CHECK}{token}"
+    if world.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token)
+    world.barrier()
+    seen = path.is_file() and path.read_text() == token
+    report = world.gather_objects((world.rank, socket.gethostname(), seen, str(path)))
+    world.barrier()
+    if world.is_main:
+        path.unlink(missing_ok=True)
+    blind = [(r, h, p) for r, h, ok, p in report if not ok]
+    if blind:
+        who = ", ".join(f"rank {r} on {h} (looked at {p})" for r, h, p in blind)
+        raise DistributedError(f"{report[0][3]}: rank 0 on {report[0][1]} wrote this file, but {who} cannot read it: "
+                               "runs/ must be on a shared filesystem for every node (suite.runs_dir)")
+
+
+def worker_main(device_name: str, body: Callable[[World, Any], int], suite_dir: Path | None = None) -> int:
+    """A torchrun worker: resolve `suite.device` for this rank, join the world on it, check that every rank sees
+    `suite_dir` (rank 0's runs/<suite>/), run `body(world, device)` and leave. An exception is reported to the
+    launcher's error store (rank, node, where, message) and re-raised for the CLI to report."""
     from benchmark.core.device import resolve_device
 
     world = World()
     try:
         device = resolve_device(device_name)
         world = init_world(device)
+        if suite_dir is not None:
+            check_shared_runs(world, suite_dir)
         return body(world, device)
     except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
         record_failure(world, e)
@@ -212,13 +296,26 @@ def worker_main(device_name: str, body: Callable[[World, Any], int]) -> int:
         shutdown()
 
 
-def record_failure(world: World, e: BaseException) -> None:
-    folder = os.environ.get(ERROR_DIR_ENV)
-    if not folder:
-        return
+def failure_report(world: World, e: BaseException) -> dict[str, Any]:
+    """What a failing rank tells the launcher: rank, node (hostname), what it was doing, the kind of error
+    ("user error" for a QarmBenchError) and its message (one line; the last frame for other errors)."""
     rank = int(os.environ.get("RANK", world.rank))
     kind = "user error" if isinstance(e, QarmBenchError) else type(e).__name__
     last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
     at = f" [{Path(last[0].filename).name}:{last[0].lineno}]" if last and kind != "user error" else ""
-    msg = f"rank {rank} ({world.where}): {kind}: {e}{at}"
-    (Path(folder) / f"rank{rank}.txt").write_text(msg.replace("\n", " ") + "\n")
+    return {"rank": rank, "host": socket.gethostname(), "where": world.where, "kind": kind,
+            "message": f"{e}{at}".replace("\n", " "), "time_ns": time.time_ns()}
+
+
+def record_failure(world: World, e: BaseException, store: Any = None) -> None:
+    """Set this rank's failure report under qarm/error/R (R: its rank) in the launcher's error store (`store`, else the
+    one ERROR_STORE_ENV names; nothing outside a launched run). A report that cannot be sent is said on stderr."""
+    spec = os.environ.get(ERROR_STORE_ENV)
+    if store is None and not spec:
+        return
+    report = failure_report(world, e)
+    try:
+        (store if store is not None else error_store(str(spec))).set(f"{ERROR_KEY}/{report['rank']}",
+                                                                     json.dumps(report))
+    except (RuntimeError, OSError) as why:
+        print(f"qarm-bench: rank {report['rank']} could not report its failure to {spec} ({why})", file=sys.stderr)

@@ -82,16 +82,18 @@ class SuiteRun:
 
     def item_side(self) -> None:
         """Every replicate's item side (data, pairs, frozen, align, code sets), computed or loaded."""
+        import torch
+
         from benchmark.data.preparation import data_key
         from benchmark.itemside.runner import run_item_side
         from benchmark.itemside.stages import item_side_keys
 
-        self.resolve_device()
+        device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
         dkey = data_key(self.cfg.data)
         data = None
         for rseed in replicate_seeds(self.cfg):
-            side = run_item_side(self.cfg, self.cache, item_side_keys(self.cfg, dkey, rseed), device=self.device,
-                                 world=self.world, progress=self.progress, data=data)
+            side = run_item_side(self.cfg, self.cache, item_side_keys(self.cfg, dkey, rseed, device_class),
+                                 device=self.device, world=self.world, progress=self.progress, data=data)
             data = side.data
             self.sides[rseed] = side
 
@@ -100,13 +102,12 @@ class SuiteRun:
 
         from benchmark.engine.logs import log_item_side
         from benchmark.itemside.summary import item_side_record
-        from benchmark.tracking.store import NullTracker, Tracker, describe_reaped
+        from benchmark.tracking.store import describe_reaped, tracker_for
 
         cfg, main = self.cfg, self.world.is_main  # other ranks train with rank 0 but log and write nothing
         torch.set_num_threads(cfg.threads)
         self.resolve_device()
-        tracker = Tracker.for_suite(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir) if main \
-            else NullTracker()
+        tracker = tracker_for(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir, is_main=main)
         tracker.check()  # an unreachable store is reported before any training
         for line in describe_reaped(tracker.reap_dead_runs()):  # runs of dead processes -> KILLED
             say(f"[reap]   {line}")

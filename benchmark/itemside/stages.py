@@ -118,11 +118,13 @@ def downstream_closure(forced: Iterable[str]) -> set[str]:
 
 @dataclass(frozen=True)
 class ItemSideKeys:
-    """The cache keys of one replicate's item side: one per single-entry stage, one per code set."""
+    """The cache keys of one replicate's item side: one per single-entry stage, one per code set; device_class:
+    the class of device they were computed on ("cpu", "cuda"), which the rank cells' keys carry too."""
 
     seed: int
     stages: dict[str, str]
     code_sets: dict[str, str]
+    device_class: str = "cpu"
 
     def key(self, stage: str, instance: str = "") -> str:
         return self.code_sets[instance] if stage == "codes" else self.stages[stage]
@@ -132,17 +134,26 @@ class ItemSideKeys:
         return {**self.stages, **{f"codes/{n}": k for n, k in self.code_sets.items()}}
 
 
-def item_side_keys(cfg: SuiteConfig, data_key: str, seed: int) -> ItemSideKeys:
-    """Every item-side key of the replicate `seed`, from the config and the data key alone (nothing runs)."""
+def device_key_part(device_class: str) -> list[str]:
+    """What a seeded stage's or a rank cell's key adds for the device class: nothing on the CPU (every CPU key
+    stays what it was), "device=cuda" elsewhere (GPU alignment, faiss and training give other floats)."""
+    return [] if device_class == "cpu" else [f"device={device_class}"]
+
+
+def item_side_keys(cfg: SuiteConfig, data_key: str, seed: int, device_class: str = "cpu") -> ItemSideKeys:
+    """Every item-side key of the replicate `seed`, from the config, the data key and the class of device the
+    run computes on (`torch.device.type`) alone (nothing runs). The seeded stages (pairs, align, codes) carry the
+    device class when it is not "cpu"; data and frozen do not (the data are the same, and the frozen encoders'
+    GPU features are within 0.999 cosine of the CPU's: scripts/gpu_check.py, steps text and image)."""
     stages: dict[str, str] = {"data": data_key}
     code_sets: dict[str, str] = {}
     for stage in ITEM_SIDE[1:]:
         for inst in stage.instances(cfg):
             ups = [stages[u] for u in stage.inputs_of(inst)]
-            key = slice_hash(stage.slice(cfg, inst), *ups, *([str(seed)] if stage.seeded else []),
-                             version=__version__)
+            seeded = [str(seed), *device_key_part(device_class)] if stage.seeded else []
+            key = slice_hash(stage.slice(cfg, inst), *ups, *seeded, version=__version__)
             if stage.name == "codes":
                 code_sets[inst] = key
             else:
                 stages[stage.name] = key
-    return ItemSideKeys(seed, stages, code_sets)
+    return ItemSideKeys(seed, stages, code_sets, device_class)

@@ -454,3 +454,8 @@ class NullTracker:
                   tags: Mapping[str, Any] | None = None) -> Iterator[_NullRun]:
         yield _NullRun()
 
+
+def tracker_for(suite_name: str, config_uri: str, runs_dir: str | Path, *, is_main: bool) -> Tracker | NullTracker:
+    """The suite's tracker on the rank that logs (rank 0, or the one process); a NullTracker on the others, so a
+    tracking server (`suite.tracking_uri = "http://HOST:5000"`) hears from one rank only."""
+    return Tracker.for_suite(suite_name, config_uri, runs_dir) if is_main else NullTracker()

@@ -1,5 +1,9 @@
 """faiss helpers: GPU detection, seeded k-means and flat indexes that move to the GPU when faiss sees one.
 
+A GPU index lives on this process's own GPU (torch's current CUDA device: under torchrun each rank has set its
+local rank's), never on all GPUs of the machine, so ranks sharing a node never share a GPU. faiss's GPU flat
+search answers at most GPU_MAX_K neighbours per query; `FlatIndex.search` asks a CPU copy for more.
+
 faiss-cpu and faiss-gpu install the same module `faiss`; `faiss.get_num_gpus()` is 0 on faiss-cpu and on
 faiss-gpu without a device (reference/deps.md §4), so `gpu="auto"` is safe everywhere. faiss is imported on
 first use, so the numpy helpers (and the RQ-VAE, which needs faiss only for its k-means initialisation) load
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     import faiss
 
 GpuChoice = bool | Literal["auto"]
+GPU_MAX_K = 2048  # faiss GPU k-selection limit (faiss/gpu/utils/DeviceDefs.cuh: GPU_MAX_SELECTION_K)
 
 
 def _faiss() -> Any:
@@ -72,10 +77,13 @@ def faiss_kmeans(
     """
     n = x.shape[0]
     mppc = -(-n // k) if max_points_per_centroid is None else max_points_per_centroid
-    km = _faiss().Kmeans(
-        x.shape[1], k, niter=niter, seed=seed, gpu=use_gpu, verbose=False,
+    faiss = _faiss()
+    km = faiss.Kmeans(
+        x.shape[1], k, niter=niter, seed=seed, gpu=False, verbose=False,
         max_points_per_centroid=mppc, min_points_per_centroid=1,
     )
+    if use_gpu:  # Kmeans(gpu=True) would spread over every GPU of the machine; this process's own only
+        km.index = to_own_gpu(faiss.IndexFlatL2(x.shape[1]))
     t0 = time.perf_counter()
     km.train(x)
     seconds = time.perf_counter() - t0
@@ -84,13 +92,62 @@ def faiss_kmeans(
                         float(stats["obj"]), float(stats["imbalance_factor"]))
 
 
-def flat_index(d: int, metric: Literal["l2", "ip"], *, use_gpu: bool) -> faiss.Index:
-    """An exact (flat) faiss index, on all GPUs when asked."""
+def gpu_device() -> int:
+    """This process's GPU: torch's current CUDA device (a torchrun rank has set its local rank's), else 0."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.current_device()) if torch.cuda.is_available() else 0
+
+
+def to_own_gpu(index: Any) -> Any:
+    """A copy of the CPU `index` on this process's GPU (`gpu_device`); it keeps its GPU resources alive."""
+    faiss = _faiss()
+    res = faiss.StandardGpuResources()
+    gpu = faiss.index_cpu_to_gpu(res, gpu_device(), index)
+    gpu.referenced_objects = [res]  # faiss's convention: the resources live as long as the index
+    return gpu
+
+
+def to_cpu(index: Any) -> Any:
+    """A CPU copy of a GPU faiss index."""
+    return _faiss().index_gpu_to_cpu(index)
+
+
+class FlatIndex:
+    """An exact faiss index (`index`, on the GPU when `on_gpu`) whose `search` never asks the GPU for more than
+    GPU_MAX_K neighbours: a larger k is answered by a CPU copy (`to_cpu`, made once), with the same result
+    (both are exact). x: (n, d) float32 -> (distances (n, k) float32, ids (n, k) int64)."""
+
+    def __init__(self, index: Any, *, on_gpu: bool) -> None:
+        self.index, self.on_gpu = index, on_gpu
+        self._cpu: Any = None
+
+    @property
+    def ntotal(self) -> int:
+        """Vectors held."""
+        return int(self.index.ntotal)
+
+    def add(self, x: np.ndarray) -> None:
+        """Add `x: (n, d) float32` (on the GPU when the index is there)."""
+        self.index.add(x)
+        self._cpu = None
+
+    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest of each row of `x` (the GPU for k <= GPU_MAX_K, else the CPU copy)."""
+        if not self.on_gpu or k <= GPU_MAX_K:
+            return self.index.search(x, k)
+        if self._cpu is None:
+            self._cpu = to_cpu(self.index)
+        return self._cpu.search(x, k)
+
+
+def flat_index(d: int, metric: Literal["l2", "ip"], *, use_gpu: bool) -> FlatIndex:
+    """An exact (flat) faiss index, on this process's GPU when asked."""
     faiss = _faiss()
     index: faiss.Index = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
-    if use_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
-    return index
+    return FlatIndex(to_own_gpu(index) if use_gpu else index, on_gpu=use_gpu)
 
 
 def as_float32_matrix(x: object, *, arg: str = "x") -> np.ndarray:

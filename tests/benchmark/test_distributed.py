@@ -129,9 +129,11 @@ def test_launch_command_and_flags() -> None:
 
 
 def test_failure_report_names_the_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
     from benchmark.core.errors import ConfigError
 
-    monkeypatch.setenv(distributed.ERROR_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(distributed.ERROR_STORE_ENV, f"file://{tmp_path / 'store'}")
     monkeypatch.setenv("RANK", "1")
     world = World(1, 2, 1)
     world.where = "cell dlrm/id_only/seed0"
@@ -139,7 +141,11 @@ def test_failure_report_names_the_rank(tmp_path: Path, monkeypatch: pytest.Monke
         raise ValueError("boom")
     except ValueError as e:
         distributed.record_failure(world, e)
-    text = (tmp_path / "rank1.txt").read_text()
-    assert text.startswith("rank 1 (cell dlrm/id_only/seed0): ValueError: boom")
+    store = distributed.error_store(f"file://{tmp_path / 'store'}")
+    [got] = distributed.read_failures(store, 2)
+    assert (got["rank"], got["host"], got["kind"]) == (1, socket.gethostname(), "ValueError")
+    assert distributed.failure_line([got]).startswith(
+        f"the distributed run failed: rank 1 on node {socket.gethostname()} (cell dlrm/id_only/seed0): ValueError: boom")
     distributed.record_failure(world, ConfigError("suite.device: no GPU"))
-    assert "rank 1 (cell dlrm/id_only/seed0): user error: suite.device: no GPU" in (tmp_path / "rank1.txt").read_text()
+    [got] = distributed.read_failures(store, 2)
+    assert "(cell dlrm/id_only/seed0): user error: suite.device: no GPU" in distributed.failure_line([got])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +62,8 @@ def test_two_processes_end_to_end_beside_one(tmp_path: Path) -> None:
     # rank 1 fails at its first cell: the run fails naming it, and that cell (a sharded key) has no entry
     failed = _run(tmp_path, "--nproc-per-node", "2", env={FAIL_RANK_ENV: "1"})
     assert failed.returncode != 0
-    assert "qarm-bench: error: the distributed run failed: rank 1 (cell dlrm/id_only/seed0): RuntimeError: " \
-           "injected failure" in failed.stderr
+    assert f"qarm-bench: error: the distributed run failed: rank 1 on node {socket.gethostname()} (cell " \
+           "dlrm/id_only/seed0): RuntimeError: injected failure" in failed.stderr
     rank_dir = tmp_path / "runs" / "synthetic-tiny" / "artifacts" / "rank"
     assert len([p for p in rank_dir.iterdir() if (p / "_SUCCESS").exists()]) == 18  # the 1-process run's only
 
