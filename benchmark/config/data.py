@@ -33,6 +33,9 @@ class SplitConfig:
     leave_last_out: each user's last impression to test, the one before to val.
     Cold-start items: a seeded `cold_item_frac` of the items with interactions; their rows are
     removed from train and val and kept in test.
+    seeds: split seeds as an outer loop of the suite (each draws its own split and cold items, its own data
+    entry; every replicate seed runs within each); empty (the default) = the one split of `seed`. Stays out
+    of the data key while empty (benchmark/data/preparation.py LATER_FIELDS).
     """
 
     kind: SplitKind = "per_user_temporal"
@@ -41,12 +44,14 @@ class SplitConfig:
     cold_item_frac: float = 0.1
     seed: int = 0
     popularity_buckets: int = 5
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("val_frac", "test_frac", "cold_item_frac"):
             require(self, name, 0.0 <= getattr(self, name) < 1.0, "a fraction in [0, 1)")
         require(self, "test_frac", self.val_frac + self.test_frac < 1.0, "val_frac + test_frac < 1")
         require(self, "popularity_buckets", self.popularity_buckets >= 1, "an integer >= 1")
+        require(self, "seeds", len(set(self.seeds)) == len(self.seeds), "distinct split seeds (or [] for `seed`)")
 
 
 # (users, items, interactions, clusters) per synthetic preset; `large` is the scale benchmark.
