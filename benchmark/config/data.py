@@ -75,7 +75,10 @@ class SyntheticConfig:
     """Seeded generator with planted item clusters (benchmark/data/synthetic.py).
 
     `size` picks a preset (tiny: tests; large: 1M items / 10M interactions); any count set > 0
-    overrides the preset's value.
+    overrides the preset's value. content: "planted" (an item's text names the cluster users prefer it by) or
+    "null" (its text names a cluster drawn independently of that one: content carries no preference signal; the
+    science test's null, tests/benchmark/test_science.py). Stays out of the data key while "planted"
+    (benchmark/data/preparation.py LATER_FIELDS).
     """
 
     size: Literal["tiny", "small", "medium", "large"] = "tiny"
@@ -93,6 +96,7 @@ class SyntheticConfig:
     image_size: int = 32
     seed: int = 0
     chunk_users: int = 100_000  # users generated per chunk (bounds peak memory)
+    content: Literal["planted", "null"] = "planted"
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_items", "n_interactions", "n_clusters", "words_per_item"):

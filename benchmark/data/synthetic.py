@@ -6,6 +6,9 @@ probability p_preferred, otherwise from a uniform cluster, and the item within t
 drawn by popularity. P(label = 1) is p_pos_preferred for items of a preferred cluster and
 p_pos_other otherwise. Item text = words of the cluster's theme(s) plus noise words, so a
 text encoder sees the clusters; `category` = "cluster-<c>" exposes the truth for tests of alignment.
+content = "null": the text names a cluster drawn independently of the item's (a seeded permutation of the
+cluster labels over the items, from a generator of its own so the interactions are those of "planted"): the
+content carries no signal about who likes the item, the science test's null. Images follow `category`.
 Optional images: a PNG per item whose colour and shape depend on the cluster (PIL).
 """
 
@@ -71,7 +74,8 @@ def _items(sc: SyntheticConfig, rng: np.random.Generator, n_items: int, n_cluste
         table[c] = [len(vocab) + (j % len(words)) for j in range(width)]
         vocab.extend(words)
     k = sc.words_per_item
-    word_idx = table[cluster[:, None], rng.integers(0, width, (n_items, k))]
+    named = cluster if sc.content == "planted" else np.random.default_rng([sc.seed, 1]).permutation(cluster)
+    word_idx = table[named[:, None], rng.integers(0, width, (n_items, k))]
     noisy = rng.random((n_items, k)) < sc.text_noise
     word_idx[noisy] = rng.integers(0, len(NOISE), int(noisy.sum()))
     v = pl.Series(vocab)
