@@ -77,7 +77,9 @@ class SyntheticConfig:
     `size` picks a preset (tiny: tests; large: 1M items / 10M interactions); any count set > 0
     overrides the preset's value. content: "planted" (an item's text names the cluster users prefer it by) or
     "null" (its text names a cluster drawn independently of that one: content carries no preference signal; the
-    science test's null, tests/benchmark/test_science.py). Stays out of the data key while "planted"
+    science test's null, tests/benchmark/test_science.py) or "confounded" (each theme word is, with probability
+    1/2, a word of a nuisance topic drawn independently of the cluster, from a vocabulary of its own: the frozen
+    encoder sees two topics of equal weight, and only the pairs say which one users prefer by; n_clusters <= 8). Stays out of the data key while "planted"
     (benchmark/data/preparation.py LATER_FIELDS).
     """
 
@@ -96,7 +98,7 @@ class SyntheticConfig:
     image_size: int = 32
     seed: int = 0
     chunk_users: int = 100_000  # users generated per chunk (bounds peak memory)
-    content: Literal["planted", "null"] = "planted"
+    content: Literal["planted", "null", "confounded"] = "planted"
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_items", "n_interactions", "n_clusters", "words_per_item"):
@@ -108,6 +110,9 @@ class SyntheticConfig:
         require(self, "chunk_users", self.chunk_users >= 1, "an integer >= 1")
         users, items, inter, clusters = synthetic_sizes(self)
         require(self, "n_interactions", inter >= users, f"at least one per user (n_users = {users})")
+        require(self, "content", self.content != "confounded" or 2 * clusters <= 16,
+                f"'planted' or 'null' with n_clusters = {clusters}: 'confounded' needs n_clusters <= 8 (a nuisance "
+                "theme of its own per cluster)")
         require(self, "clusters_per_user", self.clusters_per_user <= clusters <= items,
                 f"clusters_per_user <= n_clusters ({clusters}) <= n_items ({items})")
 

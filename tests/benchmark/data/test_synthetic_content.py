@@ -33,3 +33,23 @@ def test_content_enters_the_data_key_only_when_set() -> None:
     same = DataConfig(dataset="synthetic", synthetic=SyntheticConfig(content="planted"))
     null = DataConfig(dataset="synthetic", synthetic=SyntheticConfig(content="null"))
     assert fingerprint(base, []) == fingerprint(same, []) != fingerprint(null, [])
+
+
+def test_confounded_content_adds_a_nuisance_topic_of_its_own() -> None:
+    planted = SyntheticConfig(n_items=200, n_users=50, n_interactions=500, n_clusters=8, text_noise=0.0)
+    conf = dataclasses.replace(planted, content="confounded")
+    raw = generate(conf)
+    assert generate(planted).interactions.equals(raw.interactions)
+    assert _named_share(conf) > 0.9  # the preferred cluster's theme is still there ...
+    nuisance = {w for c in range(8, 16) for w in cluster_words(c)}
+    with_nuisance = np.mean([bool(nuisance & set(t.split())) for t in raw.items["text"]])
+    assert with_nuisance > 0.9  # ... beside a nuisance theme (themes 8-15, a vocabulary of its own)
+
+
+def test_confounded_needs_a_nuisance_theme_per_cluster() -> None:
+    import pytest
+
+    from benchmark.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="content"):
+        SyntheticConfig(n_items=200, n_users=50, n_interactions=500, n_clusters=9, content="confounded")
