@@ -52,6 +52,12 @@ class AlignResult:
     meta: dict[str, object] = field(default_factory=dict)
     selected_embeddings: np.ndarray | None = None
 
+    @property
+    def heldout(self) -> np.ndarray:
+        """The embedding held-out test pairs may be measured on: the validation-selected model's (never a refit
+        that trained on them)."""
+        return self.embeddings if self.selected_embeddings is None else self.selected_embeddings
+
     def save(self, out_dir: str | Path) -> Path:
         """weights.safetensors (head + trained encoder blocks), config.json, embeddings.npy,
         frozen_embeddings.npy; written atomically."""
