@@ -84,3 +84,16 @@ def test_fit_on_is_in_residual_keys_and_every_code_set_reads_the_data() -> None:
     assert k_new.key("data") == k_old.key("data")
     data_moved = item_side_keys(base, "d2", 0)
     assert data_moved.key("codes", "aligned_rq_kmeans") != k_new.key("codes", "aligned_rq_kmeans")
+
+
+def test_the_report_states_how_the_item_side_was_built() -> None:
+    from benchmark.core.configlib import to_plain
+    from benchmark.report.tables import item_side_statement
+
+    new = item_side_statement(to_plain(SuiteConfig()))
+    assert "fit_on = warm" in new and "align.refit = true" in new and "before the refit" in new
+    base = SuiteConfig()
+    old = dataclasses.replace(base, quantize=dataclasses.replace(base.quantize, fit_on="all"),
+                              align=dataclasses.replace(base.align, refit=False))
+    text = item_side_statement(to_plain(old))
+    assert "fit_on = all" in text and "align.refit = false" in text
