@@ -21,7 +21,9 @@ from qarm.quantize.config import TokenizeConfig
 class CellPlan:
     """One (variant, model, seed) cell, decided before it runs: the code set feeding its code features (and how
     they are tokenised or controlled), its VQ bag, its content vector, whether it reads item metadata, SIM's
-    search unit (mode and the code set hard search matches on), the replicate seed of its item side, its key."""
+    search unit (mode and the code set hard search matches on), the replicate seed of its item side, its key, and
+    the split seed of its data (`cfg` is one split seed's config: benchmark.config.suite.split_seed_configs; the
+    key covers the split seed through the data key upstream of it)."""
 
     variant: str
     model: str
@@ -35,6 +37,7 @@ class CellPlan:
     sim_search: str | None
     sim_search_codes: str | None
     key: str
+    split_seed: int = 0
 
 
 def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemSideKeys) -> CellPlan:
@@ -67,4 +70,4 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
         slice_["device"] = keys.device_class
     key = slice_hash(slice_, *upstream, version=__version__)
     return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
-                    search_codes, key)
+                    search_codes, key, cfg.data.split.seed)

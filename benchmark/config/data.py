@@ -33,6 +33,9 @@ class SplitConfig:
     leave_last_out: each user's last impression to test, the one before to val.
     Cold-start items: a seeded `cold_item_frac` of the items with interactions; their rows are
     removed from train and val and kept in test.
+    seeds: split seeds as an outer loop of the suite (each draws its own split and cold items, its own data
+    entry; every replicate seed runs within each); empty (the default) = the one split of `seed`. Stays out
+    of the data key while empty (benchmark/data/preparation.py LATER_FIELDS).
     """
 
     kind: SplitKind = "per_user_temporal"
@@ -41,12 +44,14 @@ class SplitConfig:
     cold_item_frac: float = 0.1
     seed: int = 0
     popularity_buckets: int = 5
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("val_frac", "test_frac", "cold_item_frac"):
             require(self, name, 0.0 <= getattr(self, name) < 1.0, "a fraction in [0, 1)")
         require(self, "test_frac", self.val_frac + self.test_frac < 1.0, "val_frac + test_frac < 1")
         require(self, "popularity_buckets", self.popularity_buckets >= 1, "an integer >= 1")
+        require(self, "seeds", len(set(self.seeds)) == len(self.seeds), "distinct split seeds (or [] for `seed`)")
 
 
 # (users, items, interactions, clusters) per synthetic preset; `large` is the scale benchmark.
@@ -70,7 +75,12 @@ class SyntheticConfig:
     """Seeded generator with planted item clusters (benchmark/data/synthetic.py).
 
     `size` picks a preset (tiny: tests; large: 1M items / 10M interactions); any count set > 0
-    overrides the preset's value.
+    overrides the preset's value. content: "planted" (an item's text names the cluster users prefer it by) or
+    "null" (its text names a cluster drawn independently of that one: content carries no preference signal; the
+    science test's null, tests/benchmark/test_science.py) or "confounded" (each theme word is, with probability
+    1/2, a word of a nuisance topic drawn independently of the cluster, from a vocabulary of its own: the frozen
+    encoder sees two topics of equal weight, and only the pairs say which one users prefer by; n_clusters <= 8). Stays out of the data key while "planted"
+    (benchmark/data/preparation.py LATER_FIELDS).
     """
 
     size: Literal["tiny", "small", "medium", "large"] = "tiny"
@@ -88,6 +98,7 @@ class SyntheticConfig:
     image_size: int = 32
     seed: int = 0
     chunk_users: int = 100_000  # users generated per chunk (bounds peak memory)
+    content: Literal["planted", "null", "confounded"] = "planted"
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_items", "n_interactions", "n_clusters", "words_per_item"):
@@ -99,6 +110,9 @@ class SyntheticConfig:
         require(self, "chunk_users", self.chunk_users >= 1, "an integer >= 1")
         users, items, inter, clusters = synthetic_sizes(self)
         require(self, "n_interactions", inter >= users, f"at least one per user (n_users = {users})")
+        require(self, "content", self.content != "confounded" or 2 * clusters <= 16,
+                f"'planted' or 'null' with n_clusters = {clusters}: 'confounded' needs n_clusters <= 8 (a nuisance "
+                "theme of its own per cluster)")
         require(self, "clusters_per_user", self.clusters_per_user <= clusters <= items,
                 f"clusters_per_user <= n_clusters ({clusters}) <= n_items ({items})")
 

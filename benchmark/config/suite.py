@@ -360,6 +360,17 @@ def quicken(cfg: SuiteConfig) -> SuiteConfig:
     )
 
 
+def split_seed_configs(cfg: SuiteConfig) -> list[tuple[int, SuiteConfig]]:
+    """[(split seed, config)]: one per entry of data.split.seeds, each the suite with data.split.seed set to it
+    and the list emptied (so its data entry is the very one a single-split suite of that seed has); or the one
+    split of data.split.seed when the list is empty."""
+    split = cfg.data.split
+    if not split.seeds:
+        return [(split.seed, cfg)]
+    rep = dataclasses.replace
+    return [(s, rep(cfg, data=rep(cfg.data, split=rep(split, seed=s, seeds=())))) for s in split.seeds]
+
+
 def slice_hash(section: object, *upstream: str, version: str = "") -> str:
     """Stable hash of a config slice plus its upstream stage hashes and the package version."""
     return stable_hash(section, list(upstream), version)

@@ -44,7 +44,8 @@ class CellRecord:
     sim_search: the GSU a SIM cell used ("hard" or "soft"; None for other models); sim_search_codes: the code
     set the hard search matched on (None otherwise); n_embedding_parameters / n_dense_parameters: the ranker's
     table rows x D, and everything else; test_bootstrap: per slice, the user-level bootstrap interval of the
-    test AUC (test-set uncertainty, see benchmark.cells.metrics.bootstrap_auc); replicate_seed: the item side's seed."""
+    test AUC (test-set uncertainty, see benchmark.cells.metrics.bootstrap_auc); replicate_seed: the item side's seed;
+    split_seed: the data split's seed (data.split.seed, or the entry of data.split.seeds the cell ran under)."""
 
     model: str
     variant: str
@@ -60,6 +61,7 @@ class CellRecord:
     n_dense_parameters: int = 0
     test_bootstrap: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     replicate_seed: int = 0
+    split_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class CodeSetRecord:
 class ItemSideRecord:
     """What one replicate's item side produced: its seed, stage keys, pair stats, alignment summary, codes, and
     per code set the variants read, the token coverage of the cold test items under the suite's tokenisation
-    (qarm.quantize.tokenize.TokenCoverage as a plain table)."""
+    (qarm.quantize.tokenize.TokenCoverage as a plain table); split_seed: the data split it was built on."""
 
     seed: int
     stage_keys: dict[str, str]
@@ -84,6 +86,7 @@ class ItemSideRecord:
     alignment: AlignSummary
     code_sets: tuple[CodeSetRecord, ...]
     token_coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    split_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Provenance:
     date: str
     version: str
     environment: dict[str, Any] = field(default_factory=dict)
+    split_seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class SuiteResults:
     value (each --set as given, then each setting --quick changed). primary: the primary family
     (benchmark.report.primary.PrimaryFamily as plain JSON: the declaration, m, and per test the paired t, Holm,
     TOST, verdict, MDE, replicates needed and the hierarchical bootstrap), computed by the engine at the end of
-    the run because its bootstrap reads the cells' test rows; {} when the suite has none (or an older run)."""
+    the run because its bootstrap reads the cells' test rows; {} when the suite has none (or an older run). data_stats: the first split seed's data statistics; split_data_stats: every split seed's, by str(split seed) (the slice sizes of each draw of cold items)."""
 
     suite: str
     label: str
@@ -129,6 +133,7 @@ class SuiteResults:
     quick: bool = False
     overrides: dict[str, str] = field(default_factory=dict)
     primary: dict[str, Any] = field(default_factory=dict)
+    split_data_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def to_json(record: Any) -> Any:

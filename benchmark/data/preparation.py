@@ -34,7 +34,8 @@ STAGE = "data"
 # DataConfig fields added after keys were published (dotted for a field of a nested section): left out of the
 # fingerprint while at their default, so every key computed before they existed stays the same; any other value
 # enters it.
-LATER_FIELDS = ("kuairand", "kuairec", "negatives", "microlens.covers_dir")
+LATER_FIELDS = ("kuairand", "kuairec", "negatives", "microlens.covers_dir", "split.seeds",
+                "synthetic.content")
 
 
 def _drop_later_fields(c: dict, cfg: DataConfig) -> None:

@@ -6,6 +6,12 @@ probability p_preferred, otherwise from a uniform cluster, and the item within t
 drawn by popularity. P(label = 1) is p_pos_preferred for items of a preferred cluster and
 p_pos_other otherwise. Item text = words of the cluster's theme(s) plus noise words, so a
 text encoder sees the clusters; `category` = "cluster-<c>" exposes the truth for tests of alignment.
+content = "null": the text names a cluster drawn independently of the item's (a seeded permutation of the
+cluster labels over the items, from a generator of its own so the interactions are those of "planted"): the
+content carries no signal about who likes the item, the science test's null. content = "confounded": each
+theme word is, with probability 1/2, a word of a nuisance theme (themes n_clusters..2 n_clusters - 1, one per
+item drawn independently of its cluster, again from a generator of its own): the text carries the preferred
+cluster and an equally strong topic nobody prefers by. Images follow `category`.
 Optional images: a PNG per item whose colour and shape depend on the cluster (PIL).
 """
 
@@ -71,7 +77,19 @@ def _items(sc: SyntheticConfig, rng: np.random.Generator, n_items: int, n_cluste
         table[c] = [len(vocab) + (j % len(words)) for j in range(width)]
         vocab.extend(words)
     k = sc.words_per_item
-    word_idx = table[cluster[:, None], rng.integers(0, width, (n_items, k))]
+    aux = np.random.default_rng([sc.seed, 1])  # the content options' draws leave the main stream untouched
+    named = aux.permutation(cluster) if sc.content == "null" else cluster
+    word_pos = rng.integers(0, width, (n_items, k))
+    word_idx = table[named[:, None], word_pos]
+    if sc.content == "confounded":
+        nuisance_table = np.empty_like(table)
+        for c in range(n_clusters):
+            words = cluster_words(n_clusters + c)
+            nuisance_table[c] = [len(vocab) + (j % len(words)) for j in range(width)]
+            vocab.extend(words)
+        nuisance = aux.permutation(cluster)
+        swap = aux.random((n_items, k)) < 0.5
+        word_idx = np.where(swap, nuisance_table[nuisance[:, None], word_pos], word_idx)
     noisy = rng.random((n_items, k)) < sc.text_noise
     word_idx[noisy] = rng.integers(0, len(NOISE), int(noisy.sum()))
     v = pl.Series(vocab)

@@ -5,7 +5,8 @@ aligned embedding, draws the same held-out test pairs alignment drew (qarm.align
 and reports pair recall@k, overall and per pair source (U2I, Swing), of
 
     frozen      the frozen encoder's output
-    aligned     the suite's aligned embedding (what its codes are fitted on)
+    aligned     the suite's validation-selected aligned embedding (under align.refit its codes are fitted on the
+                refit's, which trained on these test pairs and so is not measured here)
     u2i         the U2I two-tower item-ID embeddings (collaborative reference)
     probe       with --probe-epochs N: the same text encoder fine-tuned end to end, all layers, for N epochs
                 (qarm.alignment.probe_config); cached as stage "probe" (expensive: about an hour per epoch on
@@ -110,7 +111,8 @@ def compute_references(cfg: SuiteConfig, seed: int | None = None, probe_epochs: 
             print(f"[{name}] computed in {time.monotonic() - t0:.0f}s", file=sys.stderr)
     mined, n = side["pairs"], side["data"].n_items
     split = split_pairs(mined.pairs, n, cfg.align, rseed)  # the very split alignment drew (same seed)
-    embs = {"frozen": side["frozen"].frozen_embeddings(), "aligned": side["align"].embeddings}
+    # the validation-selected model's embedding: a refit (align.refit) trained on these test pairs
+    embs = {"frozen": side["frozen"].frozen_embeddings(), "aligned": side["align"].heldout}
     what = {"aligned": describe_trained(cfg.align, sorted(cfg.encoder.modalities))}
     if mined.u2i_item_embeddings is not None:
         embs["u2i"] = mined.u2i_item_embeddings

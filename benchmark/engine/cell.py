@@ -4,6 +4,7 @@ none (rank 0's view of the cache decides); rank 0 writes the entry."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -25,7 +26,7 @@ def train_or_load(cfg: SuiteConfig, cache: StageCache, side: ItemSide, variant: 
     plan = plan_cell(cfg, variant, model, seed, side.keys)
     if world.agree(cache.done("rank", plan.key) if world.is_main else None):
         path = cache.path("rank", plan.key) / "result.json"
-        return from_json(CellRecord, read_json(path), path), True
+        return dataclasses.replace(from_json(CellRecord, read_json(path), path), split_seed=plan.split_seed), True
     from benchmark.cells.inputs import cell_inputs
     from benchmark.cells.train import train_cell
     from benchmark.dist.launch import check_fault_injection
@@ -40,7 +41,8 @@ def train_or_load(cfg: SuiteConfig, cache: StageCache, side: ItemSide, variant: 
                         val_best=res.val_best, test=res.test, history=res.history, sim_search=plan.sim_search,
                         sim_search_codes=plan.sim_search_codes, test_bootstrap=res.test_bootstrap,
                         n_embedding_parameters=res.n_embedding_parameters,
-                        n_dense_parameters=res.n_dense_parameters, replicate_seed=plan.replicate_seed)
+                        n_dense_parameters=res.n_dense_parameters, replicate_seed=plan.replicate_seed,
+                        split_seed=plan.split_seed)
     if not world.is_main:  # every rank trained the cell; rank 0 writes it
         return record, False
     assert res.test_predictions is not None  # rank 0 holds them

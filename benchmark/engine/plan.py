@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.cells.plan import plan_cell
-from benchmark.config.suite import SuiteConfig, sweep_configs
+from benchmark.config.suite import SuiteConfig, split_seed_configs, sweep_configs
 from benchmark.core.cache import StageCache
 from benchmark.core.configlib import stable_hash
 from benchmark.itemside.stages import ITEM_SIDE, STAGE_NAMES, item_side_keys
@@ -31,17 +31,20 @@ def replicate_seeds(cfg: SuiteConfig) -> list[int]:
 
 @dataclass(frozen=True)
 class PlannedEntry:
-    """One item-side entry of a replicate: stage ("codes/aligned_rq_kmeans" for a code set), key, cached."""
+    """One item-side entry of a replicate: stage ("codes/aligned_rq_kmeans" for a code set), key, cached, and the
+    split seed whose data it reads."""
 
     replicate_seed: int
     stage: str
     key: str
     cached: bool
+    split_seed: int = 0
 
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """One (variant, model, seed) cell: its key, whether its result is cached, SIM's search unit."""
+    """One (variant, model, seed) cell under one split seed: its key, whether its result is cached, SIM's search
+    unit."""
 
     variant: str
     model: str
@@ -50,6 +53,7 @@ class PlannedCell:
     cached: bool
     sim_search: str | None
     sim_search_codes: str | None
+    split_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,17 @@ def suite_plan(cfg: SuiteConfig, label: str = "") -> SuitePlan:
     from benchmark.data.preparation import data_key
 
     cache = StageCache(cfg.suite_dir / "artifacts")
-    dkey = data_key(cfg.data)
-    keys = {rseed: item_side_keys(cfg, dkey, rseed) for rseed in replicate_seeds(cfg)}
-    entries = [PlannedEntry(rseed, f"{stage.name}/{inst}" if inst else stage.name, k.key(stage.name, inst),
-                            cache.is_cached(stage.name, k.key(stage.name, inst)))
-               for rseed, k in keys.items() for stage in ITEM_SIDE for inst in stage.instances(cfg)]
-    cells = []
-    for v, m, seed in cells_of(cfg):
-        plan = plan_cell(cfg, v, m, seed, keys[replicate_seed(cfg, seed)])
-        cells.append(PlannedCell(v, m, seed, plan.key, cache.is_cached("rank", plan.key), plan.sim_search,
-                                 plan.sim_search_codes))
+    entries, cells = [], []
+    for split, scfg in split_seed_configs(cfg):  # split seeds: the outer loop (data.split.seeds)
+        dkey = data_key(scfg.data)
+        keys = {rseed: item_side_keys(scfg, dkey, rseed) for rseed in replicate_seeds(scfg)}
+        entries += [PlannedEntry(rseed, f"{stage.name}/{inst}" if inst else stage.name, k.key(stage.name, inst),
+                                 cache.is_cached(stage.name, k.key(stage.name, inst)), split)
+                    for rseed, k in keys.items() for stage in ITEM_SIDE for inst in stage.instances(scfg)]
+        for v, m, seed in cells_of(scfg):
+            plan = plan_cell(scfg, v, m, seed, keys[replicate_seed(scfg, seed)])
+            cells.append(PlannedCell(v, m, seed, plan.key, cache.is_cached("rank", plan.key), plan.sim_search,
+                                     plan.sim_search_codes, split))
     return SuitePlan(cfg.suite.name, label, stable_hash(cfg), cfg.data.dataset, cfg.data.split.kind, str(cache.root),
                      tuple(entries), tuple(cells))
 
@@ -88,15 +93,20 @@ def suite_plan(cfg: SuiteConfig, label: str = "") -> SuitePlan:
 def render_plan(plan: SuitePlan, cfg: SuiteConfig) -> str:
     lines = [f"suite {plan.suite}{f' [{plan.label}]' if plan.label else ''}  config {plan.config_hash}  dataset "
              f"{plan.dataset} ({plan.split})  artifacts in {plan.artifacts}", "stages: " + " -> ".join(STAGE_NAMES)]
-    for rseed in replicate_seeds(cfg):
-        lines.append(f"item side, replicate seed {rseed}:")
-        lines += [f"  {e.stage:<24} {e.key[:16]}  {'cached' if e.cached else 'to run'}"
-                  for e in plan.entries if e.replicate_seed == rseed]
+    splits = split_seed_configs(cfg)
+    several = len(splits) > 1
+    for split, scfg in splits:
+        for rseed in replicate_seeds(scfg):
+            lines.append(f"item side, {f'split seed {split}, ' if several else ''}replicate seed {rseed}:")
+            lines += [f"  {e.stage:<24} {e.key[:16]}  {'cached' if e.cached else 'to run'}"
+                      for e in plan.entries if e.replicate_seed == rseed and e.split_seed == split]
     lines.append(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x "
-                 f"{len(cfg.suite.seeds)} seeds = {len(plan.cells)}")
+                 f"{len(cfg.suite.seeds)} seeds{f' x {len(splits)} split seeds' if several else ''} = "
+                 f"{len(plan.cells)}")
     for c in plan.cells:
         search = f"  search {c.sim_search}:{c.sim_search_codes or '-'}" if c.sim_search else ""
-        lines.append(f"  {c.model:<5} {c.variant:<17} seed {c.seed:<3} {c.key}  "
+        split_col = f"split {c.split_seed:<3} " if several else ""
+        lines.append(f"  {c.model:<5} {c.variant:<17} {split_col}seed {c.seed:<3} {c.key}  "
                      f"{'cached' if c.cached else 'to run'}{search}")
     lines.append(f"{sum(c.cached for c in plan.cells)}/{len(plan.cells)} cells cached")
     return "\n".join(lines)

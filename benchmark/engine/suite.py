@@ -1,6 +1,6 @@
 """`qarm-bench run`: one invocation of a suite. SuiteRun orchestrates; each step is someone else's:
 
-    item side      benchmark.itemside.runner.run_item_side       (one per replicate seed; typed ItemSide)
+    item side      benchmark.itemside.runner.run_item_side       (one per split seed x replicate seed; ItemSide)
     its record     benchmark.itemside.summary.item_side_record   (pair stats, alignment, code sets, tokens)
     cells          benchmark.engine.cell.train_or_load              (here, or in worker processes: run.pool)
     MLflow         benchmark.tracking.store + benchmark.engine.logs (parent run, one child run per cell)
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from benchmark.cells.plan import plan_cell
-from benchmark.config.suite import SuiteConfig, sweep_configs
+from benchmark.config.suite import SuiteConfig, split_seed_configs, sweep_configs
 from benchmark.core import __version__
 from benchmark.core.cache import StageCache, write_json
 from benchmark.core.configlib import canonical_json, flatten, stable_hash, to_plain
@@ -69,7 +69,10 @@ class SuiteRun:
         self.config_hash = stable_hash(cfg)
         self.world = world or World()
         self.device = device
-        self.sides: dict[int, ItemSide] = {}
+        # split seeds are the outer loop (data.split.seeds): each has its own config, data entry and item sides
+        self.splits: list[tuple[int, SuiteConfig]] = split_seed_configs(cfg)
+        self.split_sides: dict[int, dict[int, ItemSide]] = {}
+        self.sides: dict[int, ItemSide] = {}  # the first split seed's, by replicate seed
 
     def run(self) -> SuiteResults:
         """Take the suite's lock (one process per suite; before anything is written), then run."""
@@ -81,7 +84,8 @@ class SuiteRun:
             return self._run()
 
     def item_side(self) -> None:
-        """Every replicate's item side (data, pairs, frozen, align, code sets), computed or loaded."""
+        """Every replicate's item side (data, pairs, frozen, align, code sets) under every split seed, computed or
+        loaded: one data entry per split seed, shared by its replicates."""
         import torch
 
         from benchmark.data.preparation import data_key
@@ -89,13 +93,16 @@ class SuiteRun:
         from benchmark.itemside.stages import item_side_keys
 
         device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
-        dkey = data_key(self.cfg.data)
-        data = None
-        for rseed in replicate_seeds(self.cfg):
-            side = run_item_side(self.cfg, self.cache, item_side_keys(self.cfg, dkey, rseed, device_class),
-                                 device=self.device, world=self.world, progress=self.progress, data=data)
-            data = side.data
-            self.sides[rseed] = side
+        for split_seed, scfg in self.splits:
+            dkey = data_key(scfg.data)
+            data = None
+            sides = self.split_sides.setdefault(split_seed, {})
+            for rseed in replicate_seeds(scfg):
+                side = run_item_side(scfg, self.cache, item_side_keys(scfg, dkey, rseed, device_class),
+                                     device=self.device, world=self.world, progress=self.progress, data=data)
+                data = side.data
+                sides[rseed] = side
+        self.sides = self.split_sides[self.splits[0][0]]
 
     def _run(self) -> SuiteResults:
         import torch
@@ -127,11 +134,13 @@ class SuiteRun:
         with tracker.parent_run(run_name, params=flatten(cfg), tags=tags) as parent:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
             self.item_side()
-            first = self.sides[replicate_seeds(cfg)[0]].keys
+            first = self.sides[replicate_seeds(self.splits[0][1])[0]].keys
             parent.set_tags({f"stage.{k}": v for k, v in first.flat().items()}
                             | {"dataset_fingerprint": first.key("data")})
-            replicates = tuple(item_side_record(cfg, self.sides[s]) for s in replicate_seeds(cfg))
-            log_item_side(parent, self.sides[replicates[0].seed].data.stats, replicates)
+            replicates = tuple(dataclasses.replace(item_side_record(scfg, self.split_sides[split][s]), split_seed=split)
+                               for split, scfg in self.splits for s in replicate_seeds(scfg))
+            first_split = tuple(r for r in replicates if r.split_seed == self.splits[0][0])
+            log_item_side(parent, self.sides[replicates[0].seed].data.stats, first_split)
             cells = self._run_cells(tracker)
             results = self._results(replicates, cells, started)
             if not main:
@@ -153,13 +162,20 @@ class SuiteRun:
             self.device = resolve_device(self.cfg.suite.device)
         return self.device
 
-    def _pending(self) -> list[tuple[str, str, int]]:
-        """The cells whose results are not cached (they train)."""
-        return [(v, m, s) for v, m, s in cells_of(self.cfg)
-                if not self.cache.done("rank", plan_cell(self.cfg, v, m, s, self._side(s).keys).key)]
+    def _cells(self) -> list[tuple[int, SuiteConfig, str, str, int]]:
+        """(split seed, its config, variant, model, seed) of every cell: split seeds outermost."""
+        return [(split, scfg, v, m, s) for split, scfg in self.splits for v, m, s in cells_of(scfg)]
 
-    def _side(self, seed: int) -> ItemSide:
-        return self.sides[replicate_seed(self.cfg, seed)]
+    def _pending(self) -> list[tuple[int, SuiteConfig, str, str, int]]:
+        """The cells whose results are not cached (they train)."""
+        return [(split, scfg, v, m, s) for split, scfg, v, m, s in self._cells()
+                if not self.cache.done("rank", plan_cell(scfg, v, m, s, self._side(s, split).keys).key)]
+
+    def _side(self, seed: int, split_seed: int | None = None) -> ItemSide:
+        """The item side of seed `seed` under split seed `split_seed` (default: the first)."""
+        split = self.splits[0][0] if split_seed is None else split_seed
+        scfg = dict(self.splits)[split]
+        return self.split_sides[split][replicate_seed(scfg, seed)]
 
     def _run_cells(self, tracker: Any) -> list[CellRecord]:
         """Every cell, in order, each in its MLflow child run; uncached cells train in `cfg.workers` worker
@@ -182,23 +198,25 @@ class SuiteRun:
             pool_cm = CellPool(min(workers, len(pending)), self.cfg.threads)
         results = []
         with pool_cm as pool:
-            futures: dict[tuple[str, str, int], Any] = {}
+            futures: dict[tuple[int, str, str, int], Any] = {}
             if pool is not None:
-                cfg_json = canonical_json(self.cfg)
-                futures = {c: pool.submit(cfg_json, self.cache.root, self.cache.forced, *c) for c in pending}
-            bar = tqdm(cells_of(self.cfg), desc="cells", unit="cell", disable=not self.progress, file=sys.stderr,
+                cfg_json = {split: canonical_json(scfg) for split, scfg in self.splits}
+                futures = {(split, v, m, s): pool.submit(cfg_json[split], self.cache.root, self.cache.forced, v, m, s)
+                           for split, _, v, m, s in pending}
+            several = len(self.splits) > 1
+            bar = tqdm(self._cells(), desc="cells", unit="cell", disable=not self.progress, file=sys.stderr,
                        dynamic_ncols=True)
-            for variant, model, seed in bar:
-                bar.set_postfix_str(f"{model}/{variant}/seed{seed}")
-                side = self._side(seed)
-                name, params, tags = cell_run_meta(self.cfg, plan_cell(self.cfg, variant, model, seed, side.keys),
+            for split, scfg, variant, model, seed in bar:
+                bar.set_postfix_str(f"{model}/{variant}/seed{seed}{f'/split{split}' if several else ''}")
+                side = self._side(seed, split)
+                name, params, tags = cell_run_meta(scfg, plan_cell(scfg, variant, model, seed, side.keys),
                                                    side.keys.flat())
                 with tracker.child_run(name, params=params, tags=tags) as child:
-                    fut = futures.get((variant, model, seed))
+                    fut = futures.get((split, variant, model, seed))
                     if fut is not None:  # trained in a worker: replay its history like a cached cell's
                         record, cached, replay = from_json(CellRecord, fut.result(), "worker"), False, True
                     else:
-                        record, cached = train_or_load(self.cfg, self.cache, side, variant, model, seed,
+                        record, cached = train_or_load(scfg, self.cache, side, variant, model, seed,
                                                        device=self.device, world=self.world,
                                                        progress=self.progress, on_epoch=epoch_logger(child))
                         replay = cached
@@ -216,11 +234,14 @@ class SuiteRun:
         prov = Provenance(config_hash=self.config_hash, git_sha=git_sha(), dataset=cfg.data.dataset,
                           dataset_fingerprint=prepared.fingerprint, split=cfg.data.split.kind,
                           seeds=tuple(cfg.suite.seeds), date=started, version=__version__,
-                          environment=math_stack(cfg.threads, cfg.workers, self.device))
+                          environment=math_stack(cfg.threads, cfg.workers, self.device),
+                          split_seeds=tuple(split for split, _ in self.splits))
+        split_stats = {str(split): next(iter(sides.values())).data.stats for split, sides in self.split_sides.items()}
         return SuiteResults(suite=cfg.suite.name, label=self.label, variants=tuple(cfg.suite.variants),
                             models=tuple(cfg.suite.models), confidence=cfg.report.confidence, provenance=prov,
                             config=to_plain(cfg), data_stats=prepared.stats, item_side=replicates,
-                            cells=tuple(cells), run_id=self.run_id, quick=self.quick, overrides=self.overrides)
+                            cells=tuple(cells), run_id=self.run_id, quick=self.quick, overrides=self.overrides,
+                            split_data_stats=split_stats)
 
     def _primary(self, results: SuiteResults) -> SuiteResults:
         """The primary family with its hierarchical bootstrap (benchmark.engine.primary), into the manifest."""

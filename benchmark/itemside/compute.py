@@ -189,10 +189,18 @@ def describe_frozen(feats: Any) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Aligned:
-    """embeddings: (N, d) float32 aligned embeddings of ALL items; summary: qarm AlignSummary."""
+    """embeddings: (N, d) float32 aligned embeddings of ALL items (the refit's under align.refit: what the codes
+    and rankers read); summary: qarm AlignSummary; selected: (N, d) float32 of the validation-selected model
+    when a refit replaced it (what the held-out test figures measure), else None."""
 
     embeddings: np.ndarray
     summary: Any
+    selected: np.ndarray | None = None
+
+    @property
+    def heldout(self) -> np.ndarray:
+        """The embedding held-out test pairs may be measured on (never one trained on them)."""
+        return self.embeddings if self.selected is None else self.selected
 
 
 def compute_align(ctx: StageContext) -> Any:
@@ -216,6 +224,8 @@ def compute_align(ctx: StageContext) -> Any:
 def save_align(result: Any, out: Path) -> None:
     result.save(out / "model")
     np.save(out / "embeddings.npy", result.embeddings.astype(np.float32))
+    if result.selected_embeddings is not None:
+        np.save(out / "selected_embeddings.npy", result.selected_embeddings.astype(np.float32))
     (out / "summary.json").write_text(json.dumps(to_json(result.summary)))
 
 
@@ -223,14 +233,16 @@ def load_align(path: Path) -> Aligned:
     from qarm.alignment import AlignSummary
 
     summary = from_json(AlignSummary, json.loads((path / "summary.json").read_text()), path / "summary.json")
-    return Aligned(np.load(path / "embeddings.npy"), summary)
+    selected = path / "selected_embeddings.npy"
+    return Aligned(np.load(path / "embeddings.npy"), summary, np.load(selected) if selected.exists() else None)
 
 
 def describe_align(result: Any) -> str:
     s = result.summary
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    refit = f"; refit on {s.n_refit_pairs} pairs x {s.refit_epochs} epochs" if s.refit else ""
     return (f"embeddings {result.embeddings.shape}; held-out pair recall@{s.k}: frozen {fmt(s.frozen_recall)} "
-            f"-> aligned {fmt(s.aligned_recall)}")
+            f"-> aligned {fmt(s.aligned_recall)}{refit}")
 
 
 # ---- codes ---------------------------------------------------------------------------------------
@@ -292,7 +304,8 @@ def code_slice(cfg: SuiteConfig, name: str) -> dict[str, Any]:
 
 def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     """Fit quantizer `name` (a registered QuantizerSpec) on its source embedding (frozen or aligned, seeded by
-    the replicate seed); its diagnostics."""
+    the replicate seed; the codebooks on the warm items under quantize.fit_on = "warm", every item encoded); its
+    diagnostics (over every item)."""
     from qarm.diagnostics import code_diagnostics
     from qarm.quantize import add_dedup_level, dedup_vocab_size
 
@@ -301,7 +314,7 @@ def compute_codes(ctx: StageContext, name: str) -> CodeSet:
     x = ctx.inputs["frozen"].frozen_embeddings() if source == "frozen" else ctx.inputs["align"].embeddings
     q = code_quantize(ctx.cfg, name)
     warm = ~ctx.inputs["data"].items["is_cold"].to_numpy() if "data" in ctx.inputs else np.ones(x.shape[0], bool)
-    fitted = spec.fit(x, q, FitContext(ctx.seed, ctx.device, _faiss_gpu(ctx), warm))
+    fitted = spec.fit(x, q, FitContext(ctx.seed, ctx.device, _faiss_gpu(ctx), warm, q.fit_on))
     c, sizes = fitted.codes.astype(np.int64), list(fitted.vocab_sizes)
     if spec.kind == "vq":
         return CodeSet(name, "vq", c, tuple(sizes), fitted.extra or {"k": int(c.shape[1])})

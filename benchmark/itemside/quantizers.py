@@ -7,6 +7,10 @@ pyproject.toml, the door a plugin package uses too (docs/extending.md).
 
     fit(x: (N, d) float32, q: QuantizeConfig, ctx: FitContext) -> Fitted
         Fitted.codes (N, L) int64; vocab_sizes (L,); decode: codes -> (N, d) reconstructions, or None
+
+x holds ALL items; a residual quantizer fits its codebooks on `ctx.fit_rows(x)` (the warm items under
+quantize.fit_on = "warm", the default: a deployment never sees a cold item's embedding before its codebooks
+exist) and encodes every row of x, cold items included, against them.
 """
 
 from __future__ import annotations
@@ -24,12 +28,18 @@ from benchmark.core.registry import QUANTIZERS
 @dataclass(frozen=True)
 class FitContext:
     """seed: the replicate seed; device: the run's torch.device; faiss_gpu: faiss's GPU choice (False on a CPU
-    run, "auto" otherwise); warm: (N,) bool, the items with a training impression."""
+    run, "auto" otherwise); warm: (N,) bool, the items with a training impression; fit_on: the rows a residual
+    quantizer fits its codebooks on, "warm" or "all" (quantize.fit_on, decided by the codes stage)."""
 
     seed: int
     device: Any
     faiss_gpu: bool | str
     warm: np.ndarray
+    fit_on: str = "all"
+
+    def fit_rows(self, x: np.ndarray) -> np.ndarray:
+        """The rows of x (N, d) a codebook is fitted on: x[warm] under fit_on = "warm", else x."""
+        return x[self.warm] if self.fit_on == "warm" else x
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,16 +76,17 @@ def get_quantizer(name: str, setting: str = "quantize.quantizer") -> QuantizerSp
 def _fit_rq_kmeans(x: np.ndarray, q: Any, ctx: FitContext) -> Fitted:
     from qarm.quantize import RQKmeans
 
-    k = min(q.codebook_size, x.shape[0])
+    fit = ctx.fit_rows(x)
+    k = min(q.codebook_size, fit.shape[0])
     model = RQKmeans(levels=q.levels, codebook_size=k, niter=q.niter, seed=ctx.seed, last_level=q.last_level,
                      fsq_levels=q.fsq_levels, balanced=q.balanced, balanced_iters=q.balanced_iters,
-                     gpu=ctx.faiss_gpu).fit(x)
+                     gpu=ctx.faiss_gpu).fit(fit)
     return Fitted(model.encode(x).astype(np.int64), tuple(model.vocab_sizes), model.decode)
 
 
 def _slice_rq_kmeans(q: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"quantizer": "rq_kmeans", "levels": q.levels, "codebook_size": q.codebook_size,
-                           "dedup": q.dedup, "niter": q.niter}
+                           "dedup": q.dedup, "niter": q.niter, "fit_on": q.fit_on}
     if q.last_level == "fsq":  # the options enter the key only when set, so plain keys never change
         out |= {"last_level": "fsq", "fsq_levels": q.fsq_levels}
     if q.balanced:
@@ -86,14 +97,15 @@ def _slice_rq_kmeans(q: Any) -> dict[str, Any]:
 def _fit_rq_vae(x: np.ndarray, q: Any, ctx: FitContext) -> Fitted:
     from qarm.quantize import fit_rq_vae
 
-    k = min(q.codebook_size, x.shape[0])
-    model = fit_rq_vae(x, q.levels, k, q.rq_vae, seed=ctx.seed, device=ctx.device)
+    fit = ctx.fit_rows(x)
+    k = min(q.codebook_size, fit.shape[0])
+    model = fit_rq_vae(fit, q.levels, k, q.rq_vae, seed=ctx.seed, device=ctx.device)
     return Fitted(model.encode(x).astype(np.int64), (k,) * q.levels, model.decode)
 
 
 def _slice_rq_vae(q: Any) -> dict[str, Any]:
     return {"quantizer": "rq_vae", "levels": q.levels, "codebook_size": q.codebook_size, "dedup": q.dedup,
-            "rq_vae": q.rq_vae}
+            "rq_vae": q.rq_vae, "fit_on": q.fit_on}
 
 
 def _fit_vq(x: np.ndarray, q: Any, ctx: FitContext) -> Fitted:

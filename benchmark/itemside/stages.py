@@ -22,7 +22,6 @@ from benchmark.config.variants import get_variant
 from benchmark.core import __version__
 from benchmark.core.errors import ConfigError
 from benchmark.itemside import compute as P
-from benchmark.itemside.quantizers import get_quantizer
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,10 @@ def needed_code_sets(cfg: SuiteConfig) -> tuple[str, ...]:
 
 
 def _code_upstream(name: str) -> tuple[str, ...]:
-    """A code set reads its source embedding; a VQ bag also reads the data (its candidates are warm items)."""
-    source, quantizer = P.parse_code_set(name)
-    src = ("frozen",) if source == "frozen" else ("align",)
-    return ("data", *src) if get_quantizer(quantizer).kind == "vq" else src
+    """A code set reads its source embedding and the data: which items are warm (a VQ bag's candidates; the rows
+    a residual quantizer fits its codebooks on under quantize.fit_on = "warm")."""
+    source, _ = P.parse_code_set(name)
+    return ("data", "frozen") if source == "frozen" else ("data", "align")
 
 
 STAGES: tuple[Stage, ...] = (

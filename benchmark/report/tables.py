@@ -210,18 +210,43 @@ def parameters_table(cells: Sequence[CellRecord], variants_order: Sequence[str])
 
 
 def replicate_statement(results: SuiteResults) -> str:
-    """What varied across seeds and what stayed fixed (from the config and the cells' replicate seeds)."""
+    """What varied across seeds and what stayed fixed (from the config and the cells' replicate seeds), then how
+    the item side was built (item_side_statement)."""
     cfg = results.config
-    split_seed = cfg.get("data", {}).get("split", {}).get("seed", "?")
+    split = cfg.get("data", {}).get("split", {})
+    split_seeds = list(split.get("seeds", ()))
+    split_seed = f"data.split.seeds = {split_seeds}" if split_seeds else f"data.split.seed = {split.get('seed', '?')}"
     reps = sorted({c.replicate_seed for c in results.cells})
     if cfg.get("suite", {}).get("replicate") == "full" and len(reps) > 1:
-        return (f"Seeds replicate the whole pipeline (suite.replicate = full): pair sampling, the U2I model, "
-                f"alignment, every quantizer and the rankers take the seed (item-side seeds {reps}). Fixed across "
-                f"seeds: the data split and the cold-item draw (data.split.seed = {split_seed}) and the frozen "
-                "encoder.")
-    return (f"Seeds replicate the rankers only: one item side (pairs, U2I, alignment, codes) seeded by {reps}, "
-            f"the split and the cold-item draw (data.split.seed = {split_seed}) fixed; the intervals are "
-            "conditional on that one alignment and codebook.")
+        out = (f"Seeds replicate the whole pipeline (suite.replicate = full): pair sampling, the U2I model, "
+               f"alignment, every quantizer and the rankers take the seed (item-side seeds {reps}). Fixed across "
+               f"seeds: the data split and the cold-item draw ({split_seed}) and the frozen encoder.")
+    else:
+        out = (f"Seeds replicate the rankers only: one item side (pairs, U2I, alignment, codes) seeded by {reps}, "
+               f"the split and the cold-item draw ({split_seed}) fixed; the intervals are "
+               "conditional on that one alignment and codebook.")
+    if len(split_seeds) > 1:
+        out += (f" Split seeds are an outer loop: each of {split_seeds} draws its own split and cold items, and "
+                "every replicate runs within each (CellRecord.split_seed; data statistics per split seed in "
+                "results.json).")
+    return f"{out} {item_side_statement(cfg)}"
+
+
+def item_side_statement(cfg: dict[str, Any]) -> str:
+    """How the item side was built (quantize.fit_on, align.refit), from the resolved config."""
+    fit_on = cfg.get("quantize", {}).get("fit_on", "all")
+    refit = cfg.get("align", {}).get("refit", False)
+    codes = ("Codebooks were fitted on the warm items (a training impression) and every item, cold ones "
+             "included, was encoded against them (quantize.fit_on = warm)" if fit_on == "warm" else
+             "Codebooks were fitted on every item's embedding, cold items included (quantize.fit_on = all: not "
+             "deployment-faithful)")
+    head = ("the aligned model was refit on all alignment pairs (train + validation + test) for the epoch count "
+            "chosen on the validation pairs, and the codes and rankers read the refit's embedding; the held-out "
+            "pair recall figures are the validation-selected model's on the test pairs, before the refit "
+            "(align.refit = true)" if refit else
+            "the codes and rankers read the validation-selected aligned model, trained on the training pairs only "
+            "(align.refit = false)")
+    return f"{codes}; {head}."
 
 
 def invocation_statement(results: SuiteResults) -> str:

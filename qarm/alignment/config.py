@@ -56,7 +56,12 @@ class AlignConfig:
     pair that touches one (those items never reach training, as cold items never do), "pair" a share of the
     pairs (both items usually seen in training: interpolation only); test_frac: share held out for the
     reported recall figures (never used for any choice; 0 = none); popularity_correction: strength a of the
-    sampling-bias correction, logits - a * log q(item) (0 = plain in-batch InfoNCE; see qarm.losses).
+    sampling-bias correction, logits - a * log q(item) (0 = plain in-batch InfoNCE; see qarm.losses);
+    refit: after the epoch count is chosen on the validation pairs, retrain the model from its seeded
+    initialisation on all pairs (the train + validation + test pairs of the held-out split) for that many
+    epochs, and return the refit's embeddings (deployment-faithful: nothing a deployment knows is held back); the held-out figures
+    stay those of the validation-selected model on the test pairs, measured before the refit. False = the
+    embeddings of the validation-selected model (the behaviour before issue 20).
 
     Defaults come from docs/alignment.md: a linear head with the correction generalises to held-out items,
     an MLP head or the plain loss memorises the training items (validation recall peaks at epoch 1-2)."""
@@ -80,6 +85,7 @@ class AlignConfig:
     split: Literal["item", "pair"] = "item"
     test_frac: float = 0.1
     popularity_correction: float = 1.0
+    refit: bool = True
 
     def __post_init__(self) -> None:
         require(self, "dim", self.dim >= 1, "an integer >= 1")
@@ -156,7 +162,11 @@ class AlignSummary:
     trained_short: "aligned head" or "aligned encoder (...)" (describe_trained's short form; "" in records
     written before it existed); split: how held-out pairs were drawn ("item" | "pair"); val_recall: the kept epoch's validation recall;
     n_test_pairs: test pairs evaluated; references: frozen / aligned / U2I / popularity recall on the test
-    pairs, overall and per source (None without test pairs)."""
+    pairs, overall and per source (None without test pairs).
+
+    refit: whether the returned embeddings come from a refit on every pair (AlignConfig.refit; the figures above
+    are the validation-selected model's, measured before it); n_refit_pairs: the pairs it trained on;
+    refit_epochs: its epochs (= best_epoch)."""
 
     k: int
     frozen_recall: float | None
@@ -172,3 +182,6 @@ class AlignSummary:
     val_recall: float | None = None
     n_test_pairs: int = 0
     references: AlignReferences | None = None
+    refit: bool = False
+    n_refit_pairs: int = 0
+    refit_epochs: int = 0

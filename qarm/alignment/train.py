@@ -1,8 +1,11 @@
 """Alignment: fine-tune the item encoder on mined (trigger, target) pairs with the symmetric in-batch
 InfoNCE (QARM §3 "Batch-Contrastive", anchors §1.3) with a sampling-bias (popularity) correction, AdamW with
 linear warm-up, early stopping on validation pair recall@k, figures on test pairs never used for a choice
-(qarm.alignment.heldout: split by item by default). Returns the aligned embeddings of ALL items (cold ones
-included) next to the frozen encoder's, and the trained weights.
+(qarm.alignment.heldout: split by item by default). With config.refit (the default) the model is then
+retrained from the same seeded initialisation on all pairs (train + validation + test) for the chosen number
+of epochs, as a deployment would, and the refit's embeddings are returned; the held-out figures are the
+validation-selected model's, measured on the test pairs before the refit. Returns the aligned embeddings of
+ALL items (cold ones included) next to the frozen encoder's, and the trained weights.
 
 Shapes: N items, P pairs, B batch of pairs, D frozen width, d aligned dim (QARM: 64).
 """
@@ -38,7 +41,9 @@ DEFAULT_ALIGN = AlignConfig()
 class AlignResult:
     """embeddings: (N, d) float32 aligned, L2-normalised, ALL items; frozen_embeddings: (N, D) float32
     the frozen encoder's output (the "frozen" baseline); summary: held-out recalls, best epoch, per-epoch
-    history (AlignSummary); state_dict: the trained weights."""
+    history (AlignSummary); state_dict: the trained weights (the refit's, when one ran);
+    selected_embeddings: (N, d) float32 of the validation-selected model when a refit replaced it (the
+    embedding the held-out figures measure), else None."""
 
     embeddings: np.ndarray
     frozen_embeddings: np.ndarray
@@ -46,12 +51,21 @@ class AlignResult:
     config: AlignConfig
     state_dict: dict[str, torch.Tensor] = field(repr=False)
     meta: dict[str, object] = field(default_factory=dict)
+    selected_embeddings: np.ndarray | None = None
+
+    @property
+    def heldout(self) -> np.ndarray:
+        """The embedding held-out test pairs may be measured on: the validation-selected model's (never a refit
+        that trained on them)."""
+        return self.embeddings if self.selected_embeddings is None else self.selected_embeddings
 
     def save(self, out_dir: str | Path) -> Path:
         """weights.safetensors (head + trained encoder blocks), config.json, embeddings.npy,
         frozen_embeddings.npy; written atomically."""
         cfg = {"align_config": asdict(self.config), "summary": asdict(self.summary), **self.meta}
         arrays = {"embeddings": self.embeddings, "frozen_embeddings": self.frozen_embeddings}
+        if self.selected_embeddings is not None:
+            arrays["selected_embeddings"] = self.selected_embeddings
         return save_artifact(out_dir, tensors=self.state_dict, config=cfg, arrays=arrays)
 
 
@@ -75,10 +89,11 @@ def describe_trained(config: AlignConfig, modalities: Sequence[str] = ("text",),
 def probe_config(config: AlignConfig, epochs: int = 3) -> AlignConfig:
     """The content probe's settings: `config` with the whole text encoder trainable (all layers, end to end), a
     fixed budget of `epochs` epochs without early stopping (the best validation epoch is still kept) and an
-    encoder learning rate of 5e-5. Same split, loss and head as alignment: only the trainable part differs."""
+    encoder learning rate of 5e-5. Same split, loss and head as alignment: only the trainable part differs; no
+    refit (the probe's embeddings are measured on the test pairs, which a refit would have trained on)."""
     if epochs < 1:
         raise QarmError(f"probe: epochs must be >= 1, got {epochs}")
-    return replace(config, trainable_layers="all", epochs=epochs, patience=epochs, encoder_lr=5e-5)
+    return replace(config, trainable_layers="all", epochs=epochs, patience=epochs, encoder_lr=5e-5, refit=False)
 
 
 def _build_model(
@@ -179,11 +194,8 @@ def align(
     device = torch.device(device or "cpu")
     model, groups = _build_model(feats, config, texts, text_encoder, progress, seed, image_paths, image_encoder, device)
     trainer = wrap_ddp(model, device) if distributed else model
-    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
-    planned = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
-    warm = max(1, round(config.warmup_frac * planned))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
-    log_q = torch.from_numpy(sampling_log_q(train, n)).to(device) if config.popularity_correction > 0 else None
+    opt, sched = _optimiser(groups, config, len(train))
+    log_q = _log_q(train, n, config, device)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     best = ([p.detach().clone() for p in params], -1.0, 0)
@@ -208,11 +220,46 @@ def align(
     emb = embed_items(model, n, distributed=distributed).numpy().astype(np.float32)
     frozen = feats.frozen_embeddings()
     modalities = tuple(sorted(feats.dims))
+    # the held-out figures: the validation-selected model on the test pairs, before any refit
     summary = _summary(config, split, frozen, emb, reference, best[1] if len(val) else None, best[2], history,
                        modalities, ranks)
     meta = {"n_items": n, "modalities": feats.dims, "text_model": getattr(text_encoder, "model_name", None),
             "image_model": getattr(image_encoder, "model_name", None)}
-    return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)
+    if not config.refit:
+        return AlignResult(emb, frozen, summary, config, model.trained_state(), meta)
+    every = np.concatenate([split.train, split.val, split.test])
+    model, groups = _build_model(feats, config, texts, text_encoder, progress, seed, image_paths, image_encoder,
+                                 device)
+    _refit(model, groups, every, n, best[2], config, seed, device, distributed)
+    refit_emb = embed_items(model, n, distributed=distributed).numpy().astype(np.float32)
+    summary = replace(summary, refit=True, n_refit_pairs=len(every), refit_epochs=best[2])
+    return AlignResult(refit_emb, frozen, summary, config, model.trained_state(), meta, selected_embeddings=emb)
+
+
+def _optimiser(groups: list[dict[str, object]], config: AlignConfig,
+               n_pairs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a linear warm-up over warmup_frac of the planned steps (config.epochs passes over n_pairs)."""
+    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+    planned = max(1, config.epochs * math.ceil(n_pairs / config.batch_size))
+    warm = max(1, round(config.warmup_frac * planned))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+
+
+def _log_q(pairs: np.ndarray, n: int, config: AlignConfig, device: torch.device) -> torch.Tensor | None:
+    return torch.from_numpy(sampling_log_q(pairs, n)).to(device) if config.popularity_correction > 0 else None
+
+
+def _refit(model: nn.Module, groups: list[dict[str, object]], every: np.ndarray, n: int, epochs: int,
+           config: AlignConfig, seed: int, device: torch.device, distributed: bool) -> None:
+    """Retrain `model` (freshly built from the run's seed: the selection run's initialisation) on every pair
+    (P_all, 2) for `epochs` epochs: the same optimiser, schedule shape and sampling correction as the selection
+    run, batch order seeded by `seed`; no held-out pair is left to choose anything on."""
+    trainer = wrap_ddp(model, device) if distributed else model
+    opt, sched = _optimiser(groups, config, len(every))
+    log_q = _log_q(every, n, config, device)
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        _epoch(trainer, opt, sched, every, config, rng, device, distributed, log_q)
 
 
 def _summary(config: AlignConfig, split: PairSplit, frozen: np.ndarray, emb: np.ndarray,

@@ -20,6 +20,7 @@ LastLevel = Literal["kmeans", "fsq"]
 TokenScheme = Literal["unigram", "prefix_ngram", "bigram", "spm"]
 TOKEN_SCHEMES: tuple[str, ...] = ("unigram", "prefix_ngram", "bigram", "spm")
 Unseen = Literal["keep", "shared"]
+FitOn = Literal["warm", "all"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,12 @@ class QuantizeConfig:
     left after L - 1 k-means levels (QARM V2's Res-KmeansFSQ) with fsq_levels bins per projected dim, so level
     L's vocabulary is prod(fsq_levels) (default 4 x 4 x 4 = 64 = the default K); balanced: every k-means level
     uses equal-size clusters (OneRec's balanced k-means); balanced_iters: balanced assign/update rounds after
-    the plain k-means that seeds them. tokens: how the rankers tokenise the codes."""
+    the plain k-means that seeds them. tokens: how the rankers tokenise the codes.
+
+    fit_on: which items a residual quantizer's codebooks are fitted on: "warm" (the items with a training
+    impression, as a deployment fits them; every item, cold ones included, is then encoded against them) or
+    "all" (every item's embedding, cold ones included: the behaviour before issue 20). A VQ bag always searches
+    warm items."""
 
     quantizer: str = "rq_kmeans"
     levels: int = 3
@@ -102,8 +108,10 @@ class QuantizeConfig:
     balanced_iters: int = 10
     rq_vae: RQVAEConfig = field(default_factory=RQVAEConfig)
     tokens: TokenizeConfig = field(default_factory=TokenizeConfig)
+    fit_on: FitOn = "warm"
 
     def __post_init__(self) -> None:
+        require(self, "fit_on", self.fit_on in ("warm", "all"), "'warm' or 'all'")
         require(self, "quantizer", bool(self.quantizer) and not set(self.quantizer) & set("./ "),
                 "a quantizer name without '.', '/' or spaces (the benchmark checks that it is registered)")
         for name in ("levels", "niter", "vq_k"):

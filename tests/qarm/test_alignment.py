@@ -4,6 +4,7 @@ fine-tuning of a tiny BERT. Held-out splits and the references table: tests/qarm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -141,3 +142,35 @@ def test_length_sorted_chunks_give_the_one_batch_result(tmp_path: Path) -> None:
         one = tower(rows)
         tower.chunk = 3
         assert torch.allclose(tower(rows), one, atol=1e-5)
+
+
+def test_refit_trains_on_every_pair_for_the_chosen_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """align.refit: after the selection run, `best_epoch` more passes, each over train + validation + test pairs;
+    the held-out figures are the selected model's (the same as without a refit); seeded, so it repeats."""
+    import qarm.alignment.train as T
+
+    feats, pairs = planted()
+    cfg = AlignConfig(dim=16, epochs=6, batch_size=128, lr=1e-2, temperature=0.1, val_frac=0.2, patience=2)
+    passes: list[int] = []
+    real = T._epoch
+
+    def counting(model, opt, sched, train, *args, **kwargs):  # noqa: ANN001, ANN202
+        passes.append(len(train))
+        return real(model, opt, sched, train, *args, **kwargs)
+
+    monkeypatch.setattr(T, "_epoch", counting)
+    res = align(pairs, features=feats, config=cfg)
+    s = res.summary
+    selection = len(s.history)
+    every = s.n_train_pairs + s.n_val_pairs + s.n_test_pairs
+    assert s.refit and s.refit_epochs == s.best_epoch and s.n_refit_pairs == every == pairs.height
+    assert passes == [s.n_train_pairs] * selection + [every] * s.best_epoch
+    assert res.selected_embeddings is not None and not np.allclose(res.embeddings, res.selected_embeddings)
+    passes.clear()
+    plain = align(pairs, features=feats, config=dataclasses.replace(cfg, refit=False))
+    assert passes == [s.n_train_pairs] * selection  # no refit: the selection run only
+    assert not plain.summary.refit and plain.summary.n_refit_pairs == 0 and plain.selected_embeddings is None
+    assert np.array_equal(plain.embeddings, res.selected_embeddings)
+    assert plain.summary.aligned_recall == s.aligned_recall  # held-out figures: before the refit
+    again = align(pairs, features=feats, config=cfg)
+    assert np.array_equal(again.embeddings, res.embeddings)  # seeded: the refit repeats
