@@ -24,14 +24,14 @@ examples:
   qarm-bench run benchmark/configs/movielens-100k-global-temporal.toml
   qarm-bench run --set quantize.levels=4 --set quantize.codebook_size=128
   qarm-bench run --force codes                     rerun the codes stage and everything after it
-  qarm-bench run synthetic-tiny --nproc-per-node 2 the rank stage and alignment on 2 ranks (torchrun)
+  qarm-bench run synthetic-tiny --nproc-per-node 2  the rank stage and alignment on 2 ranks (torchrun)
   qarm-bench plan benchmark/configs/movielens-100k.toml
   qarm-bench report movielens-100k --json
   qarm-bench report movielens-100k --html          also runs/movielens-100k/report.html (self-contained)
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
-  qarm-bench codes export movielens-100k --out ids/ item id -> codes of every code set, with provenance
+  qarm-bench codes export movielens-100k --out ids/  item id -> codes of every code set, with provenance
   qarm-bench perf quantize --json
   qarm-bench align-refs --probe-epochs 3           alignment vs frozen / U2I / content probe on held-out pairs
 """
@@ -45,7 +45,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None,
                    help="suite TOML (default: the packaged movielens-100k suite)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field by its dotted path, e.g. --set train.epochs=3 (repeatable)")
+                   help="override a config field by its dotted path, e.g. --set rank.epochs=3 (repeatable)")
     p.add_argument("--quick", action="store_true", help="1 seed and fewer epochs, for a first look")
 
 
@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
 
     p = sub.add_parser("report", help="print (and rewrite) the report of a suite")
-    p.add_argument("suite", nargs="?", default="movielens-100k", help="suite name (default: movielens-100k)")
+    p.add_argument("suite", nargs="?", default=None,
+                   help="suite name (default: the only suite in --runs-dir, else the most recently run one)")
     p.add_argument("--runs-dir", default="runs", help="where suites live (default: runs)")
     p.add_argument("--json", action="store_true", help="print the table as JSON rows")
     p.add_argument("--html", action="store_true",

@@ -62,10 +62,39 @@ def load_manifest(run_dir: Path) -> SuiteResults:
     return from_json(SuiteResults, manifest, path)
 
 
+def suite_manifests(runs_dir: Path) -> dict[str, Path]:
+    """suite name -> its newest results.json under runs_dir (`<suite>/results.json`, or under `<suite>/latest/`)."""
+    out: dict[str, Path] = {}
+    if not runs_dir.is_dir():
+        return out
+    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        found = [m for m in (folder / "results.json", folder / "latest" / "results.json") if m.is_file()]
+        if found:
+            out[folder.name] = max(found, key=lambda m: m.stat().st_mtime)
+    return out
+
+
+def pick_suite(runs_dir: Path) -> str:
+    """The suite a bare `qarm-bench report` means: the only one in runs_dir, else the most recently run (named
+    on stderr). A folder without runs/ is a QarmBenchError that hints --runs-dir."""
+    if not runs_dir.is_dir():
+        raise QarmBenchError(f"{runs_dir}: no runs folder here (cwd {Path.cwd()}); run `qarm-bench run` first, or "
+                             "point at one with --runs-dir PATH")
+    manifests = suite_manifests(runs_dir)
+    if not manifests:
+        raise QarmBenchError(f"{runs_dir}: no suite with results.json yet; run `qarm-bench run` first, or point "
+                             "at another runs folder with --runs-dir PATH")
+    suite = max(manifests, key=lambda s: manifests[s].stat().st_mtime)
+    others = f" (the most recent of {len(manifests)}: {', '.join(sorted(manifests))})" if len(manifests) > 1 else ""
+    print(f"qarm-bench report: suite '{suite}'{others}", file=sys.stderr)
+    return suite
+
+
 def main_report(args: Any) -> int:
     """`qarm-bench report SUITE [--json] [--html]`: rewrite the report files from the manifest and print the
     markdown (or, with --json, the rows; with --html, also the page's path)."""
-    run_dir = Path(args.runs_dir) / args.suite
+    suite = args.suite or pick_suite(Path(args.runs_dir))
+    run_dir = Path(args.runs_dir) / suite
     report = write_report(run_dir, load_manifest(run_dir))
     if args.json:
         print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in report.rows], indent=1))

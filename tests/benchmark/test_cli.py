@@ -73,3 +73,33 @@ def test_importing_the_cli_does_nothing() -> None:
     code = "import sys, benchmark.cli; print(sorted(m for m in ('torch','mlflow','torchrec','polars') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_user_errors_point_at_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23 point 7: an unknown suite lists the packaged ones with a did-you-mean; bare `report` outside a
+    runs folder hints --runs-dir; missing raw data names --root and data.root."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "synthetic-tin"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'synthetic-tiny'?" in err and "packaged suites: " in err and "movielens-100k" in err
+    assert main(["report"]) == 2
+    assert "--runs-dir" in capsys.readouterr().err
+    assert main(["plan", "movielens-100k", f"--set=data.root={tmp_path / 'nowhere'}"]) == 2
+    err = capsys.readouterr().err
+    assert "data.root" in err and "--root" in err and "Traceback" not in err
+
+
+def test_bare_report_picks_the_most_recent_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from benchmark.report.write import pick_suite
+
+    runs = tmp_path / "runs"
+    for i, name in enumerate(("older", "newer")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "results.json").write_text("{}")
+        os.utime(runs / name / "results.json", (1000 + i, 1000 + i))
+    (runs / "cache").mkdir()  # a folder without results is not a suite
+    assert pick_suite(runs) == "newer"
+    assert "'newer' (the most recent of 2: newer, older)" in capsys.readouterr().err
