@@ -211,7 +211,8 @@ class SuiteRun:
             parent.log_artifact(self.suite_dir / name)
         parent.log_artifact(report.html)
         parent.set_description(parent_run_description(self.cfg.suite.description, report.rows,
-                                                      self.cfg.suite.variants, self.cfg.report.confidence))
+                                                      self.cfg.suite.variants, self.cfg.report.confidence,
+                                                      dataset=self.cfg.data.dataset))
         return report.markdown
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.report.stats import ALPHA
-from benchmark.report.tables import BASELINE, fmt, model_order, signed
+from benchmark.report.tables import BASELINE, fmt, model_order, signed, small_n_warning, smoke_note
 
 HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
 HEADLINE_SLICES = ("all", "cold")
@@ -86,14 +86,16 @@ def significance_label(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (), confidence: float = 0.95,
-                    metric: str = "auc") -> str:
-    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict.
+                    metric: str = "auc", dataset: str = "") -> str:
+    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict; first the
+    synthetic data's "smoke test, not evidence" line and the small-n warning where they apply.
 
     A delta is called a gain only when its (Holm-adjusted when the rows carry it) p is below ALPHA.
     """
+    notes = [n for n in (smoke_note(dataset), small_n_warning(rows)) if n]
     if not any(r["variant"] == BASELINE for r in rows):
-        return f"No {BASELINE} variant in this suite: no deltas to report."
-    lines = [f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
+        return "\n\n".join([*notes, f"No {BASELINE} variant in this suite: no deltas to report."])
+    lines = [*(f"{n}\n" for n in notes), f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
              f"{round(100 * confidence)}% CI, {significance_label(rows)}; significant when p < {ALPHA}):", ""]
     for h in headline_items(rows, variants, metric):
         ci = "" if h.ci_low is None else f" [{signed(h.ci_low)}, {signed(h.ci_high)}]"
@@ -103,9 +105,9 @@ def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = ()
 
 
 def parent_run_description(description: str, rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
-                           confidence: float = 0.95) -> str:
+                           confidence: float = 0.95, dataset: str = "") -> str:
     """The MLflow parent run's description: the suite's `suite.description`, then the headline deltas."""
-    head = headline_deltas(rows, variants, confidence)
+    head = headline_deltas(rows, variants, confidence, dataset=dataset)
     return f"{description.strip()}\n\n{head}" if description.strip() else head
 
 
