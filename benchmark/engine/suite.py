@@ -179,7 +179,7 @@ class SuiteRun:
                     else:
                         record, cached = train_or_load(self.cfg, self.cache, side, variant, model, seed,
                                                        device=self.device, world=self.world,
-                                                       progress=self.progress, on_epoch=epoch_logger(child))
+                                                       progress=False, on_epoch=epoch_logger(child))  # one bar: cells
                         replay = cached
                     log_cell(child, record, cached, replay)
                 results.append(record)
@@ -235,5 +235,6 @@ def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None, world
         for i, (label, cfg) in enumerate(runs):
             if label:
                 say(f"== sweep {i + 1}/{len(runs)}: {label}")
-            SuiteRun(cfg, label=label, cache=cache, world=world, device=device).run()
+            SuiteRun(cfg, label=label, cache=cache, world=world, device=device,
+                     progress=not getattr(args, "quiet", False)).run()
     return 0
