@@ -83,7 +83,7 @@ class SuiteRun:
     def _run(self) -> SuiteResults:
         import torch
 
-        from benchmark.engine.logs import log_item_side
+        from benchmark.engine.logs import log_item_side, log_stage_keys
         from benchmark.itemside.summary import item_side_record
         from benchmark.tracking.store import NullTracker, Tracker, describe_reaped
 
@@ -108,8 +108,8 @@ class SuiteRun:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
             self.item_side()
             first = self.sides[replicate_seeds(cfg)[0]].keys
-            parent.set_tags({f"stage.{k}": v for k, v in first.flat().items()}
-                            | {"dataset_fingerprint": first.key("data")})
+            log_stage_keys(parent, {s: self.sides[s].keys.flat() for s in replicate_seeds(cfg)})
+            parent.set_tags({"dataset_fingerprint": first.key("data")})
             replicates = tuple(item_side_record(cfg, self.sides[s]) for s in replicate_seeds(cfg))
             log_item_side(parent, self.sides[replicates[0].seed].data.stats, replicates)
             cells = self._run_cells(tracker)

@@ -87,27 +87,29 @@ def significance_label(rows: Sequence[dict[str, Any]]) -> str:
 
 def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (), confidence: float = 0.95,
                     metric: str = "auc", dataset: str = "") -> str:
-    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict; first the
-    synthetic data's "smoke test, not evidence" line and the small-n warning where they apply.
+    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict; the synthetic
+    data's "smoke test, not evidence" line right under the headline's title, the small-n warning at its end.
 
     A delta is called a gain only when its (Holm-adjusted when the rows carry it) p is below ALPHA.
     """
-    notes = [n for n in (smoke_note(dataset), small_n_warning(rows)) if n]
+    smoke, small = smoke_note(dataset), small_n_warning(rows)
     if not any(r["variant"] == BASELINE for r in rows):
-        return "\n\n".join([*notes, f"No {BASELINE} variant in this suite: no deltas to report."])
-    lines = [*(f"{n}\n" for n in notes), f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
+        return "\n\n".join(n for n in (f"No {BASELINE} variant in this suite: no deltas to report.", smoke, small) if n)
+    lines = [f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
              f"{round(100 * confidence)}% CI, {significance_label(rows)}; significant when p < {ALPHA}):", ""]
+    lines += [smoke, ""] if smoke else []
     for h in headline_items(rows, variants, metric):
         ci = "" if h.ci_low is None else f" [{signed(h.ci_low)}, {signed(h.ci_high)}]"
         lines.append(f"- {h.model} · {h.variant} · {h.slice}: Δ {signed(h.delta)}{ci}, p = {fmt(h.p, 3)}: "
                      f"{h.verdict} ({h.n_seeds} seeds)")
-    return "\n".join(lines)
+    return "\n".join(lines + (["", small] if small else []))
 
 
 def parent_run_description(description: str, rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
                            confidence: float = 0.95, dataset: str = "") -> str:
-    """The MLflow parent run's description: the suite's `suite.description`, then the headline deltas."""
+    """The MLflow parent run's description: the headline deltas first (the run page may fold a long description),
+    then the suite's `suite.description`."""
     head = headline_deltas(rows, variants, confidence, dataset=dataset)
-    return f"{description.strip()}\n\n{head}" if description.strip() else head
+    return f"{head}\n\n{description.strip()}" if description.strip() else head
 
 
