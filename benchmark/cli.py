@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from benchmark.core import __version__
 from benchmark.core.errors import QarmBenchError
@@ -24,7 +24,8 @@ examples:
   qarm-bench run benchmark/configs/movielens-100k-global-temporal.toml
   qarm-bench run --set quantize.levels=4 --set quantize.codebook_size=128
   qarm-bench run --force codes                     rerun the codes stage and everything after it
-  qarm-bench run synthetic-tiny --nproc-per-node 2 the rank stage and alignment on 2 ranks (torchrun)
+  qarm-bench run synthetic-tiny --quiet            errors and the final summary line only
+  qarm-bench run synthetic-tiny --nproc-per-node 2  the rank stage and alignment on 2 ranks (torchrun)
   qarm-bench plan benchmark/configs/movielens-100k.toml
   qarm-bench report movielens-100k --json
   qarm-bench report movielens-100k --html          also report.html in runs/movielens-100k/latest/ (self-contained)
@@ -34,7 +35,7 @@ examples:
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
   qarm-bench data export movielens-100k --out exported/ --format recbole
-  qarm-bench codes export movielens-100k --out ids/ item id -> codes of every code set, with provenance
+  qarm-bench codes export movielens-100k --out ids/  item id -> codes of every code set, with provenance
   qarm-bench perf quantize --json
   qarm-bench align-refs --probe-epochs 3           alignment vs frozen / U2I / content probe on held-out pairs
 """
@@ -48,7 +49,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None,
                    help="suite TOML (default: the packaged movielens-100k suite)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field by its dotted path, e.g. --set train.epochs=3 (repeatable)")
+                   help="override a config field by its dotted path, e.g. --set rank.epochs=3 (repeatable)")
     p.add_argument("--quick", action="store_true", help="1 seed and fewer epochs, for a first look")
 
 
@@ -68,13 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="rerun STAGE and every stage after it even if cached (repeatable)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or status lines: only errors and the final summary line")
     importlib.import_module("benchmark.dist.launch").add_launch_arguments(p)
 
     p = sub.add_parser("plan", help="show the stages and (variant, model, seed) cells, and which are cached")
     _add_run_args(p)
 
     p = sub.add_parser("report", help="print (and rewrite) the report of a suite")
-    p.add_argument("suite", nargs="?", default="movielens-100k", help="suite name (default: movielens-100k)")
+    p.add_argument("suite", nargs="?", default=None,
+                   help="suite name (default: the only suite in --runs-dir, else the most recently run one)")
     p.add_argument("--runs-dir", default="runs", help="where suites live (default: runs)")
     p.add_argument("--run", default=None, metavar="ID",
                    help="the run to report (a folder name under runs/<suite>/; default: runs/<suite>/latest)")
@@ -143,7 +147,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return distributed.worker_main(runs[0][1].suite.device,
                                            lambda world, device: suite.main_run(args, runs, world, device),
                                            suite_dir=runs[0][1].suite_dir)
-        return suite.main_run(args, runs)
+        with quiet_console() if args.quiet else contextlib.nullcontext():
+            return suite.main_run(args, runs)
     if args.command == "report":
         from benchmark.report.write import main_report
 
@@ -199,6 +204,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, qarm_err):
             return _user_error(e, args.debug)
         raise
+
+
+SUMMARY_PREFIX = "Done."  # the run's final summary line (benchmark.engine.suite): the one line --quiet keeps
+
+
+class _KeepSummary:
+    """A text stream that passes on only the lines starting with SUMMARY_PREFIX (progress bars, status lines and the
+    printed report are dropped)."""
+
+    def __init__(self, out: object) -> None:
+        self._out, self._buf, self._keep = out, "", False
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            self._keep = line.startswith(SUMMARY_PREFIX)
+            if self._keep:
+                self._out.write(line + "\n")  # type: ignore[attr-defined]
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()  # type: ignore[attr-defined]
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def quiet_console() -> Iterator[None]:
+    """`run --quiet`: stdout and stderr keep only the final summary line; an error still reaches the console,
+    printed by `main` after this block."""
+    with contextlib.redirect_stdout(_KeepSummary(sys.stdout)), contextlib.redirect_stderr(_KeepSummary(sys.stderr)):
+        yield
 
 
 def _perf_parser(parser: argparse.ArgumentParser, name: str) -> None:

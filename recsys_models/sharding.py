@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -142,7 +143,12 @@ def make_planner(model: nn.Module, sharding: ShardingName, device: torch.device,
     topology = Topology(world_size=world, compute_device=device.type, local_world_size=local_world or world,
                         hbm_cap=hbm)
     local_batch = None if batch_size is None else -(-batch_size // world)
-    return EmbeddingShardingPlanner(topology=topology, constraints=constraints, batch_size=local_batch)
+    with warnings.catch_warnings():
+        # torchrec 1.8's planner defaults to HeuristicalStorageReservation and says so (a FutureWarning) on every
+        # construction; it only sizes the dense-tensor reserve of the plan, and ours plans a known topology
+        warnings.filterwarnings("ignore", message="HeuristicalStorageReservation is known to cause issues",
+                                category=FutureWarning)
+        return EmbeddingShardingPlanner(topology=topology, constraints=constraints, batch_size=local_batch)
 
 
 def plan_summary(plan: ShardingPlan) -> dict[str, str]:
@@ -207,8 +213,12 @@ def shard_model(
     table_opt = table_optimizer(emb_optimizer, emb_lr)
     apply_optimizer_in_backward(table_opt.cls, emb_params, dict(table_opt.kwargs))
     plan = plan_sharding(model, sharding, device, pg, batch_size)
-    dmp = DistributedModelParallel(module=model, device=device, plan=plan, sharders=sharders(),
-                                   env=ShardingEnv.from_process_group(pg))
+    with warnings.catch_warnings():
+        # torchrec 1.8 wraps the dense part in DistributedDataParallel(broadcast_buffers=...), which torch 2.13
+        # deprecates (a FutureWarning per model); the argument is torchrec's, not ours
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+        dmp = DistributedModelParallel(module=model, device=device, plan=plan, sharders=sharders(),
+                                       env=ShardingEnv.from_process_group(pg))
     dmp.plan_summary = plan_summary(plan)  # type: ignore[assignment]
     copy_into_sharded(dmp, init_state)
     dense = KeyedOptimizerWrapper(

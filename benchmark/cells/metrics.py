@@ -91,8 +91,18 @@ def all_metrics(users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> dic
     }
 
 
+def slice_sizes(frame: pl.DataFrame) -> dict[str, float]:
+    """{n_items, n_users, n_gauc_users} of a slice (columns user_idx, item_idx, label): distinct items and users,
+    and the users with both labels (the ones GAUC averages over; 0 makes GAUC undefined)."""
+    per_user = frame.group_by("user_idx").agg(pos=pl.col("label").sum(), n=pl.len())
+    both = per_user.filter((pl.col("pos") > 0) & (pl.col("pos") < pl.col("n"))).height
+    return {"n_items": float(frame["item_idx"].n_unique()), "n_users": float(per_user.height),
+            "n_gauc_users": float(both)}
+
+
 def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict[str, float]]:
-    """Metrics per slice: all, cold, warm, pop_bucket_<b> (by the items frame's `is_cold`, `pop_bucket`).
+    """Metrics per slice: all, cold, warm, pop_bucket_<b> (by the items frame's `is_cold`, `pop_bucket`), each
+    with its size: rows n, positives n_pos, distinct items n_items and users n_users, GAUC's users n_gauc_users.
 
     The popularity buckets split the WARM items only (pop_bucket_0 = the warm long tail .. head); the cold items
     are their own bucket, the `cold` slice (issue 20: before, cold items sat in bucket 0 with the long tail and
@@ -112,7 +122,7 @@ def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[s
         raise DataError("slice_metrics: some item_idx of the predictions are missing from the items frame")
 
     def of(f: pl.DataFrame) -> dict[str, float]:
-        return all_metrics(f["user_idx"].to_numpy(), f["label"].to_numpy(), f["pred"].to_numpy())
+        return all_metrics(f["user_idx"].to_numpy(), f["label"].to_numpy(), f["pred"].to_numpy()) | slice_sizes(f)
 
     out = {"all": of(joined), "cold": of(joined.filter(pl.col("is_cold"))), "warm": of(joined.filter(~pl.col("is_cold")))}
     warm = joined.filter(~pl.col("is_cold"))

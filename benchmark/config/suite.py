@@ -18,6 +18,7 @@ point; loading imports neither torch nor torchrec.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -275,9 +276,24 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     return p  # read_toml reports it as missing
 
 
+def check_config_name(name_or_path: str | None) -> None:
+    """A bare name that is neither a file nor a packaged suite: a ConfigError listing the packaged suites, with a
+    did-you-mean."""
+    if name_or_path is None or resolve_config_path(name_or_path).exists():
+        return
+    if Path(name_or_path).suffix == ".toml" or "/" in name_or_path:
+        return  # a path: read_toml reports it as missing
+    names = [c.stem for c in packaged_configs()]
+    close = difflib.get_close_matches(name_or_path, names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(f"{name_or_path}: config file not found, nor a packaged suite; {hint}"
+                      f"packaged suites: {', '.join(names)}")
+
+
 def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (),
                 quick: bool = False) -> SuiteConfig:
     """Read a suite TOML strictly, apply `--set` overrides typed by their field, then `--quick`."""
+    check_config_name(None if path is None else str(path))
     cfg_path = resolve_config_path(None if path is None else str(path))
     raw = read_with_extends(cfg_path)
     try:

@@ -22,6 +22,7 @@ import polars as pl
 
 from benchmark.config.data import DataConfig, SplitConfig
 from benchmark.core.cache import StageCache
+from benchmark.core.errors import DataError
 from benchmark.data import images, negatives, registry, splits, synthetic
 from benchmark.data.history import build_history, build_history_recbole
 from benchmark.data.prepared import PreparedData, load_prepared, save_prepared
@@ -68,7 +69,12 @@ def _locate(cfg: DataConfig) -> tuple[registry.Dataset, Path | None, str]:
     if ds.name == "synthetic":
         return ds, None, fingerprint(cfg, [])
     root = registry.resolve_root(cfg)
-    files = registry.hash_and_verify(ds, ds.files(cfg, root), cfg.verify_sha256)
+    try:
+        raw_files = ds.files(cfg, root)
+    except DataError as e:  # the raw files are not where the config points: say how to point elsewhere
+        raise DataError(f"{e}\n  (the dataset's folder is {root}; point it elsewhere with `--set data.root=PATH` "
+                        f"on `qarm-bench run`/`plan`, or `--root PATH` on `qarm-bench data`)") from None
+    files = registry.hash_and_verify(ds, raw_files, cfg.verify_sha256)
     folder = ds.image_folder(cfg, root) if ds.image_folder is not None else None
     return ds, root, fingerprint(cfg, files + ([images.folder_entry(folder)] if folder is not None else []))
 

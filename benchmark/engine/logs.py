@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmark.cells.plan import CellPlan
 from benchmark.config.suite import SuiteConfig
-from benchmark.core.configlib import flatten, to_plain
+from benchmark.core.configlib import flatten, stable_hash, to_plain
 from benchmark.core.records import CellRecord, ItemSideRecord, epoch_metrics, to_json
 from benchmark.report.primary import PrimaryFamily, PrimaryRecord, undetectable
 
@@ -38,11 +38,24 @@ def log_item_side(parent: Any, data_stats: dict[str, Any], replicates: tuple[Ite
     parent.log_metrics(numeric)
 
 
+def stage_keys_hash(stage_keys: dict[str, str]) -> str:
+    """One tag for a replicate's item-side cache keys (the keys themselves: the parent's stage_keys.json)."""
+    return stable_hash(dict(sorted(stage_keys.items())))
+
+
+def log_stage_keys(parent: Any, keys_by_seed: dict[int, dict[str, str]]) -> None:
+    """The item side's cache keys of every replicate in one artifact, `stage_keys.json` ({seed: {stage: key}}),
+    and the first replicate's `stage_keys_hash` tag (the children carry their replicate's)."""
+    parent.log_dict({str(seed): dict(sorted(k.items())) for seed, k in keys_by_seed.items()}, "stage_keys.json")
+    first = next(iter(keys_by_seed.values()))
+    parent.set_tags({"stage_keys_hash": stage_keys_hash(first)})
+
+
 def cell_run_meta(cfg: SuiteConfig, plan: CellPlan, stage_keys: dict[str, str]) -> tuple[str, dict, dict]:
     """(child run name, params, tags) of a planned cell."""
     tags = {"variant": plan.variant, "model": plan.model, "seed": plan.seed, "cell_key": plan.key,
             "replicate_seed": plan.replicate_seed, "sim_search": plan.sim_search or "",
-            "sim_search_codes": plan.sim_search_codes or "", **{f"stage.{k}": v for k, v in stage_keys.items()}}
+            "sim_search_codes": plan.sim_search_codes or "", "stage_keys_hash": stage_keys_hash(stage_keys)}
     params = {"variant": plan.variant, "model": plan.model, "seed": plan.seed,
               "quantizer": cfg.quantize.quantizer, **flatten(cfg.rank, "rank")}
     return f"{plan.model}/{plan.variant}/seed{plan.seed}", params, tags

@@ -4,6 +4,7 @@ seed) cells of a suite with their keys and cache state, computed from the config
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmark.cells.plan import plan_cell
@@ -69,6 +70,66 @@ class SuitePlan:
     artifacts: str
     entries: tuple[PlannedEntry, ...]
     cells: tuple[PlannedCell, ...]
+    estimate: WallEstimate | None = None
+
+
+# A guess of one training epoch's seconds per model on one CPU thread at MovieLens-100K scale, used only until a
+# cell of that model has run in this suite (then its recorded epoch seconds, CellRecord.history, are used).
+GUESS_EPOCH_SECONDS = {"dlrm": 10.0, "din": 30.0, "sim": 40.0}
+GUESS_OTHER_MODEL_S = 30.0
+
+
+@dataclass(frozen=True)
+class WallEstimate:
+    """The cells' training wall time `run` would take: each cell to run at most rank.epochs epochs, at the mean
+    recorded epoch seconds of its model's cached cells (`measured` models) or GUESS_EPOCH_SECONDS (`guessed`),
+    spread over the worker processes. The item-side stages are not counted."""
+
+    seconds: float
+    cells: int
+    epochs: int
+    workers: int
+    measured: tuple[str, ...]
+    guessed: tuple[str, ...]
+
+    def render(self) -> str:
+        if not self.cells:
+            return "estimated wall time: 0 s (every cell is cached)"
+        t = self.seconds
+        when = f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min" if t < 7200 else f"{t / 3600:.1f} h"
+        src = "; ".join(x for x in (
+            f"from cached epoch timings: {', '.join(self.measured)}" if self.measured else "",
+            f"per-model guess (no cached cell yet): {', '.join(self.guessed)}" if self.guessed else "") if x)
+        return (f"estimated wall time: ~{when} for {self.cells} cell(s) to train (at most {self.epochs} epochs each, "
+                f"{self.workers} worker(s); {src}; item-side stages not counted)")
+
+
+def epoch_seconds_by_model(cache_root: Path) -> dict[str, float]:
+    """Mean recorded seconds per epoch of each model over the cached cells under cache_root/rank."""
+    from benchmark.core.cache import read_json
+    from benchmark.core.records import CellRecord, from_json
+
+    per: dict[str, list[float]] = {}
+    for path in sorted((cache_root / "rank").glob("*/result.json")):
+        if not (path.parent / "_SUCCESS").exists():
+            continue
+        try:
+            record = from_json(CellRecord, read_json(path), path)
+        except Exception:  # an unreadable or older record gives no timing; the guess stands in
+            continue
+        per.setdefault(record.model, []).extend(h.seconds for h in record.history if h.seconds > 0)
+    return {m: sum(v) / len(v) for m, v in per.items() if v}
+
+
+def wall_estimate(cfg: SuiteConfig, cells: list[PlannedCell], cache_root: Path) -> WallEstimate:
+    todo = [c for c in cells if not c.cached]
+    timed = epoch_seconds_by_model(cache_root) if todo else {}
+    models = sorted({c.model for c in todo})
+    total = sum(cfg.rank.epochs * timed.get(c.model, GUESS_EPOCH_SECONDS.get(c.model, GUESS_OTHER_MODEL_S))
+                for c in todo)
+    workers = max(1, min(cfg.workers, len(todo)))
+    return WallEstimate(total / workers, len(todo), cfg.rank.epochs, workers,
+                        tuple(m for m in models if m in timed), tuple(m for m in models if m not in timed))
 
 
 def suite_plan(cfg: SuiteConfig, label: str = "") -> SuitePlan:
@@ -87,7 +148,7 @@ def suite_plan(cfg: SuiteConfig, label: str = "") -> SuitePlan:
             cells.append(PlannedCell(v, m, seed, plan.key, cache.is_cached("rank", plan.key), plan.sim_search,
                                      plan.sim_search_codes, split))
     return SuitePlan(cfg.suite.name, label, stable_hash(cfg), cfg.data.dataset, cfg.data.split.kind, str(cache.root),
-                     tuple(entries), tuple(cells))
+                     tuple(entries), tuple(cells), wall_estimate(cfg, cells, cache.root))
 
 
 def render_plan(plan: SuitePlan, cfg: SuiteConfig) -> str:
@@ -109,6 +170,8 @@ def render_plan(plan: SuitePlan, cfg: SuiteConfig) -> str:
         lines.append(f"  {c.model:<5} {c.variant:<17} {split_col}seed {c.seed:<3} {c.key}  "
                      f"{'cached' if c.cached else 'to run'}{search}")
     lines.append(f"{sum(c.cached for c in plan.cells)}/{len(plan.cells)} cells cached")
+    if plan.estimate is not None:
+        lines.append(plan.estimate.render())
     return "\n".join(lines)
 
 

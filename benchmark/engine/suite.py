@@ -107,7 +107,7 @@ class SuiteRun:
     def _run(self) -> SuiteResults:
         import torch
 
-        from benchmark.engine.logs import log_item_side
+        from benchmark.engine.logs import log_item_side, log_stage_keys
         from benchmark.itemside.summary import item_side_record
         from benchmark.tracking.store import describe_reaped, tracker_for
 
@@ -135,8 +135,8 @@ class SuiteRun:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
             self.item_side()
             first = self.sides[replicate_seeds(self.splits[0][1])[0]].keys
-            parent.set_tags({f"stage.{k}": v for k, v in first.flat().items()}
-                            | {"dataset_fingerprint": first.key("data")})
+            log_stage_keys(parent, {s: self.sides[s].keys.flat() for s in replicate_seeds(self.splits[0][1])})
+            parent.set_tags({"dataset_fingerprint": first.key("data")})
             replicates = tuple(dataclasses.replace(item_side_record(scfg, self.split_sides[split][s]), split_seed=split)
                                for split, scfg in self.splits for s in replicate_seeds(scfg))
             first_split = tuple(r for r in replicates if r.split_seed == self.splits[0][0])
@@ -218,7 +218,7 @@ class SuiteRun:
                     else:
                         record, cached = train_or_load(scfg, self.cache, side, variant, model, seed,
                                                        device=self.device, world=self.world,
-                                                       progress=self.progress, on_epoch=epoch_logger(child))
+                                                       progress=False, on_epoch=epoch_logger(child))  # one bar: cells
                         replay = cached
                     log_cell(child, record, cached, replay)
                 results.append(record)
@@ -276,7 +276,7 @@ class SuiteRun:
             log_primary(parent, family)
         parent.set_description(parent_run_description(self.cfg.suite.description, report.rows,
                                                       self.cfg.suite.variants, self.cfg.report.confidence,
-                                                      primary=family))
+                                                      primary=family, dataset=self.cfg.data.dataset))
         return report.markdown
 
 
@@ -323,5 +323,6 @@ def main_run(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None, world
 
     runs = runs or sweep_configs(args.config, args.overrides, args.quick)
     overrides = invocation_overrides(load_config(args.config, args.overrides), args.overrides, args.quick)
-    run_invocation(runs, overrides=overrides, quick=args.quick, force=args.force, world=world, device=device)
+    run_invocation(runs, overrides=overrides, quick=args.quick, force=args.force, world=world, device=device,
+                   progress=not getattr(args, "quiet", False))
     return 0

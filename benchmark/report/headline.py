@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmark.report.primary import PrimaryFamily, power_statement
 from benchmark.report.stats import ALPHA
-from benchmark.report.tables import BASELINE, fmt, model_order, signed
+from benchmark.report.tables import BASELINE, fmt, model_order, signed, small_n_warning, smoke_note
 
 HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
 HEADLINE_SLICES = ("all", "cold")
@@ -89,20 +89,23 @@ def significance_label(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def headline_deltas(rows: Sequence[dict[str, Any]], variants: Sequence[str] = (), confidence: float = 0.95,
-                    metric: str = "auc") -> str:
-    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict.
+                    metric: str = "auc", dataset: str = "") -> str:
+    """Markdown: per model, each variant vs id_only on all/cold test AUC: Δ, its CI, p and a verdict; the synthetic
+    data's "smoke test, not evidence" line right under the headline's title, the small-n warning at its end.
 
     A delta is called a gain only when its (Holm-adjusted when the rows carry it) p is below ALPHA.
     """
+    smoke, small = smoke_note(dataset), small_n_warning(rows)
     if not any(r["variant"] == BASELINE for r in rows):
-        return f"No {BASELINE} variant in this suite: no deltas to report."
+        return "\n\n".join(n for n in (f"No {BASELINE} variant in this suite: no deltas to report.", smoke, small) if n)
     lines = [f"**Headline: Δ test {metric.upper()} vs {BASELINE}** (mean of per-seed differences, "
              f"{round(100 * confidence)}% CI, {significance_label(rows)}; significant when p < {ALPHA}):", ""]
+    lines += [smoke, ""] if smoke else []
     for h in headline_items(rows, variants, metric):
         ci = "" if h.ci_low is None else f" [{signed(h.ci_low)}, {signed(h.ci_high)}]"
         lines.append(f"- {h.model} · {h.variant} · {h.slice}: Δ {signed(h.delta)}{ci}, p = {fmt(h.p, 3)}: "
                      f"{h.verdict} ({h.n_seeds} seeds)")
-    return "\n".join(lines)
+    return "\n".join(lines + (["", small] if small else []))
 
 
 def primary_headline(family: PrimaryFamily) -> str:
@@ -121,14 +124,18 @@ def primary_headline(family: PrimaryFamily) -> str:
 
 
 def parent_run_description(description: str, rows: Sequence[dict[str, Any]], variants: Sequence[str] = (),
-                           confidence: float = 0.95, primary: PrimaryFamily | None = None) -> str:
-    """The MLflow parent run's description: the suite's `suite.description`, the primary family (when the suite
-    has one), then the exploratory headline deltas."""
-    parts = [description.strip()] if description.strip() else []
+                           confidence: float = 0.95, primary: PrimaryFamily | None = None,
+                           dataset: str = "") -> str:
+    """The MLflow parent run's description: the primary family first (when the suite has one), then the
+    exploratory headline deltas, then the suite's `suite.description` (the run page may fold a long
+    description, so what answers the suite's question comes first)."""
+    parts = []
     if primary is not None:
         parts.append(primary_headline(primary))
         parts.append("Exploratory (every other comparison; Holm within each model × slice × metric):")
-    parts.append(headline_deltas(rows, variants, confidence))
+    parts.append(headline_deltas(rows, variants, confidence, dataset=dataset))
+    if description.strip():
+        parts.append(description.strip())
     return "\n\n".join(parts)
 
 

@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from benchmark.core.records import CellRecord, SuiteResults  # noqa: E402
 from benchmark.report.headline import significance_key  # noqa: E402
@@ -68,9 +69,12 @@ def codebook_utilisation(code_quality: dict[str, dict[str, Any]], path: Path) ->
     names = [n for n, d in sorted(code_quality.items()) if d.get("utilisation")]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     width = 0.8 / max(len(names), 1)
+    levels = max((len(code_quality[n]["utilisation"]) for n in names), default=0)
     for i, name in enumerate(names):
         util = code_quality[name]["utilisation"]
         ax.bar(np.arange(len(util)) + i * width, util, width, label=name)
+    # the level is an integer: one tick per level, at the middle of its group of bars
+    ax.set_xticks(np.arange(levels) + (len(names) - 1) * width / 2, [str(level) for level in range(levels)])
     ax.set_xlabel("level")
     ax.set_ylabel("share of codebook used")
     ax.set_ylim(0, 1.05)
@@ -101,6 +105,7 @@ def alignment_curves(summary: AlignSummary, path: Path) -> Path:
     fig, ax1 = plt.subplots(figsize=(6.5, 4))
     ax1.plot(series["epoch"], series["loss"], "o-", color="tab:blue", label="train loss")
     ax1.set_xlabel("epoch")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are integers: no 0.5 ticks
     ax1.set_ylabel("contrastive loss", color="tab:blue")
     ax2 = ax1.twinx()
     ax2.plot(series["epoch"], series["val_recall"], "s-", color="tab:red", label=f"held-out pair recall@{k}")

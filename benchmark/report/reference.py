@@ -22,6 +22,8 @@ from benchmark.core.configlib import from_mapping
 from benchmark.core.errors import QarmBenchError
 from benchmark.report.tables import MAIN_SLICES, ROW_KEYS, model_order
 
+REQUIRED_KEYS = ROW_KEYS[:ROW_KEYS.index("modalities") + 1]  # the keys of every report.json ever written
+
 REFERENCE_DIR = Path("docs/reference")
 PAGE = Path("docs/reference-results.md")
 # the columns of a suite's table: (header, report.json key, signed)
@@ -68,14 +70,14 @@ def _read(path: Path) -> Any:
 
 def load_reference(folder: Path) -> Reference:
     """docs/reference/<suite>/{meta,report}.json, checked: meta strictly as RunMeta, the rows as a list of
-    objects with every key of ROW_KEYS."""
+    objects with every key of ROW_KEYS as the run wrote them (keys added to ROW_KEYS later may be absent)."""
     try:
         meta = from_mapping(RunMeta, _read(folder / "meta.json"))
     except QarmBenchError as e:
         raise QarmBenchError(f"{folder / 'meta.json'}: {e}") from None
     rows = _read(folder / "report.json")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(ROW_KEYS) <= set(r) for r in rows):
-        raise QarmBenchError(f"{folder / 'report.json'}: expected a list of report rows with the keys {ROW_KEYS}")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(REQUIRED_KEYS) <= set(r) for r in rows):
+        raise QarmBenchError(f"{folder / 'report.json'}: expected a list of report rows with the keys {REQUIRED_KEYS}")
     if meta.suite != folder.name:
         raise QarmBenchError(f"{folder / 'meta.json'}: suite: expected '{folder.name}' (the folder), got "
                              f"'{meta.suite}'")

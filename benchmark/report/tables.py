@@ -143,8 +143,71 @@ def model_order(models: Iterable[str]) -> list[str]:
     return sorted(set(models), key=lambda m: (known.index(m) if m in known else len(known), m))
 
 
+UNDEFINED = "undefined"  # a metric with no value on a slice (AUC: one label class; GAUC: no user with both labels)
+
+
 def _ci(c: dict[str, Any]) -> str:
+    """mean ± std [CI] over seeds; one seed has no interval ("n=1"); no finite value at all is "undefined"."""
+    if c["mean"] is None:
+        return UNDEFINED
+    if c.get("n_seeds", 0) < 2 or c["ci_low"] is None:
+        return f"{c['mean']:.4f} (n=1)"
     return f"{c['mean']:.4f} ± {c['std']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+
+
+def ci_text(c: dict[str, Any] | None) -> str:
+    """A row's value as the report prints it: "–" when the metric is absent, else `_ci`."""
+    return "–" if c is None else _ci(c)
+
+
+def small_n_warning(rows: Sequence[dict[str, Any]]) -> str:
+    """A line for the top of the report when the seeds are too few for honest intervals ("" otherwise)."""
+    n = max((r["n_seeds"] for r in rows), default=0)
+    if n == 1:
+        return ("**One seed:** every figure is a single run (n=1); there is no interval over seeds and no paired "
+                "test. Run more seeds (suite.seeds) before reading a difference as an effect.")
+    if n == 2:
+        return ("**Two seeds:** every interval over seeds has df = 1 (t₀.₉₇₅ = 12.7), so the intervals are very "
+                "wide and the paired tests have almost no power; treat the deltas as a first look, not evidence.")
+    return ""
+
+
+def smoke_note(dataset: str) -> str:
+    """The line synthetic suites carry in their headline: their data are generated, so their figures are a smoke
+    test of the pipeline, not evidence about QARM ("" for a real dataset)."""
+    return ("**Synthetic data: smoke test, not evidence.** The figures check that the pipeline runs end to end; "
+            "they say nothing about QARM on real interactions.") if dataset == "synthetic" else ""
+
+
+SIZE_KEYS = (("n", "rows"), ("n_pos", "positives"), ("n_items", "items"), ("n_users", "users"),
+             ("n_gauc_users", "users with both labels (GAUC)"))
+
+
+def slice_order(names: Iterable[str]) -> list[str]:
+    """all, cold, warm, then the popularity buckets and any other slice by name."""
+    return sorted(set(names), key=lambda s: (MAIN_SLICES.index(s) if s in MAIN_SLICES else len(MAIN_SLICES), s))
+
+
+def slices_table(cells: Sequence[CellRecord]) -> str:
+    """Markdown: each test slice's size (rows, positives, distinct items and users, GAUC's users), from the cells'
+    test metrics; a size that differs between cells shows its range; "–" where a cell predates the figure."""
+    sizes: dict[str, dict[str, set[float]]] = defaultdict(lambda: defaultdict(set))
+    for c in cells:
+        for slice_name, m in c.test.items():
+            got = sizes[slice_name]
+            for key, _ in SIZE_KEYS:
+                if m.get(key) is not None:
+                    got[key].add(float(m[key]))
+    if not any(k for v in sizes.values() for k in v.values()):
+        return ""
+    lines = ["| slice | " + " | ".join(label for _, label in SIZE_KEYS) + " |", "|---" * (len(SIZE_KEYS) + 1) + "|"]
+    for slice_name in slice_order(sizes):
+        vals = []
+        for key, _ in SIZE_KEYS:
+            v = sorted(sizes[slice_name][key])
+            vals.append("–" if not v else f"{int(v[0]):,}" if len(v) == 1 else f"{int(v[0]):,}–{int(v[-1]):,}")
+        lines.append(f"| {slice_name} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
 
 
 def _delta(r: dict[str, Any], key: str = "delta_vs_id_only", holm_key: str = "p_value_holm") -> str:
@@ -168,7 +231,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                 cells = [idx.get((model, variant, slice_name, m)) for m in METRICS]
                 if all(c is None for c in cells):
                     continue
-                parts = ["–" if c is None or c["mean"] is None else _ci(c) for c in cells]
+                parts = [ci_text(c) for c in cells]
                 auc = cells[0] or {}
                 boot = "–" if not auc.get("bootstrap_ci_per_seed") else "; ".join(
                     f"s{seed} [{lo:.4f}, {hi:.4f}]" for seed, lo, hi in auc["bootstrap_ci_per_seed"])
@@ -342,6 +405,7 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]], primary: 
     out = [f"# QARM-Bench report: {title}", ""]
     if primary is not None:
         out += ["## Primary hypothesis", "", render_primary(primary), "", power_statement(primary), ""]
+    out += [f"> {w}\n" for w in (smoke_note(prov.dataset), small_n_warning(rows)) if w]
     out.append(f"Provenance: config {prov.config_hash} · git {prov.git_sha} · dataset {prov.dataset} "
                f"({prov.dataset_fingerprint}) · split {prov.split} · seeds {list(prov.seeds)} · {prov.date}")
     env = environment_statement(prov.environment)
@@ -367,10 +431,16 @@ def render_markdown(results: SuiteResults, rows: list[dict[str, Any]], primary: 
             "report.json's bootstrap_ci_low/high is their envelope). Δ: paired over seeds against "
             "id_only, with its t interval; p: paired t-test (– under 2 seeds); p (Holm): adjusted within one "
             f"family per model × slice × metric (family size {', '.join(map(str, fams)) or '–'}). † marks the "
-            "only deltas called significant: Holm-adjusted p < 0.05.", ""]
+            "only deltas called significant: Holm-adjusted p < 0.05. n=1: one seed, no interval. "
+            f"{UNDEFINED}: no value on that slice (AUC: one label class; GAUC: no user with both labels; see "
+            "Slices).", ""]
     if sim:
         out += [sim, ""]
     out.append(metrics_table(rows, variants_order))
+    st = slices_table(results.cells)
+    if st:
+        out += ["", "## Slices", "", "The size of each test slice (the same for every cell of a seed; a range when it "
+                "differs between cells). A figure on a slice of a few users or items is a figure about them.", "", st]
     ft = frozen_table(rows)
     if ft:
         out += ["", "## Aligned vs frozen (exploratory)", "",

@@ -57,7 +57,7 @@ def write_report(run_dir: Path, results: SuiteResults) -> Report:
     write_json(run_dir / "report.json", rows)
     if family is not None:
         write_json(run_dir / "primary.json", to_plain(family))
-    html = write_html(run_dir, results, rows, family)
+    html = write_html(run_dir, results, rows)
     return Report(md, rows, html, results.plots, family)
 
 
@@ -81,11 +81,40 @@ def load_manifest(run_dir: Path) -> SuiteResults:
     return from_json(SuiteResults, manifest, path)
 
 
+def suite_manifests(runs_dir: Path) -> dict[str, Path]:
+    """suite name -> its newest results.json under runs_dir (`<suite>/results.json`, or under `<suite>/latest/`)."""
+    out: dict[str, Path] = {}
+    if not runs_dir.is_dir():
+        return out
+    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        found = [m for m in (folder / "results.json", folder / "latest" / "results.json") if m.is_file()]
+        if found:
+            out[folder.name] = max(found, key=lambda m: m.stat().st_mtime)
+    return out
+
+
+def pick_suite(runs_dir: Path) -> str:
+    """The suite a bare `qarm-bench report` means: the only one in runs_dir, else the most recently run (named
+    on stderr). A folder without runs/ is a QarmBenchError that hints --runs-dir."""
+    if not runs_dir.is_dir():
+        raise QarmBenchError(f"{runs_dir}: no runs folder here (cwd {Path.cwd()}); run `qarm-bench run` first, or "
+                             "point at one with --runs-dir PATH")
+    manifests = suite_manifests(runs_dir)
+    if not manifests:
+        raise QarmBenchError(f"{runs_dir}: no suite with results.json yet; run `qarm-bench run` first, or point "
+                             "at another runs folder with --runs-dir PATH")
+    suite = max(manifests, key=lambda s: manifests[s].stat().st_mtime)
+    others = f" (the most recent of {len(manifests)}: {', '.join(sorted(manifests))})" if len(manifests) > 1 else ""
+    print(f"qarm-bench report: suite '{suite}'{others}", file=sys.stderr)
+    return suite
+
+
 def main_report(args: Any) -> int:
     """`qarm-bench report SUITE [--run ID] [--json] [--html]`: rewrite the report files of the suite's latest
     complete run (or run ID) from its manifest and print the markdown (or, with --json, the rows; with --html,
     also the page's path). A sweep's run: every value's report, in order (--json: {label: rows})."""
-    run_dir = resolve_run(Path(args.runs_dir) / args.suite, args.run)
+    suite = args.suite or pick_suite(Path(args.runs_dir))
+    run_dir = resolve_run(Path(args.runs_dir) / suite, args.run)
     folders = [run_dir] if (run_dir / "results.json").exists() or not sweep_folders(run_dir) else \
         sweep_folders(run_dir)
     as_json = {}

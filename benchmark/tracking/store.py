@@ -2,8 +2,10 @@
 
 Layout of a suite in MLflow:
     experiment  <suite name>
-      parent run   one per `qarm-bench run` invocation: resolved config, data/pair/code stats, plots, report
+      parent run   one per `qarm-bench run` invocation: resolved config, data/pair/code stats, plots, report,
+                   the item side's cache keys (stage_keys.json)
         child run  one per (variant, model, seed) cell: the cell's config slice, metrics per epoch and final
+    Both carry the tag `invocation` = the parent's run id; the experiment's saved views filter on the newest.
 
 Store: sqlite `runs/mlflow.db` (relative to the working directory) unless the config's `suite.tracking_uri`
 or `$MLFLOW_TRACKING_URI` names another (a remote server works). Artifacts of a local sqlite store go to
@@ -40,7 +42,7 @@ from typing import Any
 
 from benchmark.core.errors import TrackingError
 from benchmark.core.runlock import HEARTBEAT_TIMEOUT_S, ProcessIdentity, RecordedRun, dead_runs
-from benchmark.tracking.dashboard import dress_experiment, set_run_description
+from benchmark.tracking.dashboard import INVOCATION_TAG, dress_experiment, set_run_description
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -317,6 +319,7 @@ class Tracker:
                     HEARTBEAT_TAG: f"{time.time():.3f}"}
         if parent is not None:
             all_tags["mlflow.parentRunId"] = parent.run_id
+            all_tags[INVOCATION_TAG] = parent.run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         return RunHandle(self.client, run.info.run_id, name)
 
@@ -340,6 +343,9 @@ class Tracker:
                    tags: Mapping[str, Any] | None = None) -> Iterator[RunHandle]:
         base = {"git_sha": git_sha(), **{f"version.{k}": v for k, v in package_versions().items()}}
         handle = self._create(name, {**base, **(tags or {})}, None)
+        # one invocation = this parent and its children; the saved views show the newest one
+        handle.set_tags({INVOCATION_TAG: handle.run_id})
+        dress_experiment(self.client, self.experiment_id, latest_invocation=handle.run_id)
         self._parent = handle
         try:
             with self._run(handle, params) as h, self._beating(h):  # the beat stops before the run ends

@@ -1,5 +1,7 @@
-"""`qarm-bench ui`: serve a suite's MLflow store on 127.0.0.1 and print the direct URL of each suite's runs view
-(benchmark.tracking.dashboard); the server runs as `python -m mlflow ui` in its own process group.
+"""`qarm-bench ui`: serve a suite's MLflow store on 127.0.0.1 and print the direct URLs of each suite's saved views
+and newest parent run (benchmark.tracking.dashboard); the server runs as `python -m mlflow ui` in its own process
+group, its output (the access log) goes to `<runs_dir>/mlflow-ui.log`, and the URLs are printed only once the
+server answers /health.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import TrackingError
-from benchmark.tracking.dashboard import dress_experiment, runs_view_url
+from benchmark.tracking.dashboard import (
+    GROUPED_VIEW_ID,
+    dress_experiment,
+    latest_invocation,
+    run_url,
+    runs_view_url,
+)
 from benchmark.tracking.store import Tracker, resolve_tracking_uri, sqlite_path
 
 
@@ -26,6 +37,9 @@ def ui_command(tracking_uri: str, port: int, artifacts: Path | None) -> list[str
     return cmd
 
 
+START_TIMEOUT_S = 300.0  # a cold `mlflow ui` on a busy machine takes tens of seconds
+
+
 def main_ui(args: Any) -> int:
     """`qarm-bench ui`: serve the suite's store on 127.0.0.1 until interrupted."""
     uri = args.tracking_uri or resolve_tracking_uri("", args.runs_dir)
@@ -35,19 +49,25 @@ def main_ui(args: Any) -> int:
     if shutil.which("mlflow") is None and not _has_module("mlflow"):
         raise TrackingError("mlflow is not installed in this environment; run `make run` or scripts/setup.sh")
     cmd = ui_command(uri, args.port, db.parent / "mlartifacts" if db is not None else None)
+    log_path = Path(args.runs_dir) / "mlflow-ui.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{args.port}"
     # mlflow ui runs its server and workers in a process group of their own; Ctrl-C or a SIGTERM to this
     # process (`kill <pid>`) stops the whole group, so no server outlives the command.
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
-    print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; pid {os.getpid()}; Ctrl-C stops it)", flush=True)
     try:
-        # while the server starts (tens of seconds), dress the experiments and print their runs views
-        for name, url in runs_views(uri, args.suite, f"http://127.0.0.1:{args.port}"):
-            print(f"  runs of {name}: {url}", flush=True)
+        links = dashboard_links(uri, args.suite, base)  # while the server starts: dress the experiments
+        wait_until_up(proc, base, log_path)
+        print(f"MLflow UI: {base}  (store {uri}; server log {log_path}; pid {os.getpid()}; Ctrl-C stops it)",
+              flush=True)
+        for label, url in links:
+            print(f"  {label}: {url}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         _stop_server(proc)
@@ -57,6 +77,40 @@ def main_ui(args: Any) -> int:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], base: str, log_path: Path,
+                  timeout_s: float = START_TIMEOUT_S) -> None:
+    """Poll `<base>/health` until it answers 200; a server that exits or stays silent is a TrackingError naming
+    its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TrackingError(f"the MLflow UI server exited with status {proc.returncode} before answering; "
+                                f"see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310 (our own local server)
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise TrackingError(f"the MLflow UI server did not answer {base}/health within {timeout_s:.0f}s; see {log_path}")
+
+
+def dashboard_links(tracking_uri: str, suite: str | None, base_url: str) -> list[tuple[str, str]]:
+    """(label, URL) of each suite's runs view, its grouped view (means over seeds by model x variant) and its newest
+    parent run, every one in model-training mode."""
+    out = []
+    client = Tracker(tracking_uri, suite or "").client
+    for name, url in runs_views(tracking_uri, suite, base_url):
+        exp_id = client.get_experiment_by_name(name).experiment_id
+        out += [(f"runs of {name}", url),
+                (f"means over seeds of {name}", runs_view_url(base_url, exp_id, GROUPED_VIEW_ID))]
+        parent = latest_invocation(client, exp_id)
+        if parent:
+            out.append((f"newest parent run of {name}", run_url(base_url, exp_id, parent)))
+    return out
 
 
 def _stop_server(proc: subprocess.Popen[bytes]) -> None:

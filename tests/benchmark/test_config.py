@@ -206,3 +206,44 @@ def test_sharding_settings_that_cannot_be_honoured_fail_at_load() -> None:
         load_config(None, ["rank.sharding=column_wise", "rank.embedding_dim=6"])
     with pytest.raises(ConfigError, match=r"rank\.sharding: 'column_wise' with rank\.emb_optimizer = 'rowwise_adagrad'"):
         load_config(None, ["rank.sharding=column_wise", "rank.emb_optimizer=rowwise_adagrad"])
+
+
+def _list_settings(cls: type, prefix: str = "") -> list[str]:
+    """Dotted paths of every tuple-typed (list) setting of the config tree."""
+    import dataclasses
+    import types
+    import typing
+
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        for a in [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]:
+            if dataclasses.is_dataclass(a):
+                out += _list_settings(a, f"{prefix}{f.name}.")
+            elif typing.get_origin(a) is tuple:
+                out.append(f"{prefix}{f.name}")
+    return out
+
+
+def test_every_list_setting_takes_the_same_forms() -> None:
+    """Issue 23 point 7: `a,b`, `["a", "b"]` and, for one value, `a` give the same config for every list setting."""
+    import json
+
+    from benchmark.config.suite import SuiteConfig
+    from benchmark.core.configlib import to_plain
+
+    plain = to_plain(load_config("synthetic-tiny"))
+    checked = 0
+    for key in _list_settings(SuiteConfig):
+        node = plain
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not node:
+            continue
+        forms = [",".join(map(str, node)), json.dumps(node)] + ([str(node[0])] if len(node) == 1 else [])
+        for form in forms:
+            assert to_plain(load_config("synthetic-tiny", [f"{key}={form}"])) == plain, (key, form)
+        checked += 1
+    assert checked >= 10

@@ -1,9 +1,11 @@
 """A person's view of the dashboards, in headless Chromium (Debian's `chromium` + `chromium-driver`).
 
-One tiny synthetic suite run builds a store; `qarm-bench ui` serves it; the printed runs-view URL must show the
-parent run and its children with a metric column holding the children's values; the parent run's page shows the
-description with the headline deltas; report.html renders every embedded image, in MLflow's artifact viewer and
-opened from disk.
+One tiny synthetic suite run builds a store (after an older invocation of the same suite); `qarm-bench ui` serves
+it and prints its URLs only once the server answers, its access log going to runs/mlflow-ui.log; the printed
+runs-view URL must show the newest invocation's parent run and children (not the older one) with a metric column
+holding the children's values; the grouped view shows one row per model x variant holding the mean over seeds;
+the printed parent-run URL opens in model-training mode with the description (headline first); report.html renders
+every embedded image, in MLflow's artifact viewer and opened from disk.
 Screenshots are kept in $QARM_TEST_OUTPUT or test-output/ at the repository root (git-ignored).
 Without a browser the test skips, except under CI=true, where a missing browser is a failure.
 """
@@ -153,13 +155,21 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
     uri = f"sqlite:///{runs_dir / 'mlflow.db'}"
     cfg = load_config(SUITE, [f"suite.runs_dir={runs_dir}", f"suite.tracking_uri={uri}", "suite.models=dlrm",
                               "suite.seeds=0,1", "suite.description=Browser check of the tiny synthetic suite"])
+    from benchmark.tracking.store import Tracker
+
+    older = Tracker.for_suite(SUITE, uri, runs_dir)  # an older invocation: the views must not show it
+    with older.parent_run("older invocation"), older.child_run("older child", tags={"model": "dlrm"}):
+        pass
     SuiteRun(cfg, progress=False).run()
     phase("suite run")
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(SUITE)
     runs = client.search_runs([exp.experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.run_name != "older invocation"]
+    assert not [t for r in runs for t in r.data.tags if t.startswith("stage.")]  # stage keys: one artifact
+    assert parent.data.tags["stage_keys_hash"] and "stage_keys.json" in [
+        f.path for f in client.list_artifacts(parent.info.run_id)]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2 * len(cfg.suite.variants)
     # the README's metric-name contract, on every child run
@@ -170,10 +180,14 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
     with _ui_server(runs_dir, port) as (proc, lines):
         url_line = _wait_for("the runs-view URL line", lambda: next(
             (ln for ln in list(lines) if f"runs of {SUITE}:" in ln), None), timeout=90)
+        assert _healthy(port), "the URLs were printed before the server answered"
         url = url_line.split(f"runs of {SUITE}:", 1)[1].strip()
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?")
-        _wait_for(f"/health on port {port} (ui output: {lines!r})", lambda: _healthy(port) or proc.poll() is not None,
-                  timeout=240)
+        grouped_url = _wait_for("the grouped view's URL", lambda: next((ln.split(":", 1)[1].strip() for ln in
+                                list(lines) if ln.startswith(f"  means over seeds of {SUITE}:")), None), timeout=10)
+        parent_url = _wait_for("the parent run's URL", lambda: next((ln.split(":", 1)[1].strip() for ln in
+                               list(lines) if ln.startswith(f"  newest parent run of {SUITE}:")), None), timeout=10)
+        assert parent.info.run_id in parent_url and "workflowType=machine_learning" in parent_url
         assert proc.poll() is None, f"qarm-bench ui exited early: {''.join(lines)}"
         phase("ui answers /health")
 
@@ -188,21 +202,43 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
             phase("runs view rendered")
             for run in [parent, *children]:
                 assert any(run.info.run_name in n for n in names), f"{run.info.run_name!r} not in the table: {names}"
+            assert not any("older" in n for n in names), f"the older invocation is shown: {names}"
             header = driver.find_elements("css selector", f'[role="columnheader"][col-id="{auc_col}"]')
             assert header and "test_all_auc" in header[0].get_attribute("textContent")
             shown = sorted(float(t) for t in _column_texts(driver, auc_col) if re.fullmatch(r"[-+]?\d+\.?\d*(e[-+]?\d+)?", t))
             assert shown == pytest.approx(sorted(c.data.metrics["test_all_auc"] for c in children))
 
-            driver.get(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}"
-                       "?workflowType=machine_learning")
-            body = _wait_for("the parent run's description", lambda: (lambda t: t if "Headline" in t else None)(
-                driver.find_element("tag name", "body").text), timeout=60)
+            # the grouped view: one row per model x variant, holding the mean over the seeds
+            driver.get(grouped_url)
+            means = {}
+            for c in children:
+                means.setdefault((c.data.tags["model"], c.data.tags["variant"]), []).append(c.data.metrics["test_all_auc"])
+            want = sorted(sum(v) / len(v) for v in means.values())
+            grouped = _wait_for("the grouped rows", lambda: (lambda t: t if len(t) >= len(want) else None)(
+                [float(m.group()) for m in map(lambda t: re.search(r"\d+\.\d+", t), _column_texts(driver, auc_col))
+                 if m]), timeout=60)
+            time.sleep(0.5)
+            driver.save_screenshot(str(out / "mlflow_grouped_view.png"))
+            phase("grouped view rendered")
+            for mean in want:
+                assert any(g == pytest.approx(mean, abs=1e-3) for g in grouped), (mean, grouped)
+
+            driver.get(parent_url)
+            try:
+                body = _wait_for("the parent run's description", lambda: (lambda t: t if "Headline" in t else None)(
+                    driver.find_element("tag name", "body").text), timeout=60)
+            except AssertionError:
+                driver.save_screenshot(str(out / "mlflow_parent_run_timeout.png"))
+                raise
             headline = driver.find_element("xpath", "//*[contains(text(), 'Headline')]")
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", headline)
             time.sleep(0.3)
             driver.save_screenshot(str(out / "mlflow_parent_run.png"))
             phase("parent run page rendered")
-            assert "Browser check of the tiny synthetic suite" in body and "aligned_codes" in body
+            assert "aligned_codes" in body and "smoke test, not evidence" in body
+            assert body.index("Headline") < body.index("aligned_codes")  # the headline comes first
+            assert parent.data.tags["mlflow.note.content"].startswith("**Headline")
+            assert "Browser check of the tiny synthetic suite" in parent.data.tags["mlflow.note.content"]
 
             # report.html in MLflow's artifact viewer (an iframe)
             driver.get(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}"
@@ -232,4 +268,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
         assert complete and width > 0, f"image {alt!r} did not render"
         assert embedded, f"image {alt!r} is not embedded as a data: URI"
     assert not _healthy(port)  # the ui server is gone with its process group
+    log = (runs_dir / "mlflow-ui.log").read_text(errors="replace")
+    assert "GET" in log or "Uvicorn" in log or "uvicorn" in log, log[-2000:]
+    assert not any("GET /" in ln for ln in lines), "the access log went to the console"
     phase("ui stopped")

@@ -70,6 +70,12 @@ def test_slice_metrics_slices() -> None:
     assert out["all"]["auc"] == pytest.approx(auc(frame["label"].to_numpy(), frame["pred"].to_numpy()))
     # warm rows: labels 0, 0, 1 with preds 0.2, 0.3, 0.7 -> perfectly ranked.
     assert out["warm"]["auc"] == pytest.approx(1.0)
+    # sizes by hand: cold rows (u0, i0, 1), (u1, i0, 0): 1 item, 2 users, neither with both labels -> GAUC undefined
+    assert {k: out["cold"][k] for k in ("n_items", "n_users", "n_gauc_users")} == {
+        "n_items": 1, "n_users": 2, "n_gauc_users": 0}
+    assert math.isnan(out["cold"]["gauc"])
+    # all rows: items 0, 1, 2; users 0 (labels 1, 0) and 1 (0, 1, 0) both have both labels
+    assert (out["all"]["n_items"], out["all"]["n_users"], out["all"]["n_gauc_users"]) == (3, 2, 2)
     with pytest.raises(DataError, match="missing from the items"):
         slice_metrics(frame.with_columns(item_idx=pl.lit(9)), items)
 

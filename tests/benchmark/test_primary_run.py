@@ -174,7 +174,7 @@ def test_results_json_carries_the_family_and_the_report_prints_it_first(tmp_path
     page = (tmp_path / "report.html").read_text()
     assert page.index("Primary hypothesis") < page.index("Headline (exploratory)") and "Test CPU" in page
     desc = parent_run_description("my suite", report.rows, primary=family)
-    assert desc.index("my suite") < desc.index("**Primary hypothesis**") < desc.index("Exploratory")
+    assert desc.index("**Primary hypothesis**") < desc.index("Exploratory") < desc.index("my suite")
     assert "m = 2 tests" in desc
 
 

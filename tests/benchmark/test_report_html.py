@@ -102,3 +102,49 @@ def test_report_html_flag_writes_next_to_report_md(tmp_path: Path, capsys: pytes
     assert main(["report", "s", "--runs-dir", str(tmp_path / "runs"), "--json", "--html"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out) and "HTML report:" in captured.err
+
+
+def test_html_carries_every_section_of_the_markdown(plotted: tuple[dict, list[dict], Path]) -> None:
+    """Issue 23 point 5: report.html has report.md's sections and numbers in the same format, plots full width
+    with click-to-enlarge, and no raw float in the data table."""
+    import html as std_html
+
+    from benchmark.report.tables import render_markdown
+
+    m, rows, tmp_path = plotted
+    m = dataclasses.replace(m, data_stats={"users": 943, "history_empty_share": 0.06040992448759439})
+    page = render_html(m, rows, tmp_path)
+    md = render_markdown(m, rows)
+    for heading in re.findall(r"^## (.+)$", md, flags=re.M):
+        if heading != "Plots":
+            assert f">{std_html.escape(heading)}</h2>" in page, heading
+    table_rows = [ln for ln in md.splitlines() if ln.startswith("| dlrm |")]  # ranking, parameters, ...
+    assert table_rows
+    for line in table_rows:  # every cell of every table row, formatted as in the markdown
+        for cell in line.strip("|").split("|"):
+            assert f">{std_html.escape(cell.strip())}</td>" in page, cell
+    assert "(aligned = projection head over frozen encoder features)" in page and "<code>id_only</code>" in page
+    assert "0.06040992448759439" not in page and "0.0604" in page and "943" in page
+    assert page.count('class="zoom"') == len(m.plots) and "minmax(520px" not in page
+
+
+def test_integer_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The utilisation plot's level axis and the alignment plot's epoch axis tick integers only."""
+    from benchmark.report import plots
+    from qarm.alignment.config import AlignEpoch
+
+    ticks: list[list[float]] = []
+
+    def keep(fig: object, path: Path) -> Path:
+        fig.canvas.draw()
+        ticks.append([float(t.get_text().replace("−", "-")) for t in fig.axes[0].get_xticklabels() if t.get_text()])
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.codebook_utilisation({"a": {"utilisation": [1.0, 0.5, 0.25]}, "b": {"utilisation": [0.9, 0.4, 0.2]}},
+                               tmp_path / "u.png")
+    history = tuple(AlignEpoch(epoch=e, loss=1.0 / e, val_recall=0.1 * e) for e in (1, 2, 3))
+    plots.alignment_curves(AlignSummary(k=10, frozen_recall=0.1, aligned_recall=0.2, best_epoch=3, history=history,
+                                        n_train_pairs=2, n_val_pairs=1, trained="head"), tmp_path / "a.png")
+    assert ticks[0] == [0, 1, 2]
+    assert ticks[1] and all(t == int(t) for t in ticks[1])

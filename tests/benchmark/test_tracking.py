@@ -227,3 +227,62 @@ def test_readme_lists_the_metric_name_contract() -> None:
     contract = {f"test_{s}_{m}" for s in ("all", "cold", "warm") for m in ("auc", "gauc", "logloss")}
     assert contract <= listed and set(RUNS_VIEW_METRICS) <= contract
     assert {"best_epoch", "best_val_auc", "train_loss", "val_auc"} <= listed
+
+
+def test_views_follow_the_newest_invocation(tmp_path: Path) -> None:
+    """Issue 23 point 3: parent and children share the `invocation` tag; both saved views filter on the newest
+    parent (the filter is checked by MLflow's own search); the second view groups by model and variant."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.tracking.dashboard import GROUPED_VIEW_TAG, RUNS_VIEW_TAG
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "s", artifact_root=tmp_path / "a")
+    client = MlflowClient(tracking_uri=uri)
+    for name in ("first", "second"):
+        with tracker.parent_run(name) as parent:
+            for seed in (0, 1):
+                with tracker.child_run(f"dlrm/id_only/seed{seed}", tags={"model": "dlrm", "variant": "id_only"}):
+                    pass
+    exp = client.get_experiment(tracker.experiment_id)
+    runs = {json.loads(exp.tags[t])["name"]: json.loads(json.loads(exp.tags[t])["state"])
+            for t in (RUNS_VIEW_TAG, GROUPED_VIEW_TAG)}
+    for state in runs.values():
+        assert state["searchFilter"] == f"tags.invocation = '{parent.run_id}'"
+        shown = client.search_runs([tracker.experiment_id], state["searchFilter"])
+        assert sorted(r.info.run_name for r in shown) == ["dlrm/id_only/seed0", "dlrm/id_only/seed1", "second"]
+    grouped = runs["QARM-Bench: means over seeds by model x variant"]["groupBy"]
+    assert grouped == {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "model"},
+                                                                       {"mode": "tag", "groupByData": "variant"}]}
+
+
+def test_stage_keys_are_one_artifact_and_one_tag() -> None:
+    from benchmark.engine.logs import log_stage_keys, stage_keys_hash
+
+    logged: dict[str, object] = {}
+
+    class Parent:
+        def log_dict(self, obj: object, name: str) -> None:
+            logged[name] = obj
+
+        def set_tags(self, tags: dict[str, str]) -> None:
+            logged.update(tags)
+
+    log_stage_keys(Parent(), {0: {"pairs": "p0", "data": "d"}, 1: {"pairs": "p1", "data": "d"}})
+    assert logged["stage_keys.json"] == {"0": {"data": "d", "pairs": "p0"}, "1": {"data": "d", "pairs": "p1"}}
+    assert logged["stage_keys_hash"] == stage_keys_hash({"data": "d", "pairs": "p0"}) != stage_keys_hash({"data": "e"})
+    assert not [k for k in logged if k.startswith("stage.")]
+
+
+def test_ui_waits_for_the_server_and_names_its_log(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from benchmark.tracking.ui import wait_until_up
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    proc.wait()
+    with pytest.raises(TrackingError, match=r"exited with status 3 before answering; see .*mlflow-ui\.log"):
+        wait_until_up(proc, f"http://127.0.0.1:{_free_port()}", tmp_path / "mlflow-ui.log")

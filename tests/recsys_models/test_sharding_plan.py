@@ -78,3 +78,14 @@ def test_rowwise_adagrad_reference_takes_the_formula_s_step() -> None:
     assert torch.equal(w.detach()[1], w0[1])  # a row without gradient does not move
     exact = table_optimizer("adagrad", lr=0.5)  # per element, torch's eps (the sharded path fuses the same)
     assert exact.cls is torch.optim.Adagrad and exact.kwargs == {"lr": 0.5, "eps": 1e-10}
+
+
+def test_the_planner_raises_no_third_party_warning() -> None:
+    """Issue 23 point 6: torchrec's HeuristicalStorageReservation FutureWarning is filtered where the planner is
+    made (and only there)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_planner(_dlrm(16), "table_wise", torch.device("cpu"), world=2)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]

@@ -137,12 +137,14 @@ def test_seen_index_matches_a_set_reference(log: list[tuple[int, int, int]],
 
 
 def old_fingerprint(cfg: DataConfig, files: list[dict]) -> str:
-    """The fingerprint as computed before data.negatives, data.kuairand, data.kuairec and
-    data.microlens.covers_dir existed."""
+    """The fingerprint as computed before data.negatives, data.kuairand, data.kuairec,
+    data.microlens.covers_dir, data.split.seeds and data.synthetic.content existed."""
     c = dataclasses.asdict(cfg)
     for name in ("cache_dir", "root", "negatives", "kuairand", "kuairec"):
         c.pop(name)
     c["microlens"].pop("covers_dir")
+    c["split"].pop("seeds")
+    c["synthetic"].pop("content")
     blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
