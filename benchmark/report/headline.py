@@ -130,8 +130,8 @@ def parent_run_description(description: str, rows: Sequence[dict[str, Any]], var
     exploratory headline deltas, then the suite's `suite.description` (the run page may fold a long
     description, so what answers the suite's question comes first)."""
     parts = []
-    if primary is not None:
-        parts.append(primary_headline(primary))
+    if primary is not None:  # a synthetic suite's smoke-test line leads, as it leads the exploratory headline
+        parts += [n for n in (smoke_note(dataset), primary_headline(primary)) if n]
         parts.append("Exploratory (every other comparison; Holm within each model × slice × metric):")
     parts.append(headline_deltas(rows, variants, confidence, dataset=dataset))
     if description.strip():

@@ -225,19 +225,24 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
 
             driver.get(parent_url)
             try:
-                body = _wait_for("the parent run's description", lambda: (lambda t: t if "Headline" in t else None)(
+                body = _wait_for("the parent run's description", lambda: (lambda t: t if "Primary hypothesis" in t
+                                                                           else None)(
                     driver.find_element("tag name", "body").text), timeout=60)
             except AssertionError:
                 driver.save_screenshot(str(out / "mlflow_parent_run_timeout.png"))
                 raise
-            headline = driver.find_element("xpath", "//*[contains(text(), 'Headline')]")
+            headline = driver.find_element("xpath", "//*[contains(text(), 'Primary hypothesis')]")
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", headline)
             time.sleep(0.3)
             driver.save_screenshot(str(out / "mlflow_parent_run.png"))
             phase("parent run page rendered")
             assert "aligned_codes" in body and "smoke test, not evidence" in body
-            assert body.index("Headline") < body.index("aligned_codes")  # the headline comes first
-            assert parent.data.tags["mlflow.note.content"].startswith("**Headline")
+            # the declared primary family comes first (after the synthetic data's smoke-test line), then the
+            # exploratory headline, then the suite's own description
+            assert body.index("smoke test, not evidence") < body.index("Primary hypothesis") < body.index("aligned_codes")
+            note = parent.data.tags["mlflow.note.content"]
+            assert note.startswith("**Synthetic data: smoke test, not evidence.**")
+            assert note.index("**Primary hypothesis**") < note.index("**Headline") < note.index("Browser check")
             assert "Browser check of the tiny synthetic suite" in parent.data.tags["mlflow.note.content"]
 
             # report.html in MLflow's artifact viewer (an iframe)
@@ -262,7 +267,7 @@ def test_runs_table_description_and_report_html_in_chromium(tmp_path: Path) -> N
                 "i.src.startsWith('data:image/png;base64,')])")
             _full_page_screenshot(driver, out / "report_html.png")
             phase("report.html from disk")
-    manifest_plots = [p for p in (runs_dir / SUITE / "plots").glob("*.png")]
+    manifest_plots = [p for p in (runs_dir / SUITE / "latest" / "plots").glob("*.png")]
     assert len(images) == len(in_viewer) == len(manifest_plots) >= 5
     for alt, complete, width, embedded in images:
         assert complete and width > 0, f"image {alt!r} did not render"
