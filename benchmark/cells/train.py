@@ -17,6 +17,7 @@ MLflow: the lead logs the returned values (and per epoch through `on_epoch`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -38,6 +39,11 @@ from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batch
 from recsys_models.config import TrainConfig
 from recsys_models.features import FeatureSet, Layout, RankBatch
 from recsys_models.optimizers import table_optimizer
+
+# torchrec calls torch.fx's is_fx_tracing() on every forward; torch 2.13 logs a deprecation warning for it once per
+# process ("is_fx_tracing will return true for both fx.symbolic_trace and torch.export ..."), which a run's worker
+# processes each print. Nothing here traces; silence that one logger.
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, eq=False)
