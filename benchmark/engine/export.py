@@ -56,9 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class FitPopulation:
-    """Which items a code set's quantizer saw. fitted_on "all": every item's source embedding, cold items
-    (no training impression) included, as benchmark.itemside.compute.compute_codes fits today; a VQ bag fits
-    nothing: every item's neighbours are searched among the `n_candidates` warm items."""
+    """Which items a code set's quantizer saw: fitted_on = quantize.fit_on, "warm" (the codebooks were fitted on
+    the items with a training impression, and every item, cold ones included, was encoded against them) or "all"
+    (fitted on every item's source embedding, cold items included); a VQ bag fits nothing ("none"): every item's
+    neighbours are searched among the `n_candidates` warm items."""
 
     fitted_on: str
     n_items: int
@@ -177,8 +178,10 @@ def provenance(cfg: SuiteConfig, loc: Located, cs: Any, data: Any, columns: list
         fit = FitPopulation("none", n, int(cold.sum()), "warm", int((~cold).sum()))
         k_fit, tokens = None, None
     else:
-        fit = FitPopulation("all", n, int(cold.sum()))
-        k_fit, tokens = min(code_quantize(cfg, loc.name).codebook_size, n), to_plain(cfg.quantize.tokens)
+        q = code_quantize(cfg, loc.name)
+        fit = FitPopulation(q.fit_on, n, int(cold.sum()))
+        fitted = int((~cold).sum()) if q.fit_on == "warm" else n  # K is capped at the rows the fit saw
+        k_fit, tokens = min(q.codebook_size, fitted), to_plain(cfg.quantize.tokens)
     return CodeSetProvenance(
         suite=cfg.suite.name, code_set=loc.name, kind=cs.kind, source=source, quantizer=quantizer,
         modifiers=tuple(loc.name.split(".")[1:]), levels=int(cs.codes.shape[1]), codebook_size=k_fit,

@@ -90,7 +90,7 @@ def test_every_code_set_of_every_replicate_equals_its_cache_entry(runs: Path, tm
                     assert c == f"neighbour_{j}"
                     assert (frame[c].to_numpy() == ids[codes[idx, j]]).all()
             else:
-                assert prov["kind"] == "rq" and prov["fit_population"]["fitted_on"] == "all"
+                assert prov["kind"] == "rq" and prov["fit_population"]["fitted_on"] == "warm"  # quantize.fit_on
                 assert cols == [f"code_{j}" for j in range(codes.shape[1])]
                 assert frame.select(cols).dtypes == [pl.Int64] * len(cols)
                 np.testing.assert_array_equal(frame.select(cols).to_numpy(), codes[idx])
