@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from benchmark.core.errors import ConfigError
 from benchmark.core.registry import RANKERS
 
 
@@ -39,11 +38,7 @@ class RankerSpec:
 
 
 def get_ranker(name: str, setting: str = "suite.models") -> RankerSpec:
-    spec = RANKERS.get(name, setting)
-    if not isinstance(spec, RankerSpec) or spec.name != name:
-        raise ConfigError(f"{setting}: the {RANKERS.group} entry {name!r} is {spec!r}, not a RankerSpec named "
-                          f"{name!r}")
-    return spec
+    return RANKERS.get_as(name, RankerSpec, setting)
 
 
 def _device(ctx: BuildContext) -> Any:

@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from benchmark.core.errors import ConfigError
 from benchmark.core.registry import VARIANTS
 
 Source = Literal["frozen", "aligned"]
@@ -82,10 +81,7 @@ BUILTIN_VARIANTS: tuple[str, ...] = (
 def get_variant(name: str, setting: str = "suite.variants") -> Variant:
     """The variant registered as `name`; a ConfigError naming the setting, the registered ones and the closest
     one otherwise."""
-    v = VARIANTS.get(name, setting)
-    if not isinstance(v, Variant) or v.name != name:
-        raise ConfigError(f"{setting}: the {VARIANTS.group} entry {name!r} is {v!r}, not a Variant named {name!r}")
-    return v
+    return VARIANTS.get_as(name, Variant, setting)
 
 
 def find_variant(name: str) -> Variant | None:

@@ -107,6 +107,14 @@ class Registry(Generic[T]):
             self._objects[name] = _entry_points(self.group)[name].load()
         return self._objects[name]
 
+    def get_as(self, name: str, cls: type, setting: str | None = None) -> Any:
+        """`get(name)`, checked to be a `cls` whose `.name` is `name` (what each layer's spec type promises)."""
+        obj = self.get(name, setting)
+        if not isinstance(obj, cls) or getattr(obj, "name", None) != name:
+            raise ConfigError(f"{setting or self.setting}: the {self.group} entry {name!r} is {obj!r}, not a "
+                              f"{cls.__name__} named {name!r}")
+        return obj
+
     def plugin_modules(self) -> tuple[str, ...]:
         """Modules that registered a key by decorator (a spawned worker imports them again)."""
         return tuple(sorted(set(self._modules.values())))

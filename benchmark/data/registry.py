@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from benchmark.config.data import DataConfig
-from benchmark.core.errors import ConfigError, DataError
+from benchmark.core.errors import DataError
 from benchmark.core.registry import DATASETS
 from benchmark.data import amazon, cards, fashion_mnist, generic, kuairand, kuairec, microlens, movielens
 from benchmark.data.cards import DATASETS_DIR
@@ -69,10 +69,7 @@ LOADERS = SimpleNamespace(**{name.replace("-", "_"): ds for name, ds in BUILTIN.
 
 def get(name: str) -> Dataset:
     """The loader registered as `name` (built-in or plugin); a ConfigError with the registered names otherwise."""
-    ds = DATASETS.get(name, "data.dataset")
-    if not isinstance(ds, Dataset) or ds.name != name:
-        raise ConfigError(f"data.dataset: the {DATASETS.group} entry {name!r} is {ds!r}, not a Dataset named {name!r}")
-    return ds
+    return DATASETS.get_as(name, Dataset, "data.dataset")
 
 
 def recbole_ml100k() -> Path:

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from benchmark.core.errors import ConfigError
 from benchmark.core.registry import QUANTIZERS
 
 
@@ -63,11 +62,7 @@ class QuantizerSpec:
 
 
 def get_quantizer(name: str, setting: str = "quantize.quantizer") -> QuantizerSpec:
-    spec = QUANTIZERS.get(name, setting)
-    if not isinstance(spec, QuantizerSpec) or spec.name != name:
-        raise ConfigError(f"{setting}: the {QUANTIZERS.group} entry {name!r} is {spec!r}, not a QuantizerSpec "
-                          f"named {name!r}")
-    return spec
+    return QUANTIZERS.get_as(name, QuantizerSpec, setting)
 
 
 # ---- the built-ins ----------------------------------------------------------------------------------

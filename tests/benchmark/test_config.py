@@ -247,3 +247,20 @@ def test_every_list_setting_takes_the_same_forms() -> None:
             assert to_plain(load_config("synthetic-tiny", [f"{key}={form}"])) == plain, (key, form)
         checked += 1
     assert checked >= 10
+
+
+def test_a_registered_object_of_the_wrong_type_is_refused_by_name() -> None:
+    from benchmark.config.variants import ID_ONLY, get_variant
+    from benchmark.core.registry import VARIANTS
+
+    VARIANTS.add("not_a_variant", object())
+    VARIANTS.add("misnamed", ID_ONLY)  # a Variant, but named id_only
+    try:
+        with pytest.raises(ConfigError, match=r"suite\.variants: the qarm_bench\.variants entry 'not_a_variant' .* "
+                                              r"not a Variant named 'not_a_variant'"):
+            get_variant("not_a_variant")
+        with pytest.raises(ConfigError, match="not a Variant named 'misnamed'"):
+            get_variant("misnamed")
+    finally:
+        VARIANTS.remove("not_a_variant")
+        VARIANTS.remove("misnamed")
