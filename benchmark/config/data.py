@@ -36,6 +36,10 @@ class SplitConfig:
     seeds: split seeds as an outer loop of the suite (each draws its own split and cold items, its own data
     entry; every replicate seed runs within each); empty (the default) = the one split of `seed`. Stays out
     of the data key while empty (benchmark/data/preparation.py LATER_FIELDS).
+    seed_pairing: "crossed" (the default: every replicate seed of suite.seeds runs under every split seed, S x R
+      cells per variant and model) or "zipped" (split seed i runs replicate seed i only: suite.seeds and seeds
+      of equal length, every replicate its own split, cold items and pipeline seeds). Either way the statistics
+      take the split seed as their unit when there are several (benchmark/report/stats.py, "Units").
     """
 
     kind: SplitKind = "per_user_temporal"
@@ -45,6 +49,7 @@ class SplitConfig:
     seed: int = 0
     popularity_buckets: int = 5
     seeds: tuple[int, ...] = ()
+    seed_pairing: Literal["crossed", "zipped"] = "crossed"
 
     def __post_init__(self) -> None:
         for name in ("val_frac", "test_frac", "cold_item_frac"):
@@ -52,6 +57,7 @@ class SplitConfig:
         require(self, "test_frac", self.val_frac + self.test_frac < 1.0, "val_frac + test_frac < 1")
         require(self, "popularity_buckets", self.popularity_buckets >= 1, "an integer >= 1")
         require(self, "seeds", len(set(self.seeds)) == len(self.seeds), "distinct split seeds (or [] for `seed`)")
+        require(self, "seed_pairing", self.seed_pairing in ("crossed", "zipped"), "'crossed' or 'zipped'")
 
 
 # (users, items, interactions, clusters) per synthetic preset; `large` is the scale benchmark.

@@ -213,6 +213,11 @@ class SuiteConfig:
 def _check_suite(cfg: SuiteConfig) -> None:
     """Rules across sections, each reported with the dotted path of the field to change."""
     _check_primary(cfg)
+    split = cfg.data.split
+    if split.seed_pairing == "zipped" and len(split.seeds) != len(cfg.suite.seeds):
+        raise ConfigError(f"data.split.seeds: seed_pairing = 'zipped' pairs split seed i with suite.seeds[i]; "
+                          f"expected {len(cfg.suite.seeds)} split seeds (as many as suite.seeds), got "
+                          f"{len(split.seeds)}")
     QUANTIZERS.require(cfg.quantize.quantizer, "quantize.quantizer")
     DATASETS.require(cfg.data.dataset, "data.dataset")  # a registered loader, built-in or plugin
     if cfg.encoder.kind == "synthetic" and cfg.align.trains_encoder(cfg.encoder.modalities):
@@ -366,9 +371,12 @@ def quicken(cfg: SuiteConfig) -> SuiteConfig:
     """--quick: the first seed only and fewer epochs, for a first look in a few minutes."""
     rep = dataclasses.replace
     q = cfg.quantize
+    split = cfg.data.split
+    zipped = split.seed_pairing == "zipped" and split.seeds  # one seed: the first split with its replicate
     return rep(
         cfg,
         suite=rep(cfg.suite, seeds=cfg.suite.seeds[:1]),
+        data=rep(cfg.data, split=rep(split, seeds=split.seeds[:1])) if zipped else cfg.data,
         pairs=rep(cfg.pairs, u2i=rep(cfg.pairs.u2i, epochs=min(cfg.pairs.u2i.epochs, 3))),
         align=rep(cfg.align, epochs=min(cfg.align.epochs, 10)),
         quantize=rep(q, rq_vae=rep(q.rq_vae, epochs=min(q.rq_vae.epochs, 20))),
@@ -378,13 +386,18 @@ def quicken(cfg: SuiteConfig) -> SuiteConfig:
 
 def split_seed_configs(cfg: SuiteConfig) -> list[tuple[int, SuiteConfig]]:
     """[(split seed, config)]: one per entry of data.split.seeds, each the suite with data.split.seed set to it
-    and the list emptied (so its data entry is the very one a single-split suite of that seed has); or the one
-    split of data.split.seed when the list is empty."""
+    and the list emptied (so its data entry is the very one a single-split suite of that seed has), and under
+    data.split.seed_pairing = "zipped" suite.seeds cut to the replicate seed paired with it; or the one split
+    of data.split.seed when the list is empty."""
     split = cfg.data.split
     if not split.seeds:
         return [(split.seed, cfg)]
     rep = dataclasses.replace
-    return [(s, rep(cfg, data=rep(cfg.data, split=rep(split, seed=s, seeds=())))) for s in split.seeds]
+    one = [(s, rep(cfg, data=rep(cfg.data, split=rep(split, seed=s, seeds=(), seed_pairing="crossed"))))
+           for s in split.seeds]
+    if split.seed_pairing == "zipped":  # split seed i runs replicate seed i only
+        return [(s, rep(c, suite=rep(c.suite, seeds=(r,)))) for (s, c), r in zip(one, cfg.suite.seeds)]
+    return one
 
 
 def slice_hash(section: object, *upstream: str, version: str = "") -> str:

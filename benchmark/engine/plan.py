@@ -161,8 +161,10 @@ def render_plan(plan: SuitePlan, cfg: SuiteConfig) -> str:
             lines.append(f"item side, {f'split seed {split}, ' if several else ''}replicate seed {rseed}:")
             lines += [f"  {e.stage:<24} {e.key[:16]}  {'cached' if e.cached else 'to run'}"
                       for e in plan.entries if e.replicate_seed == rseed and e.split_seed == split]
-    lines.append(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x "
-                 f"{len(cfg.suite.seeds)} seeds{f' x {len(splits)} split seeds' if several else ''} = "
+    zipped = several and cfg.data.split.seed_pairing == "zipped"
+    seeds = (f"{len(splits)} (split seed, seed) pairs" if zipped else
+             f"{len(cfg.suite.seeds)} seeds{f' x {len(splits)} split seeds' if several else ''}")
+    lines.append(f"cells: {len(cfg.suite.variants)} variants x {len(cfg.suite.models)} models x {seeds} = "
                  f"{len(plan.cells)}")
     for c in plan.cells:
         search = f"  search {c.sim_search}:{c.sim_search_codes or '-'}" if c.sim_search else ""

@@ -2,7 +2,8 @@
 hierarchical bootstrap of a primary contrast needs every cell's test rows, so the engine computes the family
 here and stores it in SuiteResults.primary.
 
-    primary_test_rows(cache, cells, items_of, hypothesis, models)   (model, variant, slice, seed) -> ScoredRows,
+    primary_test_rows(cache, cells, items_of, hypothesis, models)   (model, variant, slice, (split seed, seed))
+                                                                    -> ScoredRows,
                                                                     and the cells whose rows are missing
     compute_primary(cfg, cache, cells, items_of, warn)              -> PrimaryFamily | None
 
@@ -29,7 +30,7 @@ from benchmark.report.primary import (
     primary_family,
     seed_values,
 )
-from benchmark.report.stats import ScoredRows
+from benchmark.report.stats import ScoredRows, Unit
 
 BOOTSTRAP_SEED = 0  # the primary bootstrap's seed: the same draws on every rerun of a suite
 
@@ -39,12 +40,13 @@ def slice_filter(slice_name: str) -> pl.Expr:
     return {"all": pl.lit(True), "cold": pl.col("is_cold"), "warm": ~pl.col("is_cold")}[slice_name]
 
 
-def primary_test_rows(cache: StageCache, cells: Sequence[CellRecord], items_of: Callable[[int], pl.DataFrame],
-                      hypothesis: PrimaryHypothesis,
-                      models: Sequence[str]) -> tuple[dict[tuple[str, str, str, int], ScoredRows], list[CellRecord]]:
-    """(model, variant, slice, seed) -> the cell's test rows of the slice, for every cell a primary test reads,
-    and the cells whose rank entry holds no test rows (an entry written before they were saved).
-    items_of(seed): the items frame (item_idx, is_cold) of the cell's replicate."""
+def primary_test_rows(cache: StageCache, cells: Sequence[CellRecord],
+                      items_of: Callable[[int, int], pl.DataFrame], hypothesis: PrimaryHypothesis,
+                      models: Sequence[str]) -> tuple[dict[tuple[str, str, str, Unit], ScoredRows], list[CellRecord]]:
+    """(model, variant, slice, (split seed, replicate seed)) -> the cell's test rows of the slice, for every cell
+    a primary test reads, and the cells whose rank entry holds no test rows (an entry written before they were
+    saved). items_of(split_seed, seed): the items frame (item_idx, is_cold) of the cell's replicate under its
+    split (each split seed draws its own cold items)."""
     wanted = {(m, v) for m in family_models(hypothesis, models) for c in hypothesis.contrasts
               for v in (c.variant, c.baseline)}
     out, missing = {}, []
@@ -55,17 +57,17 @@ def primary_test_rows(cache: StageCache, cells: Sequence[CellRecord], items_of: 
         if not cache.is_cached("rank", cell.key) or not path.is_file():
             missing.append(cell)
             continue
-        frame = pl.read_parquet(path).join(items_of(cell.seed).select("item_idx", "is_cold"), on="item_idx",
+        frame = pl.read_parquet(path).join(items_of(cell.split_seed, cell.seed).select("item_idx", "is_cold"), on="item_idx",
                                            how="left", maintain_order="left")
         for s in hypothesis.slices:
             f = frame.filter(slice_filter(s))
-            out[(cell.model, cell.variant, s, cell.seed)] = ScoredRows(
+            out[(cell.model, cell.variant, s, (cell.split_seed, cell.seed))] = ScoredRows(
                 f["user_idx"].to_numpy(), f["item_idx"].to_numpy(), f["label"].to_numpy(), f["pred"].to_numpy())
     return out, missing
 
 
 def compute_primary(cfg: SuiteConfig, cache: StageCache, cells: Sequence[CellRecord],
-                    items_of: Callable[[int], pl.DataFrame],
+                    items_of: Callable[[int, int], pl.DataFrame],
                     warn: Callable[[str], None] = lambda _: None) -> PrimaryFamily | None:
     """The suite's primary family with the hierarchical bootstrap (report.bootstrap_draws draws, seeded) of every
     test; None when the suite declares none (benchmark.config.suite.primary_contrasts is empty). A cell without

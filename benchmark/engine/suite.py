@@ -247,8 +247,8 @@ class SuiteRun:
         """The primary family with its hierarchical bootstrap (benchmark.engine.primary), into the manifest."""
         from benchmark.engine.primary import compute_primary
 
-        family = compute_primary(self.cfg, self.cache, results.cells, lambda seed: self._side(seed).data.items,
-                                 warn=say)
+        family = compute_primary(self.cfg, self.cache, results.cells,
+                                 lambda split, seed: self._side(seed, split).data.items, warn=say)
         if family is None:
             return results
         say(f"[primary] {family.size} tests in the primary family, bootstrap of "

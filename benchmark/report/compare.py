@@ -31,6 +31,7 @@ from benchmark.core.records import SuiteResults
 from benchmark.core.runs import LATEST, resolve_run
 from benchmark.report.html import STYLE
 from benchmark.report.primary import PrimaryFamily, PrimaryHypothesis, PrimaryRecord, primary_family
+from benchmark.report.stats import Unit
 from benchmark.report.tables import model_order
 from benchmark.report.write import load_manifest, sweep_folders
 
@@ -74,14 +75,15 @@ def compare_targets(arg: str, runs_dir: Path) -> list[Path]:
                          f"complete run (a folder, or a name under {runs_dir}); found none")
 
 
-def per_seed_auc(results: SuiteResults) -> dict[tuple[str, str, str], dict[int, float]]:
-    """(model, variant, slice) -> {seed: test AUC} of the run's cells (an undefined AUC stays out)."""
-    out: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+def per_seed_auc(results: SuiteResults) -> dict[tuple[str, str, str], dict[Unit, float]]:
+    """(model, variant, slice) -> {(split seed, replicate seed): test AUC} of the run's cells (an undefined AUC
+    stays out)."""
+    out: dict[tuple[str, str, str], dict[Unit, float]] = defaultdict(dict)
     for cell in results.cells:
         for slice_name, metrics in cell.test.items():
             auc = metrics.get("auc")
             if auc is not None and math.isfinite(auc):
-                out[(cell.model, cell.variant, slice_name)][int(cell.seed)] = float(auc)
+                out[(cell.model, cell.variant, slice_name)][(int(cell.split_seed), int(cell.seed))] = float(auc)
     return dict(out)
 
 
@@ -145,7 +147,7 @@ def render_compare(runs: list[ComparedRun]) -> str:
             "|---|---|---|---|---|---|---|---|---|"]
     for model, slice_name, baseline, pairs in _cells(runs):
         for run, r in pairs:
-            out.append(f"| {model} | {slice_name} | {r.variant} vs {baseline} | {run.label} | {len(r.seeds)} | "
+            out.append(f"| {model} | {slice_name} | {r.variant} vs {baseline} | {run.label} | {r.n} | "
                        f"{_delta(r)} | {_f(r.p, '.3g')} | {_f(r.p_holm, '.3g')} | {r.verdict} |")
     return "\n".join(out) + "\n"
 
@@ -220,7 +222,7 @@ def compare_html(runs: list[ComparedRun]) -> str:
             cls = ' class="sig"' if r.p_holm is not None and r.p_holm < hyp.alpha else ""
             rows.append(f"<tr{cls}>" + "".join(f'<td class="l">{e(x)}</td>' for x in
                                                (model, slice_name, f"{r.variant} vs {baseline}", run.label))
-                        + "".join(f"<td>{e(x)}</td>" for x in (str(len(r.seeds)), _delta(r), _f(r.p, ".3g"),
+                        + "".join(f"<td>{e(x)}</td>" for x in (str(r.n), _delta(r), _f(r.p, ".3g"),
                                                                _f(r.p_holm, ".3g"), r.verdict)) + "</tr>")
     head = "".join(f'<th class="l">{h}</th>' for h in ("model", "slice", "contrast", "run")) + "".join(
         f"<th>{h}</th>" for h in ("seeds", f"Δ AUC [{1 - hyp.alpha:.0%} CI]", "p", "Holm p", "verdict"))

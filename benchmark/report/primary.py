@@ -40,18 +40,22 @@ from benchmark.core.registry import VARIANTS
 from benchmark.report.stats import (
     BootstrapDelta,
     ScoredRows,
+    Unit,
+    Units,
     Verdict,
     hierarchical_bootstrap,
     holm,
     mde,
     paired_t,
+    paired_units,
     replicates_needed,
     sd_interval,
     tost,
     verdict,
 )
 
-SeedValues = Mapping[tuple[str, str, str], Mapping[int, float]]  # (model, variant, slice) -> seed -> AUC
+# (model, variant, slice) -> cell -> AUC; a cell is its replicate seed or (split seed, replicate seed)
+SeedValues = Mapping[tuple[str, str, str], Mapping[Unit, float]]
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,12 @@ class PrimaryRecord:
     p_holm over the family of family_size tests; tost_p, tost_ci_low/high: TOST and its (1 - 2 alpha) interval,
     within_margin when TOST declares equivalence; verdict; mde at mde_alpha and the hypothesis' power, mde_low
     and mde_high from the sd's 95% chi-square interval; replicates_needed for target_effect (None: no sd, or
-    more than the cap); bootstrap_*: the hierarchical bootstrap of the delta, when one was given."""
+    more than the cap); bootstrap_*: the hierarchical bootstrap of the delta, when one was given.
+
+    unit: what the t test, the MDE and replicates_needed count (benchmark.report.stats, "Units of analysis"):
+    "seed" (the replicate seeds) or "split seed" (several split seeds: each one's replicates averaged);
+    n_units: how many (0 in a record written before it existed: len(seeds)); split_seeds: the split seeds
+    behind the cells (empty when the run drew one split)."""
 
     model: str
     slice: str
@@ -174,6 +183,14 @@ class PrimaryRecord:
     bootstrap_p: float | None = None
     bootstrap_sd: float | None = None
     bootstrap_two_way: bool | None = None
+    unit: Literal["seed", "split seed"] = "seed"
+    n_units: int = 0
+    split_seeds: tuple[int, ...] = ()
+
+    @property
+    def n(self) -> int:
+        """The number of analysis units behind the t test (n_units; len(seeds) for an older record)."""
+        return self.n_units or len(self.seeds)
 
 
 @dataclass(frozen=True)
@@ -191,35 +208,42 @@ def _num(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def _diffs(per_seed: SeedValues, model: str, slice_name: str, c: Contrast) -> tuple[tuple[int, ...], list[float]]:
-    a = per_seed.get((model, c.variant, slice_name), {})
-    b = per_seed.get((model, c.baseline, slice_name), {})
-    seeds = tuple(sorted(s for s in a if s in b and _num(a[s]) is not None and _num(b[s]) is not None))
-    return seeds, [a[s] - b[s] for s in seeds]
+def _diffs(per_seed: SeedValues, model: str, slice_name: str, c: Contrast) -> Units:
+    return paired_units(per_seed.get((model, c.variant, slice_name), {}),
+                        per_seed.get((model, c.baseline, slice_name), {}))
+
+
+def _split(unit: Unit) -> int:
+    return unit[0] if isinstance(unit, tuple) else 0
 
 
 def primary_bootstrap(hypothesis: PrimaryHypothesis, rows: Mapping[tuple[str, str, str, int], ScoredRows],
                       suite_models: Sequence[str], *, n_boot: int = 2000,
                       seed: int = 0) -> dict[PrimaryTest, BootstrapDelta]:
     """The hierarchical bootstrap (benchmark.report.stats.hierarchical_bootstrap) of every declared test whose two
-    variants have test rows on common seeds. rows: (model, variant, slice, seed) -> that cell's test rows of
-    the slice; two-way (users x items) on hypothesis.two_way_slices."""
+    variants have test rows on common cells. rows: (model, variant, slice, cell) -> that cell's test rows of
+    the slice, a cell its replicate seed or (split seed, replicate seed); several split seeds make the split
+    seed the bootstrap's top stage (groups); two-way (users x items) on hypothesis.two_way_slices."""
     out = {}
     for t in family_tests(hypothesis, suite_models):
-        seeds = sorted(s for (m, v, sl, s) in rows if (m, v, sl) == (t.model, t.contrast.variant, t.slice)
-                       and (t.model, t.contrast.baseline, t.slice, s) in rows)
+        seeds = sorted((s for (m, v, sl, s) in rows if (m, v, sl) == (t.model, t.contrast.variant, t.slice)
+                        and (t.model, t.contrast.baseline, t.slice, s) in rows),
+                       key=lambda u: u if isinstance(u, tuple) else (0, u))
         if seeds:
+            groups = [_split(s) for s in seeds]
             out[t] = hierarchical_bootstrap(
                 [rows[(t.model, t.contrast.variant, t.slice, s)] for s in seeds],
                 [rows[(t.model, t.contrast.baseline, t.slice, s)] for s in seeds],
-                two_way=t.slice in hypothesis.two_way_slices, n_boot=n_boot, seed=seed)
+                two_way=t.slice in hypothesis.two_way_slices, n_boot=n_boot, seed=seed,
+                groups=groups if len(set(groups)) > 1 else None)
     return out
 
 
 def primary_family(hypothesis: PrimaryHypothesis, per_seed: SeedValues, suite_models: Sequence[str] = (), *,
                    bootstrap: Mapping[PrimaryTest, BootstrapDelta] | None = None) -> PrimaryFamily:
-    """Test every declared contrast. per_seed: (model, variant, slice) -> {seed: AUC} (NaN / missing seeds are
-    skipped); suite_models: the suite's models, used when the declaration names none (if both are empty, the
+    """Test every declared contrast. per_seed: (model, variant, slice) -> {cell: AUC}, a cell its replicate
+    seed or (split seed, replicate seed) (NaN / missing cells are skipped; several split seeds make the split
+    seed the unit, benchmark.report.stats.paired_units); suite_models: the suite's models, used when the declaration names none (if both are empty, the
     models present in per_seed). Tests whose cells are missing stay in the family (p = 1, inconclusive)."""
     models = family_models(hypothesis, suite_models) or tuple(dict.fromkeys(m for m, _, _ in per_seed))
     tests = family_tests(hypothesis, models)
@@ -228,24 +252,25 @@ def primary_family(hypothesis: PrimaryHypothesis, per_seed: SeedValues, suite_mo
     boot = bootstrap or {}
     partial = []
     for t in tests:
-        seeds, d = _diffs(per_seed, t.model, t.slice, t.contrast)
+        units = _diffs(per_seed, t.model, t.slice, t.contrast)
+        d = units.values
         pt = paired_t(d, 1 - alpha)
         b = boot.get(t)
         source = pt.p_source
         p = pt.p
         if source == "untestable" and b is not None and math.isfinite(b.p):
             source, p = "bootstrap", b.p
-        partial.append((t, seeds, d, pt, p, source, b))
+        partial.append((t, units, d, pt, p, source, b))
     adjusted = holm([x[4] for x in partial], count_untestable=True)
     records = []
-    for (t, seeds, d, pt, p, source, b), p_holm in zip(partial, adjusted):
+    for (t, units, d, pt, p, source, b), p_holm in zip(partial, adjusted):
         eq = tost(d, hypothesis.equivalence_margin, alpha)
         target = hypothesis.target_effect[t.slice]
         lo_sd, hi_sd = sd_interval(pt.sd, pt.n)
         ok = pt.n >= 2
         records.append(PrimaryRecord(
             model=t.model, slice=t.slice, variant=t.contrast.variant, baseline=t.contrast.baseline,
-            metric=hypothesis.metric, seeds=seeds, delta=_num(pt.delta), sd=_num(pt.sd), ci_low=_num(pt.ci_low),
+            metric=hypothesis.metric, seeds=units.seeds, delta=_num(pt.delta), sd=_num(pt.sd), ci_low=_num(pt.ci_low),
             ci_high=_num(pt.ci_high), p=_num(p), p_source=source, p_holm=_num(p_holm), family_size=m,
             tost_p=_num(eq.p), tost_ci_low=_num(eq.ci_low), tost_ci_high=_num(eq.ci_high),
             equivalence_margin=hypothesis.equivalence_margin, within_margin=eq.equivalent,
@@ -260,7 +285,8 @@ def primary_family(hypothesis: PrimaryHypothesis, per_seed: SeedValues, suite_mo
             bootstrap_ci_low=None if b is None else _num(b.ci_low),
             bootstrap_ci_high=None if b is None else _num(b.ci_high),
             bootstrap_p=None if b is None else _num(b.p), bootstrap_sd=None if b is None else _num(b.sd),
-            bootstrap_two_way=None if b is None else b.two_way))
+            bootstrap_two_way=None if b is None else b.two_way, unit=units.kind, n_units=units.n,
+            split_seeds=units.ids if units.kind == "split seed" else ()))
     return PrimaryFamily(hypothesis=hypothesis, models=models, size=m, mde_alpha=mde_alpha, records=tuple(records))
 
 
@@ -278,16 +304,25 @@ def family_statement(family: PrimaryFamily) -> str:
             f"Holm p < {h.alpha}; equivalent = the {1 - 2 * h.alpha:.0%} interval inside ±{h.equivalence_margin} "
             "(TOST; Schuirmann 1987, Lakens 2017); inconclusive otherwise, which is not \"no difference\". "
             f"MDE: the Δ detectable at {h.power:.0%} power at α/m = {family.mde_alpha:.4g} (Holm's first step) "
-            "with this many seeds, from the per-seed sd of Δ; in brackets, the MDE over the sd's 95% chi-square "
-            "interval (an sd from a few seeds is itself an estimate). Replicates: the seeds needed for the "
-            f"target Δ ({', '.join(f'{s} {e:+g}' for s, e in h.target_effect.items() if s in h.slices)}).")
+            f"with this many {_unit(family)}s, from the per-{_unit(family)} sd of Δ; in brackets, the MDE over the "
+            f"sd's 95% chi-square interval (an sd from a few {_unit(family)}s is itself an estimate). Replicates: "
+            f"the {_unit(family)}s needed for the target Δ "
+            f"({', '.join(f'{s} {e:+g}' for s, e in h.target_effect.items() if s in h.slices)})."
+            + ("" if _unit(family) == "seed" else " Several split seeds: the unit of the t test, the MDE and the "
+               "replicates is the split seed, its replicates averaged (replicates are nested in their split); "
+               "the bootstrap resamples split seeds, then replicates, then users."))
+
+
+def _unit(family: PrimaryFamily) -> str:
+    """"split seed" when any test's unit is the split seed, else "seed"."""
+    return "split seed" if any(r.unit == "split seed" for r in family.records) else "seed"
 
 
 def render_primary(family: PrimaryFamily) -> str:
     """Markdown: the family statement, then one line per test (model, slice, contrast)."""
     cap = family.hypothesis.replicates_cap
     lines = [family_statement(family), "",
-             f"| model | slice | contrast | seeds | Δ AUC [{1 - family.hypothesis.alpha:.0%} CI] | p | Holm p | "
+             f"| model | slice | contrast | {_unit(family)}s | Δ AUC [{1 - family.hypothesis.alpha:.0%} CI] | p | Holm p | "
              f"TOST p (±{family.hypothesis.equivalence_margin}) | verdict | MDE [range] | replicates for target | "
              "bootstrap Δ [CI] p |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in family.records:
@@ -299,7 +334,7 @@ def render_primary(family: PrimaryFamily) -> str:
             f"{_f(r.bootstrap_delta, '+.4f')} [{r.bootstrap_ci_low:+.4f}, {_f(r.bootstrap_ci_high, '+.4f')}] "
             f"p {_f(r.bootstrap_p, '.3g')}{' (users x items)' if r.bootstrap_two_way else ''}")
         verdict_s = f"**{r.verdict}**" + (" (within margin)" if r.within_margin and r.verdict != "equivalent" else "")
-        lines.append(f"| {r.model} | {r.slice} | {r.variant} vs {r.baseline} | {len(r.seeds)} | "
+        lines.append(f"| {r.model} | {r.slice} | {r.variant} vs {r.baseline} | {r.n} | "
                      f"{_f(r.delta, '+.4f')}{ci} | {p} | {_f(r.p_holm, '.3g')} | {_f(r.tost_p, '.3g')} | "
                      f"{verdict_s} | {mde_s} | {need} (for {r.target_effect:+g}) | {boot} |")
     return "\n".join(lines)
@@ -318,13 +353,15 @@ def hypothesis_of(report: ReportConfig, contrasts: Sequence[tuple[str, str]]) ->
                              target_effect={s: float(report.target_effect[s]) for s in p.slices})
 
 
-def seed_values(cells: Sequence[CellRecord], metric: str = "auc") -> dict[tuple[str, str, str], dict[int, float]]:
-    """(model, variant, slice) -> {seed: the cell's test `metric`} (NaN when undefined)."""
-    out: dict[tuple[str, str, str], dict[int, float]] = {}
+def seed_values(cells: Sequence[CellRecord], metric: str = "auc") -> dict[tuple[str, str, str], dict[Unit, float]]:
+    """(model, variant, slice) -> {(split seed, replicate seed): the cell's test `metric`} (NaN when
+    undefined)."""
+    out: dict[tuple[str, str, str], dict[Unit, float]] = {}
     for c in cells:
         for slice_name, metrics in c.test.items():
             v = metrics.get(metric)
-            out.setdefault((c.model, c.variant, slice_name), {})[int(c.seed)] = math.nan if v is None else float(v)
+            out.setdefault((c.model, c.variant, slice_name), {})[(int(c.split_seed), int(c.seed))] = (
+                math.nan if v is None else float(v))
     return out
 
 
@@ -352,17 +389,18 @@ def undetectable(family: PrimaryFamily) -> list[PrimaryRecord]:
 def power_statement(family: PrimaryFamily) -> str:
     """One sentence for the headline: whether the suite can detect its target effects, and if not, how far."""
     bad = undetectable(family)
-    n = max((len(r.seeds) for r in family.records), default=0)
+    n = max((r.n for r in family.records), default=0)
+    unit = _unit(family)
     if not bad:
-        return (f"With {n} seeds every primary test can detect its target effect (MDE at "
+        return (f"With {n} {unit}s every primary test can detect its target effect (MDE at "
                 f"{family.hypothesis.power:.0%} power <= target).")
     worst = [r for r in bad if r.mde is not None]
     detail = "; ".join(
         f"{r.model} {r.slice} {r.variant} vs {r.baseline}: MDE {r.mde:.4f} > target {r.target_effect:g}"
         f" (needs {'> ' + str(family.hypothesis.replicates_cap) if r.replicates_needed is None else r.replicates_needed}"
-        " seeds)" for r in worst[:4])
+        f" {unit}s)" for r in worst[:4])
     more = f"; {len(worst) - 4} more" if len(worst) > 4 else ""
     untestable = len(bad) - len(worst)
     return (f"**This suite cannot detect its target effect** on {len(bad)} of {family.size} primary tests with "
-            f"{n} seeds" + (f" ({untestable} without an MDE: fewer than 2 seeds)" if untestable else "")
+            f"{n} {unit}s" + (f" ({untestable} without an MDE: fewer than 2 {unit}s)" if untestable else "")
             + (f": {detail}{more}." if detail else "."))

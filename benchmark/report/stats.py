@@ -3,6 +3,9 @@
     mean_ci        mean, sample std and Student-t interval over seeds
     paired_t       the paired t-test of per-seed differences as a typed record (PairedT)
     paired_delta   the same as a tuple (delta, p, ci_low, ci_high), the report's historical form
+    paired_units, unit_values
+                   the analysis units of a run with several split seeds (data.split.seeds): the split seed,
+                   its replicates averaged (below)
     holm           Holm-Bonferroni adjusted p-values of one family of tests (step-down)
     tost           two one-sided tests of a paired delta within a margin (equivalence; Tost)
     mde, replicates_needed, sd_interval
@@ -24,12 +27,21 @@ Holm's family size m does not depend on the data (a p that silently leaves the f
 the constant is nonzero (the t statistic is +-infinite), p = 1 when it is zero (t = 0/0; no evidence of a
 difference). "Constant" and "zero" are judged to CONSTANT_TOL, far below any AUC resolution
 and far above float round-off of a subtraction of numbers in [0, 1].
+
+Units of analysis. A cell is keyed by its replicate seed, or by (split seed, replicate seed) when the suite
+draws several splits (data.split.seeds). With one split seed the replicate seeds are the units (n = seeds).
+With several, replicates are nested in split seeds (every replicate of a split shares its split and its cold
+items), so they are not independent draws of the whole experiment: the unit is the split seed and its value
+the mean over its replicates (the analysis of a balanced nested design on the top-level means, which carries
+the split-to-split variance; Snedecor & Cochran 1989 §13.8). A suite that pairs split seed i with replicate
+seed i (data.split.seed_pairing = "zipped") has one replicate per split: every unit is then an independent
+draw of split, cold items and pipeline seeds.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,9 +85,52 @@ class PairedT:
     p_source: Literal["t", "constant", "untestable"]
 
 
-def _diffs(values: dict[int, float], baseline: dict[int, float]) -> np.ndarray:
-    seeds = sorted(s for s in values if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s]))
-    return np.array([values[s] - baseline[s] for s in seeds], dtype=np.float64)
+Unit = int | tuple[int, int]  # a cell's key: its replicate seed, or (split seed, replicate seed)
+
+
+@dataclass(frozen=True)
+class Units:
+    """The analysis units of one comparison (module doc): kind "seed" (ids: the replicate seeds) or "split seed"
+    (ids: the split seeds, each value the mean over its replicates); values (n,) in id order; seeds: the
+    replicate seeds that went into them."""
+
+    kind: Literal["seed", "split seed"]
+    ids: tuple[int, ...]
+    values: np.ndarray
+    seeds: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def _units(pairs: Mapping[Unit, float]) -> Units:
+    """Finite values keyed by Unit -> Units (several split seeds: the split seed, its replicates averaged)."""
+    keys = sorted(pairs, key=lambda k: k if isinstance(k, tuple) else (0, k))
+    splits = {k[0] for k in keys if isinstance(k, tuple)}
+    seeds = tuple(sorted({k[1] if isinstance(k, tuple) else k for k in keys}))
+    if len(splits) <= 1 or not all(isinstance(k, tuple) for k in keys):
+        ids = tuple(k[1] if isinstance(k, tuple) else k for k in keys)
+        return Units("seed", ids, np.array([pairs[k] for k in keys], dtype=np.float64), seeds)
+    ids = tuple(sorted(splits))
+    vals = [float(np.mean([pairs[k] for k in keys if k[0] == s])) for s in ids]
+    return Units("split seed", ids, np.array(vals, dtype=np.float64), seeds)
+
+
+def unit_values(values: Mapping[Unit, float]) -> Units:
+    """One variant's per-cell values (finite ones) as analysis units (module doc)."""
+    return _units({k: v for k, v in values.items() if math.isfinite(v)})
+
+
+def paired_units(values: Mapping[Unit, float], baseline: Mapping[Unit, float]) -> Units:
+    """The paired differences values - baseline over the cells both have (finite), as analysis units: paired on
+    the cell (split seed, replicate seed) first, then averaged within a split seed when there are several."""
+    common = [k for k in values if k in baseline and math.isfinite(values[k]) and math.isfinite(baseline[k])]
+    return _units({k: values[k] - baseline[k] for k in common})
+
+
+def _diffs(values: Mapping[Unit, float], baseline: Mapping[Unit, float]) -> np.ndarray:
+    return paired_units(values, baseline).values
 
 
 def is_constant(diff: np.ndarray) -> bool:
@@ -105,10 +160,10 @@ def paired_t(diff: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Pa
     return PairedT(int(d.size), delta, sd, t, p, delta - half, delta + half, "t")
 
 
-def paired_delta(values: dict[int, float], baseline: dict[int, float],
+def paired_delta(values: Mapping[Unit, float], baseline: Mapping[Unit, float],
                  confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean of per-seed differences vs the baseline, paired t-test p-value, t-interval low, high) over the
-    seeds both have (paired_t). p and the interval are NaN under 2 pairs; a constant difference has a
+    """(mean of per-unit differences vs the baseline, paired t-test p-value, t-interval low, high) over the
+    cells both have (paired_units, then paired_t). p and the interval are NaN under 2 pairs; a constant difference has a
     zero-width interval and p = 0 (nonzero) or 1 (zero)."""
     r = paired_t(_diffs(values, baseline), confidence)
     return r.delta, r.p, r.ci_low, r.ci_high
@@ -343,7 +398,7 @@ def _check_pair(a: ScoredRows, b: ScoredRows, r: int) -> tuple[np.ndarray, ...]:
 
 def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[ScoredRows], *,
                            two_way: bool = False, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
-                           chunk: int = 64) -> BootstrapDelta:
+                           chunk: int = 64, groups: Sequence[int] | None = None) -> BootstrapDelta:
     """Two-stage paired bootstrap of delta AUC over R replicates (variant[r], baseline[r]: the same rows).
 
     Each draw resamples the R replicates with replacement; within every drawn copy of a replicate it resamples
@@ -353,6 +408,12 @@ def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[Sco
     mean over its R copies (Davison & Hinkley 1997 §3.8). A draw where some resample leaves one class is
     dropped (n_valid counts the rest).
 
+    groups (R,): each replicate's split seed, when the suite drew several (data.split.seeds): a draw then
+    resamples the G split seeds first, within every drawn copy of a split its replicates, then the users (three
+    stages), and D* is the mean over the drawn splits of their replicates' mean. The copies of a replicate over
+    c drawn copies of its split are one multinomial(c R_g; 1/R_g) (a sum of c independent ones). One group
+    (or None) is the two-stage bootstrap above, with the very same draws.
+
     Vectorised: each replicate's scores are sorted once; the within-replicate resamples are (chunk, n) weight
     matrices; the replicate draw's copies are then summed per draw with bincount. Seeded by `seed`."""
     if len(variant) != len(baseline) or not variant:
@@ -360,7 +421,19 @@ def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[Sco
                          f"{len(variant)} and {len(baseline)}")
     rng = np.random.default_rng(seed)
     n_rep = len(variant)
-    copies = rng.multinomial(n_rep, np.full(n_rep, 1.0 / n_rep), size=n_boot)  # (B, R) times each is drawn
+    group = np.zeros(n_rep, dtype=np.int64) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    if group.size != n_rep:
+        raise ValueError(f"hierarchical_bootstrap: expected one group per replicate ({n_rep}), got {group.size}")
+    n_groups = int(group.max()) + 1
+    size = np.bincount(group, minlength=n_groups)  # R_g: replicates per group
+    if n_groups == 1:
+        copies = rng.multinomial(n_rep, np.full(n_rep, 1.0 / n_rep), size=n_boot)  # (B, R) times each is drawn
+    else:
+        drawn = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)  # (B, G)
+        copies = np.zeros((n_boot, n_rep), dtype=np.int64)
+        for g in range(n_groups):
+            members = np.flatnonzero(group == g)
+            copies[:, members] = rng.multinomial(drawn[:, g] * size[g], np.full(size[g], 1.0 / size[g]))
     total = np.zeros(n_boot)
     point = []
     for r, (a, b) in enumerate(zip(variant, baseline)):
@@ -384,8 +457,11 @@ def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[Sco
             else:
                 wa, wb = np.take(cu, ua, axis=1), np.take(cu, ub, axis=1)
             deltas[start:start + k] = ra.auc_sorted(wa) - rb.auc_sorted(wb)
-        total += np.bincount(owner, weights=deltas, minlength=n_boot)  # a NaN resample makes its draw NaN
-    draws = total / n_rep
+        # a NaN resample makes its draw NaN; a replicate weighs 1 / R_g within its split's mean
+        total += np.bincount(owner, weights=deltas, minlength=n_boot) / (size[group[r]] if n_groups > 1 else 1)
+    draws = total / (n_groups if n_groups > 1 else n_rep)
+    if n_groups > 1:  # the point estimate: mean over splits of their replicates' mean
+        point = [float(np.mean([point[r] for r in np.flatnonzero(group == g)])) for g in range(n_groups)]
     draws = draws[np.isfinite(draws)]
     nv = int(draws.size)
     if nv == 0:

@@ -33,7 +33,7 @@ from typing import Any
 from benchmark.config.variants import find_variant
 from benchmark.core.records import CellRecord, SuiteResults
 from benchmark.report.primary import PrimaryFamily, power_statement, render_primary
-from benchmark.report.stats import ALPHA, family_size, holm, mean_ci, paired_delta
+from benchmark.report.stats import ALPHA, Unit, family_size, holm, mean_ci, paired_delta, unit_values
 
 METRICS = ("auc", "gauc", "logloss")
 MAIN_SLICES = ("all", "cold", "warm")
@@ -50,13 +50,14 @@ def _nan_to_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _per_seed(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str, str], dict[int, float]]:
-    by_key: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
+def _per_seed(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str, str], dict[Unit, float]]:
+    """(model, variant, slice, metric) -> {(split seed, replicate seed): value}."""
+    by_key: dict[tuple[str, str, str, str], dict[Unit, float]] = defaultdict(dict)
     for cell in cells:
         for slice_name, metrics in cell.test.items():
             for metric, value in metrics.items():
                 if metric in METRICS:
-                    by_key[(cell.model, cell.variant, slice_name, metric)][int(cell.seed)] = (
+                    by_key[(cell.model, cell.variant, slice_name, metric)][(int(cell.split_seed), int(cell.seed))] = (
                         math.nan if value is None else float(value))
     return by_key
 
@@ -86,7 +87,8 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
     boot = _bootstrap(cells)
     rows = []
     for (model, variant, slice_name, metric), per_seed in sorted(by_key.items()):
-        mean, std, lo, hi = mean_ci(list(per_seed.values()), confidence)
+        units = unit_values(per_seed)  # several split seeds: one value per split seed (stats, "Units")
+        mean, std, lo, hi = mean_ci(list(units.values), confidence)
         base = by_key.get((model, BASELINE, slice_name, metric))
         delta, p, dlo, dhi = (math.nan,) * 4 if base is None or variant == BASELINE else \
             paired_delta(per_seed, base, confidence)
@@ -96,7 +98,7 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
         rows.append({
             "model": model, "variant": variant, "slice": slice_name, "metric": metric,
             "mean": _nan_to_none(mean), "std": _nan_to_none(std), "ci_low": _nan_to_none(lo),
-            "ci_high": _nan_to_none(hi), "n_seeds": sum(math.isfinite(v) for v in per_seed.values()),
+            "ci_high": _nan_to_none(hi), "n_seeds": units.n,
             "delta_vs_id_only": _nan_to_none(delta), "p_value": _nan_to_none(p), "p_value_holm": None,
             "holm_family_size": 0, "delta_ci_low": _nan_to_none(dlo), "delta_ci_high": _nan_to_none(dhi),
             "delta_vs_frozen": _nan_to_none(fdelta), "p_value_vs_frozen": _nan_to_none(fp),
@@ -289,9 +291,12 @@ def replicate_statement(results: SuiteResults) -> str:
                f"the split and the cold-item draw ({split_seed}) fixed; the intervals are "
                "conditional on that one alignment and codebook.")
     if len(split_seeds) > 1:
+        zipped = split.get("seed_pairing") == "zipped"
         out += (f" Split seeds are an outer loop: each of {split_seeds} draws its own split and cold items, and "
-                "every replicate runs within each (CellRecord.split_seed; data statistics per split seed in "
-                "results.json).")
+                + ("runs the replicate seed paired with it (data.split.seed_pairing = zipped: every replicate its "
+                   "own split)" if zipped else "every replicate runs within each")
+                + " (CellRecord.split_seed; data statistics per split seed in results.json). The statistics take "
+                "the split seed as their unit, its replicates averaged.")
     return f"{out} {item_side_statement(cfg)}"
 
 

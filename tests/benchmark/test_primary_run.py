@@ -109,7 +109,7 @@ def _cached_cells(cache: StageCache) -> list[CellRecord]:
     return cells
 
 
-def _items(_: int) -> pl.DataFrame:
+def _items(_split: int, _seed: int) -> pl.DataFrame:
     return pl.DataFrame({"item_idx": np.arange(N_ITEMS, dtype=np.int32), "is_cold": COLD})
 
 

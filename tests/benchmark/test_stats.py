@@ -19,9 +19,11 @@ from benchmark.report.stats import (
     mean_ci,
     paired_delta,
     paired_t,
+    paired_units,
     replicates_needed,
     sd_interval,
     tost,
+    unit_values,
     verdict,
     weighted_auc,
 )
@@ -286,3 +288,52 @@ def test_bootstrap_p_seed_and_alignment() -> None:
     bad = ScoredRows(va[0].user_idx[::-1], va[0].item_idx, va[0].label, va[0].pred)
     with pytest.raises(DataError, match="user_idx"):
         hierarchical_bootstrap([bad], [ba[0]], n_boot=10)
+
+
+def test_several_split_seeds_make_the_split_seed_the_unit() -> None:
+    """Cells keyed (split seed, replicate seed): paired on the cell, then averaged within each split seed; one
+    split seed (or plain int keys) keeps the replicate seeds as units."""
+    a = {(0, 0): 0.70, (0, 1): 0.72, (5, 0): 0.60, (5, 1): 0.66, (9, 0): 0.50}
+    b = {(0, 0): 0.60, (0, 1): 0.60, (5, 0): 0.58, (5, 1): 0.58, (9, 0): math.nan}
+    u = paired_units(a, b)  # (9, 0) has no finite baseline: out
+    assert (u.kind, u.ids, u.seeds, u.n) == ("split seed", (0, 5), (0, 1), 2)
+    assert u.values == pytest.approx([0.11, 0.05])
+    want = paired_t([0.11, 0.05])
+    assert paired_delta(a, b) == pytest.approx((want.delta, want.p, want.ci_low, want.ci_high))
+    assert unit_values(a).values == pytest.approx([0.71, 0.63, 0.50])
+    one = paired_units({(3, 0): 0.7, (3, 1): 0.8}, {(3, 0): 0.6, (3, 1): 0.6})
+    assert (one.kind, one.ids) == ("seed", (0, 1)) and one.values == pytest.approx([0.1, 0.2])
+    assert paired_units({0: 0.7, 2: 0.8}, {0: 0.6, 2: 0.6}).ids == (0, 2)
+
+
+def _exact(delta: float, n_users: int = 50) -> tuple[ScoredRows, ScoredRows]:
+    """A replicate whose delta AUC is `delta` (0.5 or 1.0) on every resample: each user has one positive and one
+    negative, the variant ranks them perfectly (AUC 1), the baseline ties them (0.5) or inverts them (0)."""
+    user = np.repeat(np.arange(n_users), 2)
+    y = np.tile([1.0, 0.0], n_users)
+    base = np.full(y.size, 0.5) if delta == 0.5 else 1.0 - y
+    return ScoredRows(user, user, y, y.copy()), ScoredRows(user, user, y, base)
+
+
+def test_grouped_bootstrap_resamples_split_seeds_first() -> None:
+    """Known variance: two split seeds, each with two replicates of exact deltas 0.5 / 0.5 and 1.0 / 1.0. Split
+    seeds resampled first: D* = the mean of 2 split means drawn from {0.5, 1.0}, sd = 0.25 / sqrt(2) = 0.177.
+    Ignoring the grouping (4 replicates iid) gives 0.25 / sqrt(4) = 0.125, too narrow for a between-split
+    effect. One group is the two-stage bootstrap with the very same draws."""
+    reps = [_exact(0.5), _exact(0.5), _exact(1.0), _exact(1.0)]
+    va, ba = [a for a, _ in reps], [b for _, b in reps]
+    grouped = hierarchical_bootstrap(va, ba, n_boot=4000, seed=0, groups=[0, 0, 5, 5])
+    flat = hierarchical_bootstrap(va, ba, n_boot=4000, seed=0)
+    assert grouped.delta == pytest.approx(0.75) and flat.delta == pytest.approx(0.75)
+    assert grouped.sd == pytest.approx(0.25 / math.sqrt(2), rel=0.05)
+    assert flat.sd == pytest.approx(0.25 / math.sqrt(4), rel=0.05)
+    assert set(np.round([grouped.ci_low, grouped.ci_high], 6)) <= {0.5, 0.75, 1.0}
+    same = hierarchical_bootstrap(va, ba, n_boot=500, seed=3, groups=[7, 7, 7, 7])
+    plain = hierarchical_bootstrap(va, ba, n_boot=500, seed=3)
+    assert (same.ci_low, same.ci_high, same.sd, same.p) == (plain.ci_low, plain.ci_high, plain.sd, plain.p)
+    # unbalanced: the split mean weighs each split once, whatever its replicate count
+    unbalanced = hierarchical_bootstrap([_exact(0.5)[0]] * 3 + [_exact(1.0)[0]],
+                                        [_exact(0.5)[1]] * 3 + [_exact(1.0)[1]], n_boot=200, groups=[0, 0, 0, 1])
+    assert unbalanced.delta == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="one group per replicate"):
+        hierarchical_bootstrap(va, ba, n_boot=10, groups=[0, 1])
