@@ -17,6 +17,12 @@ from collections.abc import Iterator, Sequence
 from benchmark.core import __version__
 from benchmark.core.errors import QarmBenchError
 
+SELECT_EXAMPLES = """\
+examples:
+  qarm-bench select ablation-levels                   quantize.levels chosen on DLRM aligned_codes' validation AUC
+  qarm-bench select ablation-codebook-size --model sim --metric logloss --json
+"""
+
 EXAMPLES = """\
 examples:
   qarm-bench run                                   the default suite (MovieLens-100K, all variants, 3 seeds)
@@ -31,6 +37,7 @@ examples:
   qarm-bench report movielens-100k --html          also report.html in runs/movielens-100k/latest/ (self-contained)
   qarm-bench report movielens-100k --run 20261205T172301Z-3fa2c1   an earlier run of the suite
   qarm-bench compare movielens-100k runs/movielens-100k/20261205T172301Z-3fa2c1 --html compare.html
+  qarm-bench select ablation-levels                a sweep's value chosen on validation AUC, its test figures once
   qarm-bench reference-results                     docs/reference-results.md from docs/reference/<suite>/
   qarm-bench ui                                    MLflow UI on 127.0.0.1 over runs/mlflow.db, with runs-view URLs
   qarm-bench data describe movielens-100k --json
@@ -38,6 +45,7 @@ examples:
   qarm-bench codes export movielens-100k --out ids/  item id -> codes of every code set, with provenance
   qarm-bench perf quantize --json
   qarm-bench align-refs --probe-epochs 3           alignment vs frozen / U2I / content probe on held-out pairs
+  qarm-bench align-select --grid align.lr=2e-3,5e-3  alignment settings chosen on validation pairs, test read once
 """
 
 
@@ -86,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true",
                    help="also write report.html next to report.md: one self-contained page with the plots embedded")
 
+    p = sub.add_parser("select", help="choose a sweep's value on validation rows, then read its test figures once",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SELECT_EXAMPLES)
+    importlib.import_module("benchmark.report.select").add_arguments(p)
+
     p = sub.add_parser("compare", help="aligned_codes vs id_only / frozen / random / shuffled codes across runs: "
                                        "one table and one forest plot, from results.json")
     importlib.import_module("benchmark.report.compare").add_arguments(p)
@@ -111,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=importlib.import_module("benchmark.engine.alignrefs").EXAMPLES)
     importlib.import_module("benchmark.engine.alignrefs").add_arguments(p)
+    p = sub.add_parser("align-select", help="choose alignment settings on validation pairs; report the test pairs once",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=importlib.import_module("benchmark.engine.alignselect").EXAMPLES)
+    importlib.import_module("benchmark.engine.alignselect").add_arguments(p)
 
     p = sub.add_parser("perf", help="micro-benchmarks, each side by side with its alternative")
     perf_sub = p.add_subparsers(dest="perf_name", metavar="NAME", required=True)
@@ -153,6 +169,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from benchmark.report.write import main_report
 
         return main_report(args)
+    if args.command == "select":
+        return importlib.import_module("benchmark.report.select").main_select(args)
     if args.command == "compare":
         return importlib.import_module("benchmark.report.compare").main_compare(args)
     if args.command == "reference-results":
@@ -169,6 +187,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return importlib.import_module("benchmark.engine.export").run(args)
     if args.command == "align-refs":
         return importlib.import_module("benchmark.engine.alignrefs").run(args)
+    if args.command == "align-select":
+        return importlib.import_module("benchmark.engine.alignselect").run(args)
     raise AssertionError(args.command)
 
 

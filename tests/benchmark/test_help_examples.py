@@ -6,6 +6,7 @@ example is checked the day it is written. Each one must parse; then:
                              cells are listed, without training; --force names a real stage
     plan ..., data describe  run as written
     align-refs, codes export their config and --set are loaded as `run` would load them
+    align-select             its config, --set and every grid value loaded as the command loads them
     report, ui, perf, data export   parse only (they need a finished run, a server, or minutes)
 """
 
@@ -73,6 +74,15 @@ def test_every_help_example_runs(example: str, tmp_path: Path, monkeypatch: pyte
         from benchmark.config.suite import sweep_configs
 
         assert sweep_configs(args.config, args.overrides, getattr(args, "quick", False))
+    elif command == "align-select":
+        import itertools
+
+        from benchmark.config.suite import load_config
+        from benchmark.engine.alignselect import parse_grid
+
+        grid = parse_grid(args.grid)
+        for values in itertools.product(*(v for _, v in grid)):
+            load_config(args.config, [*args.overrides, *(f"{k}={v}" for (k, _), v in zip(grid, values))])
 
 
 def test_every_set_example_in_a_help_text_is_a_real_setting() -> None:

@@ -1,0 +1,75 @@
+"""`qarm-bench select`: a sweep's value chosen on validation figures, test read once for the chosen value only
+(benchmark/report/select.py), on hand-written results.json files whose validation and test orders disagree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.core.errors import QarmBenchError
+from benchmark.core.records import CellRecord, Provenance, SuiteResults, to_json
+from benchmark.report.select import select_sweep
+
+# value -> per seed (validation AUC of aligned_codes, its test AUC on all); test order is the reverse of validation
+VALUES = {"1": ((0.70, 0.71, 0.72), (0.80, 0.81, 0.82)),
+          "2": ((0.75, 0.76, 0.74), (0.70, 0.71, 0.69)),
+          "3": ((0.73, 0.73, 0.73), (0.75, 0.75, 0.75))}
+ID_ONLY_TEST = (0.66, 0.68, 0.67)
+
+
+def _results(value: str) -> SuiteResults:
+    val, test = VALUES[value]
+    cells = [CellRecord(model="dlrm", variant="aligned_codes", seed=s, key=f"a{s}", best_epoch=1,
+                        val_best={"auc": val[s], "logloss": 1 - val[s]}, history=(),
+                        test={"all": {"auc": test[s]}, "cold": {"auc": test[s] - 0.1}}) for s in range(3)]
+    cells += [CellRecord(model="dlrm", variant="id_only", seed=s, key=f"i{s}", best_epoch=1, val_best={"auc": 0.5},
+                         history=(), test={"all": {"auc": ID_ONLY_TEST[s]}, "cold": {"auc": 0.5}}) for s in range(3)]
+    prov = Provenance(config_hash="abc", git_sha="123", dataset="d", dataset_fingerprint="f", split="s",
+                      seeds=(0, 1, 2), date="2026-12-05", version="0")
+    return SuiteResults(suite="sw", label=f"quantize.levels={value}", variants=("id_only", "aligned_codes"),
+                        models=("dlrm",), confidence=0.95, provenance=prov,
+                        config={"suite": {"sweep_key": "quantize.levels"}}, data_stats={}, item_side=(),
+                        cells=tuple(cells), run_id="20261205T172303Z-cccccc")
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sw" / "20261205T172303Z-cccccc" / "sweep"
+    for v in VALUES:
+        (root / f"quantize.levels={v}").mkdir(parents=True)
+        (root / f"quantize.levels={v}" / "results.json").write_text(json.dumps(to_json(_results(v))))
+    return root
+
+
+def test_the_choice_is_made_on_validation_and_the_test_delta_is_the_chosen_values(sweep: Path) -> None:
+    folders = sorted(sweep.iterdir())
+    sel = select_sweep(folders, "dlrm", "aligned_codes")
+    assert [v.mean_val for v in sel.values] == pytest.approx([0.71, 0.75, 0.73])
+    assert sel.values[sel.chosen].label == "quantize.levels=2"  # best on validation, worst on test
+    all_ = next(t for t in sel.test if t.slice == "all")
+    assert all_.mean == pytest.approx(0.70)
+    assert all_.delta == pytest.approx(0.70 - 0.67)  # (0.04 + 0.03 + 0.02) / 3
+    assert all_.ci_low < all_.delta < all_.ci_high and all_.n == 3
+    # logloss: lower is better, the same order here
+    assert select_sweep(folders, "dlrm", "aligned_codes", "logloss").chosen == sel.chosen
+
+
+def test_cli_prints_only_the_chosen_values_test_figures(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["select", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("**chosen**") == 1 and "| quantize.levels=2 | 0.7500 |" in out
+    assert "+0.0300" in out and "0.8100" not in out  # value 1's test AUC is never printed
+
+
+def test_bad_input_names_what_is_missing(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(QarmBenchError, match="no dlrm/metadata cells"):
+        select_sweep(sorted(sweep.iterdir()), "dlrm", "metadata")
+    with pytest.raises(QarmBenchError, match="no validation 'ndcg'"):
+        select_sweep(sorted(sweep.iterdir()), "dlrm", "aligned_codes", "ndcg")
+    with pytest.raises(QarmBenchError, match="expected a sweep"):
+        select_sweep([sorted(sweep.iterdir())[0]], "dlrm", "aligned_codes")
+    assert main(["select", str(tmp_path / "nothing")]) == 2
+    assert "expected a run folder" in capsys.readouterr().err
