@@ -75,12 +75,14 @@ class DlrmConfig:
 class DinConfig:
     """attention_hidden: DIN's activation unit (Zhou et al. 2018: 36 units); attention_softmax: normalise the
     attention scores (FuxiCTR option; DIN keeps raw scores); mlp: hidden widths of the head; max_len: latest
-    history items attended."""
+    history items attended; user_context: feed the pooled user id and user features to the MLP (Zhou et al.
+    2018; off = RecBole 1.2.1's DIN, whose DNN reads no user feature: docs/peer-parity.md)."""
 
     attention_hidden: tuple[int, ...] = (36,)
     attention_softmax: bool = False
     mlp: tuple[int, ...] = (128, 64)
     max_len: int = 50
+    user_context: bool = True
 
     def __post_init__(self) -> None:
         require(self, "attention_hidden", bool(self.attention_hidden) and all(w >= 1 for w in self.attention_hidden),

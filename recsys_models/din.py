@@ -2,7 +2,8 @@
 
 Item representations come from an EmbeddingBagCollection over the batch's distinct items (one pooled row per
 item field), shared by target and history;
-user-side features and the VQ bag are pooled (features.context_bag_configs).
+user-side features (user id and user features) are pooled (features.context_bag_configs) and fed to the MLP,
+unless DinConfig.user_context is off (RecBole's DIN: user features are not input into its DNN).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ DEFAULT_DIN = DinConfig()
 
 
 class DIN(nn.Module):
-    """RankBatch -> logits (B,). MLP input: [context, target, attended history, dense]."""
+    """RankBatch -> logits (B,). MLP input: [context, target, attended history, dense]; context None: no user-side
+    features in the MLP ([target, attended history, dense])."""
 
     def __init__(
         self,
         items: SequenceItemEncoder,
-        context: ContextEncoder,
+        context: ContextEncoder | None,
         attention: DinAttention,
         head: nn.Module,
         max_len: int = 50,
@@ -56,9 +58,11 @@ class DIN(nn.Module):
                 [len(batch.target_pos), len(sel.item)])
         with record_function("qarm.attention"):
             interest = self.attention.forward_jagged(target, rep, sel, keys)
-        context = self.context(batch)
         with record_function("qarm.mlp"):
-            return self.head(torch.cat([context, target, interest, batch.dense], dim=-1)).squeeze(-1)
+            return self.head(torch.cat([*self._context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
+
+    def _context(self, batch: RankBatch) -> list[torch.Tensor]:
+        return [] if self.context is None else [self.context(batch)]
 
     def forward_reference(self, batch: RankBatch) -> torch.Tensor:
         """The padded computation `forward` replaces: the (B, T, D_i) history gathered, attention over it."""
@@ -70,9 +74,8 @@ class DIN(nn.Module):
             else:
                 positions, mask = latest_positions(batch.hist_len, self.max_len)
                 interest = self.attention(target, gather_positions(hist, positions), mask)
-        context = self.context(batch)
         with record_function("qarm.mlp"):
-            return self.head(torch.cat([context, target, interest, batch.dense], dim=-1)).squeeze(-1)
+            return self.head(torch.cat([*self._context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
 
 
 def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN, *,
@@ -80,7 +83,7 @@ def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinCo
     """content: (N, d) float32 frozen content vectors when spec.dense_dim > 0, else None. device: where the
     embedding tables are allocated (`torch.device("meta")` defers them to DMP sharding)."""
     items = SequenceItemEncoder(spec, content, device=device)
-    context = ContextEncoder(spec, device=device)
-    head = mlp(context.dim + 2 * items.dim + spec.dense_in_features, cfg.mlp)
+    context = ContextEncoder(spec, device=device) if cfg.user_context else None
+    head = mlp((context.dim if context is not None else 0) + 2 * items.dim + spec.dense_in_features, cfg.mlp)
     attention = DinAttention(items.dim, cfg.attention_hidden, cfg.attention_softmax)
     return DIN(items, context, attention, head, cfg.max_len)

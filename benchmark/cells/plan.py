@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from benchmark.config.suite import SuiteConfig, slice_hash
 from benchmark.config.variants import get_variant
 from benchmark.core import __version__
+from benchmark.core.configlib import plain_without_defaults
 from benchmark.itemside import compute as P
 from benchmark.itemside.stages import SIM_SEARCH_CODE_SET, ItemSideKeys
 from qarm.quantize.config import TokenizeConfig
@@ -40,6 +41,10 @@ class CellPlan:
     split_seed: int = 0
 
 
+# rank settings added after cell keys were recorded: out of the key while at their default (no key moved)
+RANK_LATER_FIELDS = ("din.user_context",)
+
+
 def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemSideKeys) -> CellPlan:
     """Decide what the cell reads. SIM with `rank.sim.search = "hard"` matches on the frozen RQ codes for every
     variant (`search_codes = "frozen"`, one change at a time) or on the variant's own RQ codes ("own": a variant
@@ -62,7 +67,7 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
         upstream.append(keys.key("frozen" if v.dense == "frozen" else "align"))
     for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n):
         upstream.append(keys.key("codes", name))
-    slice_ = {"rank": cfg.rank, "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
+    slice_ = {"rank": plain_without_defaults(cfg.rank, RANK_LATER_FIELDS), "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
               "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
     if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
         slice_["tokens"] = cfg.quantize.tokens

@@ -336,6 +336,22 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def plain_without_defaults(obj: Any, fields: Sequence[str]) -> Any:
+    """to_plain(obj) without each dotted field of `fields` whose value equals the dataclass default: a setting
+    added after keys were recorded stays out of the hash of every config that leaves it at its default, so
+    adding it moves no existing key (benchmark/data/preparation.py LATER_FIELDS is the data stage's list)."""
+    out = to_plain(obj)
+    default = type(obj)()
+    for dotted in fields:
+        *parents, name = dotted.split(".")
+        node, got, want = out, obj, default
+        for part in parents:
+            node, got, want = node[part], getattr(got, part), getattr(want, part)
+        if getattr(got, name) == getattr(want, name):
+            node.pop(name)
+    return out
+
+
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, floats as Python repr: equal configs give equal strings."""
     return json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -205,3 +205,32 @@ def test_multihead_absorbed_equals_reference(b: int, t: int, d: int, heads: int,
     mask = torch.rand(b, t) < 0.7
     mask[0] = False  # an empty history
     assert torch.allclose(att(q, keys, mask), att.forward_reference(q, keys, mask), atol=1e-5)
+
+
+def test_din_without_user_context_reads_no_user_feature() -> None:
+    """user_context off (RecBole's DIN): the MLP reads [target, interest, dense] only, so the logits do not move
+    when the rows' users change; with it on (the default) they do, and the MLP is wider by the context."""
+    fs = _fs()
+    torch.manual_seed(0)
+    on = build_din(fs.spec, fs.content, DinConfig(mlp=(32,), max_len=4))
+    torch.manual_seed(0)
+    off = build_din(fs.spec, fs.content, DinConfig(mlp=(32,), max_len=4, user_context=False))
+    assert off.context is None and on.context is not None
+    first = lambda m: next(x for x in m.head.modules() if isinstance(x, nn.Linear))  # noqa: E731
+    assert first(on).in_features - first(off).in_features == on.context.dim > 0
+    names = {n for n, _ in off.named_parameters()}
+    assert not any(n.startswith("context.") for n in names)
+
+    def batch(users_seed: int) -> RankBatch:  # same items, histories and labels; other users
+        gen = torch.Generator().manual_seed(1)
+        hist_len = torch.randint(0, T + 1, (B,), generator=gen)
+        hist = torch.randint(0, N, (B, T), generator=gen) * (torch.arange(T)[None] < hist_len[:, None])
+        labels = torch.randint(0, 2, (B,), generator=gen).float()
+        items = torch.randint(0, N, (B,), generator=gen)
+        users = torch.randint(0, U, (B,), generator=torch.Generator().manual_seed(users_seed))
+        return build_batch(fs, users, items, hist, hist_len, labels, batch_layout("din"))
+
+    with torch.no_grad():
+        assert torch.equal(off(batch(1)), off(batch(2)))
+        assert not torch.allclose(on(batch(1)), on(batch(2)))
+        assert torch.allclose(off(batch(1)), off.forward_reference(batch(1)), atol=1e-6)
