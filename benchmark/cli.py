@@ -25,7 +25,7 @@ examples:
 
 EXAMPLES = """\
 examples:
-  qarm-bench run                                   the default suite (MovieLens-100K, all variants, 3 seeds)
+  qarm-bench run                                   the default suite (MovieLens-100K, all variants, 5 seeds)
   qarm-bench run --quick                           1 seed, fewer epochs: a first look in a few minutes
   qarm-bench run benchmark/configs/movielens-100k-global-temporal.toml
   qarm-bench run --set quantize.levels=4 --set quantize.codebook_size=128

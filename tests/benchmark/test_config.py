@@ -19,8 +19,12 @@ def test_default_suite_is_the_issue_s_suite() -> None:
     assert cfg.suite.name == "movielens-100k" and cfg.data.dataset == "movielens-100k"
     assert set(cfg.suite.variants) == set(BUILTIN_VARIANTS) - {"metadata_aligned_codes"}  # every variant but one
     assert cfg.suite.models == ("dlrm", "sim") and cfg.suite.replicate == "full"
-    assert load_config("movielens-100k-all-rankers").suite.models == ("dlrm", "din", "sim")
-    assert len(cfg.suite.seeds) == 3 and cfg.data.split.kind == "per_user_temporal"
+    rankers = load_config("movielens-100k-all-rankers")
+    assert rankers.suite.models == ("dlrm", "din", "sim") and len(rankers.suite.seeds) == 3  # issue 21: DIN at 3
+    assert len(cfg.suite.seeds) == 5 and cfg.data.split.kind == "per_user_temporal"  # issue 21: 5 replicates
+    paper = load_config("movielens-100k-paper")  # issue 20: sized by the default run's power analysis
+    assert len(paper.suite.seeds) == len(paper.data.split.seeds) == 21
+    assert paper.data.split.seed_pairing == "zipped"
     assert cfg.data.split.cold_item_frac == 0.1
 
 
@@ -65,7 +69,7 @@ def test_extends_merges_tables(tmp_path: Path) -> None:
     p.write_text('extends = "movielens-100k"\n[suite]\nname = "abl"\nmodels = ["dlrm"]\n[quantize]\nlevels = 2\n')
     cfg = load_config(p)
     assert cfg.suite.name == "abl" and cfg.suite.models == ("dlrm",) and cfg.quantize.levels == 2
-    assert cfg.quantize.vq_k == 25 and len(cfg.suite.seeds) == 3  # inherited
+    assert cfg.quantize.vq_k == 25 and len(cfg.suite.seeds) == 5  # inherited
 
 
 def test_sweep_expands_values(tmp_path: Path) -> None:
