@@ -18,6 +18,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from qarm.artifacts import atomic_directory, remove_partial
 
 SUCCESS = "_SUCCESS"
 META = "_meta.json"
+COMPUTE_SECONDS = "compute_seconds"  # in META: the seconds an entry's compute and save took (load_or_compute)
 
 
 def file_digest(path: Path) -> str:
@@ -106,7 +108,9 @@ class StageCache:
 
     @contextlib.contextmanager
     def writing(self, stage: str, key: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
-        """Yield an empty temporary directory; on success it is sealed and atomically becomes `<stage>/<key>/`."""
+        """Yield an empty temporary directory; on success it is sealed and atomically becomes `<stage>/<key>/`.
+        `meta` goes into the entry's `_meta.json` when the block ends, so what the block adds to it is recorded
+        too (load_or_compute adds the entry's compute seconds)."""
         with atomic_directory(self.path(stage, key), replace=True) as tmp:
             yield tmp
             (tmp / META).write_text(json.dumps({"stage": stage, "key": key, **(meta or {})}, indent=2,
@@ -120,7 +124,8 @@ class StageCache:
         """The one "load from the cache or compute" path of the project: (artifact, cached).
 
         Cached (as rank 0 sees it, so every rank agrees): `load(entry)`. Otherwise `compute(workdir)` runs and
-        `save(artifact, workdir)` fills the entry, sealed on success. In a world of several ranks rank 0 computes
+        `save(artifact, workdir)` fills the entry, sealed on success; the seconds the two took are recorded in its
+        `_meta.json` as `compute_seconds` (what `qarm-bench plan` estimates the suite's other entries from). In a world of several ranks rank 0 computes
         and writes while the others wait at a barrier and load the entry; a `collective` stage (alignment under
         DDP) is computed by every rank together, the others in a scratch folder, rank 0 writing the entry.
         """
@@ -130,14 +135,33 @@ class StageCache:
             return load(final), True
         artifact = None
         if world.is_main:
+            meta = dict(meta or {})
             with self.writing(stage, key, meta) as tmp:
+                t0 = time.monotonic()
                 artifact = compute(tmp)
                 save(artifact, tmp)
+                meta[COMPUTE_SECONDS] = round(time.monotonic() - t0, 3)
         elif collective:
             with tempfile.TemporaryDirectory(prefix=f"qarm-{stage}-rank{world.rank}-") as tmp:
                 artifact = compute(Path(tmp))
         world.barrier()
         return (artifact if artifact is not None else load(final)), False
+
+    def compute_seconds(self, stage: str) -> dict[str, list[float]]:
+        """{instance ("" for a single-entry stage): [compute seconds]} over the sealed entries of `stage` whose
+        `_meta.json` records them (entries written before it was recorded have none)."""
+        out: dict[str, list[float]] = {}
+        for meta in sorted((self.root / stage).glob(f"*/{META}")):
+            if not (meta.parent / SUCCESS).exists():
+                continue
+            try:
+                m = json.loads(meta.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            seconds = m.get(COMPUTE_SECONDS) if isinstance(m, dict) else None
+            if isinstance(seconds, int | float) and seconds >= 0:
+                out.setdefault(str(m.get("instance") or ""), []).append(float(seconds))
+        return out
 
     def clean_partial(self) -> int:
         """Remove temporary folders left by a killed run; returns how many were removed."""

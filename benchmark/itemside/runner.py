@@ -62,7 +62,11 @@ def run_item_side(cfg: SuiteConfig, cache: StageCache, keys: ItemSideKeys, *, de
                   say: Callable[[str], None] | None = None) -> ItemSide:
     """Compute or load every item-side entry of replicate `keys.seed`, in table order. `data`: an already loaded
     data artifact; `say`: where a status line per entry goes (default: stderr when `progress`, else nowhere —
-    a worker process that loads what its parent computed prints nothing)."""
+    a worker process that loads what its parent computed prints nothing).
+
+    With `progress`, one display on stderr: this replicate's bar (entries done, the entry being computed) and,
+    while an encoder or alignment runs, its own bar nested on the line below, erased when it ends
+    (qarm.progress); the status lines print above them."""
     from tqdm import tqdm
 
     say = say or (_say if progress else (lambda msg: None))
@@ -77,6 +81,8 @@ def run_item_side(cfg: SuiteConfig, cache: StageCache, keys: ItemSideKeys, *, de
             out["data"] = data
             bar.update(1)
             continue
+        label = f"{stage.name}/{inst}" if inst else stage.name
+        bar.set_postfix_str(f"{label} ...")  # an encoder's or alignment's own bar shows on the line below
         t0 = time.monotonic()
         artifact, cached = run_entry(cfg, cache, keys.seed, stage, inst, keys.key(stage.name, inst), out,
                                      device=device, world=world, progress=progress)
@@ -84,7 +90,6 @@ def run_item_side(cfg: SuiteConfig, cache: StageCache, keys: ItemSideKeys, *, de
             codes[inst] = artifact
         else:
             out[stage.name] = artifact
-        label = f"{stage.name}/{inst}" if inst else stage.name
         assert stage.describe is not None
         say(f"[{label:<8}] {stage.describe(artifact)}  ({'cached' if cached else f'{time.monotonic() - t0:.1f}s'})")
         bar.update(1)

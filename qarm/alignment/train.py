@@ -32,6 +32,7 @@ from qarm.encoders.image import ImageEncoder
 from qarm.encoders.text import TextEncoder
 from qarm.errors import QarmError
 from qarm.losses import info_nce
+from qarm.progress import progress_bar
 from qarm.ranks import ONE_PROCESS, Ranks
 
 DEFAULT_ALIGN = AlignConfig()
@@ -200,12 +201,7 @@ def align(
     params = [p for p in model.parameters() if p.requires_grad]
     best = ([p.detach().clone() for p in params], -1.0, 0)
     history: list[AlignEpoch] = []
-    epochs = range(1, config.epochs + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        epochs = tqdm(epochs, desc="align", unit="epoch")
-    for epoch in epochs:
+    for epoch in progress_bar(range(1, config.epochs + 1), progress, "align", "epoch"):
         loss = _epoch(trainer, opt, sched, train, config, rng, device, distributed, log_q)
         emb = embed_items(model, n, distributed=distributed).numpy()
         rec = recall_at_k(emb, val[:, 0], val[:, 1], config.recall_k, ranks=ranks) if len(val) else -1.0

@@ -23,6 +23,7 @@ from torch import nn
 
 from qarm.encoders.vision import VisionBackbone, efficientnet_lite0, load_hf_vision
 from qarm.errors import QarmError
+from qarm.progress import progress_bar
 from qarm.ranks import ONE_PROCESS, Ranks, gather_row_parts
 
 LITE0 = "efficientnet-lite0"
@@ -137,13 +138,8 @@ class ImageEncoder:
             raise QarmError("image encoder: paths must be a list of image files (no None; see ItemFeatures)")
         return self._pixels([_open_rgb(p) for p in paths])
 
-    def _chunks(self, n: int, progress: bool, desc: str) -> list[list[int]]:
-        chunks = [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            return list(tqdm(chunks, desc=desc, unit="batch"))
-        return chunks
+    def _chunks(self, n: int) -> list[list[int]]:
+        return [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
 
     def encode(self, paths: Sequence[str | Path], progress: bool = False, ranks: Ranks = ONE_PROCESS) -> np.ndarray:
         """Features (N, D) float32 for N image files, in input order (L2-normalised unless normalize=False).
@@ -152,8 +148,8 @@ class ImageEncoder:
             raise QarmError("image encoder: paths must be a list of image files (no None; see ItemFeatures)")
         out = np.zeros((len(paths), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            mine = ranks.mine(self._chunks(len(paths), progress and ranks.rank == 0, "encode images"))
-            for idx in mine:
+            mine = ranks.mine(self._chunks(len(paths)))
+            for idx in progress_bar(mine, progress and ranks.rank == 0, "encode images", "batch"):
                 f = self.backbone(self.preprocess([paths[i] for i in idx]).to(self.device)).float()
                 out[idx] = (F.normalize(f, dim=-1) if self.normalize else f).cpu().numpy()
         return gather_row_parts(out, mine, ranks)
@@ -166,7 +162,7 @@ class ImageEncoder:
             raise QarmError(f"image encoder: block index must be in [0, {self.num_blocks}], got {first}")
         parts = []
         with torch.inference_mode():
-            for idx in self._chunks(len(paths), progress, "cache image blocks"):
+            for idx in progress_bar(self._chunks(len(paths)), progress, "cache image blocks", "batch"):
                 x = self.preprocess([paths[i] for i in idx]).to(self.device)
                 parts.append(self.backbone.lower(x, first).float().cpu())
         return torch.cat(parts)

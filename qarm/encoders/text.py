@@ -20,6 +20,7 @@ from torch import nn
 
 from qarm.encoders.local import load_local
 from qarm.errors import QarmError
+from qarm.progress import progress_bar
 from qarm.ranks import ONE_PROCESS, Ranks, gather_row_parts
 
 
@@ -133,15 +134,10 @@ class TextEncoder:
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)
         return [list(x) for x in enc["input_ids"]]
 
-    def _batches(self, ids: list[list[int]], progress: bool, desc: str) -> list[np.ndarray]:
+    def _batches(self, ids: list[list[int]]) -> list[np.ndarray]:
         """Indices of length-sorted batches (longest first, so memory peaks at the start)."""
         order = np.argsort([-len(x) for x in ids], kind="stable")
-        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            return list(tqdm(chunks, desc=desc, unit="batch"))
-        return chunks
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def forward_hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """input_ids, mask: (B, T) int64 -> hidden states (B, T, H): the last layer's, or the input of transformer
@@ -165,8 +161,8 @@ class TextEncoder:
         if not ids:
             return out
         with torch.inference_mode():
-            mine = ranks.mine(self._batches(ids, progress and ranks.rank == 0, "encode text"))
-            for idx in mine:
+            mine = ranks.mine(self._batches(ids))
+            for idx in progress_bar(mine, progress and ranks.rank == 0, "encode text", "batch"):
                 input_ids, mask = collate([ids[i] for i in idx], self.pad_id)
                 h = self.forward_hidden(input_ids, mask)
                 out[idx] = F.normalize(mean_pool(h, mask.to(h.device)), dim=-1).float().cpu().numpy()
@@ -182,7 +178,7 @@ class TextEncoder:
         ids = self.tokenize(texts)
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
         with torch.inference_mode():
-            for idx in self._batches(ids, progress, "cache hidden states"):
+            for idx in progress_bar(self._batches(ids), progress, "cache hidden states", "batch"):
                 input_ids, mask = collate([ids[i] for i in idx], self.pad_id)
                 h = self.forward_hidden(input_ids, mask, layer=layer).float().cpu()
                 for row, i in enumerate(idx):

@@ -128,7 +128,8 @@ def test_plan_estimates_wall_time_from_cached_epochs(tmp_path: Path) -> None:
     assert est.seconds == pytest.approx((2 * 3 * 3.0 + 2 * 3 * GUESS_EPOCH_SECONDS["din"]) / 2)
     assert est.measured == ("dlrm",) and est.guessed == ("din",) and est.cells == 4
     text = est.render()
-    assert "from cached epoch timings: dlrm" in text and "per-model guess (no cached cell yet): din" in text
+    assert "from cached epoch timings: dlrm" in text and "per-model guess (no cached cell yet; " in text
+    assert text.endswith("scaled to 100,000 interactions): din")  # no data size given: MovieLens-100K's
 
 
 def test_quiet_keeps_only_the_summary_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 
 from benchmark.config.suite import load_config, quicken, split_seed_configs
 from benchmark.core.errors import ConfigError
