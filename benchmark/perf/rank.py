@@ -36,11 +36,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.cells.train import make_optimizers, train_step
+from benchmark.cells.pipeline import train_step
+from benchmark.cells.train import make_optimizers
 from recsys_models.batching import SplitArrays, batch_of
 from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
 from recsys_models.factory import batch_layout, build_model
 from recsys_models.features import FeatureSet, RankBatch
+from recsys_models.train_wrapper import RankerTrain
 
 # Where a step's time goes: the record_function labels of the models (recsys_models) and of `_profiled_step`.
 PHASES = ("lookup", "features", "attention", "interaction", "mlp", "loss+backward_other", "optimizer", "other")
@@ -144,11 +146,24 @@ def _time_interleaved(steps: dict[str, tuple[Callable[[RankBatch], None], list[R
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _step_fn(model: nn.Module, optimizers: list, forward: Callable[[RankBatch], torch.Tensor]) -> Callable:
-    loss_fn = nn.BCEWithLogitsLoss()
+class _Call(nn.Module):
+    """A forward that is not a ranker module (DIN/SIM's forward_reference, the plain-PyTorch DLRM), as a module
+    RankerTrain can put the loss around. Its parameters are the caller's (the optimisers hold them)."""
+
+    def __init__(self, forward: Callable[[RankBatch], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = forward
+
+    def forward(self, batch: RankBatch) -> torch.Tensor:
+        return self.fn(batch)
+
+
+def _step_fn(optimizers: list, forward: Callable[[RankBatch], torch.Tensor]) -> Callable:
+    """The training loop's own step (benchmark.cells.pipeline.train_step) on `forward` with its loss inside."""
+    model = RankerTrain(forward if isinstance(forward, nn.Module) else _Call(forward))
 
     def step(batch: RankBatch) -> None:
-        train_step(forward, optimizers, batch, loss_fn)  # the training loop's own step
+        train_step(model, optimizers, batch)
 
     return step
 
@@ -186,7 +201,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     if not args.skip_fused:
         try:
             dmp, opt = _sharded("dlrm", fs, cfg, "table_wise", codes)
-            steps["torchrec_fused"] = (_step_fn(dmp, [opt], dmp), batches["pooled"])
+            steps["torchrec_fused"] = (_step_fn([opt], dmp), batches["pooled"])
             parts["torchrec_fused"] = (dmp, [opt], batches["pooled"])
         except Exception as e:  # report why the fused path is unavailable rather than failing the benchmark
             notes["torchrec_fused"] = f"unavailable: {type(e).__name__}: {e}"
@@ -195,16 +210,16 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                                 ("sim_soft", "sim", soft)):
         model = build_model(model_name, fs, c, search_codes=codes)
         optimizers = make_optimizers(model, c)
-        steps[name] = (_step_fn(model, optimizers, model), batches[batch_layout(model_name)])
+        steps[name] = (_step_fn(optimizers, model), batches[batch_layout(model_name)])
         parts[name] = (model, optimizers, batches[batch_layout(model_name)])
         if args.reference and model_name != "dlrm":  # the same model and optimisers, the padded computation
-            steps[f"{name}_ref"] = (_step_fn(model, optimizers, model.forward_reference), steps[name][1])
+            steps[f"{name}_ref"] = (_step_fn(optimizers, model.forward_reference), steps[name][1])
             parts[f"{name}_ref"] = (model.forward_reference, optimizers, steps[name][1])
     for sparse in (False, True):
         model, opts, inputs = _plain(fs, cfg, batches["pooled"], sparse)
         lookup = {id(b): x for b, x in zip(batches["pooled"], inputs)}
         forward = (lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)]))  # noqa: E731
-        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(model, opts, forward), batches["pooled"])
+        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(opts, forward), batches["pooled"])
         parts["plain_sparse" if sparse else "plain_dense"] = (forward, opts, batches["pooled"])
     ms = _time_interleaved(steps, args.steps, args.warmup)
     result = _report(args, ms, notes)
