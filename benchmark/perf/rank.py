@@ -18,6 +18,11 @@ torch.profiler profile of a few steps grouped by the models' record_function lab
 they differentiate). `batch_build_ms`: building one batch (outside the timed step; training pays it per step).
 `--reference` adds DIN and SIM's padded reference computation (`forward_reference`) side by side.
 
+Pipeline rows (benchmark/perf/rank_pipeline.py; `--skip-pipeline` leaves them out): DLRM, DIN and SIM sharded
+as the training loop shards them, trained on the same batches from the same init through the loop's
+`run_batches` with and without TorchRec's TrainPipelineSparseDist, side by side: samples/s, final loss,
+held-out AUC, and how far apart the two runs' losses and predictions are.
+
 `--nproc-per-node N` (N > 1) instead times the sharded rankers (recsys_models.sharding, `--sharding`) in one
 process and in a spawned world of N gloo processes on the same global batches (each rank takes its part, as in
 training), and prints samples/s of both side by side. One thread per process.
@@ -60,10 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--skip-fused", action="store_true", help="skip the DistributedModelParallel path")
+    parser.add_argument("--skip-pipeline", action="store_true",
+                        help="skip the training loop with vs without TorchRec's TrainPipelineSparseDist (sharded "
+                             "DLRM/DIN/SIM, same init and batches: samples/s, final loss, held-out AUC)")
     parser.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                         help="N > 1: sharded DLRM/DIN/SIM samples/s in 1 process vs N processes (gloo)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "table_wise", "row_wise", "column_wise"],
-                        help="table placement of the sharded rankers (default: the planner's choice)")
+                        help="table placement of the sharded rankers of --nproc-per-node and of the pipeline rows "
+                             "(default: the planner's choice)")
     parser.add_argument("--reference", action="store_true",
                         help="also time DIN and SIM's padded reference computation (forward_reference, the path "
                              "before the jagged one) side by side: rows din_ref, sim_hard_ref, sim_soft_ref")
@@ -225,6 +234,11 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     result = _report(args, ms, notes)
     result.update(_costs(args, ms, parts))
     result["batch_build_ms"] = _build_ms(fs, raw)
+    if not args.skip_pipeline:
+        from benchmark.perf.rank_pipeline import measure_pipeline
+
+        held_out = _raw_batches(args, torch.Generator().manual_seed(1), n=2)
+        result["pipeline"] = measure_pipeline(args, fs, raw, held_out, codes, cfg)
     return result
 
 
@@ -477,4 +491,8 @@ def run(args: argparse.Namespace) -> int:
     for k in ("torchrec_path", "ratio_torchrec_vs_plain_dense", "ratio_torchrec_vs_best_plain",
               "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "share_of_dlrm", "batch_build_ms", "notes"):
         print(f"{k}: {result[k]}")
+    if "pipeline" in result:
+        from benchmark.perf.rank_pipeline import print_pipeline
+
+        print_pipeline(result["pipeline"])  # type: ignore[arg-type]
     return 0
