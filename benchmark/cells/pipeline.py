@@ -22,8 +22,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 import torch
+import torch.fx
 from torch import nn
 
+from benchmark.core.errors import ConfigError
 from recsys_models.features import RankBatch
 
 if TYPE_CHECKING:
@@ -86,4 +88,10 @@ def run_batches(model: nn.Module, batches: Iterable[RankBatch], optimizers: list
             out = pipeline.progress(it)
         except StopIteration:
             return
+        except torch.fx.proxy.TraceError as e:  # on the first batch: TorchRec traces the model to find the tables' inputs
+            raise ConfigError(
+                f"rank.pipeline: TorchRec's TrainPipelineSparseDist traces the ranker with torch.fx to find its sharded "
+                f"tables' inputs, and this ranker cannot be traced ({e}). Call the table collections on the batch's "
+                f"own fields and keep Python that reads tensors out of the modules above them (torch.fx.wrap, as "
+                f"recsys_models.din.din_head does; docs/extending.md), or set rank.pipeline = \"none\"") from e
         yield out

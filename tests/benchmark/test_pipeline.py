@@ -177,3 +177,31 @@ def test_pipeline_setting_is_checked_and_not_in_the_cell_key() -> None:
         TrainConfig(pipeline="fast")  # type: ignore[arg-type]
     a, b = (rank_key_slice(dataclasses.replace(CFG, pipeline=p)) for p in ("none", "sparse_dist"))
     assert a == b and "pipeline" not in a and a["sharded"] is True
+
+
+class _Untraceable(torch.nn.Module):
+    """A plugin-style ranker whose forward branches on a tensor's shape above its tables: torch.fx cannot trace it."""
+
+    def __init__(self, ranker: torch.nn.Module) -> None:
+        super().__init__()
+        self.ranker = ranker
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        if batch.hist.shape[1] > 0:
+            return self.ranker(batch)
+        return self.ranker(batch)
+
+
+def test_an_untraceable_ranker_gets_a_config_error_naming_the_setting(inputs: CellInputs) -> None:
+    from benchmark.core.errors import ConfigError
+
+    fs, layout = inputs.features, batch_layout("dlrm")
+    model = RankerTrain(_Untraceable(build_model("dlrm", fs, CFG)))
+    local = RankerTrain(_Untraceable(build_model("dlrm", fs, CFG, meta=True)))
+    dmp, opt = shard_model(local, model.state_dict(), device=CPU, sharding="table_wise")
+    arrays = split_arrays(inputs.train, max_hist=CFG.max_hist, n_items=N, n_users=U)
+    batches = [rank_batch(fs, arrays, idx, layout, 0, 1)[0] for idx in batch_rows(len(arrays), CFG.batch_size)]
+    dmp.train()
+    with pytest.raises(ConfigError, match=r'rank\.pipeline: .* cannot be traced .* or set rank\.pipeline = "none"'):
+        next(run_batches(dmp, batches, [opt], make_pipeline("sparse_dist", dmp, [opt], CPU)))
+    assert len(list(run_batches(dmp, batches, [opt]))) == len(batches)  # the plain loop trains it
