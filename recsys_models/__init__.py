@@ -17,10 +17,14 @@ loads nothing; import the modules you need:
                  the plain torch path and the fused (fbgemm) sharded path.
 - `sharding`     shard_model: DistributedModelParallel over every table of DLRM, DIN and SIM (planner:
                  auto, table-wise, row-wise or column-wise; fused optimiser; dense parts data-parallel).
+- `train_wrapper` RankerTrain: a ranker with its loss inside, batch -> (loss, (loss, logits, labels)) as TorchRec's
+                 DLRMTrain (what DistributedModelParallel wraps, and what TorchRec's train pipelines call); rank_loss.
 - profiling      the models label their parts with torch.profiler.record_function: qarm.lookup, qarm.features,
                  qarm.attention, qarm.interaction, qarm.mlp (`qarm-bench perf rank` groups a profile by them).
   DIN and SIM's `forward` is the fast (jagged, distinct-item) path; `forward_reference` the padded one it
-  replaced, kept as the slow reference (tests/recsys_models/test_fast_paths.py).
+  replaced, kept as the slow reference (tests/recsys_models/test_fast_paths.py). Their `forward` calls the table
+  collections first, on the batch's own fields, and the rest as one torch.fx-wrapped function (din_head,
+  sim_head), so TorchRec's pipeline tracer sees every sharded collection's input.
 
 Glossary:
     B   batch size (impressions)

@@ -185,12 +185,16 @@ def rank_batch(fs: FeatureSet, arrays: SplitArrays, idx: torch.Tensor, layout: L
     """This rank's part of the global batch idx (B,) for a sharded ranker: (batch, its rows (B_r,) padded as in
     `rank_rows`, their real-row mask (B_r,) bool). Every rank's batch has the same shape: B_r rows, and in the
     sequence layout the global batch's history width with one item bag per position (dedup=False), so the
-    per-item KJT is B_r (1 + T) bags on every rank."""
+    per-item KJT is B_r (1 + T) bags on every rank. The batch carries this rank's share of the global batch's
+    mean loss (`loss_mask` = the real rows, `loss_scale` = world / B: recsys_models.sharding.global_mean_bce)."""
     part, real = rank_rows(idx, rank, world)
     if layout == "pooled":
-        return batch_of(fs, arrays, part, layout), part, real
-    width = max(1, int(arrays.hist_len[idx].max())) if len(idx) else 1
-    return batch_of(fs, arrays, part, layout, width=width, dedup=False), part, real
+        batch = batch_of(fs, arrays, part, layout)
+    else:
+        width = max(1, int(arrays.hist_len[idx].max())) if len(idx) else 1
+        batch = batch_of(fs, arrays, part, layout, width=width, dedup=False)
+    batch.loss_mask, batch.loss_scale = real, world / max(len(idx), 1)
+    return batch, part, real
 
 
 def iter_batches(

@@ -20,6 +20,8 @@ ShardingName = Literal["auto", "table_wise", "row_wise", "column_wise"]
 SHARDINGS: tuple[ShardingName, ...] = get_args(ShardingName)
 TableOptimizerName = Literal["adagrad", "rowwise_adagrad", "adam"]  # recsys_models.optimizers.table_optimizer
 TABLE_OPTIMIZERS: tuple[TableOptimizerName, ...] = get_args(TableOptimizerName)
+PipelineName = Literal["auto", "sparse_dist", "none"]  # benchmark.cells.pipeline
+PIPELINES: tuple[PipelineName, ...] = get_args(PipelineName)
 CW_ALIGN = 4  # fbgemm's column alignment: a column shard's width is a multiple of 4 (torchrec `_find_base_dim`)
 
 
@@ -124,7 +126,11 @@ class TrainConfig:
     backward) even in one process (`--nproc-per-node N > 1` sets it: every ranker is sharded on several ranks);
     sharding: how the planner places each table, "auto" (its own choice) or every table "table_wise",
     "row_wise" or "column_wise" (recsys_models.sharding; column-wise cuts every table into shards of a width
-    that is a multiple of 4, so it needs embedding_dim a multiple of 4 and at least 8)."""
+    that is a multiple of 4, so it needs embedding_dim a multiple of 4 and at least 8);
+    pipeline: how a sharded ranker's batches run, "sparse_dist" (TorchRec's TrainPipelineSparseDist: the next
+    batch's copy to the device and the sharded tables' input distribution overlap this batch's forward and
+    backward; needs sharded), "none" (one batch after the other) or "auto" (sparse_dist for a sharded ranker on
+    CUDA, else none). It changes when a batch moves, not what a step computes, so it is not in a cell's key."""
 
     epochs: int = 10
     batch_size: int = 1024
@@ -138,6 +144,7 @@ class TrainConfig:
     max_hist: int = 50
     sharded: bool = False
     sharding: ShardingName = "auto"
+    pipeline: PipelineName = "auto"
     dlrm: DlrmConfig = field(default_factory=DlrmConfig)
     din: DinConfig = field(default_factory=DinConfig)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -149,6 +156,10 @@ class TrainConfig:
         require(self, "lr", self.lr > 0, "a number > 0")
         require(self, "emb_lr", self.emb_lr > 0, "a number > 0")
         require(self, "weight_decay", self.weight_decay >= 0, "a number >= 0")
+        require(self, "pipeline", self.pipeline in PIPELINES, f"one of {', '.join(PIPELINES)}")
+        require(self, "pipeline", self.pipeline != "sparse_dist" or self.sharded,
+                "'auto' or 'none' unless rank.sharded = true (TrainPipelineSparseDist pipelines the sharded "
+                "tables' input distribution; there is none without them)")
         problem = sharding_problem(self.sharding, self.emb_optimizer, self.embedding_dim)
         if problem:
             raise RankConfigError(type(self).__name__, "sharding", problem)

@@ -9,6 +9,7 @@ unless DinConfig.user_context is off (RecBole's DIN: user features are not input
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
 from torch.profiler import record_function
 
@@ -47,19 +48,11 @@ class DIN(nn.Module):
         self.max_len = max_len
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
+        # The table lookups first, straight from the batch's fields (what TorchRec's pipelines trace to start the
+        # sharded tables' input distribution one batch ahead), then the rest in one call the tracer does not enter.
         rep = self.items.represent(batch)  # (U, D_i): every distinct item of the batch once
-        assert batch.target_pos is not None and batch.hist_pos is not None
-        with record_function("qarm.features"):
-            # DIN attends over the latest max_len positives only (the history is oldest first).
-            positions, mask = latest_positions(batch.hist_len, min(self.max_len, batch.hist.shape[1]))
-            sel = select_items(batch.hist_pos, positions, mask)
-            # the target rows and the attended keys in one gather (one gradient scatter back into rep)
-            target, keys = rep.index_select(0, torch.cat([batch.target_pos, sel.item])).split(
-                [len(batch.target_pos), len(sel.item)])
-        with record_function("qarm.attention"):
-            interest = self.attention.forward_jagged(target, rep, sel, keys)
-        with record_function("qarm.mlp"):
-            return self.head(torch.cat([*self._context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
+        context = None if self.context is None else self.context(batch)
+        return din_head(self, batch, rep, context)
 
     def _context(self, batch: RankBatch) -> list[torch.Tensor]:
         return [] if self.context is None else [self.context(batch)]
@@ -76,6 +69,28 @@ class DIN(nn.Module):
                 interest = self.attention(target, gather_positions(hist, positions), mask)
         with record_function("qarm.mlp"):
             return self.head(torch.cat([*self._context(batch), target, interest, batch.dense], dim=-1)).squeeze(-1)
+
+
+def din_head(din: DIN, batch: RankBatch, rep: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """DIN after its lookups: the distinct items' rows rep (U, D_i) and the context (B, F_c * D), or None without
+    user context -> logits (B,).
+    Its shapes steer Python (min, len), so TorchRec's pipeline tracer records it as one call (`torch.fx.wrap`)."""
+    assert batch.target_pos is not None and batch.hist_pos is not None
+    with record_function("qarm.features"):
+        # DIN attends over the latest max_len positives only (the history is oldest first).
+        positions, mask = latest_positions(batch.hist_len, min(din.max_len, batch.hist.shape[1]))
+        sel = select_items(batch.hist_pos, positions, mask)
+        # the target rows and the attended keys in one gather (one gradient scatter back into rep)
+        target, keys = rep.index_select(0, torch.cat([batch.target_pos, sel.item])).split(
+            [len(batch.target_pos), len(sel.item)])
+    with record_function("qarm.attention"):
+        interest = din.attention.forward_jagged(target, rep, sel, keys)
+    with record_function("qarm.mlp"):
+        return din.head(torch.cat([*([] if context is None else [context]), target, interest, batch.dense],
+                                  dim=-1)).squeeze(-1)
+
+
+torch.fx.wrap("din_head")
 
 
 def build_din(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: DinConfig = DEFAULT_DIN, *,

@@ -19,7 +19,8 @@ DEFAULT_DLRM = DlrmConfig()
 
 
 class DlrmRanker(nn.Module):
-    """Adapts a torchrec DLRM to `RankBatch` -> logits (B,). The loss lives in the training loop."""
+    """Adapts a torchrec DLRM to `RankBatch` -> logits (B,). The loss is put around it by
+    recsys_models.train_wrapper.RankerTrain (TorchRec's DLRMTrain idiom)."""
 
     def __init__(self, dlrm: DLRM) -> None:
         super().__init__()

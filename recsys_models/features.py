@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.streamable import Pipelineable
 
 from recsys_models.errors import RecsysModelError
 
@@ -218,13 +219,17 @@ def _check(name: str, t: torch.Tensor | None, shape: tuple[int, int], dtype: tor
 
 
 @dataclass
-class RankBatch:
+class RankBatch(Pipelineable):
     """Model input for B impressions (history padded to T, left-aligned, most recent at hist_len - 1).
 
     sparse: KJT with `spec.kjt_keys(layout)`.  dense: (B, spec.dense_in_features) float32.  labels: (B,) float32.
     item_idx: (B,) int64.  hist: (B, T) int64, 0 beyond hist_len.  hist_len: (B,) int64.
     Sequence layout only: items: KJT over the batch's U distinct items (`spec.item_keys()`); unique_items (U,)
     int64 their item_idx; target_pos (B,) and hist_pos (B, T) int64 positions into them (0 beyond hist_len).
+    The loss of the batch (recsys_models.train_wrapper.rank_loss): loss_scale None: the mean BCE of its rows;
+    else loss_scale * (sum of the BCE of the rows loss_mask (B,) bool keeps; all rows when None), a sharded
+    rank's share of its global batch's mean (recsys_models.batching.rank_batch).
+    A TorchRec `Pipelineable` (`to`, `record_stream`), so TorchRec's train pipelines can move it.
     """
 
     sparse: KeyedJaggedTensor
@@ -237,6 +242,8 @@ class RankBatch:
     unique_items: torch.Tensor | None = None
     target_pos: torch.Tensor | None = None
     hist_pos: torch.Tensor | None = None
+    loss_mask: torch.Tensor | None = None
+    loss_scale: float | None = None
 
     def to(self, device: torch.device, non_blocking: bool = False) -> RankBatch:
         """The same batch on `device`, every field moved (a no-op when it is already there). non_blocking: an
@@ -248,6 +255,15 @@ class RankBatch:
     def pin_memory(self) -> RankBatch:
         """The same batch with every tensor in page-locked host memory (needs a CUDA build of torch)."""
         return self._map(lambda t: t.pin_memory())
+
+    def record_stream(self, stream: torch.Stream) -> None:
+        """Mark every tensor as used by `stream` (a CUDA stream: TorchRec's pipelines copy a batch on one stream
+        and read it on another)."""
+        def mark(t: _Movable) -> _Movable:
+            t.record_stream(stream)  # type: ignore[arg-type]
+            return t
+
+        self._map(mark)
 
     def _map(self, fn: Callable[[_Movable], _Movable]) -> RankBatch:
         # Over dataclasses.fields, so a field added later moves too (a hand-written list once dropped the

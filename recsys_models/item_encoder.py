@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 from torch import nn
 from torch.profiler import record_function
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys_models.errors import RecsysModelError
 from recsys_models.features import FeatureSpec, RankBatch, context_bag_configs, history_mask, item_bag_configs
@@ -55,13 +56,10 @@ class SequenceItemEncoder(nn.Module):
                                    "build_batch(..., layout='sequence')")
         with record_function("qarm.lookup"):
             parts = None if by_collection else self._single_token_rows(batch.items)
-            if parts is None:
-                pooled = self.collection(batch.items)
-                if pooled.keys() == self.keys and self.content is None:
-                    return pooled.values()  # already the fields side by side in key order: no split and re-join
-                parts = [pooled[k] for k in self.keys]  # each (U, D)
+            if parts is None:  # the collection pools the bags (its call is what TorchRec's pipelines trace)
+                return pooled_item_rows(self, self.collection(batch.items), batch.unique_items)
             if self.content is not None and self.project is not None:
-                parts.append(self._projected(batch.unique_items))
+                parts.append(self.projected(batch.unique_items))
             return torch.cat(parts, dim=-1)  # (U, D_i)
 
     def _single_token_rows(self, items: KeyedJaggedTensor) -> list[torch.Tensor] | None:
@@ -78,13 +76,28 @@ class SequenceItemEncoder(nn.Module):
         bags = self.collection.embedding_bags
         return [bags[self.tables[k]].weight.index_select(0, values[j]) for j, k in enumerate(self.keys)]
 
-    def _projected(self, idx: torch.Tensor) -> torch.Tensor:
+    def projected(self, idx: torch.Tensor) -> torch.Tensor:
         """project(content[idx]) for idx (U,). When the catalogue has fewer rows than idx holds, projecting the
         whole table once and gathering D-wide rows is cheaper than gathering d-wide rows (d = 384 for MiniLM)."""
         assert self.content is not None and self.project is not None
         if self.content.shape[0] <= idx.numel():
             return self.project(self.content).index_select(0, idx)
         return self.project(self.content[idx])
+
+
+def pooled_item_rows(encoder: SequenceItemEncoder, pooled: KeyedTensor, unique_items: torch.Tensor) -> torch.Tensor:
+    """(U, D_i) from the collection's pooled fields (a KeyedTensor, U rows per key) and the projected content of
+    the items unique_items (U,) int64. Its branches read the KeyedTensor's keys, so TorchRec's pipeline tracer (torch.fx) records it as one
+    call (`torch.fx.wrap` below) instead of entering it."""
+    if pooled.keys() == encoder.keys and encoder.content is None:
+        return pooled.values()  # already the fields side by side in key order: no split and re-join
+    parts = [pooled[k] for k in encoder.keys]  # each (U, D)
+    if encoder.content is not None and encoder.project is not None:
+        parts.append(encoder.projected(unique_items))
+    return torch.cat(parts, dim=-1)
+
+
+torch.fx.wrap("pooled_item_rows")
 
 
 class ContextEncoder(nn.Module):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.fx
 from torch import nn
 from torch.profiler import record_function
 
@@ -123,24 +124,11 @@ class SIM(nn.Module):
             return torch.where(mask, top.indices, 0), mask
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
+        # The table lookups first, straight from the batch's fields (what TorchRec's pipelines trace to start the
+        # sharded tables' input distribution one batch ahead), then the rest in one call the tracer does not enter.
         rep = self.items.represent(batch)  # (U, D_i): every distinct item of the batch once
-        assert batch.target_pos is not None and batch.hist_pos is not None
-        with record_function("qarm.features"):
-            positions, mask = self.select(batch, rep.detach())
-            recent_pos, recent_mask = latest_positions(batch.hist_len, min(self.recent, batch.hist.shape[1]))
-            # The target and the ESU's keys straight from the distinct items, in one gather (one gradient
-            # scatter back): the (B, T, D_i) history is never materialised.
-            long_idx, short_idx = batch.hist_pos.gather(1, positions), batch.hist_pos.gather(1, recent_pos)
-            rows = rep.index_select(0, torch.cat([batch.target_pos, long_idx.reshape(-1), short_idx.reshape(-1)]))
-            target, long_keys, short_keys = rows.split([len(batch.target_pos), long_idx.numel(), short_idx.numel()])
-            long_keys = long_keys.view(*long_idx.shape, -1)  # (B, K, D_i)
-            short_keys = short_keys.view(*short_idx.shape, -1)  # (B, recent, D_i)
-        with record_function("qarm.attention"):
-            long_term = self.esu(target, long_keys, mask)
-            short_term = self.short(target, short_keys, recent_mask)
         context = self.context(batch)
-        with record_function("qarm.mlp"):
-            return self.head(torch.cat([context, target, long_term, short_term, batch.dense], dim=-1)).squeeze(-1)
+        return sim_head(self, batch, rep, context)
 
     def select_reference(self, batch: RankBatch, target: torch.Tensor,
                          hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,6 +152,31 @@ class SIM(nn.Module):
         context = self.context(batch)
         with record_function("qarm.mlp"):
             return self.head(torch.cat([context, target, long_term, short_term, batch.dense], dim=-1)).squeeze(-1)
+
+
+def sim_head(sim: SIM, batch: RankBatch, rep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """SIM after its lookups: the distinct items' rows rep (U, D_i) and the context (B, F_c * D) -> logits (B,).
+    Its shapes and search mode steer Python, so TorchRec's pipeline tracer records it as one call
+    (`torch.fx.wrap`)."""
+    assert batch.target_pos is not None and batch.hist_pos is not None
+    with record_function("qarm.features"):
+        positions, mask = sim.select(batch, rep.detach())
+        recent_pos, recent_mask = latest_positions(batch.hist_len, min(sim.recent, batch.hist.shape[1]))
+        # The target and the ESU's keys straight from the distinct items, in one gather (one gradient
+        # scatter back): the (B, T, D_i) history is never materialised.
+        long_idx, short_idx = batch.hist_pos.gather(1, positions), batch.hist_pos.gather(1, recent_pos)
+        rows = rep.index_select(0, torch.cat([batch.target_pos, long_idx.reshape(-1), short_idx.reshape(-1)]))
+        target, long_keys, short_keys = rows.split([len(batch.target_pos), long_idx.numel(), short_idx.numel()])
+        long_keys = long_keys.view(*long_idx.shape, -1)  # (B, K, D_i)
+        short_keys = short_keys.view(*short_idx.shape, -1)  # (B, recent, D_i)
+    with record_function("qarm.attention"):
+        long_term = sim.esu(target, long_keys, mask)
+        short_term = sim.short(target, short_keys, recent_mask)
+    with record_function("qarm.mlp"):
+        return sim.head(torch.cat([context, target, long_term, short_term, batch.dense], dim=-1)).squeeze(-1)
+
+
+torch.fx.wrap("sim_head")
 
 
 def build_sim(spec: FeatureSpec, content: torch.Tensor | None = None, cfg: SimConfig = DEFAULT_SIM, *,

@@ -13,8 +13,9 @@ CUDA machine with nothing but torch + transformers still checks the torch-only p
     faiss       faiss GPU k-means vs CPU (reconstruction error within 1%) and flat top-k search (faiss-gpu)
     ddp         alignment under DDP with the negatives gathered across ranks (torchrun: 2 GPU processes when there
                 are 2 GPUs, else 1) vs one CPU process (torch only)
-    dmp         sharded DLRM/DIN/SIM in DistributedModelParallel on all visible GPUs (nccl, torchrun) vs the same on
-                the CPU (gloo) (torchrec + the CUDA fbgemm-gpu)
+    dmp         sharded DLRM/DIN/SIM in DistributedModelParallel on all visible GPUs (nccl, torchrun), trained and
+                scored through TorchRec's TrainPipelineSparseDist (rank.pipeline = "auto" on CUDA), vs the same on
+                the CPU (gloo, 1 process, the plain loop) (torchrec + the CUDA fbgemm-gpu)
     batchmove   tests/recsys_models/test_batch_move.py, its CUDA case included (RankBatch.to / pin_memory; torchrec)
 
 Every step compares two configurations (a device and a number of processes); one compared with itself checks
@@ -390,14 +391,17 @@ def step_dmp(dev: torch.device, quick: bool) -> tuple[bool, str]:
     need("torchrec", "fbgemm_gpu", "polars")
     if dev.type == "cuda" and not hasattr(torch.ops.fbgemm, "asynchronous_complete_cumsum"):
         raise Skip("fbgemm_gpu's ops are not loaded (install the CUDA fbgemm-gpu==1.8.0 matching this torch)")
-    # GPU DMP on every visible GPU against CPU DMP (gloo, 1 process); the dry run: 2 CPU processes against 1
+    # GPU DMP on every visible GPU against CPU DMP (gloo, 1 process); the dry run: 2 CPU processes against 1. The
+    # setup under test trains and scores through TorchRec's TrainPipelineSparseDist (what rank.pipeline = "auto"
+    # does on CUDA; in the dry run on CPU), the 1-process CPU reference batch after batch.
     ngpu = torch.cuda.device_count() if dev.type == "cuda" else 2
     setups = distinct((dev.type, ngpu), ("cpu", 1))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for device, world in setups:
+        for (device, world), loop in zip(setups, ("sparse_dist", "none")):
             path = f"{tmp}/{device}{world}.json"
-            r = _torchrun(world, "dmp-worker", "--out", path, "--device", device, *(["--quick"] if quick else []))
+            r = _torchrun(world, "dmp-worker", "--out", path, "--device", device, "--pipeline", loop,
+                          *(["--quick"] if quick else []))
             if r.returncode != 0:
                 return False, f"torchrun with {world} process(es) on {device} failed:\n{r.stderr[-3000:]}"
             out[(device, world)] = json.loads(Path(path).read_text())
@@ -406,7 +410,8 @@ def step_dmp(dev: torch.device, quick: bool) -> tuple[bool, str]:
     for model in out[b]:
         diff = float(np.abs(np.array(out[b][model]["pred"]) - np.array(out[a][model]["pred"])).max())
         ok &= diff < 1e-3
-        sps = ", ".join(f"{d} x {w} {out[(d, w)][model]['samples_per_s']:,.0f}/s" for d, w in setups)
+        sps = ", ".join(f"{d} x {w} ({out[(d, w)][model]['loop']} loop) {out[(d, w)][model]['samples_per_s']:,.0f}/s"
+                        for d, w in setups)
         lines.append(f"{model} ({out[a][model]['plan']}): {sps}; predictions max|diff| {diff:.1e}")
     where = f"{ngpu} GPU(s)" if dev.type == "cuda" else "2 CPU processes (dry run)"
     return ok, f"DMP on {where} vs 1 CPU process:\n      " + "\n      ".join(lines)
@@ -501,14 +506,19 @@ def step_batchmove(dev: torch.device, quick: bool) -> tuple[bool, str]:
 
 
 def dmp_worker(args: argparse.Namespace) -> None:
-    """One torchrun rank: sharded DLRM/DIN/SIM trained on the same global batches, predictions gathered."""
+    """One torchrun rank: sharded DLRM/DIN/SIM trained on the same global batches, predictions gathered. As the
+    training loop runs them: DMP(RankerTrain(ranker)), the batches through benchmark.cells.pipeline with
+    rank.pipeline = `--pipeline` ("auto": TorchRec's TrainPipelineSparseDist on CUDA, evaluation through it too,
+    the plain loop on CPU; "sparse_dist": the pipeline on CPU as well)."""
     import torch.distributed as dist
 
     from benchmark.cells.inputs import build_features
+    from benchmark.cells.pipeline import make_pipeline, pipeline_kind, run_batches
     from recsys_models.batching import SplitArrays, batch_rows, rank_batch
     from recsys_models.config import SimConfig, TrainConfig
     from recsys_models.factory import batch_layout, build_model
-    from recsys_models.sharding import global_mean_bce, shard_model
+    from recsys_models.sharding import shard_model
+    from recsys_models.train_wrapper import RankerTrain
 
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     device = torch.device("cuda", local) if args.device == "cuda" else torch.device("cpu")
@@ -526,41 +536,48 @@ def dmp_worker(args: argparse.Namespace) -> None:
     arrays = SplitArrays.from_padded(torch.randint(0, n_users, (n,), generator=g), items, (items % 3 == 0).float(),
                                      hist, hist_len)
     cfg = TrainConfig(embedding_dim=16, sim=SimConfig(top_k=8, recent=4))
+    kind = pipeline_kind(args.pipeline, True, device)
     result = {}
     for name in ("dlrm", "din", "sim"):
         torch.manual_seed(0)
         layout = batch_layout(name)
-        state = build_model(name, fs, cfg, search_codes=codes).state_dict()
-        dmp, opt = shard_model(build_model(name, fs, cfg, search_codes=codes, meta=True), state, device=device)
+        state = RankerTrain(build_model(name, fs, cfg, search_codes=codes)).state_dict()
+        dmp, opt = shard_model(RankerTrain(build_model(name, fs, cfg, search_codes=codes, meta=True)), state,
+                               device=device)
+        pipeline = make_pipeline(kind, dmp, [opt], device)
+        parts: list = []  # (rows, real) of this rank's part of each scored batch, in order
+
+        def feed(indices: list, layout: str = layout, pipeline: object = pipeline, parts: list | None = None):  # noqa: ANN202
+            for idx in indices:  # this rank's part of each batch, fed as benchmark.cells.train feeds it
+                b, part, real = rank_batch(fs, arrays, idx, layout, rank, world)
+                if parts is not None:
+                    parts.append((part, real))
+                yield b.to(device) if pipeline is None else b.pin_memory() if device.type == "cuda" else b
+
         order = list(batch_rows(n, batch, torch.Generator().manual_seed(1)))[:steps]
         start = None
-        for i, idx in enumerate(order):
-            if i == 1:  # the first step (kernels, allocator) is not timed
+        dmp.train()
+        for i, _ in enumerate(run_batches(dmp, feed(order), [opt], pipeline)):
+            if i == 0:  # the first step (kernels, allocator, the pipeline's trace) is not timed
                 torch.cuda.synchronize() if device.type == "cuda" else None
                 start = time.perf_counter()
-            b, _, real = rank_batch(fs, arrays, idx, layout, rank, world)
-            b = b.to(device)
-            loss = global_mean_bce(dmp(b), b.labels, len(idx), world, real.to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
         torch.cuda.synchronize() if device.type == "cuda" else None
         secs = time.perf_counter() - (start or time.perf_counter())
         dmp.eval()
-        preds, rows = [], []
         with torch.no_grad():
-            for idx in batch_rows(4096, 1024):
-                b, part, real = rank_batch(fs, arrays, idx, layout, rank, world)
-                p = torch.sigmoid(dmp(b.to(device))).cpu()
-                preds.append(p[real])
-                rows.append(part[real])
+            preds = [torch.sigmoid(logits).cpu()
+                     for _, logits, _ in run_batches(dmp, feed(list(batch_rows(4096, 1024)), parts=parts), [opt],
+                                                     pipeline)]
+        rows = [part[real] for part, real in parts]
+        preds = [p[real] for p, (_, real) in zip(preds, parts, strict=True)]
         gathered: list = [None] * world
         dist.all_gather_object(gathered, (torch.cat(rows), torch.cat(preds)))
         full = torch.zeros(4096)
         for r, p in gathered:
             full[r] = p
         result[name] = {"pred": full.tolist(), "samples_per_s": batch * (steps - 1) / max(secs, 1e-9),
-                        "plan": ", ".join(sorted(set(v.split(" ranks")[0] for v in dmp.plan_summary.values())))}
+                        "plan": ", ".join(sorted(set(v.split(" ranks")[0] for v in dmp.plan_summary.values()))),
+                        "loop": kind}
     if rank == 0:
         Path(args.out).write_text(json.dumps(result))
     dist.destroy_process_group()
@@ -582,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hide", default="", help="comma-separated packages to make unimportable (testing the skips)")
     p.add_argument("--out", default="", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
+    p.add_argument("--pipeline", default="auto", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.hide:
         sys.meta_path[:] = [_Hide(set(args.hide.split(",")), list(sys.meta_path))]

@@ -98,6 +98,11 @@ def test_plugin_ranker_shards_like_a_builtin(plugin_installed: None) -> None:
     sharded = train_cell("pooled_mlp", inputs, dataclasses.replace(cfg, sharded=True), seed=0)
     assert sharded.sharding_plan and math.isfinite(sharded.test["all"]["auc"])
     assert plain.n_embedding_parameters == sharded.n_embedding_parameters
+    # and through TorchRec's TrainPipelineSparseDist, as it runs on CUDA: the same figures
+    piped = train_cell("pooled_mlp", inputs, dataclasses.replace(cfg, sharded=True, pipeline="sparse_dist"), seed=0)
+    assert piped.pipeline == "sparse_dist" and piped.test["all"] == sharded.test["all"]  # (the cold slice is empty: NaN)
+    assert piped.test_predictions.equals(sharded.test_predictions)
+    assert [h.train_loss for h in piped.history] == [h.train_loss for h in sharded.history]
     torch.manual_seed(0)
 
 

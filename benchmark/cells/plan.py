@@ -8,6 +8,7 @@ it back off a config or a built model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from benchmark.config.suite import SuiteConfig, slice_hash
 from benchmark.config.variants import get_variant
@@ -16,6 +17,7 @@ from benchmark.core.configlib import plain_without_defaults
 from benchmark.itemside import compute as P
 from benchmark.itemside.stages import SIM_SEARCH_CODE_SET, ItemSideKeys
 from qarm.quantize.config import TokenizeConfig
+from recsys_models.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,16 @@ class CellPlan:
 RANK_LATER_FIELDS = ("din.user_context",)
 
 
+def rank_key_slice(rank: TrainConfig) -> dict[str, Any]:
+    """The `[rank]` settings that enter a cell's key: all but `pipeline`, which decides when a batch moves
+    (TorchRec's TrainPipelineSparseDist or the plain loop), not what a step computes
+    (tests/benchmark/test_pipeline.py: the same losses and predictions), and without RANK_LATER_FIELDS left at
+    their defaults."""
+    out = plain_without_defaults(rank, RANK_LATER_FIELDS)
+    del out["pipeline"]
+    return out
+
+
 def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemSideKeys) -> CellPlan:
     """Decide what the cell reads. SIM with `rank.sim.search = "hard"` matches on the frozen RQ codes for every
     variant (`search_codes = "frozen"`, one change at a time) or on the variant's own RQ codes ("own": a variant
@@ -67,7 +79,7 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
         upstream.append(keys.key("frozen" if v.dense == "frozen" else "align"))
     for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n):
         upstream.append(keys.key("codes", name))
-    slice_ = {"rank": plain_without_defaults(cfg.rank, RANK_LATER_FIELDS), "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
+    slice_ = {"rank": rank_key_slice(cfg.rank), "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
               "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
     if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
         slice_["tokens"] = cfg.quantize.tokens

@@ -2,9 +2,11 @@
 
 A ranker is a RankerSpec: the batch layout it reads ("pooled": every bag pooled, as DLRM; "sequence": per-item
 representations of the target and the history, as DIN and SIM) and `build(fs, cfg, ctx) -> nn.Module`, a module
-mapping a recsys_models.features.RankBatch to logits (B,). The training loop owns the loss, the optimisers,
-sharding (every TorchRec EmbeddingBagCollection / EmbeddingCollection in the module is sharded the same way),
-the device, the metrics and the logging, so a plugin ranker gets all of them as the built-ins do. The built-ins
+mapping a recsys_models.features.RankBatch to logits (B,). The training loop owns the loss (it wraps the module in
+recsys_models.train_wrapper.RankerTrain, the loss inside as TorchRec's DLRMTrain), the optimisers, sharding (every
+TorchRec EmbeddingBagCollection / EmbeddingCollection in the module is sharded the same way), the pipeline
+(benchmark.cells.pipeline), the device, the metrics and the logging, so a plugin ranker gets all of them as the
+built-ins do. The built-ins
 (DLRM, DIN, SIM) are declared as entry points of the group qarm_bench.rankers in pyproject.toml, the door a
 plugin package uses too (docs/extending.md).
 """

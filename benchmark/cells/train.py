@@ -12,6 +12,11 @@ Early stopping on validation AUC (BARS/FuxiCTR: `monitor: AUC`, patience 2); the
 scored whenever validation AUC improves, so the reported test metrics are those of the best epoch.
 Deterministic on CPU under a seed (init and shuffling draw from seeded generators). Never logs to
 MLflow: the lead logs the returned values (and per epoch through `on_epoch`).
+The loss lives in the model, as in TorchRec's examples: every ranker is trained as
+recsys_models.train_wrapper.RankerTrain (sharded: DistributedModelParallel(RankerTrain)), which returns
+(loss, (loss, logits, labels)); training and evaluation run the batches through benchmark.cells.pipeline
+(`rank.pipeline`: TorchRec's TrainPipelineSparseDist for a sharded ranker, by default on CUDA only, or the
+plain loop).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -32,13 +39,18 @@ from tqdm import tqdm
 
 from benchmark.cells.inputs import CellInputs
 from benchmark.cells.metrics import all_metrics, slice_bootstrap, slice_metrics
+from benchmark.cells.pipeline import make_pipeline, pipeline_kind, run_batches
 from benchmark.cells.rankers import BuildContext, get_ranker
 from benchmark.core.records import EpochRecord, epoch_metrics
 from benchmark.core.world import World
-from recsys_models.batching import SplitArrays, batch_of, batch_rows, iter_batches, rank_batch, split_arrays
+from recsys_models.batching import SplitArrays, batch_of, batch_rows, rank_batch, split_arrays
 from recsys_models.config import TrainConfig
 from recsys_models.features import FeatureSet, Layout, RankBatch
 from recsys_models.optimizers import table_optimizer
+from recsys_models.train_wrapper import RankerTrain
+
+if TYPE_CHECKING:
+    from torchrec.distributed.train_pipeline import TrainPipeline
 
 # torchrec calls torch.fx's is_fx_tracing() on every forward; torch 2.13 logs a deprecation warning for it once per
 # process ("is_fx_tracing will return true for both fx.symbolic_trace and torch.export ..."), which a run's worker
@@ -51,7 +63,8 @@ class TrainedCell:
     """What training one cell gives: per-epoch history, the best validation epoch and its metrics, test metrics
     per slice (all, cold, warm, pop_bucket_<b>) at that epoch, the test predictions (user_idx, item_idx, label,
     pred; None on a rank other than 0 of several: only rank 0 assembles them), the parameter count (of the
-    unsharded model) and, when sharded, the plan: {table: "<sharding type> ranks [..]"}."""
+    unsharded model), when sharded, the plan: {table: "<sharding type> ranks [..]"}, and the pipeline the
+    batches ran through ("sparse_dist" or "none": benchmark.cells.pipeline)."""
 
     history: tuple[EpochRecord, ...]
     best_epoch: int
@@ -62,6 +75,7 @@ class TrainedCell:
     n_dense_parameters: int
     test_bootstrap: dict[str, tuple[float, float] | None]
     sharding_plan: dict[str, str] = field(default_factory=dict)
+    pipeline: str = "none"
 
 
 def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -80,74 +94,70 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opti
             table_optimizer(cfg.emb_optimizer, cfg.emb_lr).build(emb)]
 
 
+def _feed(batch: RankBatch, device: torch.device, pipeline: TrainPipeline | None) -> RankBatch:
+    """A batch as the loop takes it: on the device for the plain loop; a pipeline copies it itself (from pinned
+    memory on CUDA, so the copy overlaps the previous batch's compute)."""
+    if pipeline is None:
+        return batch.to(device)
+    return batch.pin_memory() if device.type == "cuda" else batch
+
+
 @torch.no_grad()
 def predict(model: nn.Module, fs: FeatureSet, arrays: SplitArrays, batch_size: int,
             layout: Layout = "pooled", device: torch.device | None = None,
-            world: World | None = None) -> np.ndarray | None:
-    """Click probabilities (n,) float64 of a split, in row order. Several ranks: each scores its part of every
-    batch (all ranks must call it: the sharded forward is collective), and the parts are gathered to rank 0,
-    which returns the whole split; the other ranks return None."""
+            world: World | None = None, pipeline: TrainPipeline | None = None) -> np.ndarray | None:
+    """Click probabilities (n,) float64 of a split, in row order. model: a ranker with its loss inside
+    (RankerTrain, or a DMP of one), in eval mode through `pipeline` when given (the training pipeline, as
+    TorchRec's examples evaluate), else batch after batch. Several ranks: each scores its part of every batch
+    (all ranks must call it: the sharded forward is collective), and the parts are gathered to rank 0, which
+    returns the whole split; the other ranks return None."""
     model.eval()
     device = device or torch.device("cpu")
     world = world or World()
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # several ranks: (rows (B_r,), real (B_r,) bool) per batch
+
+    def batches() -> Iterator[RankBatch]:
+        for idx in batch_rows(len(arrays), batch_size):
+            if world.size == 1:
+                batch = batch_of(fs, arrays, idx, layout)
+            else:
+                batch, part, real = rank_batch(fs, arrays, idx, layout, world.rank, world.size)
+                parts.append((part, real))
+            yield _feed(batch, device, pipeline)
+
+    out = [torch.sigmoid(logits).double().cpu() for _, logits, _ in run_batches(model, batches(), [], pipeline)]
     if world.size == 1:
-        out = [torch.sigmoid(model(b.to(device))).double().cpu()
-               for b in iter_batches(fs, arrays, batch_size, layout=layout)]
         return torch.cat(out).numpy() if out else np.zeros(0)
-    rows, preds = [], []
-    for idx in batch_rows(len(arrays), batch_size):
-        batch, part, real = rank_batch(fs, arrays, idx, layout, world.rank, world.size)
-        p = torch.sigmoid(model(batch.to(device))).double().cpu()
-        rows.append(part[real])
-        preds.append(p[real])
+    rows = [part[real] for part, real in parts]
+    preds = [p[real] for p, (_, real) in zip(out, parts, strict=True)]
     cat = (lambda xs, dt: torch.cat(xs).numpy() if xs else np.zeros(0, dt))  # noqa: E731
     return world.gather_rows(cat(rows, np.int64), cat(preds, np.float64), len(arrays))
-
-
-def train_step(model: Callable[[RankBatch], torch.Tensor], optimizers: list[torch.optim.Optimizer],
-               batch: RankBatch, loss_fn: nn.Module) -> torch.Tensor:
-    """One optimisation step on one batch; returns the (graph-free) loss. Also timed by `perf rank`."""
-    loss = loss_fn(model(batch), batch.labels)
-    for opt in optimizers:
-        opt.zero_grad()
-    loss.backward()
-    for opt in optimizers:
-        opt.step()
-    return loss.detach()
-
-
-class _ShareOfGlobalMean(nn.Module):
-    """A rank's loss on its part of a global batch of `rows` (recsys_models.sharding.global_mean_bce); real
-    (B_r,) bool masks out its padding rows."""
-
-    def __init__(self, rows: int, world: int, real: torch.Tensor) -> None:
-        super().__init__()
-        self.rows, self.world, self.real = rows, world, real
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from recsys_models.sharding import global_mean_bce
-
-        return global_mean_bce(logits, labels, self.rows, self.world, self.real.to(logits.device))
 
 
 def _train_epoch(
     model: nn.Module, fs: FeatureSet, arrays: SplitArrays, cfg: TrainConfig,
     optimizers: list[torch.optim.Optimizer], generator: torch.Generator, desc: str, progress: bool,
-    layout: Layout, device: torch.device, world: World | None,
+    layout: Layout, device: torch.device, world: World | None, pipeline: TrainPipeline | None = None,
 ) -> tuple[float, float]:
     """One pass over the training split -> (mean loss, seconds). world: None for an unsharded model (mean BCE
-    per batch); else each rank takes its part of every global batch and its share of the global mean loss."""
+    per batch); else each rank takes its part of every global batch, which carries its share of the global mean
+    loss (rank_batch). pipeline: TorchRec's pipeline over the model, or None for the plain loop."""
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=len(arrays), desc=desc, unit="row", disable=not progress, leave=False)
-    for idx in batch_rows(len(arrays), cfg.batch_size, generator):
-        if world is None:
-            batch, loss_fn = batch_of(fs, arrays, idx, layout), nn.BCEWithLogitsLoss()
-        else:
-            batch, _, real = rank_batch(fs, arrays, idx, layout, world.rank, world.size)
-            loss_fn = _ShareOfGlobalMean(len(idx), world.size, real)
-        loss = float(train_step(model, optimizers, batch.to(device), loss_fn))
-        b = len(idx)
+    sizes: deque[int] = deque()  # rows of each global batch handed out, not yet stepped (a pipeline reads ahead)
+
+    def batches() -> Iterator[RankBatch]:
+        for idx in batch_rows(len(arrays), cfg.batch_size, generator):
+            if world is None:
+                batch = batch_of(fs, arrays, idx, layout)
+            else:
+                batch = rank_batch(fs, arrays, idx, layout, world.rank, world.size)[0]
+            sizes.append(len(idx))
+            yield _feed(batch, device, pipeline)
+
+    for step_loss, _, _ in run_batches(model, batches(), optimizers, pipeline):
+        loss, b = float(step_loss), sizes.popleft()
         total, seen = total + (loss * b if world is None else loss * b / world.size), seen + b
         bar.update(b)
         bar.set_postfix(loss=f"{total / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
@@ -183,6 +193,8 @@ def train_cell(
                                  name=name) for name in ("train", "val", "test")}
     torch.manual_seed(seed)
     model, optimizers, sharded = _model_and_optimizers(model_name, inputs, cfg, device, world)
+    kind = pipeline_kind(cfg.pipeline, sharded, device)
+    pipeline = make_pipeline(kind, model, optimizers, device)
     layout = get_ranker(model_name).layout
     part_of = world if sharded else None
     generator = torch.Generator().manual_seed(seed)
@@ -190,9 +202,9 @@ def train_cell(
     best_auc, best_epoch, best_val, test_pred = -math.inf, 0, {}, None
     for epoch in range(1, cfg.epochs + 1):
         loss, secs = _train_epoch(model, fs, splits["train"], cfg, optimizers, generator,
-                                  f"{model_name} epoch {epoch}", progress, layout, device, part_of)
+                                  f"{model_name} epoch {epoch}", progress, layout, device, part_of, pipeline)
         val = splits["val"]
-        val_pred = predict(model, fs, val, cfg.eval_batch_size, layout, device, world)
+        val_pred = predict(model, fs, val, cfg.eval_batch_size, layout, device, world, pipeline)
         # rank 0 holds the predictions and scores them; every rank takes its figures (and so its decision)
         val_m = world.agree(None if val_pred is None else all_metrics(val.user_idx.numpy(), val.labels.numpy(),
                                                                        val_pred))
@@ -202,7 +214,7 @@ def train_cell(
         score = val_m["auc"] if not math.isnan(val_m["auc"]) else -val_m["logloss"]
         if score > best_auc:
             best_auc, best_epoch, best_val = score, epoch, val_m
-            test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout, device, world)
+            test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout, device, world, pipeline)
         elif epoch - best_epoch >= max(cfg.patience, 1):
             break
     preds = None
@@ -214,17 +226,19 @@ def train_cell(
                        test_predictions=preds, test_bootstrap=bootstrap,
                        n_embedding_parameters=fs.spec.embedding_parameters(),
                        n_dense_parameters=_dense_parameters(model),
-                       sharding_plan=getattr(model, "plan_summary", {}))
+                       sharding_plan=getattr(model, "plan_summary", {}), pipeline=kind)
 
 
 def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig, device: torch.device,
                           world: World) -> tuple[nn.Module, list, bool]:
-    """(model, optimisers, sharded?). Sharded when `rank.sharded` or several ranks: the unsharded model is built
-    from the caller's seed and its state copied into the shards, so the initial weights are the same whatever
-    the world size. SIM's search unit is the one the cell's plan decided (inputs.sim_search)."""
+    """(model, optimisers, sharded?). The model is the ranker with its loss inside (RankerTrain). Sharded when
+    `rank.sharded` or several ranks: DistributedModelParallel(RankerTrain(ranker)), as TorchRec shards its
+    DLRMTrain; the unsharded model is built from the caller's seed and its state copied into the shards, so the
+    initial weights are the same whatever the world size. SIM's search unit is the one the cell's plan decided
+    (inputs.sim_search)."""
     fs, spec = inputs.features, get_ranker(model_name)
     ctx = BuildContext(search=inputs.sim_search, search_codes=inputs.search_codes)
-    model = spec.build(fs, cfg, ctx)
+    model = RankerTrain(spec.build(fs, cfg, ctx))
     if not (cfg.sharded or world.size > 1):
         model = model.to(device)
         return model, make_optimizers(model, cfg), False
@@ -232,7 +246,7 @@ def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig,
 
     state = model.state_dict()
     del model
-    local = spec.build(fs, cfg, dataclasses.replace(ctx, meta=True))
+    local = RankerTrain(spec.build(fs, cfg, dataclasses.replace(ctx, meta=True)))
     dmp, opt = shard_model(local, state, device=device, sharding=cfg.sharding, emb_optimizer=cfg.emb_optimizer,
                            emb_lr=cfg.emb_lr, dense_lr=cfg.lr, weight_decay=cfg.weight_decay,
                            batch_size=cfg.batch_size)

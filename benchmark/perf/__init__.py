@@ -14,7 +14,8 @@ BENCHMARKS: dict[str, str] = {
     "quantize": "RQ-Kmeans fit/encode vs bare faiss k-means, and RQ-Kmeans vs RQ-VAE",
     "codes": "RQ-Kmeans vs +dedup, +FSQ last level, balanced k-means; token coverage per tokenisation",
     "encode": "item-embedding throughput vs sentence-transformers encode",
-    "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost; --nproc-per-node N: 1 vs N processes",
+    "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost; the training loop with vs without "
+            "TrainPipelineSparseDist; --nproc-per-node N: 1 vs N processes",
     "data": "synthetic data preparation at scale: wall time and peak memory",
     "scale": "the synthetic-scale suite at 1M/3M/10M interactions: wall time and peak memory per stage",
 }

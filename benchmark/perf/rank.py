@@ -18,6 +18,11 @@ torch.profiler profile of a few steps grouped by the models' record_function lab
 they differentiate). `batch_build_ms`: building one batch (outside the timed step; training pays it per step).
 `--reference` adds DIN and SIM's padded reference computation (`forward_reference`) side by side.
 
+Pipeline rows (benchmark/perf/rank_pipeline.py; `--skip-pipeline` leaves them out): DLRM, DIN and SIM sharded
+as the training loop shards them, trained on the same batches from the same init through the loop's
+`run_batches` with and without TorchRec's TrainPipelineSparseDist, side by side: samples/s, final loss,
+held-out AUC, and how far apart the two runs' losses and predictions are.
+
 `--nproc-per-node N` (N > 1) instead times the sharded rankers (recsys_models.sharding, `--sharding`) in one
 process and in a spawned world of N gloo processes on the same global batches (each rank takes its part, as in
 training), and prints samples/s of both side by side. One thread per process.
@@ -36,11 +41,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.cells.train import make_optimizers, train_step
+from benchmark.cells.pipeline import train_step
+from benchmark.cells.train import make_optimizers
 from recsys_models.batching import SplitArrays, batch_of
 from recsys_models.config import DinConfig, DlrmConfig, SimConfig, TrainConfig
 from recsys_models.factory import batch_layout, build_model
 from recsys_models.features import FeatureSet, RankBatch
+from recsys_models.train_wrapper import RankerTrain
 
 # Where a step's time goes: the record_function labels of the models (recsys_models) and of `_profiled_step`.
 PHASES = ("lookup", "features", "attention", "interaction", "mlp", "loss+backward_other", "optimizer", "other")
@@ -58,10 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--skip-fused", action="store_true", help="skip the DistributedModelParallel path")
+    parser.add_argument("--skip-pipeline", action="store_true",
+                        help="skip the training loop with vs without TorchRec's TrainPipelineSparseDist (sharded "
+                             "DLRM/DIN/SIM, same init and batches: samples/s, final loss, held-out AUC)")
     parser.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                         help="N > 1: sharded DLRM/DIN/SIM samples/s in 1 process vs N processes (gloo)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "table_wise", "row_wise", "column_wise"],
-                        help="table placement of the sharded rankers (default: the planner's choice)")
+                        help="table placement of the sharded rankers of --nproc-per-node and of the pipeline rows "
+                             "(default: the planner's choice)")
     parser.add_argument("--reference", action="store_true",
                         help="also time DIN and SIM's padded reference computation (forward_reference, the path "
                              "before the jagged one) side by side: rows din_ref, sim_hard_ref, sim_soft_ref")
@@ -144,11 +155,24 @@ def _time_interleaved(steps: dict[str, tuple[Callable[[RankBatch], None], list[R
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _step_fn(model: nn.Module, optimizers: list, forward: Callable[[RankBatch], torch.Tensor]) -> Callable:
-    loss_fn = nn.BCEWithLogitsLoss()
+class _Call(nn.Module):
+    """A forward that is not a ranker module (DIN/SIM's forward_reference, the plain-PyTorch DLRM), as a module
+    RankerTrain can put the loss around. Its parameters are the caller's (the optimisers hold them)."""
+
+    def __init__(self, forward: Callable[[RankBatch], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = forward
+
+    def forward(self, batch: RankBatch) -> torch.Tensor:
+        return self.fn(batch)
+
+
+def _step_fn(optimizers: list, forward: Callable[[RankBatch], torch.Tensor]) -> Callable:
+    """The training loop's own step (benchmark.cells.pipeline.train_step) on `forward` with its loss inside."""
+    model = RankerTrain(forward if isinstance(forward, nn.Module) else _Call(forward))
 
     def step(batch: RankBatch) -> None:
-        train_step(forward, optimizers, batch, loss_fn)  # the training loop's own step
+        train_step(model, optimizers, batch)
 
     return step
 
@@ -186,7 +210,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     if not args.skip_fused:
         try:
             dmp, opt = _sharded("dlrm", fs, cfg, "table_wise", codes)
-            steps["torchrec_fused"] = (_step_fn(dmp, [opt], dmp), batches["pooled"])
+            steps["torchrec_fused"] = (_step_fn([opt], dmp), batches["pooled"])
             parts["torchrec_fused"] = (dmp, [opt], batches["pooled"])
         except Exception as e:  # report why the fused path is unavailable rather than failing the benchmark
             notes["torchrec_fused"] = f"unavailable: {type(e).__name__}: {e}"
@@ -195,21 +219,26 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                                 ("sim_soft", "sim", soft)):
         model = build_model(model_name, fs, c, search_codes=codes)
         optimizers = make_optimizers(model, c)
-        steps[name] = (_step_fn(model, optimizers, model), batches[batch_layout(model_name)])
+        steps[name] = (_step_fn(optimizers, model), batches[batch_layout(model_name)])
         parts[name] = (model, optimizers, batches[batch_layout(model_name)])
         if args.reference and model_name != "dlrm":  # the same model and optimisers, the padded computation
-            steps[f"{name}_ref"] = (_step_fn(model, optimizers, model.forward_reference), steps[name][1])
+            steps[f"{name}_ref"] = (_step_fn(optimizers, model.forward_reference), steps[name][1])
             parts[f"{name}_ref"] = (model.forward_reference, optimizers, steps[name][1])
     for sparse in (False, True):
         model, opts, inputs = _plain(fs, cfg, batches["pooled"], sparse)
         lookup = {id(b): x for b, x in zip(batches["pooled"], inputs)}
         forward = (lambda b, m=model, lk=lookup: m(b.dense, lk[id(b)]))  # noqa: E731
-        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(model, opts, forward), batches["pooled"])
+        steps["plain_sparse" if sparse else "plain_dense"] = (_step_fn(opts, forward), batches["pooled"])
         parts["plain_sparse" if sparse else "plain_dense"] = (forward, opts, batches["pooled"])
     ms = _time_interleaved(steps, args.steps, args.warmup)
     result = _report(args, ms, notes)
     result.update(_costs(args, ms, parts))
     result["batch_build_ms"] = _build_ms(fs, raw)
+    if not args.skip_pipeline:
+        from benchmark.perf.rank_pipeline import measure_pipeline
+
+        held_out = _raw_batches(args, torch.Generator().manual_seed(1), n=2)
+        result["pipeline"] = measure_pipeline(args, fs, raw, held_out, codes, cfg)
     return result
 
 
@@ -462,4 +491,8 @@ def run(args: argparse.Namespace) -> int:
     for k in ("torchrec_path", "ratio_torchrec_vs_plain_dense", "ratio_torchrec_vs_best_plain",
               "ratio_torchrec_ebc_vs_plain_dense", "cost_vs_dlrm_ebc", "share_of_dlrm", "batch_build_ms", "notes"):
         print(f"{k}: {result[k]}")
+    if "pipeline" in result:
+        from benchmark.perf.rank_pipeline import print_pipeline
+
+        print_pipeline(result["pipeline"])  # type: ignore[arg-type]
     return 0

@@ -2,7 +2,8 @@
 
 Not a test module: `benchmark.dist.launch.spawn(call_file, 2, <this file>, "main", out_dir)` runs `main` on two
 gloo ranks. Every case of the 2-rank world is here, so the processes start once: the rankers (DLRM, DIN, SIM x
-table-wise, row-wise; DLRM, SIM column-wise), the gathering of predictions to rank 0 on uneven shards, and
+table-wise, row-wise; DLRM, SIM column-wise; DLRM row-wise and SIM table-wise again through TorchRec's
+TrainPipelineSparseDist), the gathering of predictions to rank 0 on uneven shards, and
 alignment (one step's loss and gradients, and a whole `align` run). Rank 0 saves what it saw to out_dir/rank<r>.pt for the parent to compare
 with the same computations in one process.
 """
@@ -27,6 +28,7 @@ CFG = TrainConfig(epochs=2, batch_size=64, embedding_dim=8, sharded=True, patien
                   dlrm=DlrmConfig(dense_arch=(16,), over_arch=(16,)), sim=SimConfig(top_k=4, recent=3, mlp=(16,)))
 CASES = [*((m, s) for m in ("dlrm", "din", "sim") for s in ("table_wise", "row_wise")), ("dlrm", "column_wise"),
          ("sim", "column_wise")]
+PIPELINE_CASES = [("dlrm", "row_wise"), ("sim", "table_wise")]  # also trained through TrainPipelineSparseDist
 
 
 def _split(rng: np.random.Generator, n: int) -> pl.DataFrame:
@@ -54,14 +56,17 @@ def inputs() -> CellInputs:
     return CellInputs(train, val, test, items, fs, torch.from_numpy(codes))
 
 
-def rankers(world: World) -> dict:
-    """(model, sharding) -> test AUC/GAUC, best epoch, validation AUC per epoch and the plan, trained together."""
+def rankers(world: World, pipeline: str = "none") -> dict:
+    """(model, sharding) -> test AUC/GAUC, best epoch, validation AUC per epoch, the epochs' training losses, the
+    plan and the pipeline, trained together (pipeline "sparse_dist": the PIPELINE_CASES only)."""
     out = {}
-    for model, sharding in CASES:
-        r = train_cell(model, inputs(), dataclasses.replace(CFG, sharding=sharding), seed=0, world=world)
+    for model, sharding in CASES if pipeline == "none" else PIPELINE_CASES:
+        r = train_cell(model, inputs(), dataclasses.replace(CFG, sharding=sharding, pipeline=pipeline), seed=0,
+                       world=world)
         out[(model, sharding)] = {"test_auc": r.test["all"]["auc"], "test_gauc": r.test["all"]["gauc"],
                                   "best_epoch": r.best_epoch, "val_auc": [h.val["auc"] for h in r.history],
-                                  "plan": r.sharding_plan,
+                                  "train_loss": [h.train_loss for h in r.history], "plan": r.sharding_plan,
+                                  "pipeline": r.pipeline,
                                   "pred": None if r.test_predictions is None else r.test_predictions["pred"].to_numpy()}
     return out
 
@@ -126,5 +131,5 @@ def align_run(distributed: bool) -> dict:
 
 def main(world: World, out_dir: str) -> None:
     result = {"rank": world.rank, "size": world.size, "metrics": metrics(world), "align_step": align_step(True),
-              "align_run": align_run(True), "rankers": rankers(world)}
+              "align_run": align_run(True), "rankers": rankers(world), "pipelined": rankers(world, "sparse_dist")}
     torch.save(result, Path(out_dir) / f"rank{world.rank}.pt")

@@ -132,6 +132,8 @@ print(n, heavy)
     ("quantize.codebook_size=1", r"quantize\.codebook_size: expected an integer >= 2"),
     ("rank.din.max_len=0", r"rank\.din\.max_len: expected an integer >= 1"),
     ("rank.emb_optimizer=sgd", r"rank\.emb_optimizer: expected one of 'adagrad', 'rowwise_adagrad', 'adam'"),
+    ("rank.pipeline=fast", r"rank\.pipeline: expected one of 'auto', 'sparse_dist', 'none'"),
+    ("rank.pipeline=sparse_dist", r"rank\.pipeline: expected 'auto' or 'none' unless rank\.sharded = true"),
 ])
 def test_bad_settings_fail_at_load_with_their_dotted_path(setting: str, message: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,6 +67,22 @@ def test_rankers_on_two_ranks_match_one(two_ranks: list[dict], model: str, shard
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("model", "sharding"), W.PIPELINE_CASES)
+def test_the_sparse_dist_pipeline_on_two_ranks_equals_the_plain_loop(two_ranks: list[dict], model: str,
+                                                                     sharding: str) -> None:
+    """TrainPipelineSparseDist on 2 gloo ranks (each rank's part of every batch, the predictions gathered through
+    the pipeline in eval mode) gives the plain loop's figures to the bit, on both ranks."""
+    for rank in two_ranks:
+        plain, piped = rank["rankers"][(model, sharding)], rank["pipelined"][(model, sharding)]
+        assert (plain["pipeline"], piped["pipeline"]) == ("none", "sparse_dist")
+        for k in ("test_auc", "test_gauc", "best_epoch", "val_auc", "train_loss", "plan"):
+            assert piped[k] == plain[k], k
+    np.testing.assert_array_equal(two_ranks[0]["pipelined"][(model, sharding)]["pred"],
+                                  two_ranks[0]["rankers"][(model, sharding)]["pred"])
+    assert two_ranks[1]["pipelined"][(model, sharding)]["pred"] is None
+
+
+@pytest.mark.slow
 def test_cross_rank_metrics_equal_one_process_exactly(two_ranks: list[dict]) -> None:
     users, labels, preds, _ = W.metric_data()
     want = all_metrics(users, labels, preds)

@@ -58,3 +58,17 @@ def test_perf_quantize_shows_the_gemm_ceiling_and_bare_search_side_by_side(
     table = capsys.readouterr().out
     for row in ("GEMM ceiling", "encode / GEMM ceiling", "bare faiss search, 2 levels", "encode / bare faiss"):
         assert row in table
+
+
+@pytest.mark.slow
+def test_perf_rank_shows_the_training_loop_with_and_without_the_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24: the sharded rankers trained through TrainPipelineSparseDist beside the plain loop in one run, with
+    the same figures (no timing asserted)."""
+    assert main(["perf", "rank", "--json", *TINY["rank"], "--steps", "2", "--warmup", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)["pipeline"]
+    assert out["tolerance"] == 1e-6 and out["held_out_rows"] == 64
+    for model in ("dlrm", "din", "sim"):
+        r = out[model]
+        assert set(r["samples_per_s"]) == {"plain", "sparse_dist"} and min(r["samples_per_s"].values()) > 0
+        assert r["final_loss"]["plain"] == r["final_loss"]["sparse_dist"] and r["auc"]["plain"] == r["auc"]["sparse_dist"]
+        assert r["max_loss_diff"] == 0 and r["max_pred_diff"] == 0 and r["verdict"] == "equal to the bit"

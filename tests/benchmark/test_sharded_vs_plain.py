@@ -10,7 +10,6 @@ table lr by 4e-4 to 1e-3; both fail it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 
 import numpy as np
@@ -18,15 +17,16 @@ import polars as pl
 import pytest
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from benchmark.cells.inputs import CellInputs, build_features
-from benchmark.cells.train import make_optimizers, predict, train_step
+from benchmark.cells.pipeline import train_step
+from benchmark.cells.train import make_optimizers, predict
 from recsys_models import optimizers
 from recsys_models.batching import batch_of, batch_rows, split_arrays
 from recsys_models.config import DlrmConfig, SimConfig, TrainConfig
 from recsys_models.factory import batch_layout, build_model
-from recsys_models.sharding import global_mean_bce, shard_model
+from recsys_models.sharding import shard_model
+from recsys_models.train_wrapper import RankerTrain
 
 N, U, STEPS, TOL = 40, 12, 6, 1e-6
 CFG = TrainConfig(batch_size=32, embedding_dim=8, dlrm=DlrmConfig(dense_arch=(16,), over_arch=(16,)),
@@ -67,11 +67,6 @@ def one_rank_world():
         dist.destroy_process_group()
 
 
-def _global_mean(logits: torch.Tensor, labels: torch.Tensor, rows: int) -> torch.Tensor:
-    """The sharded path's loss (recsys_models.sharding.global_mean_bce) on a world of one."""
-    return global_mean_bce(logits, labels, rows, 1)
-
-
 Run = tuple[list[float], np.ndarray]  # (loss of each step, validation click probabilities (n,) after the steps)
 
 
@@ -81,9 +76,9 @@ def train_steps(model_name: str, inputs: CellInputs, cfg: TrainConfig, *, sharde
     `emb_lr` if given; its plan summary is put in `plan`)."""
     fs, layout = inputs.features, batch_layout(model_name)
     torch.manual_seed(0)
-    model = build_model(model_name, fs, cfg, search_codes=inputs.search_codes)
-    if sharded:
-        local = build_model(model_name, fs, cfg, search_codes=inputs.search_codes, meta=True)
+    model = RankerTrain(build_model(model_name, fs, cfg, search_codes=inputs.search_codes))
+    if sharded:  # as the training loop shards: DMP(RankerTrain(ranker)), the loss inside
+        local = RankerTrain(build_model(model_name, fs, cfg, search_codes=inputs.search_codes, meta=True))
         dmp, opt = shard_model(local, model.state_dict(), device=torch.device("cpu"), sharding=sharding,  # type: ignore[arg-type]
                                emb_optimizer=cfg.emb_optimizer, emb_lr=emb_lr or cfg.emb_lr, dense_lr=cfg.lr,
                                weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)
@@ -97,8 +92,9 @@ def train_steps(model_name: str, inputs: CellInputs, cfg: TrainConfig, *, sharde
     for idx in itertools.islice(batch_rows(len(arrays["train"]), cfg.batch_size, torch.Generator().manual_seed(0)),
                                 STEPS):
         batch = batch_of(fs, arrays["train"], idx, layout)
-        loss_fn = functools.partial(_global_mean, rows=len(idx)) if sharded else nn.BCEWithLogitsLoss()
-        losses.append(float(train_step(model, opts, batch, loss_fn)))
+        if sharded:  # the sharded path's loss (recsys_models.sharding.global_mean_bce) on a world of one
+            batch.loss_scale = 1 / len(idx)
+        losses.append(float(train_step(model, opts, batch)[0]))
     return losses, predict(model, fs, arrays["val"], 64, layout)
 
 

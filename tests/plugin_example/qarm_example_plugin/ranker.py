@@ -16,7 +16,7 @@ from recsys_models.features import RankBatch, embedding_bag_configs
 
 
 class PooledMLP(nn.Module):
-    """logit = MLP([pooled bags (B, F * D), dense (B, dense_in)]); the loss lives in the training loop."""
+    """logit = MLP([pooled bags (B, F * D), dense (B, dense_in)]); the training loop puts the loss around it."""
 
     def __init__(self, ebc: EmbeddingBagCollection, n_features: int, dim: int, dense_in: int,
                  hidden: int = 32) -> None:
