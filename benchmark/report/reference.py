@@ -5,6 +5,8 @@
                                           machine
     load_reference(folder) -> Reference   both, checked (a missing or malformed file names itself)
     render_reference_page(dir) -> str     per packaged suite: its run's test-AUC table, or "not yet run here"
+    add_reference(run, ...) -> Path       a finished run folder -> docs/reference/<suite>/ (report.json copied,
+                                          meta.json from its results.json and the given invocation / wall time)
 
 Every figure on the page is copied from report.json (formatted to 4 decimals), never typed by hand;
 tests/benchmark/test_reference.py parses the page's tables back and compares them with the JSON rows.
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config.suite import packaged_configs
-from benchmark.core.configlib import from_mapping
+from benchmark.core.configlib import from_mapping, to_plain
 from benchmark.core.errors import QarmBenchError
 from benchmark.report.tables import MAIN_SLICES, ROW_KEYS, model_order
 
@@ -136,15 +138,66 @@ def render_reference_page(reference_dir: Path = REFERENCE_DIR) -> str:
     return "\n".join(out) + "\n"
 
 
+def add_reference(run: Path, *, invocation: str, wall_time: str, wall_time_note: str, machine: str,
+                  reference_dir: Path = REFERENCE_DIR) -> Path:
+    """Commit-ready copy of a finished run: its report.json as written and a meta.json (RunMeta) whose suite, date,
+    start, git SHA, config hash and seeds come from the run's results.json; invocation, wall time (m:ss or
+    h:mm:ss as measured), how it was measured and the machine are the caller's. The suite must be packaged; a
+    run with --set overrides or --quick is refused (its figures are not the packaged suite's). Returns the
+    folder."""
+    from benchmark.report.write import load_manifest
+
+    res = load_manifest(run)
+    if res.label:
+        raise QarmBenchError(f"{run}: a sweep value ({res.label}); add the sweep's values one suite at a time is not "
+                             "supported: expected a run folder of a suite without a sweep")
+    known = {p.stem: p for p in packaged_configs()}
+    if res.suite not in known:
+        raise QarmBenchError(f"{run}: suite '{res.suite}' is not a packaged suite (benchmark/configs/*.toml)")
+    extra = {k: v for k, v in res.overrides.items() if k != "suite.runs_dir"}
+    if res.quick or extra:
+        raise QarmBenchError(f"{run}: run with {'--quick' if res.quick else ''} {extra or ''}: a reference run is the "
+                             "packaged suite as it is (only suite.runs_dir may be set)")
+    report = run / "report.json"
+    rows = _read(report)
+    meta = RunMeta(suite=res.suite, config=f"benchmark/configs/{known[res.suite].name}", invocation=invocation,
+                   date=res.provenance.date[:10], started=res.provenance.date, git_sha=res.provenance.git_sha,
+                   config_hash=res.provenance.config_hash, wall_time=wall_time, wall_time_note=wall_time_note,
+                   machine=machine, seeds=tuple(res.provenance.seeds),
+                   source=f"<runs_dir>/{res.suite}/{res.run_id or run.name}/report.json")
+    out = reference_dir / res.suite
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    (out / "meta.json").write_text(json.dumps(to_plain(meta), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    load_reference(out)  # what was written reads back
+    return out
+
+
 def add_arguments(p: Any) -> None:
     p.add_argument("--out", default=str(PAGE), help=f"the page to write (default: {PAGE})")
     p.add_argument("--reference-dir", default=str(REFERENCE_DIR),
                    help=f"the committed runs, one folder per suite (default: {REFERENCE_DIR})")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the page differs from what would be written")
+    p.add_argument("--add", default=None, metavar="RUN",
+                   help="first copy a finished run folder's report.json into <reference-dir>/<suite>/ with a meta.json "
+                        "(needs --invocation, --wall-time, --wall-time-note, --machine)")
+    p.add_argument("--invocation", default="", help="with --add: the command that made the run")
+    p.add_argument("--wall-time", default="", help="with --add: its wall time as measured (m:ss or h:mm:ss)")
+    p.add_argument("--wall-time-note", default="", help="with --add: how it was measured, under what load")
+    p.add_argument("--machine", default="", help="with --add: the machine, in words")
 
 
 def main_reference(args: Any) -> int:
+    if args.add:
+        missing = [f"--{k.replace('_', '-')}" for k in ("invocation", "wall_time", "wall_time_note", "machine")
+                   if not getattr(args, k)]
+        if missing:
+            raise QarmBenchError(f"reference-results --add: expected {', '.join(missing)} too (meta.json records them)")
+        added = add_reference(Path(args.add), invocation=args.invocation, wall_time=args.wall_time,
+                              wall_time_note=args.wall_time_note, machine=args.machine,
+                              reference_dir=Path(args.reference_dir))
+        print(f"added {added}")
     page = render_reference_page(Path(args.reference_dir))
     out = Path(args.out)
     if args.check:

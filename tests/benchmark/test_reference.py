@@ -79,3 +79,46 @@ def test_write_then_check_and_a_broken_meta_is_a_typed_error(tmp_path: Path,
     capsys.readouterr()
     assert main(["reference-results", "--out", str(out), "--reference-dir", str(ref)]) == 2
     assert "no-such-suite: not a packaged suite" in capsys.readouterr().err
+
+
+def _run_folder(tmp: Path, **changes: object) -> Path:
+    """A finished run of the packaged default suite: its results.json (the committed reference's rows) and
+    report.json."""
+    import dataclasses
+
+    from benchmark.core.records import Provenance, SuiteResults, to_json
+
+    prov = Provenance(config_hash="cafe", git_sha="abc123", dataset="movielens-100k", dataset_fingerprint="f",
+                      split="per_user_temporal", seeds=(0, 1, 2, 3, 4), date="2026-12-05T20:01:02+00:00", version="0")
+    res = SuiteResults(suite="movielens-100k", label="", variants=("id_only",), models=("dlrm",), confidence=0.95,
+                       provenance=prov, config={}, data_stats={}, item_side=(), cells=(), run_id="20261205T200102Z-aa",
+                       overrides={"suite.runs_dir": "/somewhere"})
+    res = dataclasses.replace(res, **changes)
+    run = tmp / "runs" / res.suite / res.run_id
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(to_json(res)))
+    shutil.copy(REF / "movielens-100k" / "report.json", run / "report.json")
+    return run
+
+
+def test_add_copies_a_run_with_its_provenance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "reference"
+    run = _run_folder(tmp_path)
+    out = tmp_path / "page.md"
+    args = ["reference-results", "--out", str(out), "--reference-dir", str(ref), "--add", str(run),
+            "--invocation", "make run", "--wall-time", "9:41", "--wall-time-note", "by /usr/bin/time, idle",
+            "--machine", "2 cores"]
+    assert main(args) == 0
+    got = load_reference(ref / "movielens-100k")
+    assert (got.meta.git_sha, got.meta.config_hash, got.meta.seeds, got.meta.date, got.meta.wall_time) == \
+        ("abc123", "cafe", (0, 1, 2, 3, 4), "2026-12-05", "9:41")
+    assert got.meta.source == "<runs_dir>/movielens-100k/20261205T200102Z-aa/report.json"  # no machine path
+    assert got.rows == load_reference(REF / "movielens-100k").rows
+    assert "## movielens-100k" in out.read_text(encoding="utf-8")
+    # a quick run, a --set run or a missing --machine is refused, exit 2, nothing written
+    quick = _run_folder(tmp_path / "q", quick=True)
+    capsys.readouterr()
+    assert main([*args[:6], str(quick), *args[7:]]) == 2
+    assert "a reference run is the packaged suite as it is" in capsys.readouterr().err
+    assert main(args[:-2]) == 2
+    assert "expected --machine" in capsys.readouterr().err
