@@ -57,8 +57,8 @@ def test_the_page_is_up_to_date_and_lists_unrun_suites(capsys: pytest.CaptureFix
         status = "reference run below" if (REF / cfg.stem).is_dir() else "not yet run here"
         assert f"| {cfg.stem} | {status} |" in page
     meta = load_reference(REF / "movielens-100k").meta
-    assert meta.wall_time == "17:02" and "under load" in meta.wall_time_note and meta.git_sha.startswith("5871649")
-    assert meta.date == "2026-12-05"
+    assert meta.wall_time == "9:31" and "/usr/bin/time" in meta.wall_time_note and meta.git_sha.startswith("735ceec")
+    assert meta.date == "2026-12-05" and meta.seeds == (0, 1, 2, 3, 4)  # the 5-replicate default (issue 21)
 
 
 def test_write_then_check_and_a_broken_meta_is_a_typed_error(tmp_path: Path,
