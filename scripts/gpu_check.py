@@ -488,6 +488,9 @@ def ddp_worker(args: argparse.Namespace) -> None:
     losses, emb = align_train(device, args.quick, True)
     if dist.get_rank() == 0:
         np.savez(args.out, losses=np.array(losses), embeddings=emb)
+    # every rank done with the group before either tears it down: a rank that destroys it while the other
+    # still has gloo work in flight aborted once ("terminate called without an active exception", SIGABRT)
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -580,6 +583,7 @@ def dmp_worker(args: argparse.Namespace) -> None:
                         "loop": kind}
     if rank == 0:
         Path(args.out).write_text(json.dumps(result))
+    dist.barrier()  # as in ddp_worker: no rank tears the group down while another still uses it
     dist.destroy_process_group()
 
 
