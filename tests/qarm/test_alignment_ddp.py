@@ -56,8 +56,20 @@ def rank_main(world: World, model_dir: str, out: str) -> None:
 
 
 def test_ddp_alignment_trains_the_whole_encoder_on_two_ranks(tmp_path: Path) -> None:
+    import signal
+
+    from torch.multiprocessing import ProcessExitedException
+
     model_dir = save_small_bert(tmp_path / "bert")
-    distributed.spawn(distributed.call_file, 2, __file__, "rank_main", str(model_dir), str(tmp_path))
+    try:
+        distributed.spawn(distributed.call_file, 2, __file__, "rank_main", str(model_dir), str(tmp_path))
+    except ProcessExitedException as e:  # one retry, for one known symptom only (see below); anything else fails
+        # Known flake, not yet explained: a gloo rank sometimes aborts ("terminate called without an active
+        # exception", SIGABRT) under torch 2.13 on this 2-core CPU machine, in this test and in gpu_check's ddp
+        # step; the retry runs the same world again and every check below still applies to its result.
+        if e.signal_name != signal.Signals.SIGABRT.name:
+            raise
+        distributed.spawn(distributed.call_file, 2, __file__, "rank_main", str(model_dir), str(tmp_path))
     states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
