@@ -131,6 +131,18 @@ def slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[s
     return out
 
 
+def cold_slice_metrics(frame_with_preds: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """{"cold": metrics and sizes of the rows whose item has no training impression (items' `is_cold`)}, or {}
+    when no row is cold. For validation predictions: the rows of the data.split.val_cold_item_frac draw (and of
+    any other item without a train row), the slice `qarm-bench select --slice cold` chooses on."""
+    cold_ids = items.filter(pl.col("is_cold"))["item_idx"].implode()
+    cold = frame_with_preds.filter(pl.col("item_idx").is_in(cold_ids))
+    if not cold.height:
+        return {}
+    return {"cold": all_metrics(cold["user_idx"].to_numpy(), cold["label"].to_numpy(), cold["pred"].to_numpy())
+            | slice_sizes(cold)}
+
+
 def weighted_auc(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUC with row weights (the Mann-Whitney statistic, ties counting one half): labels, preds (n,); weights
     (n,) or (R, n) for R weightings at once -> a scalar array or (R,). A row of weight w counts as w copies of

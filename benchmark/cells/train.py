@@ -38,7 +38,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection, Embedding
 from tqdm import tqdm
 
 from benchmark.cells.inputs import CellInputs
-from benchmark.cells.metrics import all_metrics, slice_bootstrap, slice_metrics
+from benchmark.cells.metrics import all_metrics, cold_slice_metrics, slice_bootstrap, slice_metrics
 from benchmark.cells.pipeline import make_pipeline, pipeline_kind, run_batches
 from benchmark.cells.rankers import BuildContext, get_ranker
 from benchmark.core.records import EpochRecord, epoch_metrics
@@ -60,8 +60,9 @@ logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 @dataclass(frozen=True, eq=False)
 class TrainedCell:
-    """What training one cell gives: per-epoch history, the best validation epoch and its metrics, test metrics
-    per slice (all, cold, warm, pop_bucket_<b>) at that epoch, the test predictions (user_idx, item_idx, label,
+    """What training one cell gives: per-epoch history, the best validation epoch and its metrics (val_best on
+    every validation row; val_slices: {"cold": ...} on the validation rows of items without a train row, when
+    there are any: data.split.val_cold_item_frac draws them), test metrics per slice (all, cold, warm, pop_bucket_<b>) at that epoch, the test predictions (user_idx, item_idx, label,
     pred; None on a rank other than 0 of several: only rank 0 assembles them), the parameter count (of the
     unsharded model), when sharded, the plan: {table: "<sharding type> ranks [..]"}, and the pipeline the
     batches ran through ("sparse_dist" or "none": benchmark.cells.pipeline)."""
@@ -76,6 +77,7 @@ class TrainedCell:
     test_bootstrap: dict[str, tuple[float, float] | None]
     sharding_plan: dict[str, str] = field(default_factory=dict)
     pipeline: str = "none"
+    val_slices: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -199,7 +201,8 @@ def train_cell(
     part_of = world if sharded else None
     generator = torch.Generator().manual_seed(seed)
     history: list[EpochRecord] = []
-    best_auc, best_epoch, best_val, test_pred = -math.inf, 0, {}, None
+    best_auc, best_epoch, best_val, best_slices, test_pred = -math.inf, 0, {}, {}, None
+    val_frame = inputs.val.select("user_idx", "item_idx", "label")
     for epoch in range(1, cfg.epochs + 1):
         loss, secs = _train_epoch(model, fs, splits["train"], cfg, optimizers, generator,
                                   f"{model_name} epoch {epoch}", progress, layout, device, part_of, pipeline)
@@ -214,6 +217,8 @@ def train_cell(
         score = val_m["auc"] if not math.isnan(val_m["auc"]) else -val_m["logloss"]
         if score > best_auc:
             best_auc, best_epoch, best_val = score, epoch, val_m
+            best_slices = world.agree(None if val_pred is None else cold_slice_metrics(
+                val_frame.with_columns(pred=pl.Series(val_pred)), inputs.items))
             test_pred = predict(model, fs, splits["test"], cfg.eval_batch_size, layout, device, world, pipeline)
         elif epoch - best_epoch >= max(cfg.patience, 1):
             break
@@ -226,7 +231,7 @@ def train_cell(
                        test_predictions=preds, test_bootstrap=bootstrap,
                        n_embedding_parameters=fs.spec.embedding_parameters(),
                        n_dense_parameters=_dense_parameters(model),
-                       sharding_plan=getattr(model, "plan_summary", {}), pipeline=kind)
+                       sharding_plan=getattr(model, "plan_summary", {}), pipeline=kind, val_slices=best_slices)
 
 
 def _model_and_optimizers(model_name: str, inputs: CellInputs, cfg: TrainConfig, device: torch.device,

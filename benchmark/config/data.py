@@ -33,6 +33,11 @@ class SplitConfig:
     leave_last_out: each user's last impression to test, the one before to val.
     Cold-start items: a seeded `cold_item_frac` of the items with interactions; their rows are
     removed from train and val and kept in test.
+    val_cold_item_frac: a second seeded draw, of that fraction of the items with interactions (among those not
+      drawn for test), whose rows are removed from train and test and kept in validation: the validation
+      rows' own cold items, on which a choice for cold items can be made (`qarm-bench select --slice cold`)
+      without reading the test cold slice. 0 (the default) draws none; the test draw is the same either way.
+      Stays out of the data key at 0 (benchmark/data/preparation.py LATER_FIELDS).
     seeds: split seeds as an outer loop of the suite (each draws its own split and cold items, its own data
     entry; every replicate seed runs within each); empty (the default) = the one split of `seed`. Stays out
     of the data key while empty (benchmark/data/preparation.py LATER_FIELDS).
@@ -50,11 +55,16 @@ class SplitConfig:
     popularity_buckets: int = 5
     seeds: tuple[int, ...] = ()
     seed_pairing: Literal["crossed", "zipped"] = "crossed"
+    val_cold_item_frac: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("val_frac", "test_frac", "cold_item_frac"):
+        for name in ("val_frac", "test_frac", "cold_item_frac", "val_cold_item_frac"):
             require(self, name, 0.0 <= getattr(self, name) < 1.0, "a fraction in [0, 1)")
         require(self, "test_frac", self.val_frac + self.test_frac < 1.0, "val_frac + test_frac < 1")
+        require(self, "val_cold_item_frac", self.cold_item_frac + self.val_cold_item_frac < 1.0,
+                "cold_item_frac + val_cold_item_frac < 1")
+        require(self, "val_cold_item_frac", self.val_cold_item_frac == 0.0 or self.val_frac > 0.0,
+                "0 when val_frac is 0 (its rows stay in validation only)")
         require(self, "popularity_buckets", self.popularity_buckets >= 1, "an integer >= 1")
         require(self, "seeds", len(set(self.seeds)) == len(self.seeds), "distinct split seeds (or [] for `seed`)")
         require(self, "seed_pairing", self.seed_pairing in ("crossed", "zipped"), "'crossed' or 'zipped'")

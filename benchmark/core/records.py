@@ -45,7 +45,9 @@ class CellRecord:
     set the hard search matched on (None otherwise); n_embedding_parameters / n_dense_parameters: the ranker's
     table rows x D, and everything else; test_bootstrap: per slice, the user-level bootstrap interval of the
     test AUC (test-set uncertainty, see benchmark.cells.metrics.bootstrap_auc); replicate_seed: the item side's seed;
-    split_seed: the data split's seed (data.split.seed, or the entry of data.split.seeds the cell ran under)."""
+    split_seed: the data split's seed (data.split.seed, or the entry of data.split.seeds the cell ran under);
+    val_slices: at the best epoch, {"cold": metrics and sizes} of the validation rows whose item has no train row
+    (data.split.val_cold_item_frac draws such items; empty when validation has none)."""
 
     model: str
     variant: str
@@ -62,6 +64,7 @@ class CellRecord:
     test_bootstrap: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     replicate_seed: int = 0
     split_seed: int = 0
+    val_slices: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ STAGE = "data"
 # fingerprint while at their default, so every key computed before they existed stays the same; any other value
 # enters it.
 LATER_FIELDS = ("kuairand", "kuairec", "negatives", "microlens.covers_dir", "split.seeds", "split.seed_pairing",
-                "synthetic.content")
+                "synthetic.content", "split.val_cold_item_frac")
 
 
 def _drop_later_fields(c: dict, cfg: DataConfig) -> None:
@@ -160,6 +160,9 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     n_items = items.height
     log = _assign_split(log, cfg.split)
     cold = splits.pick_cold_items(log, n_items, cfg.split.cold_item_frac, cfg.split.seed)
+    # the validation rows' own cold items: a second draw among the others (SplitConfig.val_cold_item_frac)
+    val_cold = splits.pick_cold_items(log, n_items, cfg.split.val_cold_item_frac, cfg.split.seed, exclude=cold,
+                                      stream=1)
     neg_cfg = cfg.negatives
     # what each user had seen and when, over every real row (cold ones too): never sampled as a negative
     seen = (negatives.SeenIndex(log["user_idx"].to_numpy(), log["item_idx"].to_numpy(), log["ts"].to_numpy(), n_items)
@@ -168,6 +171,11 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     is_cold = pl.Series(cold).gather(log["item_idx"])
     dropped = int((is_cold & (log["split"] != splits.TEST)).sum())
     log = log.filter(~is_cold | (log["split"] == splits.TEST))  # cold rows leave train/val, stay in test
+    val_dropped = 0
+    if val_cold.any():  # validation-cold rows leave train/test, stay in validation
+        is_val_cold = pl.Series(val_cold).gather(log["item_idx"])
+        val_dropped = int((is_val_cold & (log["split"] != splits.VAL)).sum())
+        log = log.filter(~is_val_cold | (log["split"] == splits.VAL))
     if cfg.history_source == "all_rows":  # RecBole's sequential history (any label), for peer parity
         hist = build_history_recbole(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(),
                                      cfg.history_len)
@@ -186,6 +194,10 @@ def build_prepared(raw: RawData, cfg: DataConfig, fp: str) -> PreparedData:
     stats = _stats(raw, log, parts, items, (*totals, dropped), users.height)
     if neg_stats is not None:
         stats["negatives"] = neg_stats
+    if val_cold.any():  # only then: the stats of a run without the draw stay as they were
+        val_ids = pl.Series(np.flatnonzero(val_cold).astype(np.int32)).implode()
+        stats |= {"val_cold_items_drawn": int(val_cold.sum()), "val_cold_rows_dropped_from_train_test": val_dropped,
+                  "val_cold_drawn_val_rows": int(parts["val"]["item_idx"].is_in(val_ids).sum())}
     return PreparedData(**parts, items=items, users=users, stats=stats, fingerprint=fp, name=cfg.dataset)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from benchmark.config.data import SplitConfig
+from benchmark.core.errors import DataError
 
 TRAIN, VAL, TEST = 0, 1, 2
 EPS = 1e-9  # n * 0.1 can land a hair under an integer in binary floating point
@@ -59,13 +60,23 @@ def assign_split(log: pl.DataFrame, cfg: SplitConfig) -> pl.DataFrame:
     return log.with_columns(split.cast(pl.Int8).alias("split"))
 
 
-def pick_cold_items(log: pl.DataFrame, n_items: int, frac: float, seed: int) -> np.ndarray:
-    """(n_items,) bool: a seeded `frac` (rounded) of the items that have at least one impression."""
+def pick_cold_items(log: pl.DataFrame, n_items: int, frac: float, seed: int,
+                    exclude: np.ndarray | None = None, stream: int = 0) -> np.ndarray:
+    """(n_items,) bool: a seeded `frac` (rounded) of the items that have at least one impression.
+    exclude: (n_items,) bool, items not to draw (another draw's); the fraction is still of every item with an
+    impression. stream: 0 = the test draw (its generator is default_rng(seed), as it always was); another
+    value draws from default_rng([seed, stream]), independent of the test draw."""
     candidates = np.sort(log["item_idx"].unique().to_numpy())
     n_cold = int(round(frac * candidates.size))
+    if exclude is not None:
+        candidates = candidates[~exclude[candidates]]
+    if n_cold > candidates.size:
+        raise DataError(f"data.split: the cold draw asks for {n_cold} items but {candidates.size} are left once "
+                        "the test draw is out; lower data.split.val_cold_item_frac or cold_item_frac")
     mask = np.zeros(n_items, dtype=bool)
     if n_cold:
-        mask[np.random.default_rng(seed).choice(candidates, n_cold, replace=False)] = True
+        rng = np.random.default_rng(seed if stream == 0 else [seed, stream])
+        mask[rng.choice(candidates, n_cold, replace=False)] = True
     return mask
 
 

@@ -42,7 +42,7 @@ def train_or_load(cfg: SuiteConfig, cache: StageCache, side: ItemSide, variant: 
                         sim_search_codes=plan.sim_search_codes, test_bootstrap=res.test_bootstrap,
                         n_embedding_parameters=res.n_embedding_parameters,
                         n_dense_parameters=res.n_dense_parameters, replicate_seed=plan.replicate_seed,
-                        split_seed=plan.split_seed)
+                        split_seed=plan.split_seed, val_slices=res.val_slices)
     if not world.is_main:  # every rank trained the cell; rank 0 writes it
         return record, False
     assert res.test_predictions is not None  # rank 0 holds them

@@ -75,6 +75,7 @@ def log_cell(child: Any, record: CellRecord, cached: bool, replay: bool) -> None
     child.set_tags({"cached": str(cached).lower()})
     final = {f"test_{s}_{m}": v for s, ms in record.test.items() for m, v in ms.items()}
     final |= {f"best_val_{m}": v for m, v in record.val_best.items()}
+    final |= {f"best_val_{s}_{m}": v for s, ms in record.val_slices.items() for m, v in ms.items()}
     child.log_metrics({**final, "best_epoch": record.best_epoch,
                        "n_embedding_parameters": record.n_embedding_parameters,
                        "n_dense_parameters": record.n_dense_parameters})

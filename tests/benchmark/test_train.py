@@ -79,6 +79,15 @@ def test_result_contents_and_callback(data: Data) -> None:
     assert r.test_predictions.columns == ["user_idx", "item_idx", "label", "pred"]
     assert r.test_predictions.height == data.test.height
     assert r.test["all"]["auc"] > 0.7  # the label is the item's parity (10% noise); codes carry it
+    # the validation rows of items without a train row (here every 5th item), scored at the best epoch
+    cold_val = data.val.filter(pl.col("item_idx") % 5 == 0)
+    assert r.val_slices["cold"]["n"] == cold_val.height and r.val_slices["cold"]["n_pos"] == cold_val["label"].sum()
+    assert 0.0 <= r.val_slices["cold"]["auc"] <= 1.0 and r.val_slices["cold"]["auc"] != r.val_best["auc"]
+
+
+def test_no_validation_cold_rows_no_validation_cold_slice(data: Data) -> None:
+    inputs = dataclasses.replace(data.inputs("id_only"), items=data.items.with_columns(is_cold=pl.lit(False)))
+    assert train_cell("dlrm", inputs, dataclasses.replace(CFG, epochs=1), seed=0).val_slices == {}
 
 
 def test_sim_hard_search_needs_the_codes_it_matches_on(data: Data) -> None:

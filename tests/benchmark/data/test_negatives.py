@@ -138,13 +138,15 @@ def test_seen_index_matches_a_set_reference(log: list[tuple[int, int, int]],
 
 def old_fingerprint(cfg: DataConfig, files: list[dict]) -> str:
     """The fingerprint as computed before data.negatives, data.kuairand, data.kuairec,
-    data.microlens.covers_dir, data.split.seeds, data.split.seed_pairing and data.synthetic.content existed."""
+    data.microlens.covers_dir, data.split.seeds, data.split.seed_pairing, data.synthetic.content and
+    data.split.val_cold_item_frac existed."""
     c = dataclasses.asdict(cfg)
     for name in ("cache_dir", "root", "negatives", "kuairand", "kuairec"):
         c.pop(name)
     c["microlens"].pop("covers_dir")
     c["split"].pop("seeds")
     c["split"].pop("seed_pairing")
+    c["split"].pop("val_cold_item_frac")
     c["synthetic"].pop("content")
     blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -157,7 +159,8 @@ def test_defaults_keep_every_data_key() -> None:
     changed = [DataConfig(negatives=NegativesConfig(kind="uniform")), DataConfig(negatives=NegativesConfig(seed=1)),
                DataConfig(kuairand=KuaiRandConfig(test_on_random=True)), DataConfig(kuairec=KuaiRecConfig(threshold=1.0)),
                DataConfig(microlens=MicroLensConfig(covers_dir="covers")),
-               DataConfig(split=SplitConfig(seeds=(0, 1), seed_pairing="zipped"))]
+               DataConfig(split=SplitConfig(seeds=(0, 1), seed_pairing="zipped")),
+               DataConfig(split=SplitConfig(val_cold_item_frac=0.1))]
     keys = {fingerprint(c, files) for c in changed}
     assert len(keys) == len(changed) and fingerprint(DataConfig(), files) not in keys
 

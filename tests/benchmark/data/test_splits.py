@@ -188,3 +188,45 @@ def test_history_of_all_rows_is_recboles() -> None:
     want = build_history_recbole_slow(log["user_idx"].to_numpy(), log["ts"].to_numpy(), log["item_idx"].to_numpy(), 2)
     assert log["hist_item_idx"].to_list() == want
     assert want[1] == [1]  # user 1's item 3 at ts 10 sees item 1 of the same second (a negative): any label
+
+
+@pytest.mark.parametrize("kind", ["per_user_temporal", "global_temporal"])
+def test_validation_cold_draw_leaves_train_and_test_and_the_test_draw_alone(small, kind: str) -> None:
+    """data.split.val_cold_item_frac: a second draw, disjoint from the test draw, whose rows stay in validation
+    only; the test draw and the test rows of every other item are the same as without it."""
+    from benchmark.cells.metrics import cold_slice_metrics
+
+    _, raw = small
+    split = SplitConfig(kind=kind, cold_item_frac=0.2, seed=3)
+    base = build_prepared(raw, DataConfig(dataset="synthetic", history_len=10, split=split), "fp")
+    p = build_prepared(raw, DataConfig(dataset="synthetic", history_len=10,
+                                       split=dataclasses.replace(split, val_cold_item_frac=0.2)), "fp")
+    assert p.items["cold_drawn"].equals(base.items["cold_drawn"])
+    # the same fraction of the same items (those with an impression before either draw) as the test draw
+    assert p.stats["val_cold_items_drawn"] == base.stats["cold_items_drawn"] > 0
+    assert "val_cold_items_drawn" not in base.stats
+    # the drawn items: warm without the draw, no train row with it, and not the test draw
+    lost = set(base.items.filter(~pl.col("is_cold"))["item_idx"]) & set(p.items.filter("is_cold")["item_idx"])
+    assert lost and not lost & set(p.items.filter("cold_drawn")["item_idx"])
+    assert not lost & set(p.train["item_idx"]) and not lost & set(p.test["item_idx"])
+    assert set(p.val["item_idx"]) & lost
+    cols = ["user_idx", "item_idx", "ts", "label"]
+    assert p.test.select(cols).equals(base.test.filter(~pl.col("item_idx").is_in(list(lost))).select(cols))
+    assert p.val.height - p.stats["val_cold_drawn_val_rows"] == base.val.filter(
+        ~pl.col("item_idx").is_in(list(lost))).height
+    # the validation cold slice a cell scores: the rows of items without a train row
+    val_cold = cold_slice_metrics(p.val.select("user_idx", "item_idx", "label").with_columns(pred=pl.lit(0.5)),
+                                  p.items)["cold"]
+    assert val_cold["n"] == p.val.filter(pl.col("item_idx").is_in(p.items.filter("is_cold")["item_idx"].implode())
+                                         ).height >= p.stats["val_cold_drawn_val_rows"] > 0
+    assert cold_slice_metrics(base.train.select(cols[:2] + ["label"]).with_columns(pred=pl.lit(0.5)),
+                              base.items) == {}
+
+
+def test_validation_cold_settings_are_checked() -> None:
+    from benchmark.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="val_cold_item_frac"):
+        SplitConfig(cold_item_frac=0.6, val_cold_item_frac=0.5)
+    with pytest.raises(ConfigError, match="val_cold_item_frac"):
+        SplitConfig(val_frac=0.0, val_cold_item_frac=0.1)
