@@ -21,6 +21,7 @@ SELECT_EXAMPLES = """\
 examples:
   qarm-bench select ablation-levels                   quantize.levels chosen on DLRM aligned_codes' validation AUC
   qarm-bench select ablation-codebook-size --model sim --metric logloss --json
+  qarm-bench select select-levels-cold --slice cold --incumbent 3   L on validation's own cold items; 3 stays unless beaten
 """
 
 EXAMPLES = """\
