@@ -120,6 +120,15 @@ def select_sweep(folders: list[Path], model: str, variant: str, metric: str = "a
         raise QarmBenchError(f"select: expected a sweep (two or more value folders), got {len(folders)} run(s)")
     runs = [load_manifest(f) for f in folders]
     keys = {r.config.get("suite", {}).get("sweep_key", "") for r in runs}
+    # the sweep's own order (suite.sweep_values), not the folders' names' (K = 128 sorts before 16)
+    order = [str(v) for v in runs[0].config.get("suite", {}).get("sweep_values", [])]
+
+    def position(i: int) -> tuple[int, int]:
+        value = (runs[i].label or "").rsplit("=", 1)[-1]
+        return (order.index(value) if value in order else len(order), i)
+
+    ranked = sorted(range(len(runs)), key=position)
+    folders, runs = [folders[i] for i in ranked], [runs[i] for i in ranked]
     values = []
     for folder, res in zip(folders, runs):
         cells = _cells(res, model, variant)

@@ -35,7 +35,8 @@ def _results(value: str) -> SuiteResults:
                       seeds=(0, 1, 2), date="2026-12-05", version="0")
     return SuiteResults(suite="sw", label=f"quantize.levels={value}", variants=("id_only", "aligned_codes"),
                         models=("dlrm",), confidence=0.95, provenance=prov,
-                        config={"suite": {"sweep_key": "quantize.levels"}}, data_stats={}, item_side=(),
+                        config={"suite": {"sweep_key": "quantize.levels", "sweep_values": ["3", "1", "2"]}},
+                        data_stats={}, item_side=(),
                         cells=tuple(cells), run_id="20261205T172303Z-cccccc")
 
 
@@ -51,7 +52,9 @@ def sweep(tmp_path: Path) -> Path:
 def test_the_choice_is_made_on_validation_and_the_test_delta_is_the_chosen_values(sweep: Path) -> None:
     folders = sorted(sweep.iterdir())
     sel = select_sweep(folders, "dlrm", "aligned_codes")
-    assert [v.mean_val for v in sel.values] == pytest.approx([0.71, 0.75, 0.73])
+    # listed in the sweep's order (suite.sweep_values = 3, 1, 2), not the folders' name order
+    assert [v.label[-1] for v in sel.values] == ["3", "1", "2"]
+    assert [v.mean_val for v in sel.values] == pytest.approx([0.73, 0.71, 0.75])
     assert sel.values[sel.chosen].label == "quantize.levels=2"  # best on validation, worst on test
     all_ = next(t for t in sel.test if t.slice == "all")
     assert all_.mean == pytest.approx(0.70)
@@ -82,7 +85,7 @@ def test_bad_input_names_what_is_missing(sweep: Path, tmp_path: Path, capsys: py
 def test_cold_slice_decides_on_the_validation_cold_rows(sweep: Path) -> None:
     folders = sorted(sweep.iterdir())
     sel = select_sweep(folders, "dlrm", "aligned_codes", slice_name="cold")
-    assert [v.mean_val for v in sel.values] == pytest.approx([0.61, 0.55, 0.51])
+    assert [v.mean_val for v in sel.values] == pytest.approx([0.51, 0.61, 0.55])
     assert sel.values[sel.chosen].label == "quantize.levels=1" and sel.slice == "cold"
 
 
