@@ -22,6 +22,7 @@ import polars as pl
 
 from benchmark.config.data import DataConfig, SplitConfig
 from benchmark.core.cache import StageCache
+from benchmark.core.configlib import plain_without_defaults
 from benchmark.core.errors import DataError
 from benchmark.data import images, negatives, registry, splits, synthetic
 from benchmark.data.history import build_history, build_history_recbole
@@ -39,26 +40,13 @@ LATER_FIELDS = ("kuairand", "kuairec", "negatives", "microlens.covers_dir", "spl
                 "synthetic.content", "split.val_cold_item_frac")
 
 
-def _drop_later_fields(c: dict, cfg: DataConfig) -> None:
-    """Remove from `c` (asdict of `cfg`) every LATER_FIELDS entry whose value is its default."""
-    default = DataConfig()
-    for dotted in LATER_FIELDS:
-        *parents, name = dotted.split(".")
-        node, got, want = c, cfg, default
-        for part in parents:
-            node, got, want = node[part], getattr(got, part), getattr(want, part)
-        if getattr(got, name) == getattr(want, name):
-            node.pop(name)
-
-
 def fingerprint(cfg: DataConfig, files: list[dict]) -> str:
     """sha256 over the config (minus cache_dir and root: the files' contents stand for them, and minus
     LATER_FIELDS at their defaults) and every raw file's name, size and sha256 (an image folder: its listing,
     benchmark/data/images.py `folder_entry`)."""
-    c = dataclasses.asdict(cfg)
+    c = plain_without_defaults(cfg, LATER_FIELDS)
     c.pop("cache_dir")
     c.pop("root")
-    _drop_later_fields(c, cfg)
     blob = json.dumps({"v": FORMAT_VERSION, "cfg": c, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
