@@ -158,14 +158,14 @@ def select_sweep(folders: list[Path], model: str, variant: str, metric: str = "a
     test = []
     mine = _cells(res, model, variant)
     base = _cells(res, model, baseline)
-    for slice_name in sorted({s for c in mine for s in c.test}, key=lambda s: (s != "all", s != "cold", s)):
-        a = {(int(c.split_seed), int(c.seed)): float(c.test[slice_name].get("auc") or math.nan) for c in mine
-             if slice_name in c.test}
-        b = {(int(c.split_seed), int(c.seed)): float(c.test[slice_name].get("auc") or math.nan) for c in base
-             if slice_name in c.test}
+    for test_slice in sorted({s for c in mine for s in c.test}, key=lambda s: (s != "all", s != "cold", s)):
+        a = {(int(c.split_seed), int(c.seed)): float(c.test[test_slice].get("auc") or math.nan) for c in mine
+             if test_slice in c.test}
+        b = {(int(c.split_seed), int(c.seed)): float(c.test[test_slice].get("auc") or math.nan) for c in base
+             if test_slice in c.test}
         u = unit_values(a)
         delta, p, lo, hi = paired_delta(a, b) if b else (math.nan,) * 4
-        test.append(SliceTest(slice_name, _num(float(u.values.mean())) if u.n else None, _num(delta), _num(lo),
+        test.append(SliceTest(test_slice, _num(float(u.values.mean())) if u.n else None, _num(delta), _num(lo),
                               _num(hi), _num(p), u.n))
     return SweepSelection(next(iter(keys)) if len(keys) == 1 else "", model, variant, baseline, metric,
                           tuple(values), chosen, tuple(test), slice_name, best, kept, margin)

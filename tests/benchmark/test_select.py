@@ -56,6 +56,7 @@ def test_the_choice_is_made_on_validation_and_the_test_delta_is_the_chosen_value
     assert [v.label[-1] for v in sel.values] == ["3", "1", "2"]
     assert [v.mean_val for v in sel.values] == pytest.approx([0.73, 0.71, 0.75])
     assert sel.values[sel.chosen].label == "quantize.levels=2"  # best on validation, worst on test
+    assert sel.slice == "all"  # the slice that decided, not the last test slice read
     all_ = next(t for t in sel.test if t.slice == "all")
     assert all_.mean == pytest.approx(0.70)
     assert all_.delta == pytest.approx(0.70 - 0.67)  # (0.04 + 0.03 + 0.02) / 3
