@@ -6,7 +6,8 @@
     load_reference(folder) -> Reference   both, checked (a missing or malformed file names itself)
     render_reference_page(dir) -> str     per packaged suite: its run's test-AUC table, or "not yet run here"
     add_reference(run, ...) -> Path       a finished run folder -> docs/reference/<suite>/ (report.json copied,
-                                          meta.json from its results.json and the given invocation / wall time)
+                                          meta.json from its results.json and the given invocation / wall time);
+                                          a sweep's run folder: every value's rows, each with its `sweep_value`
 
 Every figure on the page is copied from report.json (formatted to 4 decimals), never typed by hand;
 tests/benchmark/test_reference.py parses the page's tables back and compares them with the JSON rows.
@@ -87,12 +88,14 @@ def load_reference(folder: Path) -> Reference:
 
 
 def auc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows the page shows: test AUC on the all, cold and warm slices, by model, variant order, slice."""
+    """The rows the page shows: test AUC on the all, cold and warm slices, by sweep value (a sweep's rows carry
+    `sweep_value`, in the sweep's order), model, variant order, slice."""
     picked = [r for r in rows if r["metric"] == "auc" and r["slice"] in MAIN_SLICES]
+    values = list(dict.fromkeys(r.get("sweep_value", "") for r in picked))
     models = model_order(r["model"] for r in picked)
     variants = list(dict.fromkeys(r["variant"] for r in picked))
-    return sorted(picked, key=lambda r: (models.index(r["model"]), variants.index(r["variant"]),
-                                         MAIN_SLICES.index(r["slice"])))
+    return sorted(picked, key=lambda r: (values.index(r.get("sweep_value", "")), models.index(r["model"]),
+                                         variants.index(r["variant"]), MAIN_SLICES.index(r["slice"])))
 
 
 def cell(value: float | None, signed: bool = False) -> str:
@@ -110,10 +113,16 @@ def suite_section(ref: Reference) -> list[str]:
            f"- machine: {m.machine}",
            *([f"- source: {m.source}"] if m.source else []), "",
            "Test AUC over seeds (mean, sample std, 95% t interval); Δ vs id_only paired over seeds with its t "
-           "interval; Holm p within model × slice × metric (report.json's `p_value_holm`).", "",
-           "| model | variant | slice | " + " | ".join(h for h, _, _ in COLUMNS) + " | seeds |",
-           "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+           "interval; Holm p within model × slice × metric (report.json's `p_value_holm`)"
+           + ("; one table per sweep value, each value its own report." if any("sweep_value" in r for r in ref.rows)
+              else "."), ""]
+    header = ["| model | variant | slice | " + " | ".join(h for h, _, _ in COLUMNS) + " | seeds |",
+              "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+    value = None
     for r in auc_rows(ref.rows):
+        if r.get("sweep_value", "") != value:
+            value = r.get("sweep_value", "")
+            out += ([f"### {value}", ""] if value else []) + header
         out.append(f"| {r['model']} | {r['variant']} | {r['slice']} | "
                    + " | ".join(cell(r[k], s) for _, k, s in COLUMNS) + f" | {r['n_seeds']} |")
     return out
@@ -145,26 +154,41 @@ def add_reference(run: Path, *, invocation: str, wall_time: str, wall_time_note:
     h:mm:ss as measured), how it was measured and the machine are the caller's. The suite must be packaged; a
     run with --set overrides or --quick is refused (its figures are not the packaged suite's). Returns the
     folder."""
-    from benchmark.report.write import load_manifest
+    from benchmark.report.write import load_manifest, sweep_folders
 
-    res = load_manifest(run)
-    if res.label:
-        raise QarmBenchError(f"{run}: a sweep value ({res.label}); add the sweep's values one suite at a time is not "
-                             "supported: expected a run folder of a suite without a sweep")
+    values = sweep_folders(run)  # a sweep's run folder: every value, its rows labelled with the value
+    if values:
+        loaded = [(load_manifest(v), v) for v in values]
+        order = [str(x) for x in loaded[0][0].config.get("suite", {}).get("sweep_values", [])]
+
+        def position(item: tuple[Any, Path]) -> int:  # the sweep's own order, not the folders' names'
+            value = item[0].label.rsplit("=", 1)[-1]
+            return order.index(value) if value in order else len(order)
+
+        loaded.sort(key=position)
+    else:
+        loaded = [(load_manifest(run), run)]
+        if loaded[0][0].label:
+            raise QarmBenchError(f"{run}: one value ({loaded[0][0].label}) of a sweep; expected the sweep's run folder "
+                                 f"(the one holding sweep/), {run.parent.parent}, so that every value is added")
     known = {p.stem: p for p in packaged_configs()}
-    if res.suite not in known:
-        raise QarmBenchError(f"{run}: suite '{res.suite}' is not a packaged suite (benchmark/configs/*.toml)")
-    extra = {k: v for k, v in res.overrides.items() if k != "suite.runs_dir"}
-    if res.quick or extra:
-        raise QarmBenchError(f"{run}: run with {'--quick' if res.quick else ''} {extra or ''}: a reference run is the "
-                             "packaged suite as it is (only suite.runs_dir may be set)")
-    report = run / "report.json"
-    rows = _read(report)
+    rows: list[dict[str, Any]] = []
+    for res, folder in loaded:
+        if res.suite not in known:
+            raise QarmBenchError(f"{folder}: suite '{res.suite}' is not a packaged suite (benchmark/configs/*.toml)")
+        extra = {k: v for k, v in res.overrides.items() if k != "suite.runs_dir"}
+        if res.quick or extra:
+            raise QarmBenchError(f"{folder}: run with {'--quick' if res.quick else ''} {extra or ''}: a reference run "
+                                 "is the packaged suite as it is (only suite.runs_dir may be set)")
+        got = _read(folder / "report.json")
+        rows += [{**r, "sweep_value": res.label} for r in got] if values else got
+    res = loaded[0][0]
     meta = RunMeta(suite=res.suite, config=f"benchmark/configs/{known[res.suite].name}", invocation=invocation,
                    date=res.provenance.date[:10], started=res.provenance.date, git_sha=res.provenance.git_sha,
                    config_hash=res.provenance.config_hash, wall_time=wall_time, wall_time_note=wall_time_note,
                    machine=machine, seeds=tuple(res.provenance.seeds),
-                   source=f"<runs_dir>/{res.suite}/{res.run_id or run.name}/report.json")
+                   source=f"<runs_dir>/{res.suite}/{res.run_id or run.name}/"
+                          + ("sweep/<value>/report.json, every value" if values else "report.json"))
     out = reference_dir / res.suite
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.config.suite import packaged_configs
 from benchmark.core.errors import QarmBenchError
-from benchmark.report.reference import COLUMNS, auc_rows, load_reference, render_reference_page
+from benchmark.report.reference import COLUMNS, add_reference, auc_rows, load_reference, render_reference_page
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "docs" / "reference"
@@ -122,3 +122,40 @@ def test_add_copies_a_run_with_its_provenance(tmp_path: Path, capsys: pytest.Cap
     assert "a reference run is the packaged suite as it is" in capsys.readouterr().err
     assert main(args[:-2]) == 2
     assert "expected --machine" in capsys.readouterr().err
+
+
+def test_add_a_sweep_takes_every_value_and_the_page_has_a_table_per_value(tmp_path: Path) -> None:
+    """A sweep's run folder (runs/<suite>/<run-id>/sweep/<key>=<value>/): every value's rows, labelled, one table
+    each, every figure still its report.json's (the page parsed back as the committed page is)."""
+    base = _run_folder(tmp_path / "src")
+    res_json = json.loads((base / "results.json").read_text())
+    run = tmp_path / "runs" / "fashion-mnist-rec" / "20261205T230000Z-bb"
+    rows = json.loads((REF / "movielens-100k" / "report.json").read_text())
+    for i, value in enumerate(("text", "image")):
+        folder = run / "sweep" / f"encoder.modalities={value}"
+        folder.mkdir(parents=True)
+        res_json.update(suite="fashion-mnist-rec", label=f"encoder.modalities={value}", run_id=run.name,
+                        config={"suite": {"sweep_values": ["text", "image"]}})  # not the folders' name order
+        (folder / "results.json").write_text(json.dumps(res_json))
+        shifted = [dict(r, mean=None if r["mean"] is None else r["mean"] + i / 10) for r in rows]
+        (folder / "report.json").write_text(json.dumps(shifted))
+    ref = tmp_path / "reference"
+    added = load_reference(add_reference(
+        run, invocation="qarm-bench run fashion-mnist-rec", wall_time="30:00", wall_time_note="under load",
+        machine="2 cores", reference_dir=ref))
+    assert {r["sweep_value"] for r in added.rows} == {"encoder.modalities=text", "encoder.modalities=image"}
+    assert len(added.rows) == 2 * len(rows) and "sweep/<value>/report.json" in added.meta.source
+    page = render_reference_page(ref)
+    assert page.index("### encoder.modalities=text") < page.index("### encoder.modalities=image")
+    body = _tables(page)["fashion-mnist-rec"]
+    want = auc_rows(added.rows)
+    assert len(body) == len(want) and want[0]["sweep_value"] == "encoder.modalities=text"
+    for cells, row in zip(body, want):
+        assert cells[:3] == [row["model"], row["variant"], row["slice"]]
+        if row["mean"] is not None:
+            assert float(cells[3]) == pytest.approx(row["mean"], abs=0.5e-4)
+    # one value's folder alone is refused, naming the sweep's folder
+    with pytest.raises(QarmBenchError, match="expected the sweep's run folder"):
+        add_reference(
+            run / "sweep" / "encoder.modalities=text", invocation="x", wall_time="1:00", wall_time_note="x",
+            machine="x", reference_dir=ref)
