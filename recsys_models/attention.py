@@ -208,7 +208,9 @@ class MultiHeadTargetAttention(nn.Module):
         wk = self.k.weight.view(h, dh, d)
         q_keys = torch.einsum("bhe,hed->bhd", q, wk)  # (B, H, D)
         q_bias = (q * self.k.bias.view(h, dh)).sum(-1)  # (B, H)
-        scores = (torch.bmm(q_keys, keys.transpose(1, 2)) + q_bias.unsqueeze(-1)) / math.sqrt(dh)  # (B, H, T)
+        # keys on the left of the product: its gradient for keys is then a contiguous (B, T, D), which adds to
+        # the pooling's without a strided copy (keys.transpose on the right made every backward re-lay it)
+        scores = (torch.bmm(keys, q_keys.transpose(1, 2)).transpose(1, 2) + q_bias.unsqueeze(-1)) / math.sqrt(dh)
         weights = masked_softmax(scores, mask[:, None, :])
         pooled = torch.bmm(weights, keys)  # (B, H, D)
         wv = self.v.weight.view(h, dh, d)
