@@ -70,14 +70,35 @@ class DinAttention(nn.Module):
         weights = masked_softmax(scores, mask) if self.softmax else scores * mask
         return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
 
+    def fused(self) -> bool:
+        """Whether `forward_jagged` takes the one-call path (`JaggedDinPool`): one hidden layer with a
+        single-slope PReLU, raw scores (no softmax)."""
+        rest = list(self.rest)
+        return (not self.softmax and len(rest) == 2 and isinstance(rest[0], nn.PReLU)
+                and rest[0].weight.numel() == 1 and isinstance(rest[1], nn.Linear))
+
     def forward_jagged(self, query: torch.Tensor, items: torch.Tensor, sel: Selection,
                        keys: torch.Tensor | None = None) -> torch.Tensor:
         """`forward` over the selected history items only: query (B, D); items (U, D), the batch's distinct
         items; sel: each row's keys among them -> (B, D). keys: items[sel.item] (n, D) when the caller has
         gathered them already (with its own rows: one gather, one gradient scatter).
 
-        Padding slots cost nothing, and the key-only term k (Wk - Wd)^T is computed once per distinct item,
-        not once per history position; only (q * k) Wp^T is per position, as one (n, D) x (D, H) GEMM."""
+        Padding slots cost nothing. With one hidden layer and raw scores (the default) the whole unit is one
+        autograd call with a hand-written backward (`JaggedDinPool`, the same sums as `forward_jagged_autograd`);
+        otherwise `forward_jagged_autograd`."""
+        if not self.fused():
+            return self.forward_jagged_autograd(query, items, sel, keys)
+        if keys is None:
+            keys = items.index_select(0, sel.item)
+        prelu, out = self.rest[0], self.rest[1]
+        return JaggedDinPool.apply(query, keys, self.first.weight, self.first.bias, prelu.weight, out.weight,
+                                   out.bias, sel.row, sel.offsets[:-1])
+
+    def forward_jagged_autograd(self, query: torch.Tensor, items: torch.Tensor, sel: Selection,
+                                keys: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward_jagged` through autograd, for any activation unit (the reference of `JaggedDinPool`): the
+        key-only term k (Wk - Wd)^T is computed once per distinct item, not once per history position; only
+        (q * k) Wp^T is per position, as one (n, D) x (D, H) GEMM."""
         wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
         per_row = torch.addmm(self.first.bias, query, (wq + wd).T)  # (B, H)
         # index_select, not x[idx]: its backward is an index_add, far cheaper on CPU than index_put(accumulate).
@@ -93,6 +114,71 @@ class DinAttention(nn.Module):
             scores = masked_softmax(padded.squeeze(-1), mask)[mask].unsqueeze(-1)
         # sum_n w_n k_n per row without materialising the (n, D) products (nor, backward, their gradient)
         return F.embedding_bag(sel.item, items, sel.offsets[:-1], mode="sum", per_sample_weights=scores.squeeze(-1))
+
+
+class JaggedDinPool(torch.autograd.Function):
+    """DIN's activation unit with one hidden layer (PReLU, one slope) and raw scores, then the weighted sum of
+    each row's keys, in one call with a hand-written backward: fewer passes over the (n, D) and (n, H)
+    per-position tensors than autograd's op-by-op backward, no sorting EmbeddingBag backward, and no slow
+    PReLU-backward kernel (torch's CPU `_prelu_kernel_backward` is ~10x an elementwise pass).
+
+    query (B, D); keys (n, D), the selected history items, rows in order; weight (H, 4 D) and bias (H,) of the
+    first layer, slope (1,) of the PReLU, out_weight (1, H) and out_bias (1,) of the score layer; row (n,) each
+    key's row; starts (B,) the offset of each row's first key -> (B, D) sum_n s_n k_n per row, where
+    s_n = out(prelu(W [q, k, q - k, q * k] + b)).
+    """
+
+    @staticmethod
+    def forward(ctx, query: torch.Tensor, keys: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
+                bias: torch.Tensor, slope: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor,
+                row: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        d = keys.shape[1]
+        wq, wk, wd, wp = weight.split(d, dim=1)
+        per_row = torch.addmm(bias, query, (wq + wd).T)  # (B, H): the query terms, once per row
+        q_rows = query.index_select(0, row)  # (n, D)
+        qk = q_rows * keys
+        hidden = per_row.index_select(0, row).addmm_(keys, (wk - wd).T).addmm_(qk, wp.T)  # (n, H)
+        act = F.prelu(hidden, slope)
+        scores = torch.addmm(out_bias, act, out_weight.T)  # (n, 1)
+        positions = torch.arange(len(row), device=keys.device)
+        pooled = F.embedding_bag(positions, keys, starts, mode="sum", per_sample_weights=scores.view(-1))
+        ctx.save_for_backward(query, keys, weight, slope, out_weight, row, starts, q_rows, qk, hidden, act,
+                              scores)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        query, keys, weight, slope, out_weight, row, starts, q_rows, qk, hidden, act, scores = ctx.saved_tensors
+        d = keys.shape[1]
+        wq, wk, wd, wp = weight.split(d, dim=1)
+        positions = torch.arange(len(row), device=keys.device)
+
+        def per_row_sum(x: torch.Tensor) -> torch.Tensor:  # (n, C) -> (B, C), each row's keys summed
+            return F.embedding_bag(positions, x, starts, mode="sum")
+
+        grad_rows = grad.contiguous().index_select(0, row)  # (n, D)
+        grad_scores = (grad_rows * keys).sum(-1, keepdim=True)  # (n, 1)
+        grad_keys = grad_rows.mul_(scores)  # from the weighted sum
+        grad_out_weight = grad_scores.T @ act  # (1, H)
+        grad_out_bias = grad_scores.sum(0)
+        # PReLU: x > 0 passes the gradient, else slope * it; the slope gets sum(grad * x) over x <= 0
+        grad_act = grad_scores * out_weight  # (n, H)
+        grad_pos = torch.ops.aten.threshold_backward(grad_act, hidden, 0.0)
+        grad_neg = grad_act.sub_(grad_pos)
+        grad_slope = torch.dot(grad_neg.view(-1), hidden.view(-1)).reshape(slope.shape)
+        grad_hidden = grad_pos.addcmul_(grad_neg, slope)  # (n, H)
+        grad_per_row = per_row_sum(grad_hidden)  # (B, H)
+        grad_bias = grad_per_row.sum(0)
+        grad_wqd = grad_per_row.T @ query  # (H, D): of wq + wd
+        grad_wkd = grad_hidden.T @ keys  # of wk - wd
+        grad_wp = grad_hidden.T @ qk
+        grad_query = grad_per_row @ (wq + wd)
+        grad_qk = grad_hidden @ wp  # (n, D)
+        grad_keys.addmm_(grad_hidden, wk - wd).addcmul_(grad_qk, q_rows)
+        grad_query += per_row_sum(grad_qk.mul_(keys))
+        grad_weight = torch.cat([grad_wqd, grad_wkd, grad_wqd - grad_wkd, grad_wp], dim=1)
+        return (grad_query, grad_keys, grad_weight, grad_bias, grad_slope, grad_out_weight, grad_out_bias,
+                None, None)
 
 
 class MultiHeadTargetAttention(nn.Module):
@@ -122,7 +208,9 @@ class MultiHeadTargetAttention(nn.Module):
         wk = self.k.weight.view(h, dh, d)
         q_keys = torch.einsum("bhe,hed->bhd", q, wk)  # (B, H, D)
         q_bias = (q * self.k.bias.view(h, dh)).sum(-1)  # (B, H)
-        scores = (torch.bmm(q_keys, keys.transpose(1, 2)) + q_bias.unsqueeze(-1)) / math.sqrt(dh)  # (B, H, T)
+        # keys on the left of the product: its gradient for keys is then a contiguous (B, T, D), which adds to
+        # the pooling's without a strided copy (keys.transpose on the right made every backward re-lay it)
+        scores = (torch.bmm(keys, q_keys.transpose(1, 2)).transpose(1, 2) + q_bias.unsqueeze(-1)) / math.sqrt(dh)
         weights = masked_softmax(scores, mask[:, None, :])
         pooled = torch.bmm(weights, keys)  # (B, H, D)
         wv = self.v.weight.view(h, dh, d)

@@ -20,6 +20,7 @@ from recsys_models.item_encoder import (
     ContextEncoder,
     SequenceItemEncoder,
     gather_positions,
+    gather_rows,
     latest_positions,
     mlp,
     select_items,
@@ -80,9 +81,8 @@ def din_head(din: DIN, batch: RankBatch, rep: torch.Tensor, context: torch.Tenso
         # DIN attends over the latest max_len positives only (the history is oldest first).
         positions, mask = latest_positions(batch.hist_len, min(din.max_len, batch.hist.shape[1]))
         sel = select_items(batch.hist_pos, positions, mask)
-        # the target rows and the attended keys in one gather (one gradient scatter back into rep)
-        target, keys = rep.index_select(0, torch.cat([batch.target_pos, sel.item])).split(
-            [len(batch.target_pos), len(sel.item)])
+        # the target rows and the attended keys, their gradients scattered back into one (U, D_i) tensor
+        target, keys = gather_rows(rep, batch.target_pos, sel.item)
     with record_function("qarm.attention"):
         interest = din.attention.forward_jagged(target, rep, sel, keys)
     with record_function("qarm.mlp"):

@@ -30,6 +30,7 @@ from recsys_models.item_encoder import (
     ContextEncoder,
     SequenceItemEncoder,
     gather_positions,
+    gather_rows,
     latest_positions,
     mlp,
 )
@@ -162,11 +163,11 @@ def sim_head(sim: SIM, batch: RankBatch, rep: torch.Tensor, context: torch.Tenso
     with record_function("qarm.features"):
         positions, mask = sim.select(batch, rep.detach())
         recent_pos, recent_mask = latest_positions(batch.hist_len, min(sim.recent, batch.hist.shape[1]))
-        # The target and the ESU's keys straight from the distinct items, in one gather (one gradient
-        # scatter back): the (B, T, D_i) history is never materialised.
+        # The target and the ESU's keys straight from the distinct items, their gradients scattered back into one
+        # (U, D_i) tensor: the (B, T, D_i) history is never materialised.
         long_idx, short_idx = batch.hist_pos.gather(1, positions), batch.hist_pos.gather(1, recent_pos)
-        rows = rep.index_select(0, torch.cat([batch.target_pos, long_idx.reshape(-1), short_idx.reshape(-1)]))
-        target, long_keys, short_keys = rows.split([len(batch.target_pos), long_idx.numel(), short_idx.numel()])
+        target, long_keys, short_keys = gather_rows(rep, batch.target_pos, long_idx.reshape(-1),
+                                                    short_idx.reshape(-1))
         long_keys = long_keys.view(*long_idx.shape, -1)  # (B, K, D_i)
         short_keys = short_keys.view(*short_idx.shape, -1)  # (B, recent, D_i)
     with record_function("qarm.attention"):

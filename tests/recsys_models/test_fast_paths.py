@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from recsys_models.attention import DinAttention
 from recsys_models.config import DinConfig, SimConfig
 from recsys_models.din import build_din
 from recsys_models.features import FeatureSet, FeatureSpec, ItemField, RankBatch, build_batch
@@ -61,14 +62,43 @@ CASES = dict(b=st.integers(1, 6), t=st.integers(1, 7), seed=st.integers(0, 10_00
 
 
 @settings(max_examples=30, deadline=None)
-@given(max_len=st.integers(1, 8), softmax=st.booleans(), **CASES)
+@given(max_len=st.integers(1, 8), softmax=st.booleans(), hidden=st.sampled_from([(6,), (6, 3)]), **CASES)
 def test_din_fast_equals_padded_reference(b: int, t: int, seed: int, dense: bool, vq: bool, dedup: bool,
-                                          max_len: int, softmax: bool) -> None:
+                                          max_len: int, softmax: bool, hidden: tuple[int, ...]) -> None:
+    # hidden (6,) without softmax: the one-call JaggedDinPool; the rest through autograd op by op
     fs = _fs(seed, dense, vq)
     torch.manual_seed(seed)
-    model = build_din(fs.spec, fs.content, DinConfig(attention_hidden=(6, 3), attention_softmax=softmax, mlp=(8,),
+    model = build_din(fs.spec, fs.content, DinConfig(attention_hidden=hidden, attention_softmax=softmax, mlp=(8,),
                                                      max_len=max_len))
+    assert model.attention.fused() == (hidden == (6,) and not softmax)
     _assert_same(model, _batch(fs, b, t, seed, dedup))
+
+
+@settings(max_examples=20, deadline=None)
+@given(b=st.integers(1, 6), t=st.integers(1, 7), u=st.integers(1, 9), seed=st.integers(0, 10_000),
+       slope=st.sampled_from([0.25, -0.7, 1.5]))
+def test_fused_din_unit_equals_autograd(b: int, t: int, u: int, seed: int, slope: float) -> None:
+    # JaggedDinPool's hand-written backward against autograd through the op-by-op unit, in float64 (tight)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    att = DinAttention(4, (5,)).double()
+    with torch.no_grad():
+        att.rest[0].weight.fill_(slope)
+    hist_len = torch.randint(0, t + 1, (b,), generator=g)
+    positions, mask = latest_positions(hist_len, t)
+    sel = select_items(torch.randint(0, u, (b, t), generator=g), positions, mask)
+    items = torch.randn(u, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    query = torch.randn(b, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(b, 4, generator=g, dtype=torch.float64)
+    out = {}
+    for name, fn in (("fused", att.forward_jagged), ("autograd", att.forward_jagged_autograd)):
+        att.zero_grad()
+        items.grad = query.grad = None
+        pooled = fn(query, items, sel)
+        (pooled * weight).sum().backward()
+        out[name] = [pooled.detach(), items.grad, query.grad] + [p.grad for p in att.parameters()]
+    for a, r in zip(out["fused"], out["autograd"]):
+        torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
 
 
 @settings(max_examples=30, deadline=None)
