@@ -11,7 +11,8 @@ item id + history ids, L RQ levels + history codes; every table `--dim` wide):
 Timing: median wall time of `--steps` training steps after `--warmup`, one process, `--threads`;
 the models take turns step by step so that load from other processes falls on all alike.
 Cost model, per model (issue 21): FLOPs per sample (torch.utils.flop_counter.FlopCounterMode over the forward and
-backward of one batch: matrix products only), the share of the machine's one-thread-per-`--threads` fp32 GEMM
+backward of one batch: matrix products only, in-place addmm_ included (IN_PLACE_FLOPS); products done as
+embedding-bag sums count zero, so the figure depends a little on how a unit computes), the share of the machine's one-thread-per-`--threads` fp32 GEMM
 rate (a timed 1024^3 torch.mm) the step reaches at its samples/s, and where a step's CPU time goes, from a
 torch.profiler profile of a few steps grouped by the models' record_function labels (qarm.lookup, .features,
 .attention, .interaction, .mlp; the step's own qarm.optimizer; backward ops count to the label of the forward op
@@ -37,9 +38,11 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, mm_flop
 
 from benchmark.cells.pipeline import train_step
 from benchmark.cells.train import make_optimizers
@@ -257,13 +260,20 @@ def gemm_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def _addmm_inplace_flop(self_shape: Any, a_shape: Any, b_shape: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return mm_flop(a_shape, b_shape)
+
+
+# In-place matrix products torch's counter has no formula for (it counts addmm, not addmm_): DIN's fused attention
+# unit (recsys_models/attention.py JaggedDinPool) accumulates with addmm_, which would otherwise count zero.
+IN_PLACE_FLOPS = {torch.ops.aten.addmm_: _addmm_inplace_flop}  # keyed by overload packet, as torch's table
+
+
 def flops_per_sample(forward: Callable[[RankBatch], torch.Tensor], batch: RankBatch) -> float:
     """FLOPs of one training step's forward and backward on `batch`, per row, as torch's FlopCounterMode counts
     them (matrix products only: lookups and elementwise work count zero). The step's gradients are left behind
     (a fused-in-backward optimiser, torchrec_fused, also updates its tables once: harmless for a benchmark)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=IN_PLACE_FLOPS)
     with counter:
         nn.functional.binary_cross_entropy_with_logits(forward(batch), batch.labels).backward()
     return counter.get_total_flops() / len(batch.labels)
