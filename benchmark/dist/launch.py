@@ -114,6 +114,8 @@ def _spawned(rank: int, nprocs: int, store_path: str, fn: Callable[..., Any], ar
                        store=dist.FileStore(store_path, nprocs))
     try:
         fn(world, *args)
+        world.barrier()  # every rank done with the group before any tears it down (not after a failure: the
+        # other ranks may never reach it; the failing rank's exit makes the parent stop them)
     finally:
         shutdown()
 

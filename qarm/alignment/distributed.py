@@ -1,11 +1,13 @@
 """Alignment over several processes: DDP with the in-batch negatives gathered across ranks (torch only).
 
 Every rank draws the same global batch of B pairs (same seeded permutation) and embeds only its contiguous part
-(`part_bounds`); `gather_rows` all-gathers the parts WITH their gradient (torch.distributed.nn all_gather), so
-each rank's InfoNCE sees the whole global batch as its negatives and its loss equals the one-process loss of
-that batch. Gradients: all_gather's backward sums the W ranks' (identical) losses' gradients into each part,
-W times the one-process gradient of those rows; DDP's mean over ranks divides by W, so the parameter gradients
-are the one-process gradients too (open_clip uses the same construction).
+(`part_bounds`); `gather_rows` all-gathers the parts WITH their gradient (`_AllGatherRows`, a small autograd
+Function over dist.all_gather / dist.all_reduce; not the deprecated torch.distributed.nn all_gather), so each
+rank's InfoNCE sees the whole global batch as its negatives and its loss equals the one-process loss of that
+batch. Gradients: the backward sums the W ranks' (identical) losses' gradients into each part (all_reduce of the
+whole gathered gradient, then this rank's rows: a reduce-scatter), W times the one-process gradient of those
+rows; DDP's mean over ranks divides by W, so the parameter gradients are the one-process gradients too (open_clip
+uses the same construction).
 Inference (`embed_items`): each rank embeds a contiguous range of items and the ranges are gathered.
 
 In one process (`distributed=False`) `pair_embeddings` embeds each distinct item of the batch once, as the
@@ -36,13 +38,35 @@ def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     rank, size = world()
     if size == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
     sizes = [b - a for a, b in (part_bounds(n, r, size) for r in range(size))]
     width = max(sizes)
     padded = nn.functional.pad(x, (0, 0, 0, width - x.shape[0]))
-    parts = all_gather(padded)
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+    gathered = _AllGatherRows.apply(padded)  # (size * width, d)
+    return torch.cat([gathered[r * width : r * width + s] for r, s in enumerate(sizes)])
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """(w, d) on each of the W ranks of the default group -> (W * w, d), rank r's rows at [r * w, (r + 1) * w).
+    Backward: the W ranks' gradients of the whole (W * w, d) output are summed (one all_reduce) and each rank
+    takes its own rows: a reduce-scatter, which gloo lacks. The default group is looked up at each call and
+    kept nowhere, so destroy_process_group can free it (torch.distributed.nn.functional.all_gather, used before,
+    kept it alive: its gloo threads outlived destroy_process_group, into the interpreter's exit)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        rank, size = world()
+        x = x.contiguous()
+        out = x.new_empty((size * x.shape[0], *x.shape[1:]))
+        dist.all_gather([out[r * x.shape[0] : (r + 1) * x.shape[0]] for r in range(size)], x)
+        ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total = grad.contiguous().clone()  # all_reduce works in place: never on autograd's own buffer
+        dist.all_reduce(total)
+        lo, hi = ctx.rows
+        return total[lo:hi]
 
 
 def pair_embeddings(model: nn.Module, a: torch.Tensor, b: torch.Tensor, *,

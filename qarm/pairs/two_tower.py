@@ -8,10 +8,10 @@ qarm.pairs.u2i. Shapes: P training rows, T history window, B batch, d = U2IConfi
 Under several ranks (`distributed`, the default torch.distributed group) the model trains under DDP with the
 negatives gathered across ranks, the construction of qarm.alignment.distributed: every rank draws the same global
 batch (same seeded permutation), runs both towers on its contiguous part of it, and all-gathers the parts with
-their gradient, so each rank's softmax sees the whole global batch as negatives and its loss is the one-process
-loss of that batch. all_gather's backward sums the W identical losses' gradients (W x the one-process gradient of
-each part); DDP's mean over ranks divides by W: the parameter gradients are the one-process ones, up to float
-summation order.
+their gradient (its `gather_rows`), so each rank's softmax sees the whole global batch as negatives and its loss
+is the one-process loss of that batch. The gather's backward sums the W identical losses' gradients (W x the
+one-process gradient of each part); DDP's mean over ranks divides by W: the parameter gradients are the
+one-process ones, up to float summation order.
 """
 
 from __future__ import annotations
