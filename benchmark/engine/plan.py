@@ -337,6 +337,11 @@ def render_plan(plan: SuitePlan, cfg: SuiteConfig) -> str:
 
 def main_plan(args: Any, runs: list[tuple[str, SuiteConfig]] | None = None) -> int:
     """List the stages and cells with their keys and cache state; computes nothing but the data fingerprint."""
-    for label, cfg in runs or sweep_configs(args.config, args.overrides, args.quick):
+    configs = runs or sweep_configs(args.config, args.overrides, args.quick)
+    for label, cfg in configs:
         print(render_plan(suite_plan(cfg, label), cfg))
+    if len(configs) > 1:
+        print(f"sweep: {len(configs)} values, one plan each above; their estimates do not add up: each counts what "
+              "is not cached now, so the stages the values share (those their setting leaves alone: the data, "
+              "usually the pairs and the alignment; one stage cache) are counted in each, and run once")
     return 0

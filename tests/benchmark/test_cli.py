@@ -143,3 +143,14 @@ def test_quiet_keeps_only_the_summary_line(capsys: pytest.CaptureFixture[str]) -
         sys.stderr.write("Done. Report: runs/s/report.md  Plots: runs/s/plots\nMLflow: sqlite:///runs/mlflow.db\n")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == "Done. Report: runs/s/report.md  Plots: runs/s/plots\n"
+
+
+def test_plan_of_a_sweep_says_its_estimates_do_not_add_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "synthetic-tiny", "--set", "suite.sweep_key=quantize.levels",
+                 "--set", "suite.sweep_values=[1, 2]"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("estimated wall time") == 2 and "sweep: 2 values" in out and "counted in each" in out
+    assert main(["plan", "synthetic-tiny"]) == 0
+    assert "sweep:" not in capsys.readouterr().out
