@@ -199,23 +199,37 @@ class MultiHeadTargetAttention(nn.Module):
         self.out = nn.Linear(inner, dim)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`forward_autograd` with the attention core (scores, softmax, pooling) in one call with a hand-written
+        backward (`TargetAttentionPool`): the same sums, without autograd's batched products of inner size
+        `heads` (slow per-row GEMMs on CPU)."""
+        b, _, d = keys.shape
+        h, dh = self.heads, self.head_dim
+        q = self.q(query).view(b, h, dh)
+        q_keys = torch.einsum("bhe,hed->bhd", q, self.k.weight.view(h, dh, d))  # (B, H, D)
+        q_bias = (q * self.k.bias.view(h, dh)).sum(-1)  # (B, H)
+        pooled, total = TargetAttentionPool.apply(keys, q_keys, q_bias, mask, math.sqrt(dh))
+        return self._project(pooled, total)
+
+    def _project(self, pooled: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        """pooled (B, H, D) = sum_t w_t x_t per head and total (B, H, 1) = sum_t w_t -> the output (B, D)."""
+        b, h, d = pooled.shape
+        wv = self.v.weight.view(h, self.head_dim, d)
+        heads = torch.einsum("bhd,hed->bhe", pooled, wv) + total * self.v.bias.view(h, self.head_dim)
+        return self.out(heads.reshape(b, h * self.head_dim))
+
+    def forward_autograd(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`forward` op by op through autograd (the reference of `TargetAttentionPool`)."""
         # Absorbed form of `forward_reference`: with one query per row, q_h . (Wk_h x + bk_h) =
         # (Wk_h^T q_h) . x + q_h . bk_h and sum_t w_t (Wv_h x_t + bv_h) = Wv_h (sum_t w_t x_t) + bv_h
         # (the weights sum to 1, or 0 for an empty row), so no key is ever projected: O(B T H D).
         b, _, d = keys.shape
         h, dh = self.heads, self.head_dim
         q = self.q(query).view(b, h, dh)
-        wk = self.k.weight.view(h, dh, d)
-        q_keys = torch.einsum("bhe,hed->bhd", q, wk)  # (B, H, D)
+        q_keys = torch.einsum("bhe,hed->bhd", q, self.k.weight.view(h, dh, d))  # (B, H, D)
         q_bias = (q * self.k.bias.view(h, dh)).sum(-1)  # (B, H)
-        # keys on the left of the product: its gradient for keys is then a contiguous (B, T, D), which adds to
-        # the pooling's without a strided copy (keys.transpose on the right made every backward re-lay it)
-        scores = (torch.bmm(keys, q_keys.transpose(1, 2)).transpose(1, 2) + q_bias.unsqueeze(-1)) / math.sqrt(dh)
+        scores = (torch.bmm(q_keys, keys.transpose(1, 2)) + q_bias.unsqueeze(-1)) / math.sqrt(dh)  # (B, H, T)
         weights = masked_softmax(scores, mask[:, None, :])
-        pooled = torch.bmm(weights, keys)  # (B, H, D)
-        wv = self.v.weight.view(h, dh, d)
-        heads = torch.einsum("bhd,hed->bhe", pooled, wv) + weights.sum(-1, keepdim=True) * self.v.bias.view(h, dh)
-        return self.out(heads.reshape(b, h * dh))
+        return self._project(torch.bmm(weights, keys), weights.sum(-1, keepdim=True))
 
     def forward_reference(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Textbook multi-head attention: project every key and value, then attend."""
@@ -226,3 +240,37 @@ class MultiHeadTargetAttention(nn.Module):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # (B, H, 1, T)
         weights = masked_softmax(scores, mask[:, None, None, :])
         return self.out((weights @ v).reshape(b, self.heads * self.head_dim))
+
+
+class TargetAttentionPool(torch.autograd.Function):
+    """The core of `MultiHeadTargetAttention` with a hand-written backward: keys (B, T, D), q_keys (B, H, D),
+    q_bias (B, H), mask (B, T) bool, norm -> pooled (B, H, D) = sum_t w_t k_t and total (B, H, 1) = sum_t w_t
+    (1, or 0 for an empty row; no gradient), w = masked softmax over t of (q_keys . k_t + q_bias) / norm.
+
+    Every product keeps the keys' rows as the long side (bmm(q_keys, keys^T), not bmm(keys, q_keys^T)), and the
+    keys' gradient is one product of inner size 2 H ([w; dL/ds] against [dL/dpooled; q_keys]) instead of two
+    of inner size H.
+    """
+
+    @staticmethod
+    def forward(ctx, keys: torch.Tensor, q_keys: torch.Tensor, q_bias: torch.Tensor,  # type: ignore[override]
+                mask: torch.Tensor, norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = (torch.bmm(q_keys, keys.transpose(1, 2)) + q_bias.unsqueeze(-1)) / norm  # (B, H, T)
+        weights = masked_softmax(scores, mask[:, None, :])
+        total = weights.sum(-1, keepdim=True)
+        ctx.mark_non_differentiable(total)
+        ctx.save_for_backward(keys, q_keys, weights)
+        ctx.norm = norm
+        return torch.bmm(weights, keys), total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _total: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        keys, q_keys, weights = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_weights = torch.bmm(grad, keys.transpose(1, 2))  # (B, H, T)
+        # softmax backward (masked slots have w = 0, so they get 0), then the division by norm
+        grad_scores = weights * (grad_weights - (weights * grad_weights).sum(-1, keepdim=True)) / ctx.norm
+        coef = torch.cat([weights, grad_scores], dim=1).transpose(1, 2).contiguous()  # (B, T, 2H)
+        grad_keys = torch.bmm(coef, torch.cat([grad, q_keys], dim=1))  # (B, T, D)
+        grad_q_keys = torch.bmm(grad_scores, keys)  # (B, H, D)
+        return grad_keys, grad_q_keys, grad_scores.sum(-1), None, None
