@@ -64,9 +64,13 @@ def test_ddp_alignment_trains_the_whole_encoder_on_two_ranks(tmp_path: Path) -> 
     try:
         distributed.spawn(distributed.call_file, 2, __file__, "rank_main", str(model_dir), str(tmp_path))
     except ProcessExitedException as e:  # one retry, for one known symptom only (see below); anything else fails
-        # Known flake, not yet explained: a gloo rank sometimes aborts ("terminate called without an active
-        # exception", SIGABRT) under torch 2.13 on this 2-core CPU machine, in this test and in gpu_check's ddp
-        # step; the retry runs the same world again and every check below still applies to its result.
+        # Known flake: a gloo rank sometimes aborts ("terminate called without an active exception", SIGABRT)
+        # under torch 2.13 on CPU. Core dump (before gather_rows stopped using torch.distributed.nn all_gather):
+        # a pt_gloo_runloop thread, still alive while the main thread is in Py_FinalizeEx, destroys a finished
+        # AsyncAllgatherWork whose output tensor is the last owner of a Python tensor; THPVariable_dealloc takes
+        # the GIL, CPython's take_gil calls pthread_exit during finalization, and the forced unwind through
+        # ~AsyncWork (noexcept) calls std::terminate. Not seen since (0 in 186), not proven gone: the retry
+        # runs the same world again and every check below still applies to its result.
         if e.signal_name != signal.Signals.SIGABRT.name:
             raise
         distributed.spawn(distributed.call_file, 2, __file__, "rank_main", str(model_dir), str(tmp_path))
