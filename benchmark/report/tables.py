@@ -16,6 +16,8 @@ ROW_KEYS (a contract: extended, never renamed):
                                                    intervals of the test AUC (the smallest interval holding every
                                                    seed's; test-set uncertainty; bounds are never averaged)
     bootstrap_ci_per_seed                          AUC only: each seed's interval, [[seed, low, high], ...]
+    bootstrap_ci_per_cell                          AUC only: the same keyed by cell, [[split seed, seed, low,
+                                                   high], ...] (several split seeds may share a replicate seed)
     modalities                                     the item contents that fed the cell's content features, codes
                                                    or SIM search codes ("text", "image", "image+text"; "" when
                                                    the cell reads none, e.g. a DLRM id_only)
@@ -43,7 +45,7 @@ COUNTERPART = {"aligned_codes": "frozen_codes", "aligned_dense": "frozen_dense"}
 ROW_KEYS = ("model", "variant", "slice", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
             "delta_vs_id_only", "p_value", "p_value_holm", "holm_family_size", "delta_ci_low", "delta_ci_high",
             "delta_vs_frozen", "p_value_vs_frozen", "p_value_vs_frozen_holm", "bootstrap_ci_low",
-            "bootstrap_ci_high", "modalities", "bootstrap_ci_per_seed")
+            "bootstrap_ci_high", "modalities", "bootstrap_ci_per_seed", "bootstrap_ci_per_cell")
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -62,16 +64,28 @@ def _per_seed(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str, str], di
     return by_key
 
 
-def _bootstrap(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str], list[tuple[int, float, float]]]:
-    """(model, variant, slice) -> [(seed, low, high)] in seed order: each cell's user-level bootstrap interval of
-    its test AUC. Averaging bounds over seeds is not an interval (statistics reference), so the rows keep each
-    seed's and their envelope."""
-    acc: dict[tuple[str, str, str], list[tuple[int, float, float]]] = defaultdict(list)
+def _bootstrap(cells: Iterable[CellRecord]) -> dict[tuple[str, str, str], list[tuple[int, int, float, float]]]:
+    """(model, variant, slice) -> [(split seed, seed, low, high)] in (split seed, seed) order: each cell's
+    user-level bootstrap interval of its test AUC. Averaging bounds over seeds is not an interval (statistics
+    reference), so the rows keep each cell's and their envelope."""
+    acc: dict[tuple[str, str, str], list[tuple[int, int, float, float]]] = defaultdict(list)
     for cell in cells:
         for slice_name, ci in cell.test_bootstrap.items():
             if ci is not None:
-                acc[(cell.model, cell.variant, slice_name)].append((int(cell.seed), float(ci[0]), float(ci[1])))
+                acc[(cell.model, cell.variant, slice_name)].append((int(cell.split_seed), int(cell.seed),
+                                                                    float(ci[0]), float(ci[1])))
     return {k: sorted(v) for k, v in acc.items()}
+
+
+def per_cell_bootstrap_text(auc: dict[str, Any]) -> str:
+    """Each cell's interval as the markdown prints it: `s<seed>`, or `s<split>/<seed>` when the row's cells come
+    from several split seeds (rows written before bootstrap_ci_per_cell existed: by seed)."""
+    per_cell = auc.get("bootstrap_ci_per_cell")
+    if per_cell and len({sp for sp, *_ in per_cell}) > 1:
+        return "; ".join(f"s{sp}/{seed} [{lo:.4f}, {hi:.4f}]" for sp, seed, lo, hi in per_cell)
+    if not auc.get("bootstrap_ci_per_seed"):
+        return "–"
+    return "; ".join(f"s{seed} [{lo:.4f}, {hi:.4f}]" for seed, lo, hi in auc["bootstrap_ci_per_seed"])
 
 
 def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
@@ -103,10 +117,11 @@ def aggregate(cells: Iterable[CellRecord], confidence: float = 0.95,
             "holm_family_size": 0, "delta_ci_low": _nan_to_none(dlo), "delta_ci_high": _nan_to_none(dhi),
             "delta_vs_frozen": _nan_to_none(fdelta), "p_value_vs_frozen": _nan_to_none(fp),
             "p_value_vs_frozen_holm": None,
-            "bootstrap_ci_low": None if not b else min(lo for _, lo, _ in b),
-            "bootstrap_ci_high": None if not b else max(hi for _, _, hi in b),
+            "bootstrap_ci_low": None if not b else min(lo for _, _, lo, _ in b),
+            "bootstrap_ci_high": None if not b else max(hi for _, _, _, hi in b),
             "modalities": fed if (model, variant) in reads_content else "",
-            "bootstrap_ci_per_seed": None if not b else [[s, lo, hi] for s, lo, hi in b],
+            "bootstrap_ci_per_seed": None if not b else [[s, lo, hi] for _, s, lo, hi in b],
+            "bootstrap_ci_per_cell": None if not b else [[sp, s, lo, hi] for sp, s, lo, hi in b],
         })
     _adjust(rows, "p_value", "p_value_holm", "holm_family_size")
     _adjust(rows, "p_value_vs_frozen", "p_value_vs_frozen_holm", None)
@@ -235,8 +250,7 @@ def metrics_table(rows: list[dict[str, Any]], variants_order: Sequence[str]) -> 
                     continue
                 parts = [ci_text(c) for c in cells]
                 auc = cells[0] or {}
-                boot = "–" if not auc.get("bootstrap_ci_per_seed") else "; ".join(
-                    f"s{seed} [{lo:.4f}, {hi:.4f}]" for seed, lo, hi in auc["bootstrap_ci_per_seed"])
+                boot = per_cell_bootstrap_text(auc)
                 lines.append(f"| {model} | {variant} | {slice_name} | {parts[0]} | {boot} | {parts[1]} | {parts[2]} | "
                              f"{_delta(auc)} | {fmt(auc.get('p_value'), 3)} | {fmt(auc.get('p_value_holm'), 3)} | "
                              f"{auc.get('n_seeds', 0)} | {auc.get('modalities') or '–'} |")

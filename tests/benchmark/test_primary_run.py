@@ -229,6 +229,26 @@ def test_per_seed_bootstrap_intervals_are_kept_and_their_envelope_is_reported() 
     (row,) = [r for r in aggregate(cells) if r["metric"] == "auc"]
     assert (row["bootstrap_ci_low"], row["bootstrap_ci_high"]) == (0.60, 0.74)  # not (0.6267, 0.71), the means
     assert row["bootstrap_ci_per_seed"] == [[0, 0.60, 0.70], [1, 0.66, 0.74], [2, 0.62, 0.69]]
+    assert row["bootstrap_ci_per_cell"] == [[0, 0, 0.60, 0.70], [0, 1, 0.66, 0.74], [0, 2, 0.62, 0.69]]
+
+
+def testper_cell_bootstrap_text_tells_split_seeds_apart() -> None:
+    """Crossed split seeds: replicate seed 0 runs under split seeds 3 and 4; the per-cell key keeps both and the
+    markdown labels them split/seed."""
+    import dataclasses
+
+    from benchmark.report.tables import per_cell_bootstrap_text
+
+    cells = [dataclasses.replace(CellRecord(model="dlrm", variant="id_only", seed=0, key=f"k{sp}", best_epoch=0,
+                                            val_best={}, test={"all": {"auc": 0.7}}, history=(),
+                                            test_bootstrap={"all": ci}), split_seed=sp)
+             for sp, ci in ((4, (0.61, 0.71)), (3, (0.60, 0.70)))]
+    (row,) = [r for r in aggregate(cells) if r["metric"] == "auc"]
+    assert row["bootstrap_ci_per_cell"] == [[3, 0, 0.60, 0.70], [4, 0, 0.61, 0.71]]
+    assert per_cell_bootstrap_text(row) == "s3/0 [0.6000, 0.7000]; s4/0 [0.6100, 0.7100]"
+    one_split = {"bootstrap_ci_per_seed": [[0, 0.6, 0.7]], "bootstrap_ci_per_cell": [[0, 0, 0.6, 0.7]]}
+    assert per_cell_bootstrap_text(one_split) == "s0 [0.6000, 0.7000]"
+    assert per_cell_bootstrap_text({"bootstrap_ci_per_seed": [[2, 0.6, 0.7]]}) == "s2 [0.6000, 0.7000]"  # an old row
 
 
 def test_a_constant_delta_keeps_its_p_on_the_report_path() -> None:
