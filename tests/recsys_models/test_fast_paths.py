@@ -74,6 +74,22 @@ def test_din_fast_equals_padded_reference(b: int, t: int, seed: int, dense: bool
     _assert_same(model, _batch(fs, b, t, seed, dedup))
 
 
+def _assert_same_output_and_gradients(module: nn.Module, fused, reference, call, leaves: list[torch.Tensor],
+                                      weight: torch.Tensor) -> None:
+    """A hand-written backward against autograd through the op-by-op reference (float64, 1e-10): the output
+    and the gradients of (output * weight).sum() w.r.t. the input leaves and every parameter of `module`."""
+    out = {}
+    for name, fn in (("fused", fused), ("reference", reference)):
+        module.zero_grad()
+        for leaf in leaves:
+            leaf.grad = None
+        y = call(fn)
+        (y * weight).sum().backward()
+        out[name] = [y.detach(), *(leaf.grad for leaf in leaves), *(p.grad for p in module.parameters())]
+    for a, r in zip(out["fused"], out["reference"], strict=True):
+        torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
+
+
 @settings(max_examples=20, deadline=None)
 @given(b=st.integers(1, 6), t=st.integers(1, 7), u=st.integers(1, 9), seed=st.integers(0, 10_000),
        slope=st.sampled_from([0.25, -0.7, 1.5]))
@@ -90,15 +106,8 @@ def test_fused_din_unit_equals_autograd(b: int, t: int, u: int, seed: int, slope
     items = torch.randn(u, 4, generator=g, dtype=torch.float64, requires_grad=True)
     query = torch.randn(b, 4, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(b, 4, generator=g, dtype=torch.float64)
-    out = {}
-    for name, fn in (("fused", att.forward_jagged), ("autograd", att.forward_jagged_autograd)):
-        att.zero_grad()
-        items.grad = query.grad = None
-        pooled = fn(query, items, sel)
-        (pooled * weight).sum().backward()
-        out[name] = [pooled.detach(), items.grad, query.grad] + [p.grad for p in att.parameters()]
-    for a, r in zip(out["fused"], out["autograd"]):
-        torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
+    _assert_same_output_and_gradients(att, att.forward_jagged, att.forward_jagged_autograd,
+                                      lambda f: f(query, items, sel), [items, query], weight)
 
 
 @settings(max_examples=30, deadline=None)
@@ -188,12 +197,5 @@ def test_target_attention_pool_equals_autograd(b: int, t: int, d: int, heads: in
     keys = torch.randn(b, t, d, generator=g, dtype=torch.float64, requires_grad=True)
     mask = torch.arange(t)[None, :] < torch.randint(0, t + 1, (b,), generator=g)[:, None]
     weight = torch.randn(b, d, generator=g, dtype=torch.float64)
-    out = {}
-    for name, fn in (("fused", att.forward), ("autograd", att.forward_autograd)):
-        att.zero_grad()
-        query.grad = keys.grad = None
-        y = fn(query, keys, mask)
-        (y * weight).sum().backward()
-        out[name] = [y.detach(), query.grad, keys.grad] + [p.grad for p in att.parameters()]
-    for a, r in zip(out["fused"], out["autograd"]):
-        torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
+    _assert_same_output_and_gradients(att, att.forward, att.forward_autograd, lambda f: f(query, keys, mask),
+                                      [query, keys], weight)
