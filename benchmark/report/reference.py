@@ -154,18 +154,11 @@ def add_reference(run: Path, *, invocation: str, wall_time: str, wall_time_note:
     h:mm:ss as measured), how it was measured and the machine are the caller's. The suite must be packaged; a
     run with --set overrides or --quick is refused (its figures are not the packaged suite's). Returns the
     folder."""
-    from benchmark.report.write import load_manifest, sweep_folders
+    from benchmark.report.write import load_manifest, sweep_folders, sweep_position
 
     values = sweep_folders(run)  # a sweep's run folder: every value, its rows labelled with the value
     if values:
-        loaded = [(load_manifest(v), v) for v in values]
-        order = [str(x) for x in loaded[0][0].config.get("suite", {}).get("sweep_values", [])]
-
-        def position(item: tuple[Any, Path]) -> int:  # the sweep's own order, not the folders' names'
-            value = item[0].label.rsplit("=", 1)[-1]
-            return order.index(value) if value in order else len(order)
-
-        loaded.sort(key=position)
+        loaded = sorted(((load_manifest(v), v) for v in values), key=lambda item: sweep_position(item[0]))
     else:
         loaded = [(load_manifest(run), run)]
         if loaded[0][0].label:

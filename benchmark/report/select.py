@@ -31,7 +31,7 @@ from typing import Any
 from benchmark.core.configlib import to_plain
 from benchmark.core.errors import QarmBenchError
 from benchmark.report.stats import Unit, paired_delta, unit_values
-from benchmark.report.write import load_manifest
+from benchmark.report.write import load_manifest, sweep_position
 
 LOWER_IS_BETTER = {"logloss"}
 
@@ -120,16 +120,9 @@ def select_sweep(folders: list[Path], model: str, variant: str, metric: str = "a
         raise QarmBenchError(f"select: expected a sweep (two or more value folders), got {len(folders)} run(s)")
     runs = [load_manifest(f) for f in folders]
     keys = {r.config.get("suite", {}).get("sweep_key", "") for r in runs}
-    # the sweep's own order (suite.sweep_values), not the folders' names' (K = 128 sorts before 16)
-    order = [str(v) for v in runs[0].config.get("suite", {}).get("sweep_values", [])]
-
-    def position(i: int) -> tuple[int, int]:
-        value = (runs[i].label or "").rsplit("=", 1)[-1]
-        return (order.index(value) if value in order else len(order), i)
-
-    ranked = sorted(range(len(runs)), key=position)
+    ranked = sorted(range(len(runs)), key=lambda i: (sweep_position(runs[i]), i))  # the sweep's own order
     folders, runs = [folders[i] for i in ranked], [runs[i] for i in ranked]
-    values = []
+    values, per_unit = [], []  # per_unit[i]: value i's {Unit: validation figure}, for the paired margin
     for folder, res in zip(folders, runs):
         cells = _cells(res, model, variant)
         if not cells:
@@ -138,6 +131,7 @@ def select_sweep(folders: list[Path], model: str, variant: str, metric: str = "a
         val: dict[Unit, float] = {(int(c.split_seed), int(c.seed)): _val_metric(folder, c, model, variant, metric,
                                                                                  slice_name) for c in cells}
         units = unit_values(val)
+        per_unit.append(val)
         values.append(SweepValue(res.label or str(folder), str(folder), {f"{s}/{r}": v for (s, r), v in val.items()},
                                  float(units.values.mean()) if units.n else math.nan))
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
@@ -147,10 +141,7 @@ def select_sweep(folders: list[Path], model: str, variant: str, metric: str = "a
     if incumbent is not None:
         kept = _find_value(values, incumbent)
         if kept != best:
-            def units(v: SweepValue) -> dict[Unit, float]:
-                return {(int(k.split("/")[0]), int(k.split("/")[1])): x for k, x in v.val.items()}
-
-            d, p, lo, hi = paired_delta(units(values[best]), units(values[kept]))
+            d, p, lo, hi = paired_delta(per_unit[best], per_unit[kept])
             margin = (_num(d), _num(p), _num(lo), _num(hi))
             beaten = math.isfinite(lo) and (lo > 0 if sign > 0 else hi < 0)
             chosen = best if beaten else kept

@@ -66,6 +66,14 @@ def sweep_folders(run_dir: Path) -> list[Path]:
     return sorted(p for p in (run_dir / "sweep").glob("*") if (p / "results.json").is_file())
 
 
+def sweep_position(res: SuiteResults) -> int:
+    """Where a sweep value's results stand in its sweep's own order (suite.sweep_values, not the folders'
+    names': K = 128 sorts before 16 by name); a value not listed goes last."""
+    order = [str(v) for v in res.config.get("suite", {}).get("sweep_values", [])]
+    value = (res.label or "").rsplit("=", 1)[-1]
+    return order.index(value) if value in order else len(order)
+
+
 def load_manifest(run_dir: Path) -> SuiteResults:
     path = run_dir / "results.json"
     if not path.exists() and sweep_folders(run_dir):
