@@ -93,25 +93,29 @@ def split_pairs(pairs: pl.DataFrame, n_items: int, config: AlignConfig, seed: in
     return PairSplit(ab[tr], ab[keep[1]], ab[keep[2]], src[tr], src[keep[1]], src[keep[2]], config.split)
 
 
-def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048,
-                item_bias: np.ndarray | None = None, ranks: Ranks = ONE_PROCESS) -> float:
-    """Held-out pair recall@k, both directions: share of (query, answer) in (a->b, b->a) whose answer is among
-    the k items with the highest score to the query (inner product, + item_bias[item] when given), the query
-    itself excluded. Ties are broken at random, in expectation: an answer with `better` items above it and
-    `tied` items level with it counts min(1, max(0, k - better) / (tied + 1)).
-    emb: (N, D) float32; a, b: (P,) item_idx; item_bias: (N,) or None.
+# At most this many (query, item) scores are held at once: the chunk of queries shrinks as the items grow, so the
+# held-out evaluation's memory stays flat in the number of items (128 MiB of float32 scores; its bool temporaries
+# are a quarter of that each).
+MAX_SCORES = 1 << 25
 
-    ranks: in a world of several (every rank calls this with the same arguments), each rank scores a contiguous
-    range of the one-process chunks of queries and the per-chunk hit sums are gathered and added in chunk order:
-    the same chunks and the same additions as one process, so every rank returns the one-process recall exactly.
-    """
-    q, t = np.concatenate([a, b]), np.concatenate([b, a])
+
+def query_hits(emb: np.ndarray, q: np.ndarray, t: np.ndarray, k: int, chunk: int = 2048,
+               item_bias: np.ndarray | None = None, ranks: Ranks = ONE_PROCESS) -> np.ndarray:
+    """(Q,) float64: for each query q[i] with answer t[i], whether the answer is among the k items with the
+    highest score to the query (inner product, + item_bias[item] when given), the query itself excluded. Ties
+    are broken at random, in expectation: an answer with `better` items above it and `tied` items level with it
+    counts min(1, max(0, k - better) / (tied + 1)). emb: (N, D) float32; q, t: (Q,) item_idx; item_bias: (N,).
+
+    Queries are scored `chunk` at a time (fewer when chunk x N would pass MAX_SCORES). ranks: in a world of
+    several (every rank calls this with the same arguments), each rank scores a contiguous range of the chunks
+    and the parts are gathered in rank order: every rank returns the one-process array exactly."""
     if len(q) == 0:
-        return float("nan")
+        return np.zeros(0)
     e = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     bias = None if item_bias is None else torch.from_numpy(np.asarray(item_bias, dtype=np.float32))
+    chunk = max(1, min(chunk, MAX_SCORES // max(1, len(e))))
 
-    def chunk_hits(s: int) -> float:
+    def chunk_hits(s: int) -> np.ndarray:
         qq, tt = torch.from_numpy(q[s : s + chunk]), torch.from_numpy(t[s : s + chunk])
         scores = e[qq] @ e.T
         if bias is not None:
@@ -121,25 +125,46 @@ def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: in
         target = scores[rows, tt]
         better = (scores > target[:, None]).sum(1).double()
         tied = (scores == target[:, None]).sum(1).double() - 1  # the answer itself is level with itself
-        return float(((k - better).clamp(min=0) / (tied + 1)).clamp(max=1).sum())
+        return ((k - better).clamp(min=0) / (tied + 1)).clamp(max=1).numpy()
 
     mine = [chunk_hits(s) for s in ranks.mine(range(0, len(q), chunk))]
-    hits = 0.0
-    for part in ranks.all_parts(mine):
-        for h in part:
-            hits += h
-    return hits / len(q)
+    return np.concatenate([h for part in ranks.all_parts(mine) for h in part])
+
+
+def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: int = 2048,
+                item_bias: np.ndarray | None = None, ranks: Ranks = ONE_PROCESS) -> float:
+    """Held-out pair recall@k, both directions: the mean of `query_hits` over the queries (a->b, b->a).
+    emb: (N, D) float32; a, b: (P,) item_idx; item_bias: (N,) or None; ranks: see query_hits."""
+    q, t = np.concatenate([a, b]), np.concatenate([b, a])
+    return float(query_hits(emb, q, t, k, chunk, item_bias, ranks).mean()) if len(q) else float("nan")
+
+
+def recall_interval(pair_hits: np.ndarray, z: float = 1.96) -> tuple[float, float] | None:
+    """95% normal interval of a recall from per-pair hits (P,) (each the mean of a pair's two directions): the
+    held-out pairs are the seeded sample, so the pair is the unit and its two directions stay together.
+    None with fewer than two pairs."""
+    if len(pair_hits) < 2:
+        return None
+    m, se = float(pair_hits.mean()), float(pair_hits.std(ddof=1) / np.sqrt(len(pair_hits)))
+    return (m - z * se, m + z * se)
 
 
 def pair_recall(emb: np.ndarray, pairs: np.ndarray, sources: np.ndarray, k: int,
                 item_bias: np.ndarray | None = None, ranks: Ranks = ONE_PROCESS) -> PairRecall:
-    """recall_at_k overall and per source. emb: (N, D); pairs: (P, 2) item_idx; sources: (P,) str;
-    item_bias: (N,) or None (see recall_at_k); ranks: the split of the queries over the ranks (see recall_at_k)."""
-    def rec(m: np.ndarray) -> float | None:
-        return recall_at_k(emb, pairs[m, 0], pairs[m, 1], k, item_bias=item_bias, ranks=ranks) if m.any() else None
+    """recall_at_k overall and per source, with the overall recall's 95% interval over pairs (recall_interval),
+    from ONE scoring of the pairs' queries. emb: (N, D); pairs: (P, 2) item_idx; sources: (P,) str; item_bias:
+    (N,) or None; ranks: the split of the queries over the ranks (see query_hits)."""
+    if not len(pairs):
+        return PairRecall(None)
+    a, b = pairs[:, 0], pairs[:, 1]
+    hits = query_hits(emb, np.concatenate([a, b]), np.concatenate([b, a]), k, item_bias=item_bias, ranks=ranks)
+    per_pair = (hits[: len(pairs)] + hits[len(pairs) :]) / 2
 
-    every = np.ones(len(pairs), bool)
-    return PairRecall(rec(every), *(rec(sources == s) for s in SOURCES))
+    def rec(m: np.ndarray) -> float | None:
+        return float(per_pair[m].mean()) if m.any() else None
+
+    return PairRecall(float(per_pair.mean()), *(rec(sources == s) for s in SOURCES),
+                      overall_ci95=recall_interval(per_pair))
 
 
 def pair_counts(pairs: np.ndarray, n_items: int) -> np.ndarray:

@@ -22,11 +22,14 @@ SOURCES = ("u2i", "i2i")
 
 @dataclass(frozen=True)
 class PairRecall:
-    """Held-out pair recall@k, both directions, overall and per pair source (None: no held-out pair of it)."""
+    """Held-out pair recall@k, both directions, overall and per pair source (None: no held-out pair of it);
+    overall_ci95: the overall recall's 95% normal interval over the held-out pairs (the seeded sample's unit;
+    qarm.alignment.heldout.recall_interval), None when not measured."""
 
     overall: float | None
     u2i: float | None = None
     i2i: float | None = None
+    overall_ci95: tuple[float, float] | None = None
 
     def by_source(self, source: str) -> float | None:
         """The recall of one source ("u2i", "i2i") or "overall"."""
@@ -88,12 +91,14 @@ def render_references(refs: AlignReferences, title: str = "") -> str:
             f"{refs.n_pairs} pairs ({refs.n_pairs_u2i} U2I, {refs.n_pairs_i2i} Swing)")
     frozen = refs.row("frozen")
     base = frozen.recall.overall if frozen is not None else None
-    lines = [head, "", f"| reference | recall@{refs.k} | U2I pairs | Swing pairs | × frozen | what |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [head, "", f"| reference | recall@{refs.k} | 95% interval | U2I pairs | Swing pairs | × frozen | what |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in refs.rows:
         ratio = "–" if not base or r.recall.overall is None else f"{r.recall.overall / base:.2f}"
-        lines.append(f"| {r.name} | {_fmt(r.recall.overall)} | {_fmt(r.recall.u2i)} | {_fmt(r.recall.i2i)} | "
-                     f"{ratio} | {r.what} |")
+        ci = r.recall.overall_ci95
+        interval = "–" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+        lines.append(f"| {r.name} | {_fmt(r.recall.overall)} | {interval} | {_fmt(r.recall.u2i)} | "
+                     f"{_fmt(r.recall.i2i)} | {ratio} | {r.what} |")
     gap = refs.gap_closed()
     if refs.row("probe") is not None:
         lines += ["", "Share of the frozen-to-probe gap closed by alignment: "

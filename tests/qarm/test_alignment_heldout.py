@@ -101,7 +101,7 @@ def test_gap_closed_and_render() -> None:
     refs = AlignReferences(k=10, split="item", n_pairs=9, n_pairs_u2i=9, n_pairs_i2i=0, rows=rows)
     assert refs.gap_closed() == pytest.approx(0.5)
     md = render_references(refs, "toy")
-    assert "| aligned | 0.0300 | 0.0300 | – | 1.50 |" in md and "gap closed by alignment: 0.50" in md
+    assert "| aligned | 0.0300 | – | 0.0300 | – | 1.50 |" in md and "gap closed by alignment: 0.50" in md
     flat = AlignReferences(10, "item", 9, 9, 0, (rows[0], rows[1], ReferenceRow("probe", "p", PairRecall(0.01))))
     assert flat.gap_closed() is None and "the content is the limit" in render_references(flat)
 
@@ -115,3 +115,46 @@ def test_probe_config_and_wording() -> None:
     assert describe_trained(cfg) == "projection head over frozen encoder features"
     assert describe_trained(AlignConfig(trainable_layers=2), short=True) == "aligned encoder (top 2 blocks)"
     assert describe_trained(probe, short=True) == "aligned encoder (end to end)"
+
+
+def _plain_hits(emb: np.ndarray, q: np.ndarray, t: np.ndarray, k: int) -> np.ndarray:
+    """Per-query hits, one query at a time in float64 numpy: the definition (random tie-break in expectation)."""
+    out = []
+    for qi, ti in zip(q, t):
+        s = emb.astype(np.float64) @ emb[qi].astype(np.float64)
+        s[qi] = -np.inf
+        better, tied = (s > s[ti]).sum(), (s == s[ti]).sum() - 1
+        out.append(min(1.0, max(0.0, k - better) / (tied + 1)))
+    return np.array(out)
+
+
+def test_pair_recall_per_source_and_interval_match_a_plain_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qarm.alignment import heldout
+
+    rng = np.random.default_rng(5)
+    emb = np.round(rng.normal(size=(50, 4)), 1).astype(np.float32)  # rounded: ties occur
+    pairs = rng.integers(0, 50, size=(120, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    src = np.where(rng.random(len(pairs)) < 0.4, "u2i", "i2i")
+    q, t = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    want = _plain_hits(emb, q, t, 5)
+    monkeypatch.setattr(heldout, "MAX_SCORES", 7 * 50)  # 7 queries a chunk: the chunking is exercised
+    got = heldout.pair_recall(emb, pairs, src, 5)
+    per_pair = (want[: len(pairs)] + want[len(pairs) :]) / 2
+    assert got.overall == pytest.approx(want.mean(), abs=1e-12)
+    for s in ("u2i", "i2i"):
+        assert got.by_source(s) == pytest.approx(per_pair[src == s].mean(), abs=1e-12)
+    half = 1.96 * per_pair.std(ddof=1) / np.sqrt(len(pairs))
+    assert got.overall_ci95 == pytest.approx((per_pair.mean() - half, per_pair.mean() + half), abs=1e-12)
+    assert heldout.recall_at_k(emb, pairs[:, 0], pairs[:, 1], 5) == pytest.approx(want.mean(), abs=1e-12)
+    assert heldout.pair_recall(emb, pairs[:1], src[:1], 5).overall_ci95 is None  # one pair: no interval
+
+
+def test_references_table_shows_the_interval() -> None:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 3)).astype(np.float32)
+    pairs = np.stack([np.arange(0, 20), np.arange(20, 40)], 1)
+    refs = references(pairs, np.array(["u2i"] * 20), {"frozen": emb}, k=5)
+    lo, hi = refs.rows[0].recall.overall_ci95
+    assert lo < refs.rows[0].recall.overall < hi
+    assert f"| [{lo:.4f}, {hi:.4f}] |" in render_references(refs)
