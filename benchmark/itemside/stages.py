@@ -20,6 +20,7 @@ from typing import Any
 from benchmark.config.suite import SuiteConfig, slice_hash
 from benchmark.config.variants import get_variant
 from benchmark.core import __version__
+from benchmark.core.configlib import plain_without_defaults
 from benchmark.core.errors import ConfigError
 from benchmark.itemside import compute as P
 
@@ -81,8 +82,8 @@ def _code_upstream(name: str) -> tuple[str, ...]:
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", (), False, lambda cfg, _: cfg.data, P.compute_data, P.save_data, P.load_data, P.describe_data),
-    Stage("pairs", ("data",), True, lambda cfg, _: cfg.pairs, P.compute_pairs, P.save_pairs, P.load_pairs,
-          P.describe_pairs),
+    Stage("pairs", ("data",), True, lambda cfg, _: plain_without_defaults(cfg.pairs, cfg.pairs.LATER_FIELDS),
+          P.compute_pairs, P.save_pairs, P.load_pairs, P.describe_pairs),
     Stage("frozen", ("data",), False, lambda cfg, _: cfg.encoder, P.compute_frozen, P.save_frozen, P.load_frozen,
           P.describe_frozen),
     Stage("align", ("data", "pairs", "frozen"), True, lambda cfg, _: cfg.align, P.compute_align, P.save_align,

@@ -140,7 +140,7 @@ def recall_at_k(emb: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, chunk: in
 
 
 def recall_interval(pair_hits: np.ndarray, z: float = 1.96) -> tuple[float, float] | None:
-    """95% normal interval of a recall from per-pair hits (P,) (each the mean of a pair's two directions): the
+    """95% normal interval of a recall from pair_hits: (P,) float, each pair's mean over its two directions: the
     held-out pairs are the seeded sample, so the pair is the unit and its two directions stay together.
     None with fewer than two pairs."""
     if len(pair_hits) < 2:

@@ -5,12 +5,16 @@ Deduplication (the alignment loss is symmetric, so a pair is unordered):
 - each pair is canonicalised to trigger_idx < target_idx, so (a, b) and (b, a) are one pair;
 - within a source, repeats are merged: a U2I pair's weight is the number of (user, target) positives
   that mined it (either direction), a Swing pair's weight its score (the max of the two directions);
+- U2I pairs capped per item (U2IConfig.max_pairs_per_item = m > 0, `cap_per_item`): a pair stays when it is
+  among the m of highest weight of either of its items;
 - a pair found by both sources is kept once, under the first source in `sources` order, and counted
   in stats["pairs_in_both_sources"].
 Rows are sorted by (trigger_idx, target_idx), so the frame is deterministic.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -58,6 +62,24 @@ def canonical_pairs(a: np.ndarray, b: np.ndarray, weight: np.ndarray, source: st
     )
 
 
+def cap_per_item(pairs: pl.DataFrame, m: int) -> pl.DataFrame:
+    """The pairs (trigger_idx, target_idx, weight, ...) that are among the m of highest weight of either of their
+    items (ties: the lower other item first); m = 0 keeps every pair. Rows keep their order."""
+    if m <= 0 or pairs.is_empty():
+        return pairs
+    ends = pl.concat([
+        pairs.select(pl.int_range(pl.len()).alias("row"), pl.col("trigger_idx").alias("item"),
+                     pl.col("target_idx").alias("other"), "weight"),
+        pairs.select(pl.int_range(pl.len()).alias("row"), pl.col("target_idx").alias("item"),
+                     pl.col("trigger_idx").alias("other"), "weight"),
+    ])
+    top = (ends.sort(["item", "weight", "other"], descending=[False, True, False])
+           .filter(pl.int_range(pl.len()).over("item") < m)["row"].unique())
+    keep = np.zeros(len(pairs), bool)
+    keep[top.to_numpy()] = True
+    return pairs.filter(pl.Series(keep))
+
+
 def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFAULT_PAIRS, *,
                seed: int = 0, device: str = "cpu", ranks: Ranks = ONE_PROCESS, distributed: bool = False) -> MinedPairs:
     """Mine alignment pairs from TRAIN positives only.
@@ -73,7 +95,7 @@ def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFA
     per_source: dict[str, pl.DataFrame] = {}
     raw: dict[str, int] = {}
     losses: tuple[float, ...] = ()
-    u2i_emb = None
+    u2i_emb, over_cap = None, 0
     for src in config.sources:
         if src == "u2i":
             trig, info = mine_u2i(train_pos, n_items, config.u2i, seed=seed, device=device, distributed=distributed)
@@ -81,7 +103,9 @@ def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFA
             losses = tuple(float(x) for x in info["u2i_loss_per_epoch"])  # type: ignore[union-attr]
             u2i_emb = info["u2i_item_embeddings"]
             a, b = trig["trigger_idx"].to_numpy(), trig["target_idx"].to_numpy()
-            per_source[src] = canonical_pairs(a, b, np.ones(len(a)), "u2i", "count")
+            found = canonical_pairs(a, b, np.ones(len(a)), "u2i", "count")
+            per_source[src] = cap_per_item(found, config.u2i.max_pairs_per_item)
+            over_cap = len(found) - len(per_source[src])
         else:
             nb = merge_swing_parts(ranks.all_parts(swing_part(train_pos, n_items, config.swing, seed=seed,
                                                               rank=ranks.rank, world_size=ranks.size)))
@@ -94,7 +118,7 @@ def mine_pairs(train_pos: pl.DataFrame, n_items: int, config: PairsConfig = DEFA
         "trigger_idx", "target_idx"
     )
     stats = _stats(pairs, per_source, raw, n_items, len(both) - len(pairs), len(train_pos), config, losses)
-    return MinedPairs(pairs, stats, u2i_emb)
+    return MinedPairs(pairs, replace(stats, u2i_pairs_over_cap=over_cap), u2i_emb)
 
 
 def _stats(pairs: pl.DataFrame, per_source: dict[str, pl.DataFrame], raw: dict[str, int], n_items: int,

@@ -15,7 +15,9 @@ class PairStats:
     pairs_per_source: pairs kept under each source; raw_pairs_per_source: mined before dedup;
     unique_pairs_found_per_source: distinct unordered pairs each source found (a pair found by both counts in
     both; pairs_in_both_sources counts those); item_coverage: share of the N items in at least one pair;
-    u2i_loss_per_epoch: the two-tower model's training loss (empty without the u2i source).
+    u2i_loss_per_epoch: the two-tower model's training loss (empty without the u2i source);
+    u2i_pairs_over_cap: distinct U2I pairs left out by pairs.u2i.max_pairs_per_item (counted out of
+    unique_pairs_found_per_source["u2i"] already).
     """
 
     n_items: int
@@ -29,6 +31,7 @@ class PairStats:
     item_coverage: float
     item_coverage_per_source: dict[str, float]
     u2i_loss_per_epoch: tuple[float, ...] = ()
+    u2i_pairs_over_cap: int = 0
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,8 +2,9 @@
 
 The user tower mean-pools a user-side embedding of the history item ids and applies a linear layer; the item
 tower is an item-id embedding; both L2-normalised; trained with an in-batch sampled softmax (the other targets
-of the batch are the negatives, duplicates of the target masked). Mining the triggers (polars) is
-qarm.pairs.u2i. Shapes: P training rows, T history window, B batch, d = U2IConfig.dim, N items, W ranks.
+of the batch are the negatives, duplicates of the target masked), by Adam, or with `U2IConfig.optimizer =
+"sparse_adam"` by SparseAdam on the rows of the item tables a batch touched (the cost of a step then does not
+grow with the item count). Mining the triggers (polars) is qarm.pairs.u2i. Shapes: P training rows, T history window, B batch, d = U2IConfig.dim, N items, W ranks.
 
 Under several ranks (`distributed`, the default torch.distributed group) the model trains under DDP with the
 negatives gathered across ranks, the construction of qarm.alignment.distributed: every rank draws the same global
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qarm.alignment.distributed import gather_rows, world, wrap_ddp
+from qarm.errors import QarmError
 from qarm.losses import info_nce
 from qarm.pairs.config import U2IConfig
 from qarm.pairs.history import PAD, HistoryWindows, history_rows
@@ -31,11 +33,11 @@ from qarm.ranks import part_bounds
 class TwoTower(nn.Module):
     """User tower: mean of history item embeddings -> linear; item tower: item embedding. Both (B, d)."""
 
-    def __init__(self, n_items: int, dim: int) -> None:
+    def __init__(self, n_items: int, dim: int, sparse: bool = False) -> None:
         super().__init__()
         self.n_items = n_items
-        self.item = nn.Embedding(n_items, dim)
-        self.hist = nn.EmbeddingBag(n_items + 1, dim, mode="mean", padding_idx=n_items)
+        self.item = nn.Embedding(n_items, dim, sparse=sparse)
+        self.hist = nn.EmbeddingBag(n_items + 1, dim, mode="mean", padding_idx=n_items, sparse=sparse)
         self.user_proj = nn.Linear(dim, dim)
         nn.init.normal_(self.item.weight, std=0.1)
         nn.init.normal_(self.hist.weight, std=0.1)
@@ -53,6 +55,31 @@ class TwoTower(nn.Module):
         return self.user(hist), self.items(ids)
 
 
+class _Optimizers:
+    """Several optimisers stepped as one (SparseAdam on the item tables, Adam on the rest)."""
+
+    def __init__(self, *opts: torch.optim.Optimizer) -> None:
+        self.opts = opts
+
+    def zero_grad(self) -> None:
+        for o in self.opts:
+            o.zero_grad()
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+
+def _optimizer(model: TwoTower, config: U2IConfig) -> torch.optim.Optimizer | _Optimizers:
+    """Adam on every parameter, or (optimizer = "sparse_adam") SparseAdam on the two item tables' touched rows
+    and Adam on the user projection (U2IConfig)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    tables = [model.item.weight, model.hist.weight]
+    return _Optimizers(torch.optim.SparseAdam(tables, lr=config.lr),
+                       torch.optim.Adam(model.user_proj.parameters(), lr=config.lr))
+
+
 def train_two_tower(
     hist: np.ndarray | HistoryWindows, targets: np.ndarray, n_items: int, config: U2IConfig, *, seed: int = 0,
     device: str | torch.device = "cpu", distributed: bool = False,
@@ -64,13 +91,17 @@ def train_two_tower(
     every rank returns the same result.
 
     Returns (item embeddings (N, d) float32, L2-normalised; mean loss per epoch)."""
+    sparse = config.optimizer == "sparse_adam"
+    if sparse and distributed:
+        raise QarmError("pairs.u2i.optimizer = 'sparse_adam' trains in one process; under several processes set "
+                        "pairs.u2i.optimizer = 'adam'")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device(device)
-    model = TwoTower(n_items, config.dim).to(device)
+    model = TwoTower(n_items, config.dim, sparse=sparse).to(device)
     trainer = wrap_ddp(model, device) if distributed else model
     rank, size = world() if distributed else (0, 1)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = _optimizer(model, config)
     t_all = torch.from_numpy(targets).to(device)
     no_anchor = torch.full((config.batch_size,), PAD, dtype=torch.long, device=device)
     losses: list[float] = []

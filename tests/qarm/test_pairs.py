@@ -266,3 +266,57 @@ def test_mine_pairs_is_deterministic() -> None:
     first = mine_pairs(train, 40, PairsConfig(u2i=cfg), seed=1).pairs
     again = mine_pairs(train, 40, PairsConfig(u2i=cfg), seed=1).pairs
     assert first.equals(again)
+
+
+def _cap_reference(pairs: pl.DataFrame, m: int) -> set[tuple[int, int]]:
+    """Per item, its m pairs of highest weight (ties to the lower other item), by a plain loop; kept when either
+    item keeps it."""
+    rows = pairs.select("trigger_idx", "target_idx", "weight").rows()
+    keep: set[tuple[int, int]] = set()
+    for item in {x for a, b, _ in rows for x in (a, b)}:
+        mine = [(-w, b if a == item else a, (a, b)) for a, b, w in rows if item in (a, b)]
+        keep |= {p for _, _, p in sorted(mine)[:m]}
+    return keep
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12), st.integers(1, 4)), max_size=60),
+       st.integers(1, 4))
+def test_u2i_cap_per_item_equals_reference(rows: list[tuple[int, int, int]], m: int) -> None:
+    from qarm.pairs.mining import canonical_pairs, cap_per_item
+
+    a, b, w = (np.array(x) for x in zip(*rows)) if rows else (np.zeros(0, int),) * 3
+    pairs = canonical_pairs(a, b, w.astype(float), "u2i", "max").sort("trigger_idx", "target_idx")
+    got = cap_per_item(pairs, m)
+    assert set(got.select("trigger_idx", "target_idx").rows()) == _cap_reference(pairs, m)
+    assert got.equals(pairs.filter(pl.struct("trigger_idx", "target_idx").is_in(got.select(
+        pl.struct("trigger_idx", "target_idx")).to_series().implode())))  # order kept
+    assert cap_per_item(pairs, 0).equals(pairs)
+
+
+def test_mine_pairs_caps_u2i_pairs_per_item() -> None:
+    train = synthetic_positives()
+    free = mine_pairs(train, 50, PairsConfig(sources=("u2i",), u2i=U2IConfig(dim=16, epochs=1, batch_size=64)))
+    capped = mine_pairs(train, 50, PairsConfig(sources=("u2i",), u2i=U2IConfig(dim=16, epochs=1, batch_size=64,
+                                                                               max_pairs_per_item=2)))
+    ends = pl.concat([capped.pairs["trigger_idx"], capped.pairs["target_idx"]])
+    assert 0 < len(capped.pairs) < len(free.pairs) and ends.value_counts()["count"].max() <= 2 * 2 * 2
+    assert capped.stats.u2i_pairs_over_cap == len(free.pairs) - len(capped.pairs)
+    assert free.stats.u2i_pairs_over_cap == 0
+
+
+def test_sparse_adam_first_step_equals_adam_and_leaves_untouched_rows() -> None:
+    pos = sorted_positives(synthetic_positives())
+    hist = positive_histories(pos, 50)
+    has = (hist >= 0).any(axis=1)
+    h, t = hist[has], pos["item_idx"].to_numpy()[has]
+    one = dict(dim=8, epochs=1, batch_size=len(t))  # a single step: Adam moves only rows with a gradient too
+    dense, _ = train_two_tower(h, t, 50, U2IConfig(**one))
+    sparse, _ = train_two_tower(h, t, 50, U2IConfig(**one, optimizer="sparse_adam"))
+    np.testing.assert_allclose(sparse, dense, atol=2e-5)  # float sums in another order; a wrong step is ~lr = 5e-3
+    init, _ = train_two_tower(h, t, 50, U2IConfig(dim=8, epochs=0))
+    untouched = np.setdiff1d(np.arange(50), t)  # items 40..49 are never a target
+    many, _ = train_two_tower(h, t, 50, U2IConfig(dim=8, epochs=3, batch_size=64, optimizer="sparse_adam"))
+    np.testing.assert_array_equal(many[untouched], init[untouched])
+    moved, _ = train_two_tower(h, t, 50, U2IConfig(dim=8, epochs=3, batch_size=64))
+    assert not np.allclose(moved[t], init[t]) and not np.allclose(many[t], init[t])
