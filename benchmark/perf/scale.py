@@ -63,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep each size's stage cache (default: removed)")
     parser.add_argument("--skip-rank-over", type=float, default=0.0,
                         help="models din,sim are not run above this many interactions (0 = no limit)")
+    parser.add_argument("--item-side-only-over", type=float, default=0.0,
+                        help="no ranker cell is run above this many interactions: the item side only (0 = no limit)")
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -237,6 +239,8 @@ def tasks_of(cfg: Any, args: argparse.Namespace, n: int) -> list[tuple[str, dict
             label = f"{stage.name}/{inst}" if inst else stage.name
             out.append((label, {"kind": "item", "stage": stage.name, "instance": inst}))
     for variant, model, seed in cells_of(cfg):
+        if args.item_side_only_over and n > args.item_side_only_over:
+            break
         if args.skip_rank_over and model != "dlrm" and n > args.skip_rank_over:
             continue
         out.append((f"rank/{model}/{variant}", {"kind": "cell", "variant": variant, "model": model, "seed": seed}))
