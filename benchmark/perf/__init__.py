@@ -17,5 +17,6 @@ BENCHMARKS: dict[str, str] = {
     "rank": "TorchRec DLRM samples/s vs plain nn.EmbeddingBag; SIM and DIN cost; the training loop with vs without "
             "TrainPipelineSparseDist; --nproc-per-node N: 1 vs N processes",
     "data": "synthetic data preparation at scale: wall time and peak memory",
+    "loss": "in-batch InfoNCE forward + backward: info_nce_reference vs the fused info_nce, alignment and U2I calls",
     "scale": "the synthetic-scale suite at 1M/3M/10M interactions: wall time and peak memory per stage",
 }

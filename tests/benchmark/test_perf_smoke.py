@@ -18,6 +18,7 @@ TINY = {
     "rank": ["--batch-size", "32", "--rows", "200", "--users", "50", "--hist", "8", "--codebook", "16",
              "--steps", "1", "--warmup", "0"],
     "data": ["--size", "tiny", "--history-rows", "200"],
+    "loss": ["--batch", "8,12", "--steps", "1", "--warmup", "0", "--items", "50"],
     "codes": ["--n", "400", "--dim", "8", "--clusters", "16", "--levels", "2", "--codebook-size", "8",
               "--niter", "3", "--balanced-iters", "1", "--queries", "50"],
 }
@@ -72,3 +73,16 @@ def test_perf_rank_shows_the_training_loop_with_and_without_the_pipeline(capsys:
         assert set(r["samples_per_s"]) == {"plain", "sparse_dist"} and min(r["samples_per_s"].values()) > 0
         assert r["final_loss"]["plain"] == r["final_loss"]["sparse_dist"] and r["auc"]["plain"] == r["auc"]["sparse_dist"]
         assert r["max_loss_diff"] == 0 and r["max_pred_diff"] == 0 and r["verdict"] == "equal to the bit"
+
+
+def test_perf_loss_times_both_implementations_of_both_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    """Reference vs fused InfoNCE per call pattern and batch size, with their agreement; a second or so."""
+    assert main(["perf", "loss", "--json", *TINY["loss"]]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["pattern"], r["batch"]) for r in rows] == [("align", 8), ("align", 12), ("u2i", 8), ("u2i", 12)]
+    for r in rows:
+        assert r["reference_ms"] > 0 and r["fused_ms"] > 0 and r["speedup"] > 0
+        assert r["max_loss_diff"] < 1e-5 and r["max_grad_diff"] < 1e-5 * max(1.0, r["max_grad"])
+    assert main(["perf", "loss", *TINY["loss"], "--patterns", "u2i"]) == 0
+    table = capsys.readouterr().out
+    assert "reference ms" in table and "fused ms" in table and "u2i" in table and "align" not in table.split("\n", 1)[1]
