@@ -18,10 +18,12 @@ Two caps bound the cost at scale (the 10M-interaction check, docs/scale.md):
   items were computed before it, nor where: `swing_part` computes the items i with i % world_size == rank, and
   the union of the parts over the ranks is the one-process result exactly (`swing_topk` is the part 0 of 1).
 
-Fast path: for each item i, the users U_i (capped at `max_users_per_item`, a seeded sample) give a
-dense 0/1 matrix R_i over the items they touched; then |I_u ∩ I_v| = (R_i R_i^T)[u, v] and
-s(i, :) = sum_{u<v} W[u, v] R_i[u, :] R_i[v, :] = column sums of (triu(W) R_i) * R_i: two BLAS
-products per item. `swing_reference` is the literal triple loop the fast path is tested against.
+Fast path: for each item i, the entries of its users U_i (capped at `max_users_per_item`, a seeded sample),
+grouped by item; each pair u < v within an item's group is a term: |I_u ∩ I_v| counts the groups holding the
+pair and s(i, j) sums w_u w_v / (alpha + |I_u ∩ I_v|) over the pairs of j's group, all in vectorised numpy,
+O(|U_i|^2 + sum_j c_j^2) per item for c_j users on item j (`swing_scores_for_item`), where a dense 0/1 matrix
+over the touched items costs O(|U_i|^2 M). `swing_reference` is the literal triple loop the fast path is tested
+against.
 """
 
 from __future__ import annotations
@@ -60,24 +62,45 @@ def item_rng(seed: int, item_idx: int) -> np.random.Generator:
     return np.random.default_rng([seed, item_idx])
 
 
+def _ragged_arange(lengths: np.ndarray) -> np.ndarray:
+    """(sum(lengths),) int64: 0..l-1 for each l of lengths (L,), concatenated."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
 def swing_scores_for_item(
     r: sp.csr_matrix, r_t: sp.csr_matrix, i: int, config: SwingConfig, uw: np.ndarray, *, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Swing of item i against every item: (cols (M,), scores (M,), support (M,)); i itself excluded.
-    r, r_t: the (users x items) 0/1 matrix and its transpose (CSR); uw: (n_users,) user weights; seed: the
-    replicate seed (with i, it seeds the sample of U_i when |U_i| > max_users_per_item)."""
+    """Swing of item i against every item two or more of its users touched (no other item can score):
+    (cols (M,) sorted, scores (M,) float64, support (M,)); i itself excluded. r, r_t: the (users x items) 0/1
+    matrix and its transpose (CSR, no repeated entries); uw: (n_users,) user weights; seed: the replicate seed
+    (with i, it seeds the sample of U_i when |U_i| > max_users_per_item).
+
+    Read straight from r's arrays: the entries (user, item) of U_i's rows, grouped by item; every pair u < v of
+    users in an item's group is one term. |I_u ∩ I_v| is the number of groups that hold the pair, and
+    s(i, j) = sum over the pairs of j's group of w_u w_v / (alpha + |I_u ∩ I_v|). Cost O(U^2 + sum_j c_j^2) for
+    c_j users of U_i on item j (i's own group is all of U_i)."""
     users = r_t.indices[r_t.indptr[i] : r_t.indptr[i + 1]]
     if len(users) > config.max_users_per_item:
         users = np.sort(item_rng(seed, i).choice(users, size=config.max_users_per_item, replace=False))
-    sub = r[users]
-    cols = np.unique(sub.indices)
-    dense = sub[:, cols].toarray()  # (|U_i|, M) 0/1
-    overlap = dense @ dense.T  # |I_u ∩ I_v|
-    w = np.triu(1.0 / (config.alpha + overlap), k=1) * np.outer(uw[users], uw[users])
-    scores = ((w @ dense) * dense).sum(axis=0)
-    support = dense.sum(axis=0)
-    keep = cols != i
-    return cols[keep], scores[keep], support[keep]
+    n = len(users)
+    starts = r.indptr[users]
+    lens = r.indptr[users + 1] - starts
+    items = r.indices[_ragged_arange(lens) + np.repeat(starts, lens)]
+    order = np.argsort(items, kind="stable")  # by item, then by user (users come in increasing order)
+    item_s, user_s = items[order], np.repeat(np.arange(n), lens)[order]
+    cols, first, counts = np.unique(item_s, return_index=True, return_counts=True)
+    group = np.repeat(np.arange(len(cols)), counts)
+    after = counts[group] - 1 - (np.arange(len(item_s)) - first[group])  # partners later in the same group
+    a = np.repeat(np.arange(len(item_s)), after)
+    b = a + 1 + _ragged_arange(after)
+    ua, ub = user_s[a], user_s[b]  # ua < ub
+    key = ua * n + ub
+    overlap = np.bincount(key, minlength=n * n)[key]  # |I_u ∩ I_v| of each pair
+    wu = uw[users]
+    scores = np.bincount(group[a], weights=wu[ua] * wu[ub] / (config.alpha + overlap), minlength=len(cols))
+    keep = (counts >= 2) & (cols != i)
+    return cols[keep], scores[keep], counts[keep]
 
 
 def swing_topk(

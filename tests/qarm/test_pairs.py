@@ -320,3 +320,30 @@ def test_sparse_adam_first_step_equals_adam_and_leaves_untouched_rows() -> None:
     np.testing.assert_array_equal(many[untouched], init[untouched])
     moved, _ = train_two_tower(h, t, 50, U2IConfig(dim=8, epochs=3, batch_size=64))
     assert not np.allclose(moved[t], init[t]) and not np.allclose(many[t], init[t])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 14)), min_size=1, max_size=60),
+       st.sampled_from([0.0, 0.5]), st.sampled_from([0.5, 1.0]), st.integers(2, 12))
+def test_swing_scores_for_item_equal_the_dense_products(rows: list[tuple[int, int]], power: float, alpha: float,
+                                                        cap: int) -> None:
+    """The pair-enumerating fast path against the dense 0/1 products, item by item, with the user sample."""
+    from qarm.pairs.swing import _user_item_matrix, item_rng, swing_scores_for_item
+
+    u, i = (np.array(x, dtype=np.int64) for x in zip(*rows))
+    r = _user_item_matrix(u, i, 10, 15)
+    r_t = r.T.tocsr()
+    cfg = SwingConfig(alpha=alpha, user_weight_power=power, max_users_per_item=cap)
+    uw = np.power(np.maximum(np.asarray(r.sum(axis=1)).ravel(), 1.0), -power)
+    for item in range(15):
+        users = r_t.indices[r_t.indptr[item] : r_t.indptr[item + 1]]
+        if len(users) > cap:
+            users = np.sort(item_rng(3, item).choice(users, size=cap, replace=False))
+        dense = r[users].toarray().astype(np.float64)
+        w = np.triu(1.0 / (alpha + dense @ dense.T), k=1) * np.outer(uw[users], uw[users])
+        want_scores, support = ((w @ dense) * dense).sum(axis=0), dense.sum(axis=0)
+        want = np.flatnonzero((support >= 2) & (np.arange(15) != item))
+        cols, scores, counts = swing_scores_for_item(r, r_t, item, cfg, uw, seed=3)
+        np.testing.assert_array_equal(cols, want)
+        np.testing.assert_allclose(scores, want_scores[want], rtol=1e-12)
+        np.testing.assert_array_equal(counts, support[want])
