@@ -147,8 +147,9 @@ class JaggedDinPool(torch.autograd.Function):
     The history positions are taken `chunk` at a time (whole rows; ~4096 at perf rank's shape, measured), so the
     per-position tensors of a chunk ((chunk, D) keys, q * k and their gradients, (chunk, H) activations) stay
     in cache between the dozen passes made over them, instead of each pass streaming an (n, D) or (n, H) tensor
-    from memory. Only the hidden layer (n, H) and the scores (n, 1) are kept for backward; the keys are gathered
-    again and q * k and the PReLU recomputed, chunk by chunk. The keys are never materialised whole: each
+    from memory. Only the hidden layer (one (m, H) tensor per chunk: one (n, H) buffer would come fresh from the
+    allocator, page faults and all) and the scores (n, 1) are kept for backward; the keys are gathered again and
+    q * k and the PReLU recomputed, chunk by chunk. The keys are never materialised whole: each
     chunk's gradient is added into the (U, D) gradient of items, with the query's. Fewer passes than autograd's
     op-by-op backward besides: no sorting EmbeddingBag backward, no slow PReLU-backward kernel (torch's CPU
     `_prelu_kernel_backward` is ~10x an elementwise pass).
@@ -166,7 +167,7 @@ class JaggedDinPool(torch.autograd.Function):
         chunks = _chunks(offsets, chunk)
         lengths = offsets.diff()
         local = offsets[:-1].clone()  # each row's first position within its chunk
-        hidden = items.new_empty(item.numel(), weight.shape[0])
+        hidden = []  # (m, H) per chunk: chunk-sized, so their memory comes back warm from the allocator
         scores = items.new_empty(item.numel(), 1)
         pooled = items.new_empty(query.shape)
         positions = torch.arange(max(p1 - p0 for _, _, p0, p1 in chunks), device=items.device)
@@ -174,19 +175,20 @@ class JaggedDinPool(torch.autograd.Function):
             m = p1 - p0
             keys = items.index_select(0, item[p0:p1])  # (m, D)
             qk = query[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m).mul_(keys)
-            h = torch.addmm(per_row[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m), keys, wkd_t,
-                            out=hidden[p0:p1]).addmm_(qk, wp_t)  # (m, H)
+            h = torch.addmm(per_row[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m), keys,
+                            wkd_t).addmm_(qk, wp_t)  # (m, H)
+            hidden.append(h)
             s = torch.addmm(out_bias, F.prelu(h, slope), out_weight.T, out=scores[p0:p1])
             pooled[r0:r1] = F.embedding_bag(positions[:m], keys, local[r0:r1].sub_(p0), mode="sum",
                                             per_sample_weights=s.view(-1))
-        ctx.save_for_backward(items, target, item, query, weight, slope, out_weight, offsets, local, hidden, scores)
+        ctx.save_for_backward(items, target, item, query, weight, slope, out_weight, offsets, local, scores, *hidden)
         ctx.chunks = chunks
         return query, pooled
 
     @staticmethod
     def backward(ctx, grad_query: torch.Tensor | None,  # type: ignore[override]
                  grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        items, target, item, query, weight, slope, out_weight, offsets, local, hidden, scores = ctx.saved_tensors
+        items, target, item, query, weight, slope, out_weight, offsets, local, scores, *hidden = ctx.saved_tensors
         grad = grad.contiguous()
         d, h_dim = items.shape[1], weight.shape[0]
         wq, wk, wd, wp = weight.split(d, dim=1)
@@ -201,9 +203,9 @@ class JaggedDinPool(torch.autograd.Function):
         # g_s^T min(h, 0) (each (1, H)): out_weight's gradient is A + (slope - 1) N and the slope's is N . out_weight
         acc_h, acc_neg = out_weight.new_zeros(out_weight.shape), out_weight.new_zeros(out_weight.shape)
         positions = torch.arange(max(p1 - p0 for _, _, p0, p1 in ctx.chunks), device=items.device)
-        for r0, r1, p0, p1 in ctx.chunks:
+        for (r0, r1, p0, p1), h in zip(ctx.chunks, hidden, strict=True):
             m, idx = p1 - p0, item[p0:p1]
-            keys, h, s = items.index_select(0, idx), hidden[p0:p1], scores[p0:p1]
+            keys, s = items.index_select(0, idx), scores[p0:p1]
             q_rows = query[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m)  # (m, D)
             grad_rows = grad[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m)
             grad_keys = grad_rows * s  # (m, D): from the weighted sum
