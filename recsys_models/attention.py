@@ -13,8 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys_models.item_encoder import gather_rows
+
 if TYPE_CHECKING:
     from recsys_models.item_encoder import Selection
+
+# History positions per chunk of `JaggedDinPool` (see there).
+JAGGED_CHUNK = 4096
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,22 +82,22 @@ class DinAttention(nn.Module):
         return (not self.softmax and len(rest) == 2 and isinstance(rest[0], nn.PReLU)
                 and rest[0].weight.numel() == 1 and isinstance(rest[1], nn.Linear))
 
-    def forward_jagged(self, query: torch.Tensor, items: torch.Tensor, sel: Selection,
-                       keys: torch.Tensor | None = None) -> torch.Tensor:
-        """`forward` over the selected history items only: query (B, D); items (U, D), the batch's distinct
-        items; sel: each row's keys among them -> (B, D). keys: items[sel.item] (n, D) when the caller has
-        gathered them already (with its own rows: one gather, one gradient scatter).
+    def forward_jagged(self, items: torch.Tensor, target: torch.Tensor, sel: Selection,
+                       chunk: int = JAGGED_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` over the selected history items only: items (U, D), the batch's distinct items; target (B,)
+        int64, each row's query among them; sel: each row's keys among them -> (query, pooled), both (B, D):
+        query = items[target] and pooled = `forward_jagged_autograd(query, items, sel)`. The query is returned
+        because the caller needs it too: the gradients of both gathers land in one (U, D) tensor.
 
         Padding slots cost nothing. With one hidden layer and raw scores (the default) the whole unit is one
-        autograd call with a hand-written backward (`JaggedDinPool`, the same sums as `forward_jagged_autograd`);
-        otherwise `forward_jagged_autograd`."""
+        autograd call with a hand-written backward (`JaggedDinPool`, the same sums as `forward_jagged_autograd`,
+        `chunk` history positions at a time); otherwise `forward_jagged_autograd`."""
         if not self.fused():
-            return self.forward_jagged_autograd(query, items, sel, keys)
-        if keys is None:
-            keys = items.index_select(0, sel.item)
+            query, keys = gather_rows(items, target, sel.item)
+            return query, self.forward_jagged_autograd(query, items, sel, keys)
         prelu, out = self.rest[0], self.rest[1]
-        return JaggedDinPool.apply(query, keys, self.first.weight, self.first.bias, prelu.weight, out.weight,
-                                   out.bias, sel.row, sel.offsets[:-1])
+        return JaggedDinPool.apply(items, target, sel.item, self.first.weight, self.first.bias, prelu.weight,
+                                   out.weight, out.bias, sel.offsets, chunk)
 
     def forward_jagged_autograd(self, query: torch.Tensor, items: torch.Tensor, sel: Selection,
                                 keys: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,69 +121,119 @@ class DinAttention(nn.Module):
         return F.embedding_bag(sel.item, items, sel.offsets[:-1], mode="sum", per_sample_weights=scores.squeeze(-1))
 
 
+def _chunks(offsets: torch.Tensor, chunk: int) -> list[tuple[int, int, int, int]]:
+    """offsets (B + 1,) int64 of a jagged array -> (first row, end row, first position, end position) of each run of
+    whole rows holding about `chunk` positions (a row longer than `chunk` is a chunk of its own; no empty chunk
+    unless there are no positions at all)."""
+    b, n = offsets.numel() - 1, int(offsets[-1])
+    if n <= chunk:
+        return [(0, b, 0, n)]
+    cut = torch.searchsorted(offsets, torch.arange(chunk, n, chunk, device=offsets.device))  # first row at or past
+    rows = torch.unique_consecutive(torch.cat([cut.new_zeros(1), cut, cut.new_full((1,), b)]))
+    r, p = rows.tolist(), offsets[rows].tolist()
+    return list(zip(r, r[1:], p, p[1:]))
+
+
 class JaggedDinPool(torch.autograd.Function):
     """DIN's activation unit with one hidden layer (PReLU, one slope) and raw scores, then the weighted sum of
-    each row's keys, in one call with a hand-written backward: fewer passes over the (n, D) and (n, H)
-    per-position tensors than autograd's op-by-op backward, no sorting EmbeddingBag backward, and no slow
-    PReLU-backward kernel (torch's CPU `_prelu_kernel_backward` is ~10x an elementwise pass).
+    each row's keys, in one call with a hand-written backward.
 
-    query (B, D); keys (n, D), the selected history items, rows in order; weight (H, 4 D) and bias (H,) of the
-    first layer, slope (1,) of the PReLU, out_weight (1, H) and out_bias (1,) of the score layer; row (n,) each
-    key's row; starts (B,) the offset of each row's first key -> (B, D) sum_n s_n k_n per row, where
-    s_n = out(prelu(W [q, k, q - k, q * k] + b)).
+    items (U, D), the batch's distinct items; target (B,) and item (n,) int64, each row's query and each history
+    position's key among them (rows in order); weight (H, 4 D) and bias (H,) of the first layer, slope (1,) of
+    the PReLU, out_weight (1, H) and out_bias (1,) of the score layer; offsets (B + 1,) int64, row b's positions
+    are [offsets[b], offsets[b + 1]) -> query = items[target] (B, D) and (B, D) sum_n s_n k_n per row, where
+    k_n = items[item_n] and s_n = out(prelu(W [q, k_n, q - k_n, q * k_n] + b)).
+
+    The history positions are taken `chunk` at a time (whole rows; ~4096 at perf rank's shape, measured), so the
+    per-position tensors of a chunk ((chunk, D) keys, q * k and their gradients, (chunk, H) activations) stay
+    in cache between the dozen passes made over them, instead of each pass streaming an (n, D) or (n, H) tensor
+    from memory. Only the hidden layer (one (m, H) tensor per chunk: one (n, H) buffer would come fresh from the
+    allocator, page faults and all) and the scores (n, 1) are kept for backward; the keys are gathered again and
+    q * k and the PReLU recomputed, chunk by chunk. The keys are never materialised whole: each
+    chunk's gradient is added into the (U, D) gradient of items, with the query's. Fewer passes than autograd's
+    op-by-op backward besides: no sorting EmbeddingBag backward, no slow PReLU-backward kernel (torch's CPU
+    `_prelu_kernel_backward` is ~10x an elementwise pass).
     """
 
     @staticmethod
-    def forward(ctx, query: torch.Tensor, keys: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
-                bias: torch.Tensor, slope: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor,
-                row: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        d = keys.shape[1]
+    def forward(ctx, items: torch.Tensor, target: torch.Tensor, item: torch.Tensor,  # type: ignore[override]
+                weight: torch.Tensor, bias: torch.Tensor, slope: torch.Tensor, out_weight: torch.Tensor,
+                out_bias: torch.Tensor, offsets: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        d = items.shape[1]
         wq, wk, wd, wp = weight.split(d, dim=1)
+        wkd_t, wp_t = (wk - wd).T, wp.T
+        query = items.index_select(0, target)
         per_row = torch.addmm(bias, query, (wq + wd).T)  # (B, H): the query terms, once per row
-        q_rows = query.index_select(0, row)  # (n, D)
-        qk = q_rows * keys
-        hidden = per_row.index_select(0, row).addmm_(keys, (wk - wd).T).addmm_(qk, wp.T)  # (n, H)
-        act = F.prelu(hidden, slope)
-        scores = torch.addmm(out_bias, act, out_weight.T)  # (n, 1)
-        positions = torch.arange(len(row), device=keys.device)
-        pooled = F.embedding_bag(positions, keys, starts, mode="sum", per_sample_weights=scores.view(-1))
-        ctx.save_for_backward(query, keys, weight, slope, out_weight, row, starts, q_rows, qk, hidden, act,
-                              scores)
-        return pooled
+        chunks = _chunks(offsets, chunk)
+        lengths = offsets.diff()
+        local = offsets[:-1].clone()  # each row's first position within its chunk
+        hidden = []  # (m, H) per chunk: chunk-sized, so their memory comes back warm from the allocator
+        scores = items.new_empty(item.numel(), 1)
+        pooled = items.new_empty(query.shape)
+        positions = torch.arange(max(p1 - p0 for _, _, p0, p1 in chunks), device=items.device)
+        for r0, r1, p0, p1 in chunks:
+            m = p1 - p0
+            keys = items.index_select(0, item[p0:p1])  # (m, D)
+            qk = query[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m).mul_(keys)
+            h = torch.addmm(per_row[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m), keys,
+                            wkd_t).addmm_(qk, wp_t)  # (m, H)
+            hidden.append(h)
+            s = torch.addmm(out_bias, F.prelu(h, slope), out_weight.T, out=scores[p0:p1])
+            pooled[r0:r1] = F.embedding_bag(positions[:m], keys, local[r0:r1].sub_(p0), mode="sum",
+                                            per_sample_weights=s.view(-1))
+        ctx.save_for_backward(items, target, item, query, weight, slope, out_weight, offsets, local, scores, *hidden)
+        ctx.chunks = chunks
+        return query, pooled
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        query, keys, weight, slope, out_weight, row, starts, q_rows, qk, hidden, act, scores = ctx.saved_tensors
-        d = keys.shape[1]
+    def backward(ctx, grad_query: torch.Tensor | None,  # type: ignore[override]
+                 grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        items, target, item, query, weight, slope, out_weight, offsets, local, scores, *hidden = ctx.saved_tensors
+        grad = grad.contiguous()
+        d, h_dim = items.shape[1], weight.shape[0]
         wq, wk, wd, wp = weight.split(d, dim=1)
-        positions = torch.arange(len(row), device=keys.device)
-
-        def per_row_sum(x: torch.Tensor) -> torch.Tensor:  # (n, C) -> (B, C), each row's keys summed
-            return F.embedding_bag(positions, x, starts, mode="sum")
-
-        grad_rows = grad.contiguous().index_select(0, row)  # (n, D)
-        grad_scores = (grad_rows * keys).sum(-1, keepdim=True)  # (n, 1)
-        grad_keys = grad_rows.mul_(scores)  # from the weighted sum
-        grad_out_weight = grad_scores.T @ act  # (1, H)
-        grad_out_bias = grad_scores.sum(0)
-        # PReLU: x > 0 passes the gradient, else slope * it; the slope gets sum(grad * x) over x <= 0
-        grad_act = grad_scores * out_weight  # (n, H)
-        grad_pos = torch.ops.aten.threshold_backward(grad_act, hidden, 0.0)
-        grad_neg = grad_act.sub_(grad_pos)
-        grad_slope = torch.dot(grad_neg.view(-1), hidden.view(-1)).reshape(slope.shape)
-        grad_hidden = grad_pos.addcmul_(grad_neg, slope)  # (n, H)
-        grad_per_row = per_row_sum(grad_hidden)  # (B, H)
-        grad_bias = grad_per_row.sum(0)
+        wkd = wk - wd
+        lengths = offsets.diff()
+        grad_items = torch.zeros_like(items)
+        grad_per_row = items.new_empty(query.shape[0], h_dim)  # (B, H): of per_row
+        grad_q = items.new_empty(query.shape)  # (B, D): of query, through q * k
+        grad_wkd, grad_wp = weight.new_zeros(h_dim, d), weight.new_zeros(h_dim, d)  # of wk - wd and of wp
+        grad_out_bias = scores.new_zeros(1)
+        # PReLU: prelu(h) = h + (slope - 1) min(h, 0), so with g_s the scores' gradient and A = g_s^T h, N =
+        # g_s^T min(h, 0) (each (1, H)): out_weight's gradient is A + (slope - 1) N and the slope's is N . out_weight
+        acc_h, acc_neg = out_weight.new_zeros(out_weight.shape), out_weight.new_zeros(out_weight.shape)
+        positions = torch.arange(max(p1 - p0 for _, _, p0, p1 in ctx.chunks), device=items.device)
+        for (r0, r1, p0, p1), h in zip(ctx.chunks, hidden, strict=True):
+            m, idx = p1 - p0, item[p0:p1]
+            keys, s = items.index_select(0, idx), scores[p0:p1]
+            q_rows = query[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m)  # (m, D)
+            grad_rows = grad[r0:r1].repeat_interleave(lengths[r0:r1], dim=0, output_size=m)
+            grad_keys = grad_rows * s  # (m, D): from the weighted sum
+            grad_scores = grad_rows.mul_(keys).sum(-1, keepdim=True)  # (m, 1)
+            grad_out_bias += grad_scores.sum(0)
+            acc_h.addmm_(grad_scores.T, h)
+            acc_neg.addmm_(grad_scores.T, h.clamp(max=0))
+            # the gradient of prelu(h): (g_s out_weight) where h > 0, slope times it elsewhere
+            grad_act = grad_scores * out_weight  # (m, H)
+            grad_h = torch.lerp(torch.ops.aten.threshold_backward(grad_act, h, 0.0), grad_act, slope)
+            grad_per_row[r0:r1] = F.embedding_bag(positions[:m], grad_h, local[r0:r1], mode="sum")
+            qk = q_rows * keys
+            grad_wkd.addmm_(grad_h.T, keys)
+            grad_wp.addmm_(grad_h.T, qk)
+            grad_qk = grad_h @ wp  # (m, D)
+            grad_keys.addmm_(grad_h, wkd).addcmul_(grad_qk, q_rows)
+            grad_q[r0:r1] = F.embedding_bag(positions[:m], grad_qk.mul_(keys), local[r0:r1], mode="sum")
+            grad_items.index_add_(0, idx, grad_keys)
         grad_wqd = grad_per_row.T @ query  # (H, D): of wq + wd
-        grad_wkd = grad_hidden.T @ keys  # of wk - wd
-        grad_wp = grad_hidden.T @ qk
-        grad_query = grad_per_row @ (wq + wd)
-        grad_qk = grad_hidden @ wp  # (n, D)
-        grad_keys.addmm_(grad_hidden, wk - wd).addcmul_(grad_qk, q_rows)
-        grad_query += per_row_sum(grad_qk.mul_(keys))
+        grad_q.addmm_(grad_per_row, wq + wd)
+        if grad_query is not None:
+            grad_q += grad_query
+        grad_items.index_add_(0, target, grad_q)
         grad_weight = torch.cat([grad_wqd, grad_wkd, grad_wqd - grad_wkd, grad_wp], dim=1)
-        return (grad_query, grad_keys, grad_weight, grad_bias, grad_slope, grad_out_weight, grad_out_bias,
-                None, None)
+        grad_slope = (acc_neg * out_weight).sum().reshape(slope.shape)
+        grad_out_weight = acc_h.add_(acc_neg * (slope - 1))
+        return (grad_items, None, None, grad_weight, grad_per_row.sum(0), grad_slope, grad_out_weight,
+                grad_out_bias, None, None)
 
 
 class MultiHeadTargetAttention(nn.Module):

@@ -20,7 +20,6 @@ from recsys_models.item_encoder import (
     ContextEncoder,
     SequenceItemEncoder,
     gather_positions,
-    gather_rows,
     latest_positions,
     mlp,
     select_items,
@@ -81,10 +80,9 @@ def din_head(din: DIN, batch: RankBatch, rep: torch.Tensor, context: torch.Tenso
         # DIN attends over the latest max_len positives only (the history is oldest first).
         positions, mask = latest_positions(batch.hist_len, min(din.max_len, batch.hist.shape[1]))
         sel = select_items(batch.hist_pos, positions, mask)
-        # the target rows and the attended keys, their gradients scattered back into one (U, D_i) tensor
-        target, keys = gather_rows(rep, batch.target_pos, sel.item)
     with record_function("qarm.attention"):
-        interest = din.attention.forward_jagged(target, rep, sel, keys)
+        # the target rows and the pooled history, both gathered from rep (the gradients land in one (U, D_i))
+        target, interest = din.attention.forward_jagged(rep, batch.target_pos, sel)
     with record_function("qarm.mlp"):
         return din.head(torch.cat([*([] if context is None else [context]), target, interest, batch.dense],
                                   dim=-1)).squeeze(-1)

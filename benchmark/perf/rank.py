@@ -321,11 +321,13 @@ def time_split(forward: Callable[[RankBatch], torch.Tensor], optimizers: list, b
             step(batches[i % len(batches)])
     events = prof.events()
     labels: dict[int, str] = {}  # sequence number of a forward op -> its phase
-    for e in events:
+    for e in events:  # in order of start time
         if e.sequence_nr >= 0 and not e.name.startswith("autograd::"):
             phase = _phase(e, {})
             if phase not in ("loss+backward_other", "other"):
-                labels.setdefault(e.sequence_nr, phase)
+                # The last op with a number wins: ops that make no autograd node (index arithmetic without
+                # gradients) carry the number the next node will take, which may be a later phase's.
+                labels[e.sequence_nr] = phase
     totals = dict.fromkeys(PHASES, 0.0)
     for e in events:
         totals[_phase(e, labels)] += e.self_cpu_time_total
