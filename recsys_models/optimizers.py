@@ -34,6 +34,7 @@ from recsys_models.errors import RecsysModelError
 
 ADAGRAD_EPS = 1e-10  # torch.optim.Adagrad's default (fbgemm's is 1e-8)
 ADAM_EPS = 1e-8  # torch.optim.Adam's and fbgemm ADAM's default
+FUSED_CLASSES = (torch.optim.Adagrad, torch.optim.Adam)  # torch optimisers with a fused CPU / CUDA kernel
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class TableOptimizer:
     kwargs: dict[str, Any]
 
     def build(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        """The plain-torch optimiser over the (unsharded) table parameters."""
-        return self.cls(params, **self.kwargs)
+        """The plain-torch optimiser over the (unsharded) table parameters: torch's fused kernel where it has one
+        (Adagrad, Adam: the same update as the for-each loop, one pass per tensor; `fused` is not an fbgemm fused
+        param, so it stays out of kwargs)."""
+        fused = {"fused": True} if self.cls in FUSED_CLASSES else {}
+        return self.cls(params, **self.kwargs, **fused)
 
 
 def table_optimizer(name: TableOptimizerName, lr: float) -> TableOptimizer:

@@ -92,7 +92,7 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opti
     emb = embedding_parameters(model)
     emb_ids = {id(p) for p in emb}
     dense = [p for p in model.parameters() if id(p) not in emb_ids]
-    return [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    return [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True),  # torch's fused kernel
             table_optimizer(cfg.emb_optimizer, cfg.emb_lr).build(emb)]
 
 
