@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys_models.item_encoder import gather_rows
+from recsys_models.rows import gather_rows
 
 if TYPE_CHECKING:
     from recsys_models.item_encoder import Selection

@@ -147,36 +147,6 @@ def select_items(hist_pos: torch.Tensor, positions: torch.Tensor, mask: torch.Te
     return Selection(rows, item, offsets, lengths, mask.shape[1])
 
 
-class _GatherRows(torch.autograd.Function):
-    """rows.index_select(0, idx) for several idx at once; backward scatters every piece's gradient into one
-    zero (U, D) buffer (no concatenation of the pieces' gradients, as a split of one gather needs)."""
-
-    @staticmethod
-    def forward(ctx, rows: torch.Tensor, *indices: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        ctx.save_for_backward(*indices)
-        ctx.shape = rows.shape
-        return tuple(rows.index_select(0, idx) for idx in indices)
-
-    @staticmethod
-    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        indices = ctx.saved_tensors
-        out = None
-        for idx, g in zip(indices, grads):
-            if g is None:
-                continue
-            if out is None:
-                out = g.new_zeros(ctx.shape)
-            g = g.reshape(len(idx), ctx.shape[1])
-            out.scatter_add_(0, idx.unsqueeze(1).expand(-1, g.shape[1]), g)
-        return (out, *([None] * len(indices)))
-
-
-def gather_rows(rows: torch.Tensor, *indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """rows (U, D) and 1-D int64 indices -> rows[idx] (len(idx), D) for each, as one autograd call whose backward
-    accumulates all their gradients in one (U, D) tensor."""
-    return _GatherRows.apply(rows, *indices)
-
-
 def latest_positions(hist_len: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     """hist_len: (B,) -> positions of the latest r history items: (B, r) int64 and a (B, r) bool mask."""
     idx = hist_len[:, None] - r + torch.arange(r, device=hist_len.device)[None, :]

@@ -30,10 +30,10 @@ from recsys_models.item_encoder import (
     ContextEncoder,
     SequenceItemEncoder,
     gather_positions,
-    gather_rows,
     latest_positions,
     mlp,
 )
+from recsys_models.rows import gather_rows
 
 DEFAULT_SIM = SimConfig()
 
