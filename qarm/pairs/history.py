@@ -56,6 +56,16 @@ class HistoryWindows:
         valid = cand >= self.start[rows, None]
         return np.where(valid, self.items[np.clip(cand, 0, None)], PAD).astype(np.int64)
 
+    def take_jagged(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """rows: (B,) int64 -> (values (n,) int64, offsets (B + 1,) int64): row b's history, chronological, is
+        values[offsets[b]:offsets[b + 1]] (the entries of `take` that are not PAD, in the same order)."""
+        start, end = self.start[rows], self.end[rows]
+        lengths = np.maximum(end - start, 0)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        pos = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        return self.items[pos].astype(np.int64), offsets
+
     def select(self, mask: np.ndarray) -> HistoryWindows:
         """The windows of the rows where mask: (P,) bool is True (same item column)."""
         return HistoryWindows(self.items, self.start[mask], self.end[mask], self.window)
@@ -90,6 +100,19 @@ def positive_histories(pos: pl.DataFrame, window: int) -> np.ndarray:
 def history_rows(hist: np.ndarray | HistoryWindows, rows: np.ndarray) -> np.ndarray:
     """The (B, T) int64 histories of `rows: (B,)` from hist: a dense (P, T) int64 array or `HistoryWindows`."""
     return hist.take(rows) if isinstance(hist, HistoryWindows) else hist[rows]
+
+
+def history_jagged(hist: np.ndarray | HistoryWindows, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The histories of `rows: (B,)` from hist, a dense (P, T) int64 array or `HistoryWindows`, without padding:
+    (values (n,) int64, offsets (B + 1,) int64), row b's history values[offsets[b]:offsets[b + 1]], chronological
+    (the non-PAD entries of `history_rows`, in order)."""
+    if isinstance(hist, HistoryWindows):
+        return hist.take_jagged(rows)
+    h = hist[rows]
+    keep = h != PAD
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=offsets[1:])
+    return h[keep].astype(np.int64), offsets
 
 
 def histories_reference(pos: pl.DataFrame, window: int) -> list[list[int]]:

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from qarm.errors import QarmError
 from qarm.pairs import PairsConfig, SwingConfig, U2IConfig, mine_pairs, swing_topk
+from qarm.pairs.history import history_jagged
 from qarm.pairs.swing import merge_swing_parts, swing_part, swing_reference
+from qarm.pairs.two_tower import RowSparseAdam, TwoTower
 from qarm.pairs.u2i import (
     histories_reference,
     positive_histories,
@@ -144,6 +146,56 @@ def test_windows_are_the_dense_histories_on_demand() -> None:
     b, _ = train_two_tower(windows.select(has), targets, 40, cfg, seed=1)
     assert np.array_equal(a, b)
     assert u2i_triggers(pos, dense, a, chunk=5).equals(u2i_triggers(pos, windows, a, chunk=5))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9), st.integers(0, 6)), min_size=1, max_size=40),
+       st.integers(1, 5), st.data())
+def test_jagged_histories_are_the_padded_ones_without_pad(rows: list[tuple[int, int, int]], window: int,
+                                                          data: st.DataObject) -> None:
+    """history_jagged (windows and dense arrays alike): row b's slice is the non-PAD entries of its padded row,
+    in order; empty rows give empty slices."""
+    pos = sorted_positives(positives(rows))
+    dense, windows = positive_histories(pos, window), positive_windows(pos, window)
+    pick = np.array(data.draw(st.lists(st.integers(0, len(pos) - 1), max_size=12)), dtype=np.int64)
+    for source in (dense, windows):
+        values, offsets = history_jagged(source, pick)
+        assert values.dtype == np.int64 and offsets.dtype == np.int64 and offsets.shape == (len(pick) + 1,)
+        assert offsets[0] == 0 and offsets[-1] == len(values)
+        for b, r in enumerate(pick):
+            assert values[offsets[b]:offsets[b + 1]].tolist() == [int(i) for i in dense[r] if i >= 0]
+
+
+def test_jagged_user_tower_equals_the_padded_one() -> None:
+    """TwoTower.user_jagged (what training calls) gives the padded `user`'s output and gradients: every row
+    length from empty to the full window, repeats and the last item id included."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    n, t = 30, 6
+    lengths = [0, 1, 6, 3, 2, 6, 0, 5]
+    rng = np.random.default_rng(3)
+    padded = np.full((len(lengths), t), -1, dtype=np.int64)
+    for b, k in enumerate(lengths):
+        padded[b, t - k:] = rng.integers(0, n, k)
+    padded[2, -1] = padded[2, 0] = n - 1
+    values, offsets = history_jagged(padded, np.arange(len(lengths)))
+    outs, grads = [], []
+    for jagged in (False, True):
+        model = TwoTower(n, 5).double()
+        torch.manual_seed(1)
+        model.load_state_dict({k: torch.randn_like(v) for k, v in model.state_dict().items()})
+        user = (model.user_jagged(torch.from_numpy(values), torch.from_numpy(offsets)) if jagged
+                else model.user(torch.from_numpy(padded)))
+        (user * torch.linspace(-1, 1, user.numel(), dtype=user.dtype).view_as(user)).sum().backward()
+        outs.append(user.detach())
+        grads.append({k: p.grad[:n] if k == "hist.weight" else p.grad for k, p in model.named_parameters()
+                      if p.grad is not None})
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-12)
+    empty = torch.nn.functional.normalize(model.user_proj.bias.detach(), dim=0)  # an empty history pools to 0
+    torch.testing.assert_close(outs[0][[0, 6]], empty.expand(2, -1), rtol=0, atol=1e-12)
+    assert grads[0].keys() == grads[1].keys() == {"hist.weight", "user_proj.weight", "user_proj.bias"}
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=0, atol=1e-12)
 
 
 def test_trigger_on_hand_built_example() -> None:
@@ -320,6 +372,35 @@ def test_sparse_adam_first_step_equals_adam_and_leaves_untouched_rows() -> None:
     np.testing.assert_array_equal(many[untouched], init[untouched])
     moved, _ = train_two_tower(h, t, 50, U2IConfig(dim=8, epochs=3, batch_size=64))
     assert not np.allclose(moved[t], init[t]) and not np.allclose(many[t], init[t])
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_row_sparse_adam_equals_torch_sparse_adam_bit_for_bit(maximize: bool) -> None:
+    """RowSparseAdam (what sparse_adam trains with) against torch.optim.SparseAdam over steps of uncoalesced
+    gradients (repeated rows, rows out of order), an empty one and a step with no gradient: parameters and both
+    moments identical, float for float."""
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    init = torch.randn(40, 6, generator=gen)
+    params = [torch.nn.Parameter(init.clone()) for _ in range(2)]
+    ours = RowSparseAdam([params[0]], lr=0.05, betas=(0.8, 0.95), eps=1e-6, maximize=maximize)
+    ref = torch.optim.SparseAdam([params[1]], lr=0.05, betas=(0.8, 0.95), eps=1e-6, maximize=maximize)
+    for step in range(8):
+        n = 0 if step == 3 else int(torch.randint(1, 30, (1,), generator=gen))
+        rows = torch.randint(0, 25, (1, n), generator=gen)  # rows 25..39 never move
+        values = torch.randn(n, 6, generator=gen)
+        for p in params:
+            p.grad = None if step == 5 else torch.sparse_coo_tensor(rows, values, p.shape, check_invariants=True)
+        ours.step()
+        ref.step()
+        assert torch.equal(params[0], params[1]), f"step {step}"
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(ours.state[params[0]][key], ref.state[params[1]][key]), (step, key)
+        assert ours.state[params[0]]["step"] == ref.state[params[1]]["step"]
+    assert torch.equal(params[0][25:], init[25:]) and not torch.equal(params[0][:25], init[:25])
+    params[0].grad = torch.zeros(40, 6)
+    with pytest.raises(QarmError, match="sparse gradients"):
+        ours.step()
 
 
 @settings(max_examples=60, deadline=None)
