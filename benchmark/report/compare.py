@@ -31,7 +31,7 @@ from benchmark.core.records import SuiteResults
 from benchmark.core.runs import LATEST, resolve_run
 from benchmark.report.html import STYLE
 from benchmark.report.primary import PrimaryFamily, PrimaryHypothesis, PrimaryRecord, primary_family
-from benchmark.report.stats import Unit
+from benchmark.report.stats import Unit, fmt_p
 from benchmark.report.tables import model_order
 from benchmark.report.write import load_manifest, sweep_folders
 
@@ -148,7 +148,7 @@ def render_compare(runs: list[ComparedRun]) -> str:
     for model, slice_name, baseline, pairs in _cells(runs):
         for run, r in pairs:
             out.append(f"| {model} | {slice_name} | {r.variant} vs {baseline} | {run.label} | {r.n} | "
-                       f"{_delta(r)} | {_f(r.p, '.3g')} | {_f(r.p_holm, '.3g')} | {r.verdict} |")
+                       f"{_delta(r)} | {fmt_p(r.p, hyp.alpha)} | {fmt_p(r.p_holm, hyp.alpha)} | {r.verdict} |")
     return "\n".join(out) + "\n"
 
 
@@ -222,8 +222,8 @@ def compare_html(runs: list[ComparedRun]) -> str:
             cls = ' class="sig"' if r.p_holm is not None and r.p_holm < hyp.alpha else ""
             rows.append(f"<tr{cls}>" + "".join(f'<td class="l">{e(x)}</td>' for x in
                                                (model, slice_name, f"{r.variant} vs {baseline}", run.label))
-                        + "".join(f"<td>{e(x)}</td>" for x in (str(r.n), _delta(r), _f(r.p, ".3g"),
-                                                               _f(r.p_holm, ".3g"), r.verdict)) + "</tr>")
+                        + "".join(f"<td>{e(x)}</td>" for x in (str(r.n), _delta(r), fmt_p(r.p, hyp.alpha),
+                                                               fmt_p(r.p_holm, hyp.alpha), r.verdict)) + "</tr>")
     head = "".join(f'<th class="l">{h}</th>' for h in ("model", "slice", "contrast", "run")) + "".join(
         f"<th>{h}</th>" for h in ("seeds", f"Δ AUC [{1 - hyp.alpha:.0%} CI]", "p", "Holm p", "verdict"))
     runs_list = "".join(f"<li><b>{e(run.label)}</b>: {e(_invocation(run))}</li>" for run in runs)

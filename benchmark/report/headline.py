@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.report.primary import PrimaryFamily, power_statement
-from benchmark.report.stats import ALPHA
+from benchmark.report.stats import ALPHA, fmt_p
 from benchmark.report.tables import BASELINE, fmt, model_order, signed, small_n_warning, smoke_note
 
 HEADLINE_VARIANT = "aligned_codes"  # the QARM variant (aligned encoder -> RQ codes)
@@ -117,9 +117,9 @@ def primary_headline(family: PrimaryFamily) -> str:
     for r in family.records:
         ci = "" if r.ci_low is None else f" [{signed(r.ci_low)}, {signed(r.ci_high)}]"
         boot = "" if r.bootstrap_ci_low is None else \
-            f", bootstrap [{signed(r.bootstrap_ci_low)}, {signed(r.bootstrap_ci_high)}] p {fmt(r.bootstrap_p, 3)}"
+            f", bootstrap [{signed(r.bootstrap_ci_low)}, {signed(r.bootstrap_ci_high)}] p {fmt_p(r.bootstrap_p, h.alpha)}"
         lines.append(f"- {r.model} · {r.slice} · {r.variant} vs {r.baseline}: Δ {signed(r.delta)}{ci}, Holm p = "
-                     f"{fmt(r.p_holm, 3)}{boot}: **{r.verdict}** (MDE {fmt(r.mde)}, target {r.target_effect:g})")
+                     f"{fmt_p(r.p_holm, h.alpha)}{boot}: **{r.verdict}** (MDE {fmt(r.mde)}, target {r.target_effect:g})")
     return "\n".join([*lines, "", power_statement(family)])
 
 

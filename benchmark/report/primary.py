@@ -43,6 +43,7 @@ from benchmark.report.stats import (
     Unit,
     Units,
     Verdict,
+    fmt_p,
     hierarchical_bootstrap,
     holm,
     mde,
@@ -320,22 +321,22 @@ def _unit(family: PrimaryFamily) -> str:
 
 def render_primary(family: PrimaryFamily) -> str:
     """Markdown: the family statement, then one line per test (model, slice, contrast)."""
-    cap = family.hypothesis.replicates_cap
+    cap, alpha = family.hypothesis.replicates_cap, family.hypothesis.alpha
     lines = [family_statement(family), "",
              f"| model | slice | contrast | {_unit(family)}s | Δ AUC [{1 - family.hypothesis.alpha:.0%} CI] | p | Holm p | "
              f"TOST p (±{family.hypothesis.equivalence_margin}) | verdict | MDE [range] | replicates for target | "
              "bootstrap Δ [CI] p |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in family.records:
         ci = "" if r.ci_low is None else f" [{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
-        p = _f(r.p, ".3g") + ("" if r.p_source == "t" else f" ({r.p_source})")
+        p = fmt_p(r.p, alpha) + ("" if r.p_source == "t" else f" ({r.p_source})")
         mde_s = "–" if r.mde is None else f"{r.mde:.4f} [{_f(r.mde_low, '.4f')}, {_f(r.mde_high, '.4f')}]"
         need = "–" if r.sd is None else (f"> {cap}" if r.replicates_needed is None else str(r.replicates_needed))
         boot = "–" if r.bootstrap_ci_low is None else (
             f"{_f(r.bootstrap_delta, '+.4f')} [{r.bootstrap_ci_low:+.4f}, {_f(r.bootstrap_ci_high, '+.4f')}] "
-            f"p {_f(r.bootstrap_p, '.3g')}{' (users x items)' if r.bootstrap_two_way else ''}")
+            f"p {fmt_p(r.bootstrap_p, alpha)}{' (users x items)' if r.bootstrap_two_way else ''}")
         verdict_s = f"**{r.verdict}**" + (" (within margin)" if r.within_margin and r.verdict != "equivalent" else "")
         lines.append(f"| {r.model} | {r.slice} | {r.variant} vs {r.baseline} | {r.n} | "
-                     f"{_f(r.delta, '+.4f')}{ci} | {p} | {_f(r.p_holm, '.3g')} | {_f(r.tost_p, '.3g')} | "
+                     f"{_f(r.delta, '+.4f')}{ci} | {p} | {fmt_p(r.p_holm, alpha)} | {fmt_p(r.tost_p, alpha)} | "
                      f"{verdict_s} | {mde_s} | {need} (for {r.target_effect:+g}) | {boot} |")
     return "\n".join(lines)
 

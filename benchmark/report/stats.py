@@ -275,6 +275,20 @@ def sd_interval(sd: float, n: int, confidence: float = 0.95) -> tuple[float, flo
 Verdict = Literal["gain", "loss", "equivalent", "inconclusive"]
 
 
+def fmt_p(p: float | None, alpha: float = ALPHA) -> str:
+    """A p-value to 3 significant digits, with as many more as it takes (up to 12) for the printed value to lie
+    on the same side of alpha as p: a Holm p of 0.04995 beside a **gain** prints as 0.04995, never as 0.05 (nor
+    0.0500000001 as 0.05 on the wrong side). "–" for None."""
+    if p is None:
+        return "–"
+    text = format(p, ".3g")
+    for digits in range(4, 13):
+        if not math.isfinite(p) or (float(text) < alpha) == (p < alpha):
+            break
+        text = format(p, f".{digits}g")
+    return text
+
+
 def verdict(ci_low: float, ci_high: float, p_holm: float, equivalent: bool, alpha: float = ALPHA) -> Verdict:
     """The verdict of one contrast:
         gain          the (1 - alpha) interval of the delta lies above 0 and the Holm-adjusted p < alpha

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -22,7 +23,8 @@ from benchmark.report.primary import (
     primary_family,
     render_primary,
 )
-from benchmark.report.stats import BootstrapDelta, ScoredRows, holm, mde, replicates_needed
+from benchmark.report.headline import primary_headline
+from benchmark.report.stats import BootstrapDelta, ScoredRows, fmt_p, holm, mde, replicates_needed
 
 SEEDS = range(5)
 # per-seed differences aligned_codes - baseline, by design:
@@ -151,6 +153,23 @@ def test_render_prints_the_family_first() -> None:
     assert len(rows) == 16
     assert sum("**gain**" in line for line in rows) == 2 and sum("**loss**" in line for line in rows) == 1
     assert "no difference" not in md.replace('not "no difference"', "")
+
+
+def test_p_values_print_on_their_side_of_alpha() -> None:
+    """A p just under alpha is never printed as alpha beside the verdict that rests on it (a Holm p of 0.04995
+    printed as 0.05 next to **gain** reads as a contradiction)."""
+    assert [fmt_p(p) for p in (0.04995, 0.0726, 0.05, 0.0500000001, 0.00508, 1.0)] == \
+        ["0.04995", "0.0726", "0.05", "0.05", "0.00508", "1"]
+    assert fmt_p(0.0499999999) == "0.0499999999" and fmt_p(None) == "–"
+    assert fmt_p(0.09996, alpha=0.1) == "0.09996" and fmt_p(0.0996, alpha=0.1) == "0.0996"
+    fam = primary_family(PrimaryHypothesis(), _seed_aucs(), ("dlrm", "din"))
+    r0 = fam.records[0]
+    edited = dataclasses.replace(fam, records=(dataclasses.replace(r0, p_holm=0.04995, tost_p=0.049996),
+                                               *fam.records[1:]))
+    row = next(line for line in render_primary(edited).splitlines()
+               if line.startswith(f"| {r0.model} | {r0.slice} | {r0.variant} vs {r0.baseline} |"))
+    assert "| 0.04995 | 0.049996 |" in row
+    assert "Holm p = 0.04995" in primary_headline(edited)
 
 
 def test_primary_bootstrap_runs_every_declared_test_with_rows() -> None:
