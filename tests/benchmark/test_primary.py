@@ -11,6 +11,7 @@ import pytest
 
 from benchmark.core.configlib import from_mapping, to_plain
 from benchmark.core.errors import ConfigError
+from benchmark.report.headline import primary_headline
 from benchmark.report.primary import (
     DEFAULT_CONTRASTS,
     Contrast,
@@ -23,7 +24,6 @@ from benchmark.report.primary import (
     primary_family,
     render_primary,
 )
-from benchmark.report.headline import primary_headline
 from benchmark.report.stats import BootstrapDelta, ScoredRows, fmt_p, holm, mde, replicates_needed
 
 SEEDS = range(5)
