@@ -82,5 +82,7 @@ def compute_primary(cfg: SuiteConfig, cache: StageCache, cells: Sequence[CellRec
         warn(f"[primary] {len(missing)} cell(s) have no cached test rows (e.g. {missing[0].model}/"
              f"{missing[0].variant}/seed{missing[0].seed}): their seeds are left out of the bootstrap; rerun with "
              "--force rank to include them")
-    boot = primary_bootstrap(h, rows, models, n_boot=cfg.report.bootstrap_draws, seed=BOOTSTRAP_SEED)
+    # the run's cores: its worker processes are done by now (figures do not depend on jobs)
+    boot = primary_bootstrap(h, rows, models, n_boot=cfg.report.bootstrap_draws, seed=BOOTSTRAP_SEED,
+                             jobs=max(1, cfg.workers * cfg.threads))
     return primary_family(h, seed_values(cells, h.metric), models, bootstrap=boot)

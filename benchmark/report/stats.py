@@ -311,38 +311,38 @@ def verdict(ci_low: float, ci_high: float, p_holm: float, equivalent: bool, alph
 class _Ranked:
     """One set of scores sorted once, for many weighted AUCs: the Mann-Whitney statistic with row weights,
     ties counting one half: sum over positives of w (negative weight below + half the tied negative weight),
-    over W+ W-. Integer weights keep every sum exact (int64)."""
+    over W+ W-. With C(j) the negative weight among the first j rows in score order, a positive whose group of
+    tied scores spans positions [s, e) counts C(s) + (C(e) - C(s)) / 2 = (C(s) + C(e)) / 2, so one cumulative sum
+    over the negatives' weights serves every tie (and no tie). Integer weights keep every sum exact (int64)."""
 
     def __init__(self, labels: np.ndarray, preds: np.ndarray) -> None:
-        self.order = np.argsort(preds, kind="stable")
-        ps = preds[self.order]
-        ys = labels[self.order]
-        self.pos = np.flatnonzero(ys == 1)
-        self.negmask = ys == 0
-        self.posmask = ys == 1
-        self.starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # groups of tied scores
-        self.ties = self.starts.size < ps.size
+        order = np.argsort(preds, kind="stable")
+        ps = preds[order]
+        ys = labels[order]
+        n = ps.size
+        new = np.r_[True, ps[1:] != ps[:-1]] if n else np.zeros(0, dtype=bool)
+        starts = np.flatnonzero(new)  # groups of tied scores: [starts[g], ends[g])
+        ends = np.r_[starts[1:], n]
+        group = np.cumsum(new) - 1  # the group of each position in score order
+        pos, neg = np.flatnonzero(ys == 1), np.flatnonzero(ys == 0)
+        neg_before = np.r_[0, np.cumsum(ys == 0)]  # negatives among the first j positions (j = 0..n)
+        self.pos_rows, self.neg_rows = order[pos], order[neg]  # row indices of the positives and negatives
+        self.lo = neg_before[starts[group[pos]]]  # per positive: index into the negatives' cumulative sum
+        self.hi = neg_before[ends[group[pos]]]
 
     def auc(self, weights: np.ndarray) -> np.ndarray:
         """weights (k, n) in row order -> (k,) weighted AUCs; NaN where a weighting leaves one class."""
-        return self.auc_sorted(np.take(weights, self.order, axis=1))
+        return self.auc_split(np.take(weights, self.pos_rows, axis=1), np.take(weights, self.neg_rows, axis=1))
 
-    def auc_sorted(self, w: np.ndarray) -> np.ndarray:
-        """weights (k, n) already in score order (columns permuted by self.order) -> (k,). C order matters:
-        a fancy-indexed w[:, idx] comes out Fortran-ordered and its row cumsum is several times slower, so
-        gather with np.take(..., axis=1)."""
-        wn = w * self.negmask
-        if self.ties:
-            wp = np.add.reduceat(w * self.posmask, self.starts, axis=1)
-            wn = np.add.reduceat(wn, self.starts, axis=1)
-            cn = np.cumsum(wn, axis=1)
-            num = (wp * (cn - 0.5 * wn)).sum(1)
-            den = wp.sum(1) * cn[:, -1]
-        else:  # no ties: a positive counts the negative weight strictly below it
-            cn = np.cumsum(wn, axis=1)
-            wp = w[:, self.pos]
-            num = (wp * cn[:, self.pos]).sum(1)
-            den = wp.sum(1) * cn[:, -1]
+    def auc_split(self, wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
+        """The positives' weights (k, n+) in the order of pos_rows and the negatives' (k, n-) in the order of
+        neg_rows -> (k,). Gather them with np.take(..., axis=1): a fancy-indexed w[:, idx] comes out
+        Fortran-ordered and its row cumsum is several times slower."""
+        k = wp.shape[0]
+        c = np.zeros((k, wn.shape[1] + 1), dtype=np.result_type(wn.dtype, wp.dtype))
+        np.cumsum(wn, axis=1, out=c[:, 1:])
+        num = 0.5 * (wp * (np.take(c, self.lo, axis=1) + np.take(c, self.hi, axis=1))).sum(1)
+        den = wp.sum(1) * c[:, -1]
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
@@ -429,7 +429,7 @@ def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[Sco
     (or None) is the two-stage bootstrap above, with the very same draws.
 
     Vectorised: each replicate's scores are sorted once; the within-replicate resamples are (chunk, n) weight
-    matrices; the replicate draw's copies are then summed per draw with bincount. Seeded by `seed`."""
+    matrices (split into the positives' and the negatives' columns, _Ranked); the replicate draw's copies are then summed per draw with bincount. Seeded by `seed`."""
     if len(variant) != len(baseline) or not variant:
         raise ValueError(f"hierarchical_bootstrap: expected as many baseline as variant replicates (>= 1), got "
                          f"{len(variant)} and {len(baseline)}")
@@ -458,19 +458,22 @@ def hierarchical_bootstrap(variant: Sequence[ScoredRows], baseline: Sequence[Sco
         u = np.unique(users, return_inverse=True)[1].ravel()
         i = np.unique(items, return_inverse=True)[1].ravel()
         nu, ni = int(u.max()) + 1, int(i.max()) + 1
-        ua, ub, ia, ib = u[ra.order], u[rb.order], i[ra.order], i[rb.order]  # unit of each row, in score order
+        # the user (and item) of each positive and each negative, in each variant's score order
+        units = [(u[x.pos_rows], u[x.neg_rows], i[x.pos_rows], i[x.neg_rows]) for x in (ra, rb)]
         owner = np.repeat(np.arange(n_boot), copies[:, r])  # the draw each within-replicate resample belongs to
         deltas = np.empty(owner.size)
         for start in range(0, owner.size, chunk):
             k = min(chunk, owner.size - start)
             cu = _counts(rng, nu, k)
-            if two_way:
-                ci = _counts(rng, ni, k)
-                wa = np.take(cu, ua, axis=1) * np.take(ci, ia, axis=1)
-                wb = np.take(cu, ub, axis=1) * np.take(ci, ib, axis=1)
-            else:
-                wa, wb = np.take(cu, ua, axis=1), np.take(cu, ub, axis=1)
-            deltas[start:start + k] = ra.auc_sorted(wa) - rb.auc_sorted(wb)
+            ci = _counts(rng, ni, k) if two_way else None
+            aucs = []
+            for ranked, (up, un, ip, in_) in zip((ra, rb), units):
+                if ci is None:
+                    aucs.append(ranked.auc_split(np.take(cu, up, axis=1), np.take(cu, un, axis=1)))
+                else:
+                    aucs.append(ranked.auc_split(np.take(cu, up, axis=1) * np.take(ci, ip, axis=1),
+                                            np.take(cu, un, axis=1) * np.take(ci, in_, axis=1)))
+            deltas[start:start + k] = aucs[0] - aucs[1]
         # a NaN resample makes its draw NaN; a replicate weighs 1 / R_g within its split's mean
         total += np.bincount(owner, weights=deltas, minlength=n_boot) / (size[group[r]] if n_groups > 1 else 1)
     draws = total / (n_groups if n_groups > 1 else n_rep)
