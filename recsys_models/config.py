@@ -16,6 +16,12 @@ from recsys_models.errors import RankConfigError, require
 
 ModelName = Literal["dlrm", "din", "sim"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
+
+
+def batch_layout(model_name: str) -> Literal["pooled", "sequence"]:
+    """The batch layout a model reads: DLRM pools every bag ("pooled"); DIN and SIM attend over per-item
+    representations ("sequence"). Here, not in the factory, so that planning code can ask without torch."""
+    return "pooled" if model_name == "dlrm" else "sequence"
 ShardingName = Literal["auto", "table_wise", "row_wise", "column_wise"]
 SHARDINGS: tuple[ShardingName, ...] = get_args(ShardingName)
 TableOptimizerName = Literal["adagrad", "rowwise_adagrad", "adam"]  # recsys_models.optimizers.table_optimizer

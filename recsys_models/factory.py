@@ -14,18 +14,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from recsys_models.config import MODELS, TrainConfig
+from recsys_models.config import MODELS, TrainConfig, batch_layout  # noqa: F401 (batch_layout: re-exported)
 from recsys_models.din import build_din
 from recsys_models.dlrm import build_dlrm
 from recsys_models.errors import RecsysModelError
-from recsys_models.features import FeatureSet, Layout
+from recsys_models.features import FeatureSet
 from recsys_models.sim import build_sim
-
-
-def batch_layout(model_name: str) -> Layout:
-    """The batch layout a model reads: DLRM pools every bag ("pooled"); DIN and SIM attend over per-item
-    representations ("sequence")."""
-    return "pooled" if model_name == "dlrm" else "sequence"
 
 
 def build_model(model_name: str, fs: FeatureSet, cfg: TrainConfig, *, search: Literal["hard", "soft"] | None = None,

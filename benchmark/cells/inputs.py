@@ -224,6 +224,7 @@ def cell_inputs(plan: CellPlan, side: ItemSide, embedding_dim: int,
     if plan.dense_source == "frozen":
         dense = side.frozen.frozen_embeddings()
     elif plan.dense_source == "aligned":
+        assert side.align is not None, "the plan reads the aligned embedding: its item side must hold it"
         dense = side.align.embeddings
     fs = build_features(plan.variant, n_items=prepared.items.height, n_users=n_users_of(prepared),
                         embedding_dim=embedding_dim, users=prepared.users, codes=codes,

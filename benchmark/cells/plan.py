@@ -26,7 +26,8 @@ class CellPlan:
     they are tokenised or controlled), its VQ bag, its content vector, whether it reads item metadata, SIM's
     search unit (mode and the code set hard search matches on), the replicate seed of its item side, its key, and
     the split seed of its data (`cfg` is one split seed's config: benchmark.config.suite.split_seed_configs; the
-    key covers the split seed through the data key upstream of it)."""
+    key covers the split seed through the data key upstream of it), and the item-side entries it reads (`reads`,
+    the same entries whose keys its key covers: a worker may start the cell once these are sealed)."""
 
     variant: str
     model: str
@@ -41,6 +42,7 @@ class CellPlan:
     sim_search_codes: str | None
     key: str
     split_seed: int = 0
+    reads: tuple[tuple[str, str], ...] = ()  # the item-side entries (stage, code set or "") the cell reads
 
 
 # rank settings added after cell keys were recorded: out of the key while at their default (no key moved)
@@ -74,11 +76,11 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
             search, search_codes = "hard", code_set
         else:
             search = "soft"
-    upstream = [keys.key("data")]
+    reads = [("data", "")]
     if v.dense:
-        upstream.append(keys.key("frozen" if v.dense == "frozen" else "align"))
-    for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n):
-        upstream.append(keys.key("codes", name))
+        reads.append(("frozen" if v.dense == "frozen" else "align", ""))
+    reads += [("codes", name) for name in dict.fromkeys(n for n in (code_set, vq_set, search_codes) if n)]
+    upstream = [keys.key(stage, inst) for stage, inst in reads]
     slice_ = {"rank": rank_key_slice(cfg.rank), "variant": variant, "model": model, "seed": seed, "replicate_seed": keys.seed,
               "quantizer": q if (v.codes or v.vq) else None, "sim_search": search, "sim_search_codes": search_codes}
     if v.codes and q != "vq" and cfg.quantize.tokens != TokenizeConfig():  # only when set: default keys unchanged
@@ -87,4 +89,4 @@ def plan_cell(cfg: SuiteConfig, variant: str, model: str, seed: int, keys: ItemS
         slice_["device"] = keys.device_class
     key = slice_hash(slice_, *upstream, version=__version__)
     return CellPlan(variant, model, seed, keys.seed, code_set, v.control, vq_set, v.dense, v.metadata, search,
-                    search_codes, key, cfg.data.split.seed)
+                    search_codes, key, cfg.data.split.seed, tuple(reads))

@@ -94,6 +94,24 @@ REFERENCE_ITEMS = 1_682
 GUESS_EPOCH_SECONDS = {"dlrm": 1.8, "din": 2.4, "sim": 2.2}
 GUESS_OTHER_MODEL_S = 2.4
 
+# A pooled model (DLRM) over a VQ bag pools k item tokens per history item (k = 25 by default) for the bag of every
+# history position: a DLRM cell with the aligned VQ bag took 7.8 s against 1.5-1.6 s for its RQ-code cells (MovieLens-100K
+# --quick, one epoch, one thread, 2026-12-06). Used to start such cells first among those ready (CellScheduler).
+GUESS_POOLED_VQ_FACTOR = 5.0
+
+
+def cell_cost(model: str, code_sets: list[str | None], epoch_seconds: dict[str, float] | None = None) -> float:
+    """The expected seconds per epoch of one cell, for ordering the cells ready to train (the costliest first):
+    the model's recorded epoch seconds when given, else GUESS_EPOCH_SECONDS; times GUESS_POOLED_VQ_FACTOR for a
+    pooled-layout model reading a VQ code set (`code_sets`: the plan's code_set and vq_set)."""
+    from benchmark.itemside.compute import parse_code_set
+    from recsys_models.config import batch_layout
+
+    base = (epoch_seconds or {}).get(model, GUESS_EPOCH_SECONDS.get(model, GUESS_OTHER_MODEL_S))
+    vq = any(n is not None and parse_code_set(n)[1] == "vq" for n in code_sets)
+    return base * (GUESS_POOLED_VQ_FACTOR if vq and batch_layout(model) == "pooled" else 1.0)
+
+
 # Seconds per item-side entry at the reference size, and what each scales with: data 0.4 s, pairs (U2I towers +
 # Swing) 4.3 s and align (20 epochs, a head over cached MiniLM outputs) 4.6 s with the interactions; frozen 6.4 s
 # (MiniLM over 1,682 titles; an image modality is guessed the same) per modality and a code set 0.2 s (RQ-VAE:

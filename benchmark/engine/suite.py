@@ -73,6 +73,7 @@ class SuiteRun:
         self.splits: list[tuple[int, SuiteConfig]] = split_seed_configs(cfg)
         self.split_sides: dict[int, dict[int, ItemSide]] = {}
         self.sides: dict[int, ItemSide] = {}  # the first split seed's, by replicate seed
+        self._side_keys: dict[tuple[int, int], Any] | None = None
 
     def run(self) -> SuiteResults:
         """Take the suite's lock (one process per suite; before anything is written), then run."""
@@ -83,23 +84,40 @@ class SuiteRun:
             self.suite_dir = run_dir / "sweep" / self.label if self.label else run_dir
             return self._run()
 
-    def item_side(self) -> None:
+    def side_keys(self) -> dict[tuple[int, int], Any]:
+        """Every replicate's ItemSideKeys by (split seed, replicate seed), from the config and the data files alone
+        (nothing runs): computed once."""
+        if self._side_keys is None:
+            import torch
+
+            from benchmark.data.preparation import data_key
+            from benchmark.itemside.stages import item_side_keys
+
+            device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
+            self._side_keys = {}
+            for split_seed, scfg in self.splits:
+                dkey = data_key(scfg.data)
+                for rseed in replicate_seeds(scfg):
+                    self._side_keys[(split_seed, rseed)] = item_side_keys(scfg, dkey, rseed, device_class)
+        return self._side_keys
+
+    def item_side(self, on_sealed: Any = None) -> None:
         """Every replicate's item side (data, pairs, frozen, align, code sets) under every split seed, computed or
-        loaded: one data entry per split seed, shared by its replicates."""
-        import torch
-
-        from benchmark.data.preparation import data_key
+        loaded: one data entry per split seed, shared by its replicates. on_sealed(stage, key): called as each
+        entry is sealed (the cell scheduler starts the cells that read it)."""
         from benchmark.itemside.runner import run_item_side
-        from benchmark.itemside.stages import item_side_keys
 
-        device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
         for split_seed, scfg in self.splits:
-            dkey = data_key(scfg.data)
             data = None
             sides = self.split_sides.setdefault(split_seed, {})
             for rseed in replicate_seeds(scfg):
-                side = run_item_side(scfg, self.cache, item_side_keys(scfg, dkey, rseed, device_class),
-                                     device=self.device, world=self.world, progress=self.progress, data=data)
+                keys = self.side_keys()[(split_seed, rseed)]
+                # what the cells read first, where the stage graph allows (cells start on them: engine.pool)
+                first = {e for v, m, s in cells_of(scfg) for e in plan_cell(scfg, v, m, s, keys).reads}
+                side = run_item_side(scfg, self.cache, keys, device=self.device, world=self.world,
+                                     progress=self.progress, data=data, first=first,
+                                     on_entry=None if on_sealed is None else
+                                     lambda stage, inst, k=keys: on_sealed(stage, k.key(stage, inst)))
                 data = side.data
                 sides[rseed] = side
         self.sides = self.split_sides[self.splits[0][0]]
@@ -107,15 +125,35 @@ class SuiteRun:
     def _run(self) -> SuiteResults:
         import torch
 
-        from benchmark.engine.logs import log_item_side, log_stage_keys
-        from benchmark.itemside.summary import item_side_record
-        from benchmark.tracking.store import describe_reaped, tracker_for
+        from benchmark.tracking.store import tracker_for
 
         cfg, main = self.cfg, self.world.is_main  # other ranks train with rank 0 but log and write nothing
         torch.set_num_threads(cfg.threads)
         self.resolve_device()
         tracker = tracker_for(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir, is_main=main)
-        tracker.check()  # an unreachable store is reported before any training
+        with contextlib.ExitStack() as stack:
+            # the worker processes (if any) start now, and import while the store is checked; cells start as
+            # soon as the item-side entries they read are finished
+            scheduler = self._scheduler(stack)
+            tracker.check()  # an unreachable store is reported before any training
+            results, md = self._run_logged(tracker, scheduler, stack)
+        if md is None:  # a rank other than 0
+            return results
+        print(md)
+        say(f"Done. Report: {self.suite_dir / 'report.md'}  Plots: {self.suite_dir / 'plots'}\n"
+            f"MLflow: {tracker.tracking_uri} (experiment '{cfg.suite.name}'); open it with `qarm-bench ui` "
+            f"(http://127.0.0.1:5000)")
+        return results
+
+    def _run_logged(self, tracker: Any, scheduler: Any,
+                    workers: contextlib.ExitStack) -> tuple[SuiteResults, str | None]:
+        """The run under its MLflow parent run, once the store is checked: (results, the report's markdown; None
+        on a rank other than 0). workers: closed (the worker processes let go) once the cells are in."""
+        from benchmark.engine.logs import log_item_side, log_stage_keys
+        from benchmark.itemside.summary import item_side_record
+        from benchmark.tracking.store import describe_reaped
+
+        cfg, main = self.cfg, self.world.is_main
         for line in describe_reaped(tracker.reap_dead_runs()):  # runs of dead processes -> KILLED
             say(f"[reap]   {line}")
         if main:
@@ -133,7 +171,10 @@ class SuiteRun:
         tags |= {f"override.{k}": v for k, v in self.overrides.items()}
         with tracker.parent_run(run_name, params=flatten(cfg), tags=tags) as parent:
             parent.log_text(canonical_json(cfg), "config/resolved.json")
-            self.item_side()
+            self.item_side(on_sealed=scheduler.sealed if scheduler is not None else None)
+            if scheduler is not None:
+                scheduler.item_side_done()
+                warm_report_imports()  # this process mostly waits for the workers now
             first = self.sides[replicate_seeds(self.splits[0][1])[0]].keys
             log_stage_keys(parent, {s: self.sides[s].keys.flat() for s in replicate_seeds(self.splits[0][1])})
             parent.set_tags({"dataset_fingerprint": first.key("data")})
@@ -141,17 +182,13 @@ class SuiteRun:
                                for split, scfg in self.splits for s in replicate_seeds(scfg))
             first_split = tuple(r for r in replicates if r.split_seed == self.splits[0][0])
             log_item_side(parent, self.sides[replicates[0].seed].data.stats, first_split)
-            cells = self._run_cells(tracker)
+            cells = self._run_cells(tracker, scheduler)
+            workers.close()
             results = self._results(replicates, cells, started)
             if not main:
-                return results
+                return results, None
             results = self._primary(results)
-            md = self._report(results, parent)
-        print(md)
-        say(f"Done. Report: {self.suite_dir / 'report.md'}  Plots: {self.suite_dir / 'plots'}\n"
-            f"MLflow: {tracker.tracking_uri} (experiment '{cfg.suite.name}'); open it with `qarm-bench ui` "
-            f"(http://127.0.0.1:5000)")
-        return results
+            return results, self._report(results, parent)
 
     def resolve_device(self) -> Any:
         """The run's torch.device: the one handed in, else suite.device resolved here, once (a CUDA device on a
@@ -168,8 +205,9 @@ class SuiteRun:
 
     def _pending(self) -> list[tuple[int, SuiteConfig, str, str, int]]:
         """The cells whose results are not cached (they train)."""
+        keys = self.side_keys()
         return [(split, scfg, v, m, s) for split, scfg, v, m, s in self._cells()
-                if not self.cache.done("rank", plan_cell(scfg, v, m, s, self._side(s, split).keys).key)]
+                if not self.cache.done("rank", plan_cell(scfg, v, m, s, keys[(split, replicate_seed(scfg, s))]).key)]
 
     def _side(self, seed: int, split_seed: int | None = None) -> ItemSide:
         """The item side of seed `seed` under split seed `split_seed` (default: the first)."""
@@ -177,52 +215,81 @@ class SuiteRun:
         scfg = dict(self.splits)[split]
         return self.split_sides[split][replicate_seed(scfg, seed)]
 
-    def _run_cells(self, tracker: Any) -> list[CellRecord]:
-        """Every cell, in order, each in its MLflow child run; uncached cells train in `cfg.workers` worker
-        processes when there are several (benchmark.engine.pool), else here with live per-epoch metrics."""
+    def _scheduler(self, stack: contextlib.ExitStack) -> Any:
+        """The CellScheduler (benchmark.engine.pool) of this run's uncached cells, its worker processes started,
+        entered on `stack`; None when they train here: a single worker, a single cell to train, a torchrun world
+        (every rank trains every cell with the others) or a GPU (shared by one process)."""
+        workers = self.cfg.workers if not self.world.active and torch_device_type(self.resolve_device()) == "cpu" else 1
+        pending = self._pending() if workers > 1 else []
+        if len(pending) <= 1:
+            return None
+        from benchmark.engine.plan import cell_cost
+        from benchmark.engine.pool import CellPool, CellScheduler
+
+        n = min(workers, len(pending))
+        say(f"[cells]  {len(pending)} to train in {n} worker processes x {self.cfg.threads} thread(s), each as "
+            "soon as the item-side entries it reads are finished")
+        scheduler = stack.enter_context(CellScheduler(CellPool(n, self.cfg.threads)))
+        keys = self.side_keys()
+        cfg_json = {split: canonical_json(scfg) for split, scfg in self.splits}
+        for split, scfg, v, m, s in pending:
+            k = keys[(split, replicate_seed(scfg, s))]
+            plan = plan_cell(scfg, v, m, s, k)
+            scheduler.add((split, v, m, s), [(stage, k.key(stage, inst)) for stage, inst in plan.reads],
+                          (cfg_json[split], self.cache.root, self.cache.forced, k, v, m, s),
+                          cost=cell_cost(m, [plan.code_set, plan.vq_set]))
+        return scheduler
+
+    def _run_cells(self, tracker: Any, scheduler: Any = None) -> list[CellRecord]:
+        """Every cell in its MLflow child run; returns their records in cell order. Without a scheduler each
+        cell, in order, is loaded or trained here with live per-epoch metrics; with one (benchmark.engine.pool:
+        its workers started during the item side) the cached cells are loaded here first, in order, then each
+        worker cell's child run is written as the cell finishes, its history replayed."""
+        from concurrent.futures import as_completed
+
         from tqdm import tqdm
 
         from benchmark.engine.cell import train_or_load
         from benchmark.engine.logs import cell_run_meta, epoch_logger, log_cell
 
-        pending = self._pending()
-        pool_cm: Any = contextlib.nullcontext()
-        # worker processes are a CPU engine: under torchrun every rank trains every cell with the others, and a
-        # GPU is shared by one process
-        workers = self.cfg.workers if not self.world.active and self.device.type == "cpu" else 1
-        if workers > 1 and len(pending) > 1:
-            from benchmark.engine.pool import CellPool
+        cells = self._cells()
+        queued = set() if scheduler is None else scheduler.names()  # decided before the item side
+        results: list[CellRecord | None] = [None] * len(cells)
+        several = len(self.splits) > 1
+        bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=not self.progress, file=sys.stderr,
+                   dynamic_ncols=True)
 
-            say(f"[cells]  {len(pending)} to train in {min(workers, len(pending))} worker processes "
-                f"x {self.cfg.threads} thread(s)")
-            pool_cm = CellPool(min(workers, len(pending)), self.cfg.threads)
-        results = []
-        with pool_cm as pool:
-            futures: dict[tuple[int, str, str, int], Any] = {}
-            if pool is not None:
-                cfg_json = {split: canonical_json(scfg) for split, scfg in self.splits}
-                futures = {(split, v, m, s): pool.submit(cfg_json[split], self.cache.root, self.cache.forced, v, m, s)
-                           for split, _, v, m, s in pending}
-            several = len(self.splits) > 1
-            bar = tqdm(self._cells(), desc="cells", unit="cell", disable=not self.progress, file=sys.stderr,
-                       dynamic_ncols=True)
-            for split, scfg, variant, model, seed in bar:
-                bar.set_postfix_str(f"{model}/{variant}/seed{seed}{f'/split{split}' if several else ''}")
-                side = self._side(seed, split)
-                name, params, tags = cell_run_meta(scfg, plan_cell(scfg, variant, model, seed, side.keys),
-                                                   side.keys.flat())
-                with tracker.child_run(name, params=params, tags=tags) as child:
-                    fut = futures.get((split, variant, model, seed))
-                    if fut is not None:  # trained in a worker: replay its history like a cached cell's
-                        record, cached, replay = from_json(CellRecord, fut.result(), "worker"), False, True
-                    else:
-                        record, cached = train_or_load(scfg, self.cache, side, variant, model, seed,
-                                                       device=self.device, world=self.world,
-                                                       progress=False, on_epoch=epoch_logger(child))  # one bar: cells
-                        replay = cached
-                    log_cell(child, record, cached, replay)
-                results.append(record)
-        return results
+        def child_run(i: int) -> Any:
+            split, scfg, variant, model, seed = cells[i]
+            bar.set_postfix_str(f"{model}/{variant}/seed{seed}{f'/split{split}' if several else ''}")
+            side = self._side(seed, split)
+            name, params, tags = cell_run_meta(scfg, plan_cell(scfg, variant, model, seed, side.keys),
+                                               side.keys.flat())
+            return tracker.child_run(name, params=params, tags=tags)
+
+        for i, (split, scfg, variant, model, seed) in enumerate(cells):
+            if (split, variant, model, seed) in queued:
+                continue
+            with child_run(i) as child:
+                record, cached = train_or_load(scfg, self.cache, self._side(seed, split), variant, model, seed,
+                                               device=self.device, world=self.world, progress=False,
+                                               on_epoch=epoch_logger(child))  # one bar: cells
+                log_cell(child, record, cached, replay=cached)
+            results[i] = record
+            bar.update(1)
+        if queued:
+            index = {(split, v, m, s): i for i, (split, _, v, m, s) in enumerate(cells)}
+            futures = {scheduler.future(name): index[name] for name in queued}
+            for fut in as_completed(futures):  # a worker's error is raised here, as its cell finishes
+                i = futures[fut]
+                record = from_json(CellRecord, fut.result(), "worker")
+                with child_run(i) as child:  # trained in a worker: replay its history like a cached cell's
+                    log_cell(child, record, cached=False, replay=True)
+                results[i] = record
+                bar.update(1)
+        bar.close()
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
 
     def _results(self, replicates: tuple[ItemSideRecord, ...], cells: list[CellRecord],
                  started: str) -> SuiteResults:
@@ -278,6 +345,30 @@ class SuiteRun:
                                                       self.cfg.suite.variants, self.cfg.report.confidence,
                                                       primary=family, dataset=self.cfg.data.dataset))
         return report.markdown
+
+
+def warm_report_imports() -> None:
+    """Import the report's modules (matplotlib, scipy.stats) in a background thread, while the cells train in the
+    worker processes and this process mostly waits: the report then starts without paying for them. An import
+    that fails here fails again, and is reported, where the report imports it."""
+    import threading
+
+    def work() -> None:
+        try:
+            import scipy.stats  # noqa: F401
+
+            import benchmark.report.plots  # noqa: F401
+            import benchmark.report.write  # noqa: F401
+        except Exception:  # noqa: S110 (reported by the report's own import)
+            pass
+
+    threading.Thread(target=work, name="qarm-report-imports", daemon=True).start()
+
+
+def torch_device_type(device: Any) -> str:
+    import torch
+
+    return torch.device(device).type
 
 
 def suite_lock(folder: Any, world: World) -> contextlib.AbstractContextManager[Any]:

@@ -17,6 +17,7 @@ from benchmark.itemside.runner import ItemSide
 
 
 def item_side_record(cfg: SuiteConfig, side: ItemSide) -> ItemSideRecord:
+    assert side.align is not None, "a whole item side (run_item_side), not one loaded for a cell"
     code_sets = tuple(CodeSetRecord(name, cs.kind, to_plain(cs.diagnostics)) for name, cs in side.codes.items())
     return ItemSideRecord(seed=side.seed, stage_keys=side.keys.flat(), pair_stats=side.pairs.stats,
                           alignment=side.align.summary, code_sets=code_sets,

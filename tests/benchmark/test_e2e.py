@@ -37,6 +37,7 @@ def test_whole_pipeline_mlflow_tree_report_and_plots(tmp_path: Path, capsys: pyt
     for child in children:
         assert child.info.status == "FINISHED"
         assert {"variant", "model", "seed"} <= set(child.data.tags)
+        assert child.data.tags["cached"] == "false"  # every cell trained now, those done in the item side's time too
         assert "test_all_auc" in child.data.metrics and "best_epoch" in child.data.metrics
         assert client.get_metric_history(child.info.run_id, "val_auc")  # per-epoch metrics with steps
     # the alignment curve reaches the parent run and the plot: the same finite values, epoch by epoch
