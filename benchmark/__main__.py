@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from benchmark.cli import main
+from benchmark.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

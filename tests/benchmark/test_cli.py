@@ -69,6 +69,15 @@ def test_console_script_and_module_are_the_same() -> None:
         assert out2.stdout == out.stdout
 
 
+def test_the_console_entry_passes_main_s_exit_code_on() -> None:
+    """`python -m benchmark` and the console script go through benchmark.cli.entry (main, then gc.freeze before
+    the process exits): a user error still exits 2 with its message."""
+    out = subprocess.run([sys.executable, "-m", "benchmark", "run", "no-such-suite"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no-such-suite" in out.stderr and "Traceback" not in out.stderr
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert 'qarm-bench = "benchmark.cli:entry"' in pyproject
+
+
 def test_importing_the_cli_does_nothing() -> None:
     code = "import sys, benchmark.cli; print(sorted(m for m in ('torch','mlflow','torchrec','polars') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
