@@ -2,7 +2,7 @@
 
 A cell's result depends only on its inputs, its seed and the torch thread count, so cells can train in any
 order and in any process: with `suite.workers = W` the suite starts W spawned processes, each with
-`suite.threads` torch threads, before its item side, and a CellScheduler hands them the cells whose results are
+`suite.threads` torch threads, as its item side begins, and a CellScheduler hands them the cells whose results are
 not cached, each once the item-side entries it reads (its plan's `reads`) are sealed in the stage cache: an
 ID-only cell trains while the encoders and alignment still run. While the suite's own process computes the item
 side, at most W - 1 cells train (its `threads` threads take one worker's place, so threads never outnumber

@@ -131,11 +131,11 @@ class SuiteRun:
         torch.set_num_threads(cfg.threads)
         self.resolve_device()
         tracker = tracker_for(cfg.suite.name, cfg.suite.tracking_uri, cfg.suite.runs_dir, is_main=main)
+        tracker.check()  # an unreachable store is reported before any training
         with contextlib.ExitStack() as stack:
-            # the worker processes (if any) start now, and import while the store is checked; cells start as
-            # soon as the item-side entries they read are finished
+            # the worker processes (if any) start now and import the training code while the item side begins;
+            # a cell starts as soon as the item-side entries it reads are finished
             scheduler = self._scheduler(stack)
-            tracker.check()  # an unreachable store is reported before any training
             results, md = self._run_logged(tracker, scheduler, stack)
         if md is None:  # a rank other than 0
             return results
