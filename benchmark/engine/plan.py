@@ -156,7 +156,8 @@ class WallEstimate:
     recorded compute seconds of this suite's cached entries of its stage, else a guess scaled to `size`), then the
     cells, each to run at most rank.epochs epochs at the mean recorded epoch seconds of its model's cached cells
     (`measured` models) or GUESS_EPOCH_SECONDS scaled to `size` (`guessed`), spread over the worker processes.
-    `seconds` = `item_seconds` + `cell_seconds`."""
+    `seconds` = `item_seconds` + `cell_seconds`: with several workers a bound from above, since a cell whose
+    item-side entries are finished trains while the rest of the item side is computed (engine.pool)."""
 
     seconds: float
     cells: int
@@ -176,7 +177,10 @@ class WallEstimate:
         if not self.cells and not self.stages:
             return "estimated wall time: 0 s (every item-side entry and every cell is cached)"
         lines = [f"estimated wall time: ~{_duration(self.seconds)} in all = item side ~{_duration(self.item_seconds)}"
-                 f" + cells ~{_duration(self.cell_seconds)}"]
+                 f" + cells ~{_duration(self.cell_seconds)}"
+                 + (f" (at most: with {self.workers} workers, cells whose item-side entries are finished train "
+                    "while the rest of the item side is computed)" if self.workers > 1 and self.cells and self.stages
+                    else "")]
         size = self.size or DataSize(REFERENCE_ITEMS, REFERENCE_INTERACTIONS, "MovieLens-100K's assumed")
         if self.stages:
             per = ", ".join(f"{s.stage} {s.entries} x ~{_duration(s.seconds / s.entries)} "

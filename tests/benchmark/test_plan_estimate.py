@@ -101,6 +101,7 @@ def test_plan_estimates_entries_to_compute_from_the_suite_s_cached_timings(tmp_p
     assert est.seconds == pytest.approx(item + cells)
     text = render_plan(plan, cfg)
     assert "item side ~" in text and "+ cells ~" in text and "not counted" not in text
+    assert f"(at most: with {est.workers} workers" in text and est.workers == 2  # cells overlap the item side
     assert "pairs 1 x ~7.0 s (measured)" in text and "frozen 1 x ~4.6 s (guessed)" in text
     assert f"codes {len(todo)} x ~" in text and "(1 measured)" in text
     assert "30,000 interactions and 1,200 items (the cached data entry)" in text
