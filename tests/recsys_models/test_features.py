@@ -67,6 +67,10 @@ def test_pooled_kjt_by_hand() -> None:
         assert d[key].lengths().tolist() == lengths, key
 
 
+def test_full_fields_are_those_without_padding() -> None:
+    assert _full_fs().full_fields == {"item", "rq_0", "rq_1", "vq"}  # genres has -1
+
+
 def test_reference_by_hand_matches() -> None:
     ref = build_kjt_reference(_full_fs(), [(2, 1, [3, 0]), (0, 2, [])])
     fast = build_kjt(_full_fs(), *ARGS)
@@ -86,8 +90,11 @@ def test_sequence_layout_by_hand() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(b=st.integers(1, 6), t=st.integers(1, 5), levels=st.integers(0, 3), bag=st.integers(0, 3),
-       item_id=st.booleans(), seed=st.integers(0, 10_000))
-def test_vectorised_equals_reference(b: int, t: int, levels: int, bag: int, item_id: bool, seed: int) -> None:
+       item_id=st.booleans(), seed=st.integers(0, 10_000), padded=st.booleans())
+def test_vectorised_equals_reference(b: int, t: int, levels: int, bag: int, item_id: bool, seed: int,
+                                     padded: bool) -> None:
+    """build_kjt against the per-row reference; the bag field with padding (the masked path) or without any
+    (FeatureSet.full_fields: the unmasked path)."""
     if not item_id and levels == 0 and bag == 0:
         levels = 1
     g = torch.Generator().manual_seed(seed)
@@ -102,7 +109,9 @@ def test_vectorised_equals_reference(b: int, t: int, levels: int, bag: int, item
     if bag:
         fields.append(ItemField("bag", "t_bag", k, bag))
         toks = torch.randint(0, k, (n, bag), generator=g)
-        tokens["bag"] = torch.where(torch.rand(n, bag, generator=g) < 0.3, -1, toks)  # ragged bags, some empty
+        pad = torch.rand(n, bag, generator=g) < 0.3
+        pad[0, 0] = padded  # at least one padding token, or none at all
+        tokens["bag"] = torch.where(pad if padded else torch.zeros_like(pad), -1, toks)  # ragged bags, some empty
     spec = FeatureSpec(n_items=n, n_users=u, user_features=(("a", 3), ("b", 2)), item_fields=tuple(fields))
     fs = FeatureSet(spec=spec, item_tokens=tokens, user_table=torch.stack(
         [torch.randint(0, 3, (u,), generator=g), torch.randint(0, 2, (u,), generator=g)], 1))
@@ -110,6 +119,8 @@ def test_vectorised_equals_reference(b: int, t: int, levels: int, bag: int, item
     hist_len = torch.randint(0, t + 1, (b,), generator=g)
     hist = torch.randint(0, n, (b, t), generator=g) * (torch.arange(t)[None] < hist_len[:, None])
     rows = [(int(users[i]), int(items[i]), hist[i, : hist_len[i]].tolist()) for i in range(b)]
+    assert ("bag" in fs.full_fields) == (bag > 0 and not padded)
+    assert {"item", *(f"rq_{lv}" for lv in range(levels))} & set(tokens) <= fs.full_fields
     fast, ref = build_kjt(fs, users, items, hist, hist_len), build_kjt_reference(fs, rows)
     assert fast.keys() == ref.keys()
     assert torch.equal(fast.values(), ref.values()) and torch.equal(fast.lengths(), ref.lengths())
