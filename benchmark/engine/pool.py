@@ -6,8 +6,8 @@ order and in any process: with `suite.workers = W` the suite starts W spawned pr
 not cached, each once the item-side entries it reads (its plan's `reads`) are sealed in the stage cache: an
 ID-only cell trains while the encoders and alignment still run. While the suite's own process computes the item
 side, at most W - 1 cells train (its `threads` threads take one worker's place, so threads never outnumber
-W x `threads`); then W. Among the cells ready, the slowest model's go first (the tail of the run is then a short
-cell). A worker loads the entries its cell reads from the stage cache, trains the cell, seals its `rank` entry
+W x `threads`); then W. Among the cells ready, the costliest go first (engine.plan.cell_cost: the tail of the
+run is then a short cell). A worker loads the entries its cell reads from the stage cache, trains the cell, seals its `rank` entry
 and returns the CellRecord; the parent alone talks to MLflow and replays each returned cell's history into its
 child run. Results are bit for bit those of one process (tests/benchmark/test_workers.py).
 """
@@ -44,8 +44,8 @@ def _die_with_parent(parent: int, poll_s: float = 0.5) -> None:
 
     Linux: prctl(PR_SET_PDEATHSIG, SIGKILL), delivered by the kernel the moment the parent goes (strictly, when
     the parent THREAD that started this worker exits: CellPool.warm starts them all from the suite's main
-    thread, and CellScheduler's thread, which submits the cells, outlives the pool). Everywhere: a daemon thread polling os.getppid() every poll_s seconds, which changes
-    when the parent dies (the worker is re-parented); it also catches a parent that died before prctl ran."""
+    thread, and CellScheduler's thread, which submits the cells, outlives the pool). Everywhere: a daemon
+    thread polling os.getppid() every poll_s seconds, which changes when the parent dies (the worker is re-parented); it also catches a parent that died before prctl ran."""
     import signal
     import sys
     import threading
@@ -117,8 +117,8 @@ class CellPool:
 
     def warm(self) -> None:
         """Start every worker now, from the calling thread (the suite's main thread), without waiting for them:
-        they import torch and the training code (`_warm`) while the caller goes on. The executor starts a process per
-        submitted task while none is idle, and none is before its first task returns."""
+        they import torch and the training code (`_warm`) while the caller goes on. The executor starts a
+        process per submitted task while none is idle, and none is before its first task returns."""
         for _ in range(self.workers):
             self.executor.submit(_warm)
 
@@ -144,13 +144,14 @@ class _Cell:
     cost: float  # expected seconds: the higher go first
     order: int
     result: Future = field(default_factory=Future)
+    submitted: bool = False  # handed to the pool
 
 
 class CellScheduler:
     """Feeds a CellPool: `add` a cell with the item-side entries it reads, report each entry with `sealed` as the
     item side seals it, then `item_side_done`; `result(name)` waits for a cell's JSON CellRecord (or raises its
-    error), `future(name)` is its Future. A cell goes to the workers once all its entries are sealed; at most W - 1 cells are in the workers
-    until `item_side_done` (the caller computes the item side with the threads of one worker), W after it;
+    error), `future(name)` is its Future. A cell goes to the workers once all its entries are sealed; at most
+    W - 1 cells are in the workers until `item_side_done` (the caller computes the item side with the threads of one worker), W after it;
     ready cells go highest `cost` first, then in the order added. `item_side_done` also releases any cell still
     waiting (its worker then reports an entry that is not there rather than the run waiting for ever).
 
@@ -170,7 +171,6 @@ class CellScheduler:
         self._cap = max(1, pool.workers - 1)
         self._closed = False
         self._pool_down = threading.Event()
-        self.submitted: list[Hashable] = []  # the names, in the order they went to the workers
         pool.warm()
         self._thread = threading.Thread(target=self._pump, name="qarm-cell-scheduler", daemon=True)
         self._thread.start()
@@ -224,7 +224,7 @@ class CellScheduler:
                     break
                 cell = self._ready.pop(0)
                 self._running += 1
-                self.submitted.append(cell.name)
+                cell.submitted = True
             try:
                 fut = self.pool.submit(*cell.args)
             except BaseException as e:  # a broken or shut-down pool: the cell reports it
@@ -234,14 +234,15 @@ class CellScheduler:
         self._pool_down.wait()  # outlive the workers (see the class docstring)
 
     def _finish(self, cell: _Cell, fut: Future | None, error: BaseException | None) -> None:
-        if fut is not None and fut.cancelled():
+        """Pass the pool's Future `fut` of `cell` on to the cell's own, or `error` when it could not be submitted."""
+        if fut is None:
+            cell.result.set_exception(error or RuntimeError("cell not submitted"))
+        elif fut.cancelled():
             cell.result.cancel()
-        elif fut is not None and fut.exception() is not None:
+        elif fut.exception() is not None:
             cell.result.set_exception(fut.exception())
-        elif fut is not None:
-            cell.result.set_result(fut.result())
         else:
-            cell.result.set_exception(error if error is not None else RuntimeError("cell not run"))
+            cell.result.set_result(fut.result())
         with self._cond:
             self._running -= 1
             self._cond.notify_all()
@@ -257,7 +258,7 @@ class CellScheduler:
             self._closed = True
             self._cond.notify_all()
         for cell in self._cells.values():  # never submitted: whoever waits on it is told
-            if cell.name not in self.submitted:
+            if not cell.submitted:
                 cell.result.cancel()
 
         def down() -> None:

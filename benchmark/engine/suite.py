@@ -88,12 +88,11 @@ class SuiteRun:
         """Every replicate's ItemSideKeys by (split seed, replicate seed), from the config and the data files alone
         (nothing runs): computed once."""
         if self._side_keys is None:
-            import torch
 
             from benchmark.data.preparation import data_key
             from benchmark.itemside.stages import item_side_keys
 
-            device_class = torch.device(self.resolve_device()).type  # in the seeded stages' and cells' keys unless "cpu"
+            device_class = self.device_type()  # in the seeded stages' and cells' keys unless "cpu"
             self._side_keys = {}
             for split_seed, scfg in self.splits:
                 dkey = data_key(scfg.data)
@@ -174,7 +173,6 @@ class SuiteRun:
             self.item_side(on_sealed=scheduler.sealed if scheduler is not None else None)
             if scheduler is not None:
                 scheduler.item_side_done()
-                warm_report_imports()  # this process mostly waits for the workers now
             first = self.sides[replicate_seeds(self.splits[0][1])[0]].keys
             log_stage_keys(parent, {s: self.sides[s].keys.flat() for s in replicate_seeds(self.splits[0][1])})
             parent.set_tags({"dataset_fingerprint": first.key("data")})
@@ -189,6 +187,12 @@ class SuiteRun:
                 return results, None
             results = self._primary(results)
             return results, self._report(results, parent)
+
+    def device_type(self) -> str:
+        """The class of the run's device: "cpu", "cuda", ..."""
+        import torch
+
+        return torch.device(self.resolve_device()).type
 
     def resolve_device(self) -> Any:
         """The run's torch.device: the one handed in, else suite.device resolved here, once (a CUDA device on a
@@ -219,7 +223,7 @@ class SuiteRun:
         """The CellScheduler (benchmark.engine.pool) of this run's uncached cells, its worker processes started,
         entered on `stack`; None when they train here: a single worker, a single cell to train, a torchrun world
         (every rank trains every cell with the others) or a GPU (shared by one process)."""
-        workers = self.cfg.workers if not self.world.active and torch_device_type(self.resolve_device()) == "cpu" else 1
+        workers = self.cfg.workers if not self.world.active and self.device_type() == "cpu" else 1
         pending = self._pending() if workers > 1 else []
         if len(pending) <= 1:
             return None
@@ -345,30 +349,6 @@ class SuiteRun:
                                                       self.cfg.suite.variants, self.cfg.report.confidence,
                                                       primary=family, dataset=self.cfg.data.dataset))
         return report.markdown
-
-
-def warm_report_imports() -> None:
-    """Import the report's modules (matplotlib, scipy.stats) in a background thread, while the cells train in the
-    worker processes and this process mostly waits: the report then starts without paying for them. An import
-    that fails here fails again, and is reported, where the report imports it."""
-    import threading
-
-    def work() -> None:
-        try:
-            import scipy.stats  # noqa: F401
-
-            import benchmark.report.plots  # noqa: F401
-            import benchmark.report.write  # noqa: F401
-        except Exception:  # noqa: S110 (reported by the report's own import)
-            pass
-
-    threading.Thread(target=work, name="qarm-report-imports", daemon=True).start()
-
-
-def torch_device_type(device: Any) -> str:
-    import torch
-
-    return torch.device(device).type
 
 
 def suite_lock(folder: Any, world: World) -> contextlib.AbstractContextManager[Any]:

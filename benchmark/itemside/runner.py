@@ -105,7 +105,7 @@ def run_item_side(cfg: SuiteConfig, cache: StageCache, keys: ItemSideKeys, *, de
         if on_entry is not None:
             on_entry(stage.name, inst)
     bar.close()
-    codes = {inst: codes[inst] for stage, inst in entry_order(cfg) if stage.name == "codes"}  # table order
+    codes = {inst: codes[inst] for inst in BY_NAME["codes"].instances(cfg)}  # table order
     return ItemSide(keys.seed, keys, out["data"], out["pairs"], out["frozen"], out["align"], codes)
 
 
